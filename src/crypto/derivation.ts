@@ -1,0 +1,41 @@
+import { createHmac, hkdfSync } from "node:crypto";
+import { lengthPrefixed } from "./length-prefix.js";
+
+/** Size in bytes of the master key, workspace keys and record keys. */
+export const KEY_BYTES = 32;
+
+const KEY_ID_LABEL = "kms-envelope/v1/key-id";
+const WORKSPACE_LABEL = Buffer.from("kms-envelope/v1/workspace\u0000", "utf8");
+
+/**
+ * Key id of a master key (SPEC.md §2): "<provider>:" + the first 16 characters of
+ * base64url(HMAC-SHA256(M, "kms-envelope/v1/key-id")). Public by design: it names the key
+ * version without revealing it, as KEP-3299 asks of key_id.
+ */
+export function deriveKeyId(provider: string, masterKey: Uint8Array): string {
+  const tag = createHmac("sha256", masterKey).update(KEY_ID_LABEL).digest();
+  return `${provider}:${tag.toString("base64url").slice(0, 16)}`;
+}
+
+/**
+ * Workspace key W = HMAC-SHA256(M, "kms-envelope/v1/workspace" || 0x00 || lp(workspace)).
+ * Deterministic, so derived keys are never stored (SPEC.md §2).
+ */
+export function deriveWorkspaceKey(masterKey: Uint8Array, workspace: string): Buffer {
+  return createHmac("sha256", masterKey)
+    .update(WORKSPACE_LABEL)
+    .update(lengthPrefixed(workspace))
+    .digest();
+}
+
+/**
+ * Record key K = HKDF-SHA256(ikm = W, salt = nonce, info = context, 32 bytes) (RFC 5869).
+ * The random nonce doubles as the salt, so every sealed value has its own key.
+ */
+export function deriveRecordKey(
+  workspaceKey: Uint8Array,
+  nonce: Uint8Array,
+  context: Uint8Array,
+): Uint8Array {
+  return new Uint8Array(hkdfSync("sha256", workspaceKey, nonce, context, KEY_BYTES));
+}

@@ -1,0 +1,41 @@
+import { MalformedCiphertextError } from "../errors.js";
+import { SEALED_MIN_BYTES } from "./sealed.js";
+
+const PREFIX = "kmse:v1:";
+// Standard base64 with padding, as SPEC.md §2 fixes; anything else is refused, not repaired.
+const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A field value split into the key id that sealed it and the sealed bytes. */
+export interface FieldValue {
+  keyId: string;
+  sealed: Uint8Array;
+}
+
+/** Field value = "kmse:v1:<key id>:<standard padded base64 of sealed>" (ASCII). */
+export function formatFieldValue(keyId: string, sealed: Uint8Array): string {
+  return `${PREFIX}${keyId}:${Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length).toString("base64")}`;
+}
+
+/** True when text carries the field-value prefix, so callers can tell ciphertext from plain. */
+export function isFieldValue(text: string): boolean {
+  return text.startsWith(PREFIX);
+}
+
+/** Parses a field value, checking its structure only. */
+export function parseFieldValue(text: string): FieldValue {
+  if (!text.startsWith(PREFIX))
+    throw new MalformedCiphertextError("field value does not start with kmse:v1:");
+  // The key id itself contains ':' ("local:…") and base64 never does, so the last ':' splits.
+  const split = text.lastIndexOf(":");
+  const keyId = text.slice(PREFIX.length, split);
+  const encoded = text.slice(split + 1);
+  if (keyId.length === 0) throw new MalformedCiphertextError("field value has an empty key id");
+  if (!STANDARD_BASE64.test(encoded)) {
+    throw new MalformedCiphertextError("field value is not standard padded base64");
+  }
+  const sealed = Buffer.from(encoded, "base64");
+  if (sealed.length < SEALED_MIN_BYTES) {
+    throw new MalformedCiphertextError(`sealed part shorter than ${SEALED_MIN_BYTES} bytes`);
+  }
+  return { keyId, sealed };
+}

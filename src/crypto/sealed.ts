@@ -1,0 +1,59 @@
+import { randomBytes } from "node:crypto";
+import { DecryptionFailedError, MalformedCiphertextError } from "../errors.js";
+import { deriveRecordKey } from "./derivation.js";
+import {
+  SECRETBOX_MAC_BYTES,
+  SECRETBOX_NONCE_BYTES,
+  secretboxOpen,
+  secretboxSeal,
+} from "./secretbox.js";
+import { wipe } from "./wipe.js";
+
+/** Smallest possible sealed value: a nonce and a MAC around an empty plaintext. */
+export const SEALED_MIN_BYTES = SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES;
+
+/**
+ * sealed = nonce (24 CSPRNG bytes) || crypto_secretbox_easy(plaintext, nonce, K), with
+ * K = HKDF(W, salt = nonce, info = context) (SPEC.md §2). `nonce` is a parameter only so
+ * known-answer tests can fix it; production callers leave it out.
+ */
+export function seal(
+  workspaceKey: Uint8Array,
+  context: Uint8Array,
+  plaintext: Uint8Array,
+  nonce: Uint8Array = randomBytes(SECRETBOX_NONCE_BYTES),
+): Uint8Array {
+  if (nonce.length !== SECRETBOX_NONCE_BYTES) {
+    throw new RangeError(`nonce must be ${SECRETBOX_NONCE_BYTES} bytes`);
+  }
+  const recordKey = deriveRecordKey(workspaceKey, nonce, context);
+  try {
+    const boxed = secretboxSeal(plaintext, nonce, recordKey);
+    const sealed = new Uint8Array(SECRETBOX_NONCE_BYTES + boxed.length);
+    sealed.set(nonce, 0);
+    sealed.set(boxed, SECRETBOX_NONCE_BYTES);
+    return sealed;
+  } finally {
+    wipe(recordKey);
+  }
+}
+
+/** Opens a sealed value; any authentication failure is the one DecryptionFailedError. */
+export function open(
+  workspaceKey: Uint8Array,
+  context: Uint8Array,
+  sealed: Uint8Array,
+): Uint8Array {
+  if (sealed.length < SEALED_MIN_BYTES) {
+    throw new MalformedCiphertextError(`sealed value shorter than ${SEALED_MIN_BYTES} bytes`);
+  }
+  const nonce = sealed.subarray(0, SECRETBOX_NONCE_BYTES);
+  const recordKey = deriveRecordKey(workspaceKey, nonce, context);
+  try {
+    const plaintext = secretboxOpen(sealed.subarray(SECRETBOX_NONCE_BYTES), nonce, recordKey);
+    if (plaintext === undefined) throw new DecryptionFailedError();
+    return plaintext;
+  } finally {
+    wipe(recordKey);
+  }
+}

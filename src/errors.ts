@@ -1,0 +1,69 @@
+/**
+ * Every failure kms-envelope reports is a KmsEnvelopeError with a stable string `code`, so
+ * callers, the gRPC status table and metrics can branch on it without parsing messages.
+ */
+export type ErrorCode =
+  | "DECRYPTION_FAILED"
+  | "MALFORMED_CIPHERTEXT"
+  | "UNKNOWN_KEY_ID"
+  | "KEY_ID_MISMATCH"
+  | "INVALID_REQUEST"
+  | "PROVIDER_UNAVAILABLE"
+  | "ENCRYPTION_SUSPENDED"
+  | "INVALID_MASTER_KEY"
+  | "MISSING_MASTER_KEY"
+  | "INVALID_CONFIG"
+  | "SOCKET_IN_USE"
+  | "SOCKET_PATH_NOT_SOCKET"
+  | "DAEMON_UNREACHABLE";
+
+/** Base class of every error kms-envelope raises on purpose. */
+export class KmsEnvelopeError extends Error {
+  /** Stable machine-readable identifier of the failure. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "KmsEnvelopeError";
+    this.code = code;
+  }
+}
+
+/**
+ * The one error every authentication failure becomes (SPEC.md §2): the message never says
+ * whether the key, nonce, MAC or context was wrong, so it cannot serve as an oracle.
+ */
+export class DecryptionFailedError extends KmsEnvelopeError {
+  constructor() {
+    super("DECRYPTION_FAILED", "decryption failed: the value is corrupt or does not belong here");
+    this.name = "DecryptionFailedError";
+  }
+}
+
+/** Raised when bytes or text do not have the documented structure, before any key is used. */
+export class MalformedCiphertextError extends KmsEnvelopeError {
+  constructor(detail: string) {
+    super("MALFORMED_CIPHERTEXT", `malformed ciphertext: ${detail}`);
+    this.name = "MalformedCiphertextError";
+  }
+}
+
+/** Raised when a key id names no master-key version this daemon holds. */
+export class UnknownKeyIdError extends KmsEnvelopeError {
+  constructor(keyId: string) {
+    // Key ids are public (KMS-CONTRACT.md §2.3), so naming one is safe and helps the operator.
+    super(
+      "UNKNOWN_KEY_ID",
+      `unknown key id ${JSON.stringify(keyId.slice(0, 80))}: start the daemon with that master-key version (for the local provider, add it to ENCRYPTION_MASTER_KEY_PREVIOUS)`,
+    );
+    this.name = "UnknownKeyIdError";
+  }
+}
+
+/** Raised for a request that fails validation at the edge; the message names the field. */
+export class InvalidRequestError extends KmsEnvelopeError {
+  constructor(message: string) {
+    super("INVALID_REQUEST", message);
+    this.name = "InvalidRequestError";
+  }
+}
