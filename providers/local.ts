@@ -1,0 +1,110 @@
+import { deriveKeyId, deriveWorkspaceKey } from "../src/crypto/derivation.js";
+import { decodeKmsCiphertext, encodeKmsCiphertext } from "../src/crypto/kms-ciphertext.js";
+import { lengthPrefixed } from "../src/crypto/length-prefix.js";
+import { open, seal } from "../src/crypto/sealed.js";
+import { wipe } from "../src/crypto/wipe.js";
+import { KmsEnvelopeError } from "../src/errors.js";
+import { decodeMasterKey } from "./master-key-encoding.js";
+import {
+  type DirectKeyProvider,
+  ProviderError,
+  type ProviderKeyDescription,
+  type WrapContext,
+} from "./types.js";
+
+/** Environment variable holding the primary master key (base64 of 32 bytes). */
+export const MASTER_KEY_VARIABLE = "ENCRYPTION_MASTER_KEY";
+/** Environment variable holding older master keys, comma-separated, that still decrypt. */
+export const PREVIOUS_KEYS_VARIABLE = "ENCRYPTION_MASTER_KEY_PREVIOUS";
+
+const WRAP_WORKSPACE = "kms-envelope/local-wrap";
+
+/**
+ * The `local` provider (SPEC.md §3): the master key sits in the environment. Meant for
+ * development and small installs; it protects nothing the process environment does not.
+ * wrapKey/unwrapKey seal under the primary environment key so keyrings can still be used.
+ */
+export class LocalProvider implements DirectKeyProvider {
+  readonly name = "local";
+  readonly #keys: Uint8Array[];
+
+  /** Reads and validates the keys now, so a bad variable fails start-up, not a request. */
+  constructor(environment: NodeJS.ProcessEnv) {
+    const primary = environment[MASTER_KEY_VARIABLE];
+    if (primary === undefined || primary.trim() === "") {
+      throw new KmsEnvelopeError(
+        "MISSING_MASTER_KEY",
+        `${MASTER_KEY_VARIABLE} is not set: export it (\`export ${MASTER_KEY_VARIABLE}=$(kms-envelope keygen)\`) or start with --dev`,
+      );
+    }
+    const previous = (environment[PREVIOUS_KEYS_VARIABLE] ?? "")
+      .split(",")
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== "");
+    this.#keys = [
+      decodeMasterKey(primary, MASTER_KEY_VARIABLE),
+      ...previous.map((entry, index) =>
+        decodeMasterKey(entry, `${PREVIOUS_KEYS_VARIABLE} entry ${index + 1}`),
+      ),
+    ];
+  }
+
+  describe(): ProviderKeyDescription {
+    return { provider: this.name, keyRef: `env:${MASTER_KEY_VARIABLE}` };
+  }
+
+  loadMasterKeys(): Uint8Array[] {
+    return this.#keys.map((key) => Uint8Array.from(key));
+  }
+
+  async wrapKey(key: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    const kek = this.#primary();
+    const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
+    try {
+      const sealed = seal(wrapKey, wrapContext(context), key);
+      return encodeKmsCiphertext(deriveKeyId(this.name, kek), sealed);
+    } finally {
+      wipe(wrapKey);
+    }
+  }
+
+  async unwrapKey(wrapped: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    let decoded: ReturnType<typeof decodeKmsCiphertext>;
+    try {
+      decoded = decodeKmsCiphertext(wrapped);
+    } catch (error) {
+      throw new ProviderError("corrupt", "wrapped key is malformed", { cause: error });
+    }
+    const kek = this.#keys.find((key) => deriveKeyId(this.name, key) === decoded.keyId);
+    if (kek === undefined) {
+      throw new ProviderError("user", `no ${MASTER_KEY_VARIABLE} version matches the wrapped key`);
+    }
+    const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
+    try {
+      return open(wrapKey, wrapContext(context), decoded.sealed);
+    } catch (error) {
+      throw new ProviderError("corrupt", "wrapped key failed authentication", { cause: error });
+    } finally {
+      wipe(wrapKey);
+    }
+  }
+
+  async checkHealth(): Promise<void> {
+    // The keys were validated at construction and live in memory: nothing remote can revoke them.
+  }
+
+  async close(): Promise<void> {
+    wipe(...this.#keys);
+  }
+
+  #primary(): Uint8Array {
+    return this.#keys[0] as Uint8Array;
+  }
+}
+
+const WRAP_LABEL = Buffer.from("kms-envelope/v1/local-wrap\u0000", "utf8");
+
+// Binds a wrapped key to the key id it claims to be, so wrapped keys cannot be swapped.
+function wrapContext(context: WrapContext): Uint8Array {
+  return Buffer.concat([WRAP_LABEL, lengthPrefixed(context.keyId)]);
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { KmsEnvelopeError } from "../errors.js";
+import { PACKAGE_VERSION } from "../package-info.js";
+import { keygenCommand } from "./keygen-command.js";
+import { serveCommand } from "./serve-command.js";
+import { statusCommand } from "./status-command.js";
+
+// Exit codes: 1 = runtime failure, 2 = the invocation or configuration is wrong.
+const CONFIGURATION_CODES = new Set(["INVALID_CONFIG", "MISSING_MASTER_KEY", "INVALID_MASTER_KEY"]);
+
+const program = new Command("kms-envelope")
+  .description(
+    "Kubernetes KMS plugin and field-encryption service with pluggable master-key custody",
+  )
+  .version(PACKAGE_VERSION)
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride()
+  .addCommand(serveCommand())
+  .addCommand(statusCommand())
+  .addCommand(keygenCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Commander already printed its message (or the help/version text).
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (error instanceof KmsEnvelopeError) {
+    process.stderr.write(`kms-envelope: ${error.message}\n`);
+    process.exitCode = CONFIGURATION_CODES.has(error.code) ? 2 : 1;
+  } else {
+    process.stderr.write(
+      `kms-envelope: unexpected failure: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,144 @@
+import { Command, Option } from "commander";
+import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
+import { KmsEnvelopeError } from "../errors.js";
+import { createLogger, LOG_LEVELS } from "../ops/logger.js";
+import { startDaemon } from "../server/daemon.js";
+import { loadOrCreateDevKey } from "./dev-key.js";
+import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
+
+function option(
+  flags: string,
+  description: string,
+  variable: string,
+  defaultValue?: string,
+): Option {
+  const created = new Option(flags, description).env(`KMS_ENVELOPE_${variable}`);
+  return defaultValue === undefined ? created : created.default(defaultValue);
+}
+
+/** `kms-envelope serve`: the plugin daemon. */
+export function serveCommand(): Command {
+  return new Command("serve")
+    .description("serve KMS v2, KMS v1beta1, the field service and gRPC health on a Unix socket")
+    .addOption(
+      option(
+        "--socket <path>",
+        `socket path, unix:///path or @abstract (default <run-dir>/${SOCKET_FILE_NAME})`,
+        "SOCKET",
+      ),
+    )
+    .addOption(
+      option(
+        "--run-dir <dir>",
+        "directory for the default socket and the development key",
+        "RUN_DIR",
+      ),
+    )
+    .addOption(
+      option(
+        "--workspace <name>",
+        "workspace whose key seals KMS ciphertexts",
+        "WORKSPACE",
+        "kubernetes",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--dev",
+        "use a generated development key kept in <run-dir>/dev-master-key (never in production)",
+      ).env("KMS_ENVELOPE_DEV"),
+    )
+    .addOption(
+      option(
+        "--http-address <host:port>",
+        'loopback address for /healthz, /livez, /readyz, /metrics, or "off"',
+        "HTTP_ADDRESS",
+        "127.0.0.1:8089",
+      ),
+    )
+    .addOption(
+      option("--socket-mode <octal>", "permissions of the socket file", "SOCKET_MODE", "0600"),
+    )
+    .addOption(
+      option(
+        "--socket-owner <uid[:gid]>",
+        "owner of the socket file (default: the daemon's user)",
+        "SOCKET_OWNER",
+      ),
+    )
+    .addOption(
+      option("--log-level <level>", `one of ${LOG_LEVELS.join(", ")}`, "LOG_LEVEL", "info"),
+    )
+    .addOption(
+      option(
+        "--shutdown-timeout <duration>",
+        "how long SIGTERM waits for in-flight calls",
+        "SHUTDOWN_TIMEOUT",
+        "30s",
+      ),
+    )
+    .addOption(
+      option(
+        "--health-interval <duration>",
+        "how often the custody provider is re-checked",
+        "HEALTH_INTERVAL",
+        "30s",
+      ),
+    )
+    .addOption(
+      option(
+        "--health-timeout <duration>",
+        "deadline of one provider check",
+        "HEALTH_TIMEOUT",
+        "5s",
+      ),
+    )
+    .addOption(
+      option(
+        "--grace-period <duration>",
+        "how long a failing provider is tolerated before crypto stops",
+        "GRACE_PERIOD",
+        "5m",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-request-bytes <bytes>",
+        "largest accepted request message",
+        "MAX_REQUEST_BYTES",
+        String(4 * 1024 * 1024),
+      ),
+    )
+    .action(async (options: ServeOptionsInput) => {
+      const config = parseServeConfig(options);
+      const logger = createLogger(config.logLevel);
+      let environment = process.env;
+      if (config.dev) {
+        if (process.env[MASTER_KEY_VARIABLE]) {
+          throw new KmsEnvelopeError(
+            "INVALID_CONFIG",
+            `--dev and ${MASTER_KEY_VARIABLE} are both set: drop one`,
+          );
+        }
+        const devKey = await loadOrCreateDevKey(config.runDir);
+        environment = { ...process.env, [MASTER_KEY_VARIABLE]: devKey.key };
+        logger.warn(
+          { keyFile: devKey.path, created: devKey.created },
+          "DEVELOPMENT MODE: the master key is a local file, not protected custody. Never use --dev in production.",
+        );
+      }
+      const daemon = await startDaemon(config, new LocalProvider(environment), logger);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          logger.info({ signal }, "draining in-flight calls");
+          daemon.shutdown().then(resolve, (error: unknown) => {
+            logger.error({ err: error }, "shutdown failed");
+            process.exitCode = 1;
+            resolve();
+          });
+        };
+        process.once("SIGTERM", stop);
+        process.once("SIGINT", stop);
+      });
+    });
+}

@@ -1,0 +1,121 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { KmsEnvelopeError } from "../errors.js";
+import { LOG_LEVELS } from "../ops/logger.js";
+import { parseSocketEndpoint, type SocketEndpoint } from "../server/socket-endpoint.js";
+import { durationSchema } from "./duration.js";
+
+/** The file name of the socket inside the run directory. */
+export const SOCKET_FILE_NAME = "kms.sock";
+
+/** Where the socket and the development key live unless --run-dir says otherwise. */
+export function defaultRunDirectory(): string {
+  if (process.getuid?.() === 0) return "/var/run/kms-envelope";
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  return runtime
+    ? join(runtime, "kms-envelope")
+    : join(tmpdir(), `kms-envelope-${process.getuid?.() ?? "user"}`);
+}
+
+const hostPort = z
+  .string()
+  .trim()
+  .transform((text, context) => {
+    if (text === "off" || text === "") return undefined;
+    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+    const port = Number(match?.[3]);
+    if (match === null || port > 65535) {
+      context.addIssue({
+        code: "custom",
+        message: 'must be HOST:PORT (for example 127.0.0.1:8089) or "off"',
+      });
+      return z.NEVER;
+    }
+    return { host: (match[1] ?? match[2]) as string, port };
+  });
+
+const owner = z
+  .string()
+  .trim()
+  .regex(/^\d+(?::\d+)?$/, "must be UID or UID:GID (numbers)")
+  .transform((text) => {
+    const [uid, gid] = text.split(":").map(Number) as [number, number | undefined];
+    return { uid, gid: gid ?? uid };
+  });
+
+const serveOptions = z.object({
+  socket: z.string().optional(),
+  runDir: z.string().trim().min(1).optional(),
+  workspace: z.string().min(1, "must not be empty").max(1024),
+  dev: z.boolean().default(false),
+  httpAddress: hostPort,
+  socketMode: z
+    .string()
+    .trim()
+    .regex(/^0?[0-7]{3}$/, "must be an octal mode such as 0600 or 0660")
+    .transform((text) => Number.parseInt(text, 8)),
+  socketOwner: owner.optional(),
+  logLevel: z.enum(LOG_LEVELS),
+  shutdownTimeout: durationSchema,
+  healthInterval: durationSchema,
+  healthTimeout: durationSchema,
+  gracePeriod: durationSchema,
+  maxRequestBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024),
+});
+
+/** Raw option values as the command line (or environment) gave them. */
+export type ServeOptionsInput = z.input<typeof serveOptions>;
+
+/** The daemon's configuration, validated once and frozen. */
+export interface ServeConfig {
+  readonly socket: SocketEndpoint;
+  readonly runDir: string;
+  readonly workspace: string;
+  readonly dev: boolean;
+  readonly http: { host: string; port: number } | undefined;
+  readonly socketMode: number;
+  readonly socketOwner: { uid: number; gid: number } | undefined;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly shutdownTimeoutMs: number;
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
+  readonly gracePeriodMs: number;
+  readonly maxRequestBytes: number;
+}
+
+/** Validates serve options; the error names each bad flag and what it expects. */
+export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
+  const parsed = serveOptions.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) => `--${kebab(String(issue.path[0]))} ${issue.message}`,
+    );
+    throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+  }
+  const options = parsed.data;
+  const runDir = options.runDir ?? defaultRunDirectory();
+  return Object.freeze({
+    socket: parseSocketEndpoint(options.socket ?? join(runDir, SOCKET_FILE_NAME)),
+    runDir,
+    workspace: options.workspace,
+    dev: options.dev,
+    http: options.httpAddress,
+    socketMode: options.socketMode,
+    socketOwner: options.socketOwner,
+    logLevel: options.logLevel,
+    shutdownTimeoutMs: options.shutdownTimeout,
+    healthIntervalMs: options.healthInterval,
+    healthTimeoutMs: options.healthTimeout,
+    gracePeriodMs: options.gracePeriod,
+    maxRequestBytes: options.maxRequestBytes,
+  });
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}

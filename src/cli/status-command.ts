@@ -1,0 +1,67 @@
+import * as grpc from "@grpc/grpc-js";
+import { Command, Option } from "commander";
+import { callUnary } from "../client/call-unary.js";
+import { KmsEnvelopeError } from "../errors.js";
+import { services } from "../server/protos.js";
+import { grpcAddress, parseSocketEndpoint } from "../server/socket-endpoint.js";
+import { durationSchema } from "./duration.js";
+import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
+
+interface StatusResponse {
+  version: string;
+  healthz: string;
+  key_id: string;
+}
+
+function askStatus(address: string, timeoutMs: number): Promise<StatusResponse> {
+  const client = new services.kmsV2(address, grpc.credentials.createInsecure());
+  return callUnary<StatusResponse>(client, "Status", {}, { deadline: Date.now() + timeoutMs })
+    .catch((error: grpc.ServiceError) => {
+      throw new KmsEnvelopeError(
+        "DAEMON_UNREACHABLE",
+        `no answer from ${address}: ${error.details || error.message}; is the daemon running?`,
+      );
+    })
+    .finally(() => client.close());
+}
+
+/** `kms-envelope status`: asks a running daemon for its KMS v2 Status. */
+export function statusCommand(): Command {
+  return new Command("status")
+    .description(
+      "ask a running daemon for its version, health and primary key id (exit 1 unless healthy)",
+    )
+    .addOption(
+      new Option("--socket <path>", `daemon socket (default <run-dir>/${SOCKET_FILE_NAME})`).env(
+        "KMS_ENVELOPE_SOCKET",
+      ),
+    )
+    .addOption(
+      new Option("--run-dir <dir>", "run directory of the daemon").env("KMS_ENVELOPE_RUN_DIR"),
+    )
+    .option("--timeout <duration>", "how long to wait for the answer", "5s")
+    .option("--json", "print the answer as JSON")
+    .action(
+      async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
+        const timeout = durationSchema.safeParse(options.timeout);
+        if (!timeout.success)
+          throw new KmsEnvelopeError(
+            "INVALID_CONFIG",
+            `--timeout ${timeout.error.issues[0]?.message}`,
+          );
+        const socket =
+          options.socket ?? `${options.runDir ?? defaultRunDirectory()}/${SOCKET_FILE_NAME}`;
+        const answer = await askStatus(grpcAddress(parseSocketEndpoint(socket)), timeout.data);
+        if (options.json) {
+          process.stdout.write(
+            `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,
+          );
+        } else {
+          process.stdout.write(
+            `version: ${answer.version}\nhealthz: ${answer.healthz}\nkey_id:  ${answer.key_id}\n`,
+          );
+        }
+        if (answer.healthz !== "ok") process.exitCode = 1;
+      },
+    );
+}

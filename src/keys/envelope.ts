@@ -1,0 +1,157 @@
+import { fieldContext, KMS_V1_CONTEXT, KMS_V2_CONTEXT } from "../crypto/contexts.js";
+import { formatFieldValue, parseFieldValue } from "../crypto/field-value.js";
+import { decodeKmsCiphertext, encodeKmsCiphertext } from "../crypto/kms-ciphertext.js";
+import { open, seal } from "../crypto/sealed.js";
+import { KmsEnvelopeError } from "../errors.js";
+import type { HealthMonitor } from "./health-monitor.js";
+import type { MasterKeySet } from "./master-key-set.js";
+
+/** Which Kubernetes KMS API a ciphertext belongs to; each has its own context (SPEC.md §2). */
+export type KmsApi = "v2" | "v1";
+
+/** A record of plaintext fields, as the field service receives and returns them. */
+export interface PlainRecord {
+  workspace: string;
+  resource: string;
+  recordId: string;
+  fields: Record<string, Uint8Array>;
+}
+
+/** A record of sealed field values (`kmse:v1:…`). */
+export interface SealedRecord {
+  workspace: string;
+  resource: string;
+  recordId: string;
+  fields: Record<string, string>;
+}
+
+const PROBE = Buffer.from("kms-envelope self-test");
+
+/**
+ * The daemon's cryptographic service: seals and opens KMS ciphertexts and field values under
+ * the master-key set, refusing to work once custody health has been lost for longer than the
+ * grace period. The gRPC layer calls this and never touches key bytes itself.
+ */
+export class Envelope {
+  readonly #keys: MasterKeySet;
+  readonly #kmsWorkspace: string;
+  readonly #health: HealthMonitor;
+
+  constructor(options: { keys: MasterKeySet; kmsWorkspace: string; health: HealthMonitor }) {
+    this.#keys = options.keys;
+    this.#kmsWorkspace = options.kmsWorkspace;
+    this.#health = options.health;
+  }
+
+  /** Key id of the primary master-key version: what Status and Encrypt report. */
+  get primaryKeyId(): string {
+    return this.#keys.primary.keyId;
+  }
+
+  /** Key ids of every version this daemon can decrypt, primary first. */
+  get keyIds(): string[] {
+    return this.#keys.keyIds;
+  }
+
+  /** Seals a KMS plaintext (the apiserver's DEK seed) under the primary key. */
+  encryptKms(api: KmsApi, plaintext: Uint8Array): { ciphertext: Uint8Array; keyId: string } {
+    this.#assertUsable();
+    const primary = this.#keys.primary;
+    const sealed = seal(primary.workspaceKey(this.#kmsWorkspace), kmsContext(api), plaintext);
+    return { ciphertext: encodeKmsCiphertext(primary.keyId, sealed), keyId: primary.keyId };
+  }
+
+  /**
+   * Opens a KMS ciphertext. `expectedKeyId` is the key_id the v2 caller says it got from
+   * Encrypt; it must equal the one inside the ciphertext, or the request is refused.
+   */
+  decryptKms(api: KmsApi, ciphertext: Uint8Array, expectedKeyId?: string): Uint8Array {
+    const { keyId, sealed } = decodeKmsCiphertext(ciphertext);
+    if (expectedKeyId !== undefined && expectedKeyId !== keyId) {
+      throw new KmsEnvelopeError(
+        "KEY_ID_MISMATCH",
+        "key_id does not match the key id inside the ciphertext: send the key_id Encrypt returned",
+      );
+    }
+    const version = this.#keys.version(keyId);
+    this.#assertUsable();
+    return open(version.workspaceKey(this.#kmsWorkspace), kmsContext(api), sealed);
+  }
+
+  /** Seals every field of every record under the primary key; all or nothing. */
+  sealRecords(records: readonly PlainRecord[]): { records: SealedRecord[]; keyId: string } {
+    this.#assertUsable();
+    const primary = this.#keys.primary;
+    const sealedRecords = records.map((record) => {
+      const workspaceKey = primary.workspaceKey(record.workspace);
+      const fields: Record<string, string> = {};
+      for (const [field, value] of Object.entries(record.fields)) {
+        const context = fieldContext(record.resource, field, record.recordId);
+        fields[field] = formatFieldValue(primary.keyId, seal(workspaceKey, context, value));
+      }
+      return { ...record, fields };
+    });
+    return { records: sealedRecords, keyId: primary.keyId };
+  }
+
+  /**
+   * Opens every field of every record; all or nothing. `stale` is true when some value was
+   * sealed under a version other than the primary, so the caller knows to re-seal it.
+   */
+  openRecords(records: readonly SealedRecord[]): { records: PlainRecord[]; stale: boolean } {
+    this.#assertUsable();
+    const primaryKeyId = this.#keys.primary.keyId;
+    let stale = false;
+    const plainRecords = records.map((record, index) => {
+      const fields: Record<string, Uint8Array> = {};
+      for (const [field, value] of Object.entries(record.fields)) {
+        try {
+          const { keyId, sealed } = parseFieldValue(value);
+          if (keyId !== primaryKeyId) stale = true;
+          const workspaceKey = this.#keys.version(keyId).workspaceKey(record.workspace);
+          fields[field] = open(
+            workspaceKey,
+            fieldContext(record.resource, field, record.recordId),
+            sealed,
+          );
+        } catch (error) {
+          if (error instanceof KmsEnvelopeError) {
+            // Names the position, never the value, so the caller can find the bad row.
+            throw new KmsEnvelopeError(
+              error.code,
+              `record ${index} field ${JSON.stringify(field)}: ${error.message}`,
+            );
+          }
+          throw error;
+        }
+      }
+      return { ...record, fields };
+    });
+    return { records: plainRecords, stale };
+  }
+
+  /** Proves the primary key works by sealing and opening a probe in memory. */
+  selfTest(): boolean {
+    try {
+      const workspaceKey = this.#keys.primary.workspaceKey(this.#kmsWorkspace);
+      const sealed = seal(workspaceKey, KMS_V2_CONTEXT, PROBE);
+      return Buffer.from(open(workspaceKey, KMS_V2_CONTEXT, sealed)).equals(PROBE);
+    } catch {
+      return false;
+    }
+  }
+
+  #assertUsable(): void {
+    const health = this.#health.snapshot();
+    if (health.suspended) {
+      throw new KmsEnvelopeError(
+        "ENCRYPTION_SUSPENDED",
+        `custody provider has failed for longer than the grace period (${health.errorClass ?? "other"}): restore access to the provider key`,
+      );
+    }
+  }
+}
+
+function kmsContext(api: KmsApi): Uint8Array {
+  return api === "v2" ? KMS_V2_CONTEXT : KMS_V1_CONTEXT;
+}

@@ -1,0 +1,87 @@
+import { deriveKeyId, deriveWorkspaceKey, KEY_BYTES } from "../crypto/derivation.js";
+import { wipe } from "../crypto/wipe.js";
+import { KmsEnvelopeError, UnknownKeyIdError } from "../errors.js";
+
+// Workspace keys are cached because deriving one costs an HMAC per request; the bound keeps a
+// tenant-heavy field service from growing the cache without limit.
+const WORKSPACE_CACHE_LIMIT = 4096;
+
+/** One master-key version held in daemon memory, with its derived workspace keys. */
+export class MasterKeyVersion {
+  /** Public identifier of this version (SPEC.md §2). */
+  readonly keyId: string;
+  readonly #masterKey: Uint8Array;
+  readonly #workspaceKeys = new Map<string, Uint8Array>();
+
+  constructor(provider: string, masterKey: Uint8Array) {
+    if (masterKey.length !== KEY_BYTES) {
+      throw new KmsEnvelopeError("INVALID_MASTER_KEY", `a master key must be ${KEY_BYTES} bytes`);
+    }
+    this.#masterKey = Uint8Array.from(masterKey);
+    this.keyId = deriveKeyId(provider, this.#masterKey);
+  }
+
+  /** The workspace key W for `workspace`, derived once and cached. */
+  workspaceKey(workspace: string): Uint8Array {
+    const cached = this.#workspaceKeys.get(workspace);
+    if (cached !== undefined) return cached;
+    if (this.#workspaceKeys.size >= WORKSPACE_CACHE_LIMIT) {
+      const oldest = this.#workspaceKeys.keys().next().value as string;
+      wipe(this.#workspaceKeys.get(oldest));
+      this.#workspaceKeys.delete(oldest);
+    }
+    const derived = deriveWorkspaceKey(this.#masterKey, workspace);
+    this.#workspaceKeys.set(workspace, derived);
+    return derived;
+  }
+
+  /** Zeroes the master key and every derived key. */
+  dispose(): void {
+    for (const key of this.#workspaceKeys.values()) wipe(key);
+    this.#workspaceKeys.clear();
+    wipe(this.#masterKey);
+  }
+}
+
+/** The master-key versions a daemon holds: one primary that encrypts, all that decrypt. */
+export class MasterKeySet {
+  /** The version new values are sealed under. */
+  readonly primary: MasterKeyVersion;
+  readonly #byKeyId: ReadonlyMap<string, MasterKeyVersion>;
+
+  /** Builds the set from raw keys, primary first; the caller keeps ownership of `keys`. */
+  constructor(provider: string, keys: readonly Uint8Array[]) {
+    const versions = new Map<string, MasterKeyVersion>();
+    for (const key of keys) {
+      const version = new MasterKeyVersion(provider, key);
+      if (versions.has(version.keyId)) {
+        version.dispose();
+        continue;
+      }
+      versions.set(version.keyId, version);
+    }
+    const primary = versions.values().next().value;
+    if (primary === undefined) {
+      throw new KmsEnvelopeError("MISSING_MASTER_KEY", "no master key was provided");
+    }
+    this.primary = primary;
+    this.#byKeyId = versions;
+  }
+
+  /** Key ids of every version, primary first. */
+  get keyIds(): string[] {
+    return [...this.#byKeyId.keys()];
+  }
+
+  /** The version that sealed a value, by its key id; never guesses (SPEC.md §2). */
+  version(keyId: string): MasterKeyVersion {
+    const version = this.#byKeyId.get(keyId);
+    if (version === undefined) throw new UnknownKeyIdError(keyId);
+    return version;
+  }
+
+  /** Zeroes every version. */
+  dispose(): void {
+    for (const version of this.#byKeyId.values()) version.dispose();
+  }
+}

@@ -1,0 +1,122 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { ProviderErrorClass } from "../../providers/types.js";
+
+/** Every metric name starts with this, so dashboards survive refactors. */
+export const METRIC_PREFIX = "kms_envelope_";
+
+// Sub-millisecond buckets: the daemon answers from memory, so the interesting range is 50 µs–10 ms.
+const LATENCY_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1,
+];
+
+type CallLabels = "method" | "code";
+
+/** The daemon's Prometheus metrics; label values come from fixed sets only (bounded cardinality). */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly #calls: Counter<CallLabels>;
+  readonly #latency: Histogram<"method">;
+  readonly #primaryKey: Gauge<"key_id">;
+  readonly #keyVersions: Gauge;
+  readonly #providerHealthy: Gauge<"provider">;
+  readonly #providerSuspended: Gauge<"provider">;
+  readonly #providerChecks: Counter<"provider" | "result">;
+  readonly #fieldValues: Counter<"operation">;
+  // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
+  readonly #boundCalls = new Map<string, Counter.Internal>();
+  readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    this.#calls = new Counter({
+      name: `${METRIC_PREFIX}grpc_requests_total`,
+      help: "gRPC calls served, by full method name and gRPC status code name.",
+      labelNames: ["method", "code"],
+      registers,
+    });
+    this.#latency = new Histogram({
+      name: `${METRIC_PREFIX}grpc_request_duration_seconds`,
+      help: "Time from receiving a gRPC call to sending its answer, by full method name.",
+      labelNames: ["method"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#primaryKey = new Gauge({
+      name: `${METRIC_PREFIX}primary_key_info`,
+      help: "Always 1; the key_id label is the current primary master-key version (public).",
+      labelNames: ["key_id"],
+      registers,
+    });
+    this.#keyVersions = new Gauge({
+      name: `${METRIC_PREFIX}key_versions`,
+      help: "Master-key versions held in memory (primary plus those kept for decryption).",
+      registers,
+    });
+    this.#providerHealthy = new Gauge({
+      name: `${METRIC_PREFIX}provider_healthy`,
+      help: "1 when the last custody-provider check succeeded, else 0.",
+      labelNames: ["provider"],
+      registers,
+    });
+    this.#providerSuspended = new Gauge({
+      name: `${METRIC_PREFIX}provider_suspended`,
+      help: "1 when the provider has failed past the grace period and crypto is refused.",
+      labelNames: ["provider"],
+      registers,
+    });
+    this.#providerChecks = new Counter({
+      name: `${METRIC_PREFIX}provider_checks_total`,
+      help: "Custody-provider health checks, by result (ok or the error class).",
+      labelNames: ["provider", "result"],
+      registers,
+    });
+    this.#fieldValues = new Counter({
+      name: `${METRIC_PREFIX}field_values_total`,
+      help: "Field values sealed or opened by the field service.",
+      labelNames: ["operation"],
+      registers,
+    });
+  }
+
+  /** Records one finished gRPC call. */
+  observeCall(method: string, code: string, seconds: number): void {
+    const callKey = `${method}\u0000${code}`;
+    let calls = this.#boundCalls.get(callKey);
+    if (calls === undefined) {
+      calls = this.#calls.labels(method, code);
+      this.#boundCalls.set(callKey, calls);
+    }
+    calls.inc();
+    let latency = this.#boundLatency.get(method);
+    if (latency === undefined) {
+      latency = this.#latency.labels(method);
+      this.#boundLatency.set(method, latency);
+    }
+    latency.observe(seconds);
+  }
+
+  /** Publishes the key versions held; resets the info gauge so old key ids disappear. */
+  setKeys(primaryKeyId: string, versions: number): void {
+    this.#primaryKey.reset();
+    this.#primaryKey.labels(primaryKeyId).set(1);
+    this.#keyVersions.set(versions);
+  }
+
+  /** Records a provider health-check result and the state it leaves. */
+  observeProviderCheck(
+    provider: string,
+    result: "ok" | ProviderErrorClass,
+    healthy: boolean,
+    suspended: boolean,
+  ): void {
+    this.#providerChecks.labels(provider, result).inc();
+    this.#providerHealthy.labels(provider).set(healthy ? 1 : 0);
+    this.#providerSuspended.labels(provider).set(suspended ? 1 : 0);
+  }
+
+  /** Counts field values sealed or opened. */
+  countFieldValues(operation: "seal" | "open", count: number): void {
+    this.#fieldValues.labels(operation).inc(count);
+  }
+}

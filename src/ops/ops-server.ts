@@ -1,0 +1,83 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "./logger.js";
+import type { DaemonMetrics } from "./metrics.js";
+import {
+  checkHealthz,
+  checkLivez,
+  checkReadyz,
+  type ProbeResult,
+  type ProbeSources,
+} from "./probes.js";
+
+/** A running loopback HTTP server for probes and metrics. */
+export interface OpsServer {
+  /** "host:port" actually bound (port 0 resolves here). */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+const PROBES: Record<string, (sources: ProbeSources) => ProbeResult> = {
+  "/healthz": checkHealthz,
+  "/livez": checkLivez,
+  "/readyz": checkReadyz,
+};
+
+/** Serves /healthz, /livez, /readyz and /metrics on `host:port`. */
+export async function startOpsServer(options: {
+  host: string;
+  port: number;
+  sources: ProbeSources;
+  metrics: DaemonMetrics;
+  logger: Logger;
+}): Promise<OpsServer> {
+  const { sources, metrics, logger } = options;
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? "/").split("?")[0] ?? "/";
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      response
+        .writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" })
+        .end("method not allowed\n");
+      return;
+    }
+    const probe = PROBES[path];
+    if (probe !== undefined) {
+      const result = probe(sources);
+      response
+        .writeHead(result.ok ? 200 : 503, { "content-type": "text/plain; charset=utf-8" })
+        .end(`${result.reason}\n`);
+      return;
+    }
+    if (path === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) =>
+          response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+        (error: unknown) => {
+          logger.error({ err: error }, "rendering metrics failed");
+          response.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    response
+      .writeHead(404, { "content-type": "text/plain" })
+      .end("not found: try /healthz, /livez, /readyz or /metrics\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const address = `${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

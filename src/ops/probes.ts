@@ -1,0 +1,47 @@
+import type { HealthSnapshot } from "../keys/health-monitor.js";
+
+/** What the probes read; every source is in-memory, so a probe never calls the provider. */
+export interface ProbeSources {
+  health(): HealthSnapshot;
+  selfTest(): boolean;
+  serving(): boolean;
+}
+
+/** Outcome of one probe: pass or fail, with a one-line reason for operators. */
+export interface ProbeResult {
+  ok: boolean;
+  reason: string;
+}
+
+/**
+ * Deep health: the custody provider answered its last check and the primary key seals and
+ * opens in memory. This is what Status.healthz reports to the apiserver.
+ */
+export function checkHealthz(sources: ProbeSources): ProbeResult {
+  const health = sources.health();
+  if (!health.healthy) {
+    const state = health.suspended ? "suspended" : "failing";
+    return {
+      ok: false,
+      reason: `custody provider ${state} (${health.errorClass}): ${health.message}`,
+    };
+  }
+  if (!sources.selfTest()) return { ok: false, reason: "primary master key failed its self-test" };
+  return { ok: true, reason: "ok" };
+}
+
+/**
+ * Liveness ignores user-caused and throttling provider failures: restarting the daemon cannot
+ * re-enable a revoked key or lift a quota, and restart loops take the apiserver with them
+ * (kubernetes#93968). Only a broken key in memory means the process should be replaced.
+ */
+export function checkLivez(sources: ProbeSources): ProbeResult {
+  if (!sources.selfTest()) return { ok: false, reason: "primary master key failed its self-test" };
+  return { ok: true, reason: "ok" };
+}
+
+/** Readiness: the socket is serving and the daemon would encrypt right now. */
+export function checkReadyz(sources: ProbeSources): ProbeResult {
+  if (!sources.serving()) return { ok: false, reason: "gRPC socket is not serving yet" };
+  return checkHealthz(sources);
+}

@@ -1,0 +1,189 @@
+import * as grpc from "@grpc/grpc-js";
+import type { DirectKeyProvider } from "../../providers/types.js";
+import type { ServeConfig } from "../cli/serve-config.js";
+import { loadSecretbox } from "../crypto/secretbox.js";
+import { wipe } from "../crypto/wipe.js";
+import { Envelope } from "../keys/envelope.js";
+import { HealthMonitor } from "../keys/health-monitor.js";
+import { MasterKeySet } from "../keys/master-key-set.js";
+import type { Logger } from "../ops/logger.js";
+import { DaemonMetrics } from "../ops/metrics.js";
+import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
+import type { ProbeSources } from "../ops/probes.js";
+import { fieldService } from "./field-service.js";
+import { healthService } from "./health-service.js";
+import { kmsV1Service } from "./kms-v1-service.js";
+import { kmsV2Service } from "./kms-v2-service.js";
+import { services, withSafeDeserializers } from "./protos.js";
+import { describeEndpoint, grpcAddress } from "./socket-endpoint.js";
+import {
+  prepareSocketFile,
+  removeSocketFile,
+  secureSocketFile,
+  socketInode,
+} from "./socket-file.js";
+
+/** A running daemon. */
+export interface Daemon {
+  /** Primary key id reported by Status. */
+  readonly keyId: string;
+  /** Loopback HTTP address, when enabled. */
+  readonly httpAddress: string | undefined;
+  /** Stops accepting calls, drains in-flight ones (up to the shutdown timeout), cleans up. */
+  shutdown(): Promise<void>;
+}
+
+const SERVED_SERVICES = [
+  "v2.KeyManagementService",
+  "v1beta1.KeyManagementService",
+  "kms_envelope.field.v1.FieldService",
+];
+
+function bind(server: grpc.Server, address: string): Promise<void> {
+  // The socket must never exist with a permissive mode, not even between bind and chmod.
+  const previousUmask = process.umask(0o177);
+  return new Promise<void>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => {
+      process.umask(previousUmask);
+      if (error) reject(error);
+      else resolve();
+    });
+  });
+}
+
+/** Loads the keys, starts health checks, binds the socket and the probes. */
+export async function startDaemon(
+  config: ServeConfig,
+  provider: DirectKeyProvider,
+  logger: Logger,
+): Promise<Daemon> {
+  await loadSecretbox();
+  const rawKeys = provider.loadMasterKeys();
+  let keys: MasterKeySet;
+  try {
+    keys = new MasterKeySet(provider.name, rawKeys);
+  } finally {
+    wipe(...rawKeys);
+  }
+  const metrics = new DaemonMetrics();
+  metrics.setKeys(keys.primary.keyId, keys.keyIds.length);
+
+  const health = new HealthMonitor({
+    check: (signal) => provider.checkHealth(signal),
+    intervalMs: config.healthIntervalMs,
+    timeoutMs: config.healthTimeoutMs,
+    gracePeriodMs: config.gracePeriodMs,
+    onCheck: (snapshot, changed) => {
+      metrics.observeProviderCheck(
+        provider.name,
+        snapshot.errorClass ?? "ok",
+        snapshot.healthy,
+        snapshot.suspended,
+      );
+      if (!changed) return;
+      if (snapshot.healthy) logger.info({ provider: provider.name }, "custody provider healthy");
+      else
+        logger.error(
+          { provider: provider.name, errorClass: snapshot.errorClass, reason: snapshot.message },
+          "custody provider failing",
+        );
+    },
+  });
+  await health.start();
+
+  const envelope = new Envelope({ keys, kmsWorkspace: config.workspace, health });
+  let serving = false;
+  const probes: ProbeSources = {
+    health: () => health.snapshot(),
+    selfTest: () => envelope.selfTest(),
+    serving: () => serving,
+  };
+  const dependencies = { logger, metrics };
+  const healthGrpc = healthService(SERVED_SERVICES, probes, dependencies);
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": config.maxRequestBytes,
+    // Sealed field values are base64 and prefixed, so answers outgrow requests by about 4/3.
+    "grpc.max_send_message_length": config.maxRequestBytes * 2,
+  });
+  server.addService(
+    withSafeDeserializers(services.kmsV2.service),
+    kmsV2Service(envelope, probes, dependencies),
+  );
+  server.addService(
+    withSafeDeserializers(services.kmsV1.service),
+    kmsV1Service(envelope, dependencies),
+  );
+  server.addService(
+    withSafeDeserializers(services.field.service),
+    fieldService(envelope, dependencies),
+  );
+  server.addService(withSafeDeserializers(services.health.service), healthGrpc.implementation);
+
+  const endpoint = config.socket;
+  let inode: number | undefined;
+  let ops: OpsServer | undefined;
+  try {
+    if (endpoint.kind === "path") await prepareSocketFile(endpoint.path);
+    await bind(server, grpcAddress(endpoint));
+    if (endpoint.kind === "path") {
+      inode = await socketInode(endpoint.path);
+      await secureSocketFile(endpoint.path, config.socketMode, config.socketOwner);
+    }
+    if (config.http !== undefined) {
+      ops = await startOpsServer({ ...config.http, sources: probes, metrics, logger });
+    }
+  } catch (error) {
+    server.forceShutdown();
+    health.stop();
+    keys.dispose();
+    if (endpoint.kind === "path") await removeSocketFile(endpoint.path, inode);
+    throw error;
+  }
+  serving = true;
+  logger.info(
+    {
+      socket: describeEndpoint(endpoint),
+      provider: provider.describe(),
+      keyId: keys.primary.keyId,
+      keyVersions: keys.keyIds,
+      workspace: config.workspace,
+      http: ops?.address ?? "off",
+    },
+    "kms-envelope serving",
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = async (): Promise<void> => {
+    serving = false;
+    healthGrpc.closeWatches();
+    await new Promise<void>((resolve) => {
+      const deadline = setTimeout(() => {
+        logger.warn(
+          { timeoutMs: config.shutdownTimeoutMs },
+          "drain timed out; cancelling remaining calls",
+        );
+        server.forceShutdown();
+        resolve();
+      }, config.shutdownTimeoutMs);
+      server.tryShutdown(() => {
+        clearTimeout(deadline);
+        resolve();
+      });
+    });
+    health.stop();
+    await ops?.close();
+    if (endpoint.kind === "path") await removeSocketFile(endpoint.path, inode);
+    keys.dispose();
+    await provider.close();
+    logger.info("kms-envelope stopped");
+  };
+  return {
+    keyId: keys.primary.keyId,
+    httpAddress: ops?.address,
+    shutdown: () => {
+      stopping ??= shutdown();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
+import { connect } from "node:net";
+import { dirname } from "node:path";
+import { KmsEnvelopeError } from "../errors.js";
+
+// How long to wait for an existing socket to answer before calling it stale.
+const PROBE_TIMEOUT_MS = 1000;
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Resolves true when some process accepts connections on the socket file. */
+function socketIsLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    const done = (live: boolean): void => {
+      socket.destroy();
+      resolve(live);
+    };
+    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(true));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+/**
+ * Makes `path` ready to bind (SPEC.md §4): a missing parent directory is created (0700); a
+ * stale socket left by a crash is removed; a socket another process still serves is refused;
+ * anything that is not a socket is refused and left untouched.
+ */
+export async function prepareSocketFile(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  let stats: Awaited<ReturnType<typeof lstat>>;
+  try {
+    stats = await lstat(path);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return;
+    throw error;
+  }
+  if (!stats.isSocket()) {
+    const kind = stats.isDirectory()
+      ? "a directory"
+      : stats.isSymbolicLink()
+        ? "a symbolic link"
+        : "a regular file or other non-socket";
+    throw new KmsEnvelopeError(
+      "SOCKET_PATH_NOT_SOCKET",
+      `${path} exists and is ${kind}: refusing to replace it; choose another --socket or remove it yourself`,
+    );
+  }
+  if (await socketIsLive(path)) {
+    throw new KmsEnvelopeError(
+      "SOCKET_IN_USE",
+      `${path} is served by another running process: stop it first or choose another --socket`,
+    );
+  }
+  await unlink(path);
+}
+
+/** Applies the configured mode and owner to a freshly bound socket file. */
+export async function secureSocketFile(
+  path: string,
+  mode: number,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
+  if (owner !== undefined) await chown(path, owner.uid, owner.gid);
+  await chmod(path, mode);
+}
+
+/** Identity of a socket file, so shutdown removes only the file this process created. */
+export async function socketInode(path: string): Promise<number | undefined> {
+  try {
+    return (await lstat(path)).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes the socket file if it is still the one this process bound. */
+export async function removeSocketFile(path: string, inode: number | undefined): Promise<void> {
+  if (inode === undefined || (await socketInode(path)) !== inode) return;
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (errorCode(error) !== "ENOENT") throw error;
+  }
+}
