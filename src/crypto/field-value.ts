@@ -34,6 +34,10 @@ export function parseFieldValue(text: string): FieldValue {
     throw new MalformedCiphertextError("field value is not standard padded base64");
   }
   const sealed = Buffer.from(encoded, "base64");
+  // Non-zero padding bits decode to the same bytes; refusing them keeps one spelling per value.
+  if (sealed.toString("base64") !== encoded) {
+    throw new MalformedCiphertextError("field value is not canonical base64");
+  }
   if (sealed.length < SEALED_MIN_BYTES) {
     throw new MalformedCiphertextError(`sealed part shorter than ${SEALED_MIN_BYTES} bytes`);
   }

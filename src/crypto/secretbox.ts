@@ -36,8 +36,8 @@ export function secretboxOpen(
   try {
     return sodium.crypto_secretbox_open_easy(boxed, nonce, key);
   } catch {
-    // libsodium only throws here for a failed MAC check; the caller turns it into the one
-    // generic decryption error.
+    // libsodium throws for a failed MAC and for wrong sizes; open() checks sizes first, so in
+    // practice this is the MAC failure, which the caller turns into the one generic error.
     return undefined;
   }
 }
