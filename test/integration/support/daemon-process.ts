@@ -1,0 +1,229 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { callUnary } from "../../../src/client/call-unary.js";
+import { PACKAGE_ROOT } from "../../../src/package-info.js";
+import { services } from "../../../src/server/protos.js";
+
+const MAIN = join(PACKAGE_ROOT, "src/cli/main.ts");
+
+/** A fresh random master key, base64, for ENCRYPTION_MASTER_KEY. */
+export function newMasterKey(): string {
+  return randomBytes(32).toString("base64");
+}
+
+/** A temporary directory removed by the returned cleanup. */
+export async function temporaryDirectory(): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), "kms-envelope-it-"));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Result of a CLI run that was expected to end by itself. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI (from source) to completion. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 20_000,
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
+      env: { ...cleanEnvironment(), ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(
+        new Error(
+          `CLI ${args.join(" ")} did not finish in ${timeoutMs} ms; stdout=${stdout} stderr=${stderr}`,
+        ),
+      );
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+// The test runner's own KMS_ENVELOPE_* or key variables must not leak into the daemons.
+function cleanEnvironment(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([name]) => !name.startsWith("KMS_ENVELOPE_") && !name.startsWith("ENCRYPTION_MASTER_KEY"),
+    ),
+  );
+}
+
+/** gRPC clients of every service the daemon serves, on one channel each. */
+export interface DaemonClients {
+  kmsV2: grpc.Client;
+  kmsV1: grpc.Client;
+  field: grpc.Client;
+  health: grpc.Client;
+  close(): void;
+}
+
+/** Dials every service on a socket path. */
+export function dial(socketPath: string): DaemonClients {
+  const address = `unix:${socketPath}`;
+  const credentials = grpc.credentials.createInsecure();
+  // kube-apiserver sets :authority to localhost on its v2 connection (KMS-CONTRACT.md §1.3).
+  const options = {
+    "grpc.default_authority": "localhost",
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+  };
+  const clients = {
+    kmsV2: new services.kmsV2(address, credentials, options),
+    kmsV1: new services.kmsV1(address, credentials, options),
+    field: new services.field(address, credentials, options),
+    health: new services.health(address, credentials, options),
+  };
+  return { ...clients, close: () => Object.values(clients).forEach((client) => client.close()) };
+}
+
+/** A daemon started as a real child process on a temporary socket. */
+export class DaemonProcess {
+  readonly socketPath: string;
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  httpAddress = "";
+  keyId = "";
+  #exited: Promise<number | null>;
+
+  private constructor(socketPath: string, child: ChildProcess) {
+    this.socketPath = socketPath;
+    this.child = child;
+    this.#exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    for (const stream of [child.stdout, child.stderr]) {
+      let pending = "";
+      stream?.on("data", (chunk: Buffer) => {
+        pending += chunk.toString();
+        const parts = pending.split("\n");
+        pending = parts.pop() ?? "";
+        this.lines.push(...parts);
+      });
+    }
+  }
+
+  /** Starts `kms-envelope serve` and waits for its "serving" log line. */
+  static async start(options: {
+    socketPath: string;
+    env: NodeJS.ProcessEnv;
+    args?: string[];
+  }): Promise<DaemonProcess> {
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        MAIN,
+        "serve",
+        "--socket",
+        options.socketPath,
+        "--http-address",
+        "127.0.0.1:0",
+        "--log-level",
+        "debug",
+        ...(options.args ?? []),
+      ],
+      { env: { ...cleanEnvironment(), ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const daemon = new DaemonProcess(options.socketPath, child);
+    await daemon.#waitServing();
+    return daemon;
+  }
+
+  async #waitServing(): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      const line = this.lines.find((entry) => entry.includes('"msg":"kms-envelope serving"'));
+      if (line !== undefined) {
+        const parsed = JSON.parse(line) as { http: string; keyId: string };
+        this.httpAddress = parsed.http;
+        this.keyId = parsed.keyId;
+        return;
+      }
+      if (this.child.exitCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    this.child.kill("SIGKILL");
+    throw new Error(`daemon did not start:\n${this.lines.join("\n")}`);
+  }
+
+  /** Sends a signal and waits for the exit code. */
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill(signal);
+    return this.#exited;
+  }
+
+  /** Resolves with the exit code once the process has ended. */
+  exited(): Promise<number | null> {
+    return this.#exited;
+  }
+
+  /** Every log line parsed as JSON (non-JSON lines are kept as { raw }). */
+  logRecords(): Record<string, unknown>[] {
+    return this.lines.map((line) => {
+      try {
+        return JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return { raw: line };
+      }
+    });
+  }
+}
+
+/** Calls a unary method with a 10 s deadline. */
+export function call<Response>(
+  client: grpc.Client,
+  method: string,
+  request: object,
+): Promise<Response> {
+  return callUnary<Response>(client, method, request, { deadline: Date.now() + 10_000 });
+}
+
+/** Calls a method and returns the gRPC error it fails with (fails the test if it succeeds). */
+export async function callError(
+  client: grpc.Client,
+  method: string,
+  request: object,
+): Promise<grpc.ServiceError> {
+  try {
+    await call(client, method, request);
+  } catch (error) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error(`${method} succeeded but was expected to fail`);
+}
+
+/** Sends raw bytes as the request message, bypassing protobuf encoding. */
+export function callRaw(
+  client: grpc.Client,
+  path: string,
+  body: Buffer,
+): Promise<grpc.ServiceError | Buffer> {
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      path,
+      (bytes: Buffer) => bytes,
+      (bytes: Buffer) => bytes,
+      body,
+      { deadline: Date.now() + 10_000 },
+      (error, response) => resolve(error ?? (response as Buffer)),
+    );
+  });
+}
