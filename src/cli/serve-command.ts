@@ -23,7 +23,7 @@ export function serveCommand(): Command {
     .addOption(
       option(
         "--socket <path>",
-        `socket path, unix:///path or @abstract (default <run-dir>/${SOCKET_FILE_NAME})`,
+        `socket path or unix:///path (default <run-dir>/${SOCKET_FILE_NAME})`,
         "SOCKET",
       ),
     )

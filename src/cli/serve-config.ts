@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
-import { parseSocketEndpoint, type SocketEndpoint } from "../server/socket-endpoint.js";
+import { parseSocketPath } from "../server/socket-endpoint.js";
 import { durationSchema } from "./duration.js";
 
 /** The file name of the socket inside the run directory. */
@@ -73,7 +73,8 @@ export type ServeOptionsInput = z.input<typeof serveOptions>;
 
 /** The daemon's configuration, validated once and frozen. */
 export interface ServeConfig {
-  readonly socket: SocketEndpoint;
+  /** Absolute path of the socket file. */
+  readonly socket: string;
   readonly runDir: string;
   readonly workspace: string;
   readonly dev: boolean;
@@ -100,7 +101,7 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
   return Object.freeze({
-    socket: parseSocketEndpoint(options.socket ?? join(runDir, SOCKET_FILE_NAME)),
+    socket: parseSocketPath(options.socket ?? join(runDir, SOCKET_FILE_NAME)),
     runDir,
     workspace: options.workspace,
     dev: options.dev,

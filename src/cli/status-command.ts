@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { callUnary } from "../client/call-unary.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { services } from "../server/protos.js";
-import { grpcAddress, parseSocketEndpoint } from "../server/socket-endpoint.js";
+import { grpcAddress, parseSocketPath } from "../server/socket-endpoint.js";
 import { durationSchema } from "./duration.js";
 import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
 
@@ -51,7 +51,7 @@ export function statusCommand(): Command {
           );
         const socket =
           options.socket ?? `${options.runDir ?? defaultRunDirectory()}/${SOCKET_FILE_NAME}`;
-        const answer = await askStatus(grpcAddress(parseSocketEndpoint(socket)), timeout.data);
+        const answer = await askStatus(grpcAddress(parseSocketPath(socket)), timeout.data);
         if (options.json) {
           process.stdout.write(
             `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,

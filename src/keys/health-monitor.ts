@@ -82,9 +82,18 @@ export class HealthMonitor {
   async #runCheck(): Promise<HealthSnapshot> {
     const previous = this.#snapshot;
     const controller = new AbortController();
+    // The deadline is enforced here, not left to the check: a provider call that ignores its
+    // signal would otherwise hold #running forever and freeze the snapshot at its last value.
+    const deadline = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener(
+        "abort",
+        () => reject(new ProviderError("other", "provider health check timed out")),
+        { once: true },
+      );
+    });
     const timer = setTimeout(() => controller.abort(), this.#options.timeoutMs);
     try {
-      await this.#options.check(controller.signal);
+      await Promise.race([this.#options.check(controller.signal), deadline]);
       this.#snapshot = { healthy: true, suspended: false, checkedAt: this.#now() };
     } catch (error) {
       const classified =

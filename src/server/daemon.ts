@@ -15,7 +15,7 @@ import { healthService } from "./health-service.js";
 import { kmsV1Service } from "./kms-v1-service.js";
 import { kmsV2Service } from "./kms-v2-service.js";
 import { services, withSafeDeserializers } from "./protos.js";
-import { describeEndpoint, grpcAddress } from "./socket-endpoint.js";
+import { grpcAddress } from "./socket-endpoint.js";
 import {
   prepareSocketFile,
   removeSocketFile,
@@ -120,16 +120,14 @@ export async function startDaemon(
   );
   server.addService(withSafeDeserializers(services.health.service), healthGrpc.implementation);
 
-  const endpoint = config.socket;
+  const socketPath = config.socket;
   let inode: number | undefined;
   let ops: OpsServer | undefined;
   try {
-    if (endpoint.kind === "path") await prepareSocketFile(endpoint.path);
-    await bind(server, grpcAddress(endpoint));
-    if (endpoint.kind === "path") {
-      inode = await socketInode(endpoint.path);
-      await secureSocketFile(endpoint.path, config.socketMode, config.socketOwner);
-    }
+    await prepareSocketFile(socketPath);
+    await bind(server, grpcAddress(socketPath));
+    inode = await socketInode(socketPath);
+    await secureSocketFile(socketPath, config.socketMode, config.socketOwner);
     if (config.http !== undefined) {
       ops = await startOpsServer({ ...config.http, sources: probes, metrics, logger });
     }
@@ -137,13 +135,13 @@ export async function startDaemon(
     server.forceShutdown();
     health.stop();
     keys.dispose();
-    if (endpoint.kind === "path") await removeSocketFile(endpoint.path, inode);
+    await removeSocketFile(socketPath, inode);
     throw error;
   }
   serving = true;
   logger.info(
     {
-      socket: describeEndpoint(endpoint),
+      socket: socketPath,
       provider: provider.describe(),
       keyId: keys.primary.keyId,
       keyVersions: keys.keyIds,
@@ -173,7 +171,7 @@ export async function startDaemon(
     });
     health.stop();
     await ops?.close();
-    if (endpoint.kind === "path") await removeSocketFile(endpoint.path, inode);
+    await removeSocketFile(socketPath, inode);
     keys.dispose();
     await provider.close();
     logger.info("kms-envelope stopped");

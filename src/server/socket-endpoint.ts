@@ -1,20 +1,19 @@
 import { resolve } from "node:path";
 import { KmsEnvelopeError } from "../errors.js";
 
-/** Where the daemon listens: a socket file, or a Linux abstract socket (no file, no mode). */
-export type SocketEndpoint = { kind: "path"; path: string } | { kind: "abstract"; name: string };
-
 /**
- * Accepts what operators write: a path, `unix:///path` (the EncryptionConfiguration form), or
- * `@name` / `unix:///@name` for an abstract socket, as kube-apiserver's ParseEndpoint does.
+ * Accepts what operators write: a path or `unix:///path` (the EncryptionConfiguration form),
+ * and returns the absolute socket path. Abstract sockets (`@name`) are refused: grpc-js cannot
+ * serve on them, and a socket file is what carries the 0600 permission anyway.
  */
-export function parseSocketEndpoint(value: string): SocketEndpoint {
+export function parseSocketPath(value: string): string {
   let rest = value.trim();
-  if (rest === "")
+  if (rest === "") {
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
       "--socket is empty: give a path such as /var/run/kmsplugin/kms-envelope.sock",
     );
+  }
   if (rest.includes("://")) {
     if (!rest.startsWith("unix://")) {
       throw new KmsEnvelopeError(
@@ -23,22 +22,17 @@ export function parseSocketEndpoint(value: string): SocketEndpoint {
       );
     }
     rest = rest.slice("unix://".length);
-    if (rest.startsWith("/@")) rest = rest.slice(1);
   }
-  if (rest.startsWith("@")) {
-    if (rest.length === 1)
-      throw new KmsEnvelopeError("INVALID_CONFIG", "--socket @: the abstract socket name is empty");
-    return { kind: "abstract", name: rest.slice(1) };
+  if (rest.startsWith("@") || rest.startsWith("/@")) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `--socket ${JSON.stringify(value)}: abstract sockets are not supported; give a socket file path`,
+    );
   }
-  return { kind: "path", path: resolve(rest) };
+  return resolve(rest);
 }
 
-/** The address grpc-js binds or dials for an endpoint. */
-export function grpcAddress(endpoint: SocketEndpoint): string {
-  return endpoint.kind === "path" ? `unix:${endpoint.path}` : `unix-abstract:${endpoint.name}`;
-}
-
-/** Human-readable form for logs and errors. */
-export function describeEndpoint(endpoint: SocketEndpoint): string {
-  return endpoint.kind === "path" ? endpoint.path : `@${endpoint.name}`;
+/** The address grpc-js binds or dials for a socket path. */
+export function grpcAddress(socketPath: string): string {
+  return `unix:${socketPath}`;
 }

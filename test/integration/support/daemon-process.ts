@@ -92,7 +92,12 @@ export function dial(socketPath: string): DaemonClients {
     field: new services.field(address, credentials, options),
     health: new services.health(address, credentials, options),
   };
-  return { ...clients, close: () => Object.values(clients).forEach((client) => client.close()) };
+  return {
+    ...clients,
+    close: () => {
+      for (const client of Object.values(clients)) client.close();
+    },
+  };
 }
 
 /** A daemon started as a real child process on a temporary socket. */

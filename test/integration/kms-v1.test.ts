@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { status } from "@grpc/grpc-js";
+import {
+  call,
+  callError,
+  type DaemonClients,
+  DaemonProcess,
+  dial,
+  newMasterKey,
+  temporaryDirectory,
+} from "./support/daemon-process.js";
+
+describe("KMS v1beta1 over the daemon's Unix socket", () => {
+  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
+  let daemon: DaemonProcess;
+  let clients: DaemonClients;
+
+  before(async () => {
+    directory = await temporaryDirectory();
+    daemon = await DaemonProcess.start({
+      socketPath: join(directory.path, "kms.sock"),
+      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
+    });
+    clients = dial(daemon.socketPath);
+  });
+
+  after(async () => {
+    clients.close();
+    await daemon.stop();
+    await directory.remove();
+  });
+
+  test("Version answers v1beta1 with the runtime name and a semver runtime version", async () => {
+    const answer = await call<{ version: string; runtime_name: string; runtime_version: string }>(
+      clients.kmsV1,
+      "Version",
+      { version: "v1beta1" },
+    );
+    assert.equal(answer.version, "v1beta1");
+    assert.equal(answer.runtime_name, "kms-envelope");
+    assert.match(answer.runtime_version, /^\d+\.\d+\.\d+/);
+  });
+
+  test("Encrypt then Decrypt returns the DEK, and the key id travels inside the ciphertext", async () => {
+    for (const plain of [randomBytes(32), Buffer.alloc(0), randomBytes(1024 * 1024)]) {
+      const { cipher } = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+        version: "v1beta1",
+        plain,
+      });
+      assert.equal(cipher[0], 0x01);
+      assert.equal(cipher.subarray(3, 3 + daemon.keyId.length).toString(), daemon.keyId);
+      const { plain: opened } = await call<{ plain: Buffer }>(clients.kmsV1, "Decrypt", {
+        version: "v1beta1",
+        cipher,
+      });
+      assert.deepEqual(opened, plain);
+    }
+  });
+
+  test("a request for another API version is INVALID_ARGUMENT naming the supported one", async () => {
+    const error = await callError(clients.kmsV1, "Encrypt", {
+      version: "v2",
+      plain: randomBytes(32),
+    });
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.match(error.details, /send "v1beta1"/);
+  });
+
+  test("a v2 ciphertext does not decrypt through v1beta1, and tampering is INVALID_ARGUMENT", async () => {
+    const v2 = await call<{ ciphertext: Buffer }>(clients.kmsV2, "Encrypt", {
+      plaintext: randomBytes(32),
+      uid: "x",
+    });
+    const crossed = await callError(clients.kmsV1, "Decrypt", {
+      version: "v1beta1",
+      cipher: v2.ciphertext,
+    });
+    assert.equal(crossed.code, status.INVALID_ARGUMENT);
+    const { cipher } = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+      version: "v1beta1",
+      plain: randomBytes(32),
+    });
+    cipher[cipher.length - 1] = (cipher[cipher.length - 1] as number) ^ 0x80;
+    const tampered = await callError(clients.kmsV1, "Decrypt", { version: "v1beta1", cipher });
+    assert.equal(tampered.code, status.INVALID_ARGUMENT);
+    assert.match(tampered.details, /^decryption failed/);
+  });
+});
