@@ -215,20 +215,20 @@ export async function callError(
   throw new Error(`${method} succeeded but was expected to fail`);
 }
 
-/** Sends raw bytes as the request message, bypassing protobuf encoding. */
-export function callRaw(
+/** Sends raw bytes as the request message, bypassing protobuf encoding; expects a failure. */
+export function callRawError(
   client: grpc.Client,
   path: string,
   body: Buffer,
-): Promise<grpc.ServiceError | Buffer> {
-  return new Promise((resolve) => {
+): Promise<grpc.ServiceError> {
+  return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       path,
       (bytes: Buffer) => bytes,
       (bytes: Buffer) => bytes,
       body,
       { deadline: Date.now() + 10_000 },
-      (error, response) => resolve(error ?? (response as Buffer)),
+      (error) => (error ? resolve(error) : reject(new Error(`${path} accepted the raw request`))),
     );
   });
 }
