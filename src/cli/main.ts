@@ -13,12 +13,12 @@ const program = new Command("kms-envelope")
   .description(
     "Kubernetes KMS plugin and field-encryption service with pluggable master-key custody",
   )
-  .version(PACKAGE_VERSION)
-  .showHelpAfterError("(run with --help for usage)")
-  .exitOverride()
-  .addCommand(serveCommand())
-  .addCommand(statusCommand())
-  .addCommand(keygenCommand());
+  .version(PACKAGE_VERSION);
+// Commands built elsewhere do not inherit these settings from the program, so apply them to each.
+for (const command of [program, serveCommand(), statusCommand(), keygenCommand()]) {
+  command.showHelpAfterError("(run with --help for usage)").exitOverride();
+  if (command !== program) program.addCommand(command);
+}
 
 try {
   await program.parseAsync(process.argv);
