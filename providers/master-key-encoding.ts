@@ -23,5 +23,9 @@ export function decodeMasterKey(text: string, source: string): Uint8Array {
       `${source} must be base64 of exactly ${MASTER_KEY_BYTES} bytes: generate one with \`kms-envelope keygen\``,
     );
   }
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  // Buffer.from(text, "base64") decodes into Node's shared allocation pool; copy the key into
+  // its own buffer and zero the pooled bytes, so keys live in isolated buffers (SPEC.md §2).
+  const key = Uint8Array.from(bytes);
+  bytes.fill(0);
+  return key;
 }
