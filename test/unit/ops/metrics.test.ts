@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { DaemonMetrics, METRIC_PREFIX } from "../../../src/ops/metrics.js";
+
+async function value(
+  metrics: DaemonMetrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | undefined> {
+  const metric = metrics.registry.getSingleMetric(`${METRIC_PREFIX}${name}`);
+  assert.ok(metric !== undefined, `${name} is registered`);
+  const { values } = await metric.get();
+  return values.find((entry) =>
+    Object.entries(labels).every(([key, wanted]) => entry.labels[key] === wanted),
+  )?.value;
+}
+
+describe("DaemonMetrics", () => {
+  test("every metric, default process metrics included, starts with kms_envelope_", async () => {
+    const metrics = new DaemonMetrics();
+    const names = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
+    assert.ok(names.length > 8);
+    for (const name of names) assert.ok(name.startsWith(METRIC_PREFIX), name);
+    assert.equal(METRIC_PREFIX, "kms_envelope_");
+  });
+
+  test("observeCall counts calls by method and status code and records latency", async () => {
+    const metrics = new DaemonMetrics();
+    metrics.observeCall("/v2.KeyManagementService/Encrypt", "OK", 0.0002);
+    metrics.observeCall("/v2.KeyManagementService/Encrypt", "OK", 0.0004);
+    metrics.observeCall("/v2.KeyManagementService/Decrypt", "INVALID_ARGUMENT", 0.001);
+    const encryptOk = { method: "/v2.KeyManagementService/Encrypt", code: "OK" };
+    assert.equal(await value(metrics, "grpc_requests_total", encryptOk), 2);
+    assert.equal(
+      await value(metrics, "grpc_requests_total", {
+        method: "/v2.KeyManagementService/Decrypt",
+        code: "INVALID_ARGUMENT",
+      }),
+      1,
+    );
+    const text = await metrics.registry.metrics();
+    assert.match(
+      text,
+      /kms_envelope_grpc_request_duration_seconds_count\{method="\/v2\.KeyManagementService\/Encrypt"\} 2/,
+    );
+  });
+
+  test("setKeys publishes the primary key id and replaces the previous one", async () => {
+    const metrics = new DaemonMetrics();
+    metrics.setKeys("local:AAAAAAAAAAAAAAAA", 1);
+    metrics.setKeys("local:BBBBBBBBBBBBBBBB", 2);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /kms_envelope_primary_key_info\{key_id="local:BBBBBBBBBBBBBBBB"\} 1/);
+    assert.ok(!text.includes("local:AAAAAAAAAAAAAAAA"), "the old key id disappears");
+    assert.equal(await value(metrics, "key_versions"), 2);
+  });
+
+  test("observeProviderCheck counts results and sets healthy and suspended gauges", async () => {
+    const metrics = new DaemonMetrics();
+    metrics.observeProviderCheck("aws", "ok", true, false);
+    metrics.observeProviderCheck("aws", "user", false, true);
+    metrics.observeProviderCheck("aws", "user", false, true);
+    assert.equal(await value(metrics, "provider_checks_total", { result: "ok" }), 1);
+    assert.equal(await value(metrics, "provider_checks_total", { result: "user" }), 2);
+    assert.equal(await value(metrics, "provider_healthy", { provider: "aws" }), 0);
+    assert.equal(await value(metrics, "provider_suspended", { provider: "aws" }), 1);
+    metrics.observeProviderCheck("aws", "ok", true, false);
+    assert.equal(await value(metrics, "provider_healthy", { provider: "aws" }), 1);
+    assert.equal(await value(metrics, "provider_suspended", { provider: "aws" }), 0);
+  });
+
+  test("countFieldValues adds per operation", async () => {
+    const metrics = new DaemonMetrics();
+    metrics.countFieldValues("seal", 3);
+    metrics.countFieldValues("seal", 2);
+    metrics.countFieldValues("open", 7);
+    assert.equal(await value(metrics, "field_values_total", { operation: "seal" }), 5);
+    assert.equal(await value(metrics, "field_values_total", { operation: "open" }), 7);
+  });
+
+  test("two instances have independent registries", async () => {
+    const first = new DaemonMetrics();
+    const second = new DaemonMetrics();
+    first.countFieldValues("seal", 1);
+    assert.equal(await value(second, "field_values_total", { operation: "seal" }), undefined);
+  });
+});
