@@ -32,8 +32,21 @@ const hostPort = z
       });
       return z.NEVER;
     }
-    return { host: (match[1] ?? match[2]) as string, port };
+    const host = (match[1] ?? match[2]) as string;
+    // Probes and metrics are unauthenticated: SPEC.md §6 keeps them on loopback.
+    if (!isLoopback(host)) {
+      context.addIssue({
+        code: "custom",
+        message: `must be a loopback address (127.0.0.1, [::1] or localhost), not ${host}`,
+      });
+      return z.NEVER;
+    }
+    return { host, port };
   });
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 const owner = z
   .string()
@@ -58,14 +71,21 @@ const serveOptions = z.object({
   socketOwner: owner.optional(),
   logLevel: z.enum(LOG_LEVELS),
   shutdownTimeout: durationSchema,
-  healthInterval: durationSchema,
-  healthTimeout: durationSchema,
+  // Floors keep a typo from turning health checks into a busy loop of provider calls.
+  healthInterval: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
+  healthTimeout: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
   gracePeriod: durationSchema,
-  maxRequestBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .max(64 * 1024 * 1024),
+  maxRequestBytes: z
+    .string()
+    .trim()
+    .regex(/^\d+$/, "must be a whole number of bytes")
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(1024)
+        .max(64 * 1024 * 1024),
+    ),
 });
 
 /** Raw option values as the command line (or environment) gave them. */

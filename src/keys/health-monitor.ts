@@ -118,7 +118,11 @@ export class HealthMonitor {
       previous.healthy !== this.#snapshot.healthy ||
       previous.suspended !== this.#snapshot.suspended ||
       previous.errorClass !== this.#snapshot.errorClass;
-    this.#options.onCheck?.(this.#snapshot, changed);
+    try {
+      this.#options.onCheck?.(this.#snapshot, changed);
+    } catch {
+      // A failing observer (a log or metrics sink) must not stop health checking.
+    }
     return this.#snapshot;
   }
 }

@@ -24,7 +24,12 @@ export class MasterKeyVersion {
   /** The workspace key W for `workspace`, derived once and cached. */
   workspaceKey(workspace: string): Uint8Array {
     const cached = this.#workspaceKeys.get(workspace);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      // Re-inserting keeps Map order least-recently-used first, so eviction drops cold tenants.
+      this.#workspaceKeys.delete(workspace);
+      this.#workspaceKeys.set(workspace, cached);
+      return cached;
+    }
     if (this.#workspaceKeys.size >= WORKSPACE_CACHE_LIMIT) {
       const oldest = this.#workspaceKeys.keys().next().value as string;
       wipe(this.#workspaceKeys.get(oldest));

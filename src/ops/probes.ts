@@ -31,12 +31,20 @@ export function checkHealthz(sources: ProbeSources): ProbeResult {
 }
 
 /**
- * Liveness ignores user-caused and throttling provider failures: restarting the daemon cannot
- * re-enable a revoked key or lift a quota, and restart loops take the apiserver with them
- * (kubernetes#93968). Only a broken key in memory means the process should be replaced.
+ * Liveness ignores user-caused and throttling provider failures (SPEC.md §6): restarting the
+ * daemon cannot re-enable a revoked key or lift a quota, and restart loops take the apiserver
+ * with them (kubernetes#93968). Corrupt answers and other failures may be cured by a fresh
+ * process and client, as aws-encryption-provider's /livez also assumes.
  */
 export function checkLivez(sources: ProbeSources): ProbeResult {
   if (!sources.selfTest()) return { ok: false, reason: "primary master key failed its self-test" };
+  const health = sources.health();
+  if (!health.healthy && health.errorClass !== "user" && health.errorClass !== "throttled") {
+    return {
+      ok: false,
+      reason: `custody provider failing (${health.errorClass}): ${health.message}`,
+    };
+  }
   return { ok: true, reason: "ok" };
 }
 

@@ -20,7 +20,7 @@ import {
   prepareSocketFile,
   removeSocketFile,
   secureSocketFile,
-  socketInode,
+  socketIdentity,
 } from "./socket-file.js";
 
 /** A running daemon. */
@@ -121,13 +121,17 @@ export async function startDaemon(
   server.addService(withSafeDeserializers(services.health.service), healthGrpc.implementation);
 
   const socketPath = config.socket;
-  let inode: number | undefined;
+  let socketId: Awaited<ReturnType<typeof socketIdentity>>;
   let ops: OpsServer | undefined;
   try {
     await prepareSocketFile(socketPath);
     await bind(server, grpcAddress(socketPath));
-    inode = await socketInode(socketPath);
-    await secureSocketFile(socketPath, config.socketMode, config.socketOwner);
+    try {
+      await secureSocketFile(socketPath, config.socketMode, config.socketOwner);
+    } finally {
+      // Taken after chmod/chown, which change ctime, so shutdown recognises the file.
+      socketId = await socketIdentity(socketPath);
+    }
     if (config.http !== undefined) {
       ops = await startOpsServer({ ...config.http, sources: probes, metrics, logger });
     }
@@ -135,7 +139,7 @@ export async function startDaemon(
     server.forceShutdown();
     health.stop();
     keys.dispose();
-    await removeSocketFile(socketPath, inode);
+    await removeSocketFile(socketPath, socketId);
     throw error;
   }
   serving = true;
@@ -171,7 +175,7 @@ export async function startDaemon(
     });
     health.stop();
     await ops?.close();
-    await removeSocketFile(socketPath, inode);
+    await removeSocketFile(socketPath, socketId);
     keys.dispose();
     await provider.close();
     logger.info("kms-envelope stopped");

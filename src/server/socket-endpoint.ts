@@ -22,6 +22,12 @@ export function parseSocketPath(value: string): string {
       );
     }
     rest = rest.slice("unix://".length);
+    if (rest === "") {
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `--socket ${JSON.stringify(value)} has no path: write unix:///path/to/socket`,
+      );
+    }
   }
   if (rest.startsWith("@") || rest.startsWith("/@")) {
     throw new KmsEnvelopeError(

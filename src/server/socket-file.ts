@@ -10,7 +10,11 @@ function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** Resolves true when some process accepts connections on the socket file. */
+/**
+ * Resolves true when some process accepts connections on the socket file. Only a refused
+ * connection proves the socket stale: any other failure (EACCES on another user's socket, a
+ * timeout) counts as live, so a socket that might be in use is never deleted.
+ */
 function socketIsLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ path });
@@ -20,7 +24,7 @@ function socketIsLive(path: string): Promise<boolean> {
     };
     socket.setTimeout(PROBE_TIMEOUT_MS, () => done(true));
     socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
+    socket.once("error", (error) => done(errorCode(error) !== "ECONNREFUSED"));
   });
 }
 
@@ -52,7 +56,7 @@ export async function prepareSocketFile(path: string): Promise<void> {
   if (await socketIsLive(path)) {
     throw new KmsEnvelopeError(
       "SOCKET_IN_USE",
-      `${path} is served by another running process: stop it first or choose another --socket`,
+      `${path} is served by another running process (or cannot be probed): stop it first or choose another --socket`,
     );
   }
   await unlink(path);
@@ -68,18 +72,25 @@ export async function secureSocketFile(
   await chmod(path, mode);
 }
 
-/** Identity of a socket file, so shutdown removes only the file this process created. */
-export async function socketInode(path: string): Promise<number | undefined> {
+/** Identity of a socket file: inode numbers are reused at once, so device and ctime count too. */
+export type SocketIdentity = string;
+
+/** Identity of the file at `path` now, or undefined when there is none. */
+export async function socketIdentity(path: string): Promise<SocketIdentity | undefined> {
   try {
-    return (await lstat(path)).ino;
+    const stats = await lstat(path, { bigint: true });
+    return `${stats.dev}:${stats.ino}:${stats.ctimeNs}`;
   } catch {
     return undefined;
   }
 }
 
-/** Removes the socket file if it is still the one this process bound. */
-export async function removeSocketFile(path: string, inode: number | undefined): Promise<void> {
-  if (inode === undefined || (await socketInode(path)) !== inode) return;
+/** Removes the socket file if it is still the one this process bound (same identity). */
+export async function removeSocketFile(
+  path: string,
+  identity: SocketIdentity | undefined,
+): Promise<void> {
+  if (identity === undefined || (await socketIdentity(path)) !== identity) return;
   try {
     await unlink(path);
   } catch (error) {

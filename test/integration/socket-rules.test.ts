@@ -80,7 +80,7 @@ describe("socket rules (SPEC.md §4)", () => {
     assert.equal(result.code, 1);
     assert.match(
       result.stderr,
-      /is served by another running process: stop it first or choose another --socket/,
+      /is served by another running process \(or cannot be probed\): stop it first or choose another --socket/,
     );
     const clients = dial(socketPath);
     assert.equal((await call<{ healthz: string }>(clients.kmsV2, "Status", {})).healthz, "ok");

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { callUnary } from "../../../src/client/call-unary.js";
 import { PACKAGE_ROOT } from "../../../src/package-info.js";
@@ -100,6 +101,13 @@ export function dial(socketPath: string): DaemonClients {
   };
 }
 
+// A failed assertion can skip a test's stop(); a daemon left running would keep the test file
+// alive forever, so whatever is still running when the file's tests end is killed.
+const liveDaemons = new Set<ChildProcess>();
+after(() => {
+  for (const child of liveDaemons) child.kill("SIGKILL");
+});
+
 /** A daemon started as a real child process on a temporary socket. */
 export class DaemonProcess {
   readonly socketPath: string;
@@ -112,7 +120,13 @@ export class DaemonProcess {
   private constructor(socketPath: string, child: ChildProcess) {
     this.socketPath = socketPath;
     this.child = child;
-    this.#exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    this.#exited = new Promise((resolve) =>
+      child.on("exit", (code) => {
+        liveDaemons.delete(child);
+        resolve(code);
+      }),
+    );
+    liveDaemons.add(child);
     for (const stream of [child.stdout, child.stderr]) {
       let pending = "";
       stream?.on("data", (chunk: Buffer) => {

@@ -124,6 +124,22 @@ describe("parseServeConfig: --http-address", () => {
   });
 });
 
+describe("parseServeConfig: --http-address stays on loopback", () => {
+  test("a non-loopback --http-address is INVALID_CONFIG: probes and metrics are unauthenticated", () => {
+    for (const httpAddress of ["0.0.0.0:8089", "10.0.0.5:8089", "[::]:8089", "example.com:80"]) {
+      assert.throws(
+        () => parseServeConfig({ ...DEFAULTS, httpAddress }),
+        invalidConfig("--http-address", /must be a loopback address/),
+        httpAddress,
+      );
+    }
+    assert.deepEqual(parseServeConfig({ ...DEFAULTS, httpAddress: "127.0.0.2:9000" }).http, {
+      host: "127.0.0.2",
+      port: 9000,
+    });
+  });
+});
+
 describe("parseServeConfig: every other flag's bad value names the flag", () => {
   const cases: [string, Partial<ServeOptionsInput>, RegExp][] = [
     ["--socket-mode", { socketMode: "0800" }, /octal mode/],
@@ -135,6 +151,11 @@ describe("parseServeConfig: every other flag's bad value names the flag", () => 
     ["--shutdown-timeout", { shutdownTimeout: "30" }, /duration such as/],
     ["--health-interval", { healthInterval: "5 minutes" }, /duration such as/],
     ["--health-timeout", { healthTimeout: "-1s" }, /duration such as/],
+    ["--health-interval", { healthInterval: "0s" }, /at least 100ms/],
+    ["--health-interval", { healthInterval: "50ms" }, /at least 100ms/],
+    ["--health-timeout", { healthTimeout: "0ms" }, /at least 100ms/],
+    ["--max-request-bytes", { maxRequestBytes: "0x1000" }, /whole number of bytes/],
+    ["--max-request-bytes", { maxRequestBytes: "1e6" }, /whole number of bytes/],
     ["--grace-period", { gracePeriod: "1d" }, /duration such as/],
     ["--max-request-bytes", { maxRequestBytes: "12" }, /./],
     ["--max-request-bytes", { maxRequestBytes: "lots" }, /./],

@@ -49,26 +49,26 @@ describe("MasterKeyVersion", () => {
     assert.notDeepEqual(Buffer.from(version.workspaceKey("tenant-b")), Buffer.from(first));
   });
 
-  test("the workspace-key cache is bounded at 4096 and the evicted key is wiped", () => {
+  test("the workspace-key cache is bounded at 4096, evicts the least recently used key and wipes it", () => {
     const masterKey = randomBytes(32);
     const version = new MasterKeyVersion("local", masterKey);
-    const oldest = version.workspaceKey("workspace-0");
+    const first = version.workspaceKey("workspace-0");
     const second = version.workspaceKey("workspace-1");
     for (let index = 2; index < WORKSPACE_CACHE_LIMIT; index += 1) {
       version.workspaceKey(`workspace-${index}`);
     }
-    // Exactly at the limit: nothing evicted yet.
-    assert.equal(isZero(oldest), false);
-    assert.equal(version.workspaceKey("workspace-0"), oldest);
+    // Exactly at the limit: nothing evicted yet. Using workspace-0 makes workspace-1 the coldest.
+    assert.equal(isZero(first), false);
+    assert.equal(version.workspaceKey("workspace-0"), first);
 
     version.workspaceKey(`workspace-${WORKSPACE_CACHE_LIMIT}`);
-    assert.equal(isZero(oldest), true, "the evicted workspace key is zeroed");
-    assert.equal(isZero(second), false, "only the oldest entry is evicted");
-    assert.equal(version.workspaceKey("workspace-1"), second);
+    assert.equal(isZero(second), true, "the least recently used workspace key is zeroed");
+    assert.equal(isZero(first), false, "a recently used key survives although it is the oldest");
+    assert.equal(version.workspaceKey("workspace-0"), first);
 
-    const rederived = version.workspaceKey("workspace-0");
-    assert.notEqual(rederived, oldest, "an evicted key is derived into a fresh buffer");
-    assert.deepEqual(Buffer.from(rederived), deriveWorkspaceKey(masterKey, "workspace-0"));
+    const rederived = version.workspaceKey("workspace-1");
+    assert.notEqual(rederived, second, "an evicted key is derived into a fresh buffer");
+    assert.deepEqual(Buffer.from(rederived), deriveWorkspaceKey(masterKey, "workspace-1"));
   });
 
   test("dispose zeroes every cached workspace key", () => {

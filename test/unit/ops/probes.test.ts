@@ -106,6 +106,17 @@ describe("probes", () => {
     }
   });
 
+  test("livez fails on corrupt and other provider failures, which a fresh process may cure", async () => {
+    for (const errorClass of ["corrupt", "other"] as const) {
+      const { sources, fake, monitor } = daemonSources();
+      fake.setStanding(errorClass);
+      await monitor.checkNow();
+      const result = checkLivez(sources);
+      assert.equal(result.ok, false, errorClass);
+      assert.match(result.reason, new RegExp(`custody provider failing \\(${errorClass}\\)`));
+    }
+  });
+
   test("a failed self-test fails healthz, livez and readyz", () => {
     const { sources, setServing } = daemonSources();
     setServing(true);

@@ -56,6 +56,13 @@ describe("parseSocketPath", () => {
       assert.throws(() => parseSocketPath(value), invalidConfig(/--socket is empty/));
     }
   });
+
+  test("unix:// without a path is refused instead of meaning the working directory", () => {
+    assert.throws(
+      () => parseSocketPath("unix://"),
+      invalidConfig(/has no path: write unix:\/\/\/path\/to\/socket/),
+    );
+  });
 });
 
 describe("grpcAddress", () => {

@@ -10,6 +10,7 @@ import {
   rm,
   stat,
   symlink,
+  unlink,
   utimes,
   writeFile,
 } from "node:fs/promises";
@@ -22,7 +23,7 @@ import {
   prepareSocketFile,
   removeSocketFile,
   secureSocketFile,
-  socketInode,
+  socketIdentity,
 } from "../../../src/server/socket-file.js";
 
 let root: string;
@@ -173,31 +174,41 @@ describe("removeSocketFile", () => {
   test("removes the socket file this process bound", async () => {
     const path = join(root, "mine.sock");
     await staleSocket(path);
-    const inode = await socketInode(path);
-    assert.notEqual(inode, undefined);
-    await removeSocketFile(path, inode);
+    const identity = await socketIdentity(path);
+    assert.notEqual(identity, undefined);
+    await removeSocketFile(path, identity);
     assert.equal(await exists(path), false);
   });
 
   test("leaves a file that replaced ours (different inode) in place", async () => {
     const path = join(root, "replaced.sock");
     await staleSocket(path);
-    const inode = await socketInode(path);
+    const identity = await socketIdentity(path);
     // Built beside ours and renamed over it, so it cannot reuse our freed inode number.
     const replacement = join(root, "replacement.sock");
     await staleSocket(replacement);
     await rename(replacement, path);
-    assert.notEqual(await socketInode(path), inode);
-    await removeSocketFile(path, inode);
+    assert.notEqual(await socketIdentity(path), identity);
+    await removeSocketFile(path, identity);
     assert.ok((await lstat(path)).isSocket());
   });
 
-  test("does nothing for an unknown inode or a missing file", async () => {
+  test("leaves a new socket that reused our inode number in place", async () => {
+    const path = join(root, "reused.sock");
+    await staleSocket(path);
+    const identity = await socketIdentity(path);
+    await unlink(path);
+    await staleSocket(path);
+    await removeSocketFile(path, identity);
+    assert.ok((await lstat(path)).isSocket(), "another process's socket must survive our shutdown");
+  });
+
+  test("does nothing for an unknown identity or a missing file", async () => {
     const path = join(root, "unknown.sock");
     await staleSocket(path);
     await removeSocketFile(path, undefined);
     assert.ok(await exists(path));
-    assert.equal(await socketInode(join(root, "missing.sock")), undefined);
-    await removeSocketFile(join(root, "missing.sock"), 12345);
+    assert.equal(await socketIdentity(join(root, "missing.sock")), undefined);
+    await removeSocketFile(join(root, "missing.sock"), "1:2:3");
   });
 });
