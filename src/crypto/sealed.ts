@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { DecryptionFailedError, MalformedCiphertextError } from "../errors.js";
 import { deriveRecordKey } from "./derivation.js";
+import { freshNonce } from "./nonce-source.js";
 import {
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
@@ -21,7 +21,7 @@ export function seal(
   workspaceKey: Uint8Array,
   context: Uint8Array,
   plaintext: Uint8Array,
-  nonce: Uint8Array = randomBytes(SECRETBOX_NONCE_BYTES),
+  nonce: Uint8Array = freshNonce(),
 ): Uint8Array {
   if (nonce.length !== SECRETBOX_NONCE_BYTES) {
     throw new RangeError(`nonce must be ${SECRETBOX_NONCE_BYTES} bytes`);

@@ -1,0 +1,435 @@
+// `npm run bench`: KMS v2 throughput/latency with the native kmsload client, field-service
+// throughput with a separate Node load process, and daemon RSS; writes bench/results/latest.*
+// and prints the Markdown summary on stdout (progress goes to stderr).
+//
+// Environment: BENCH_DURATION (per run, default 10s), BENCH_FIELD_DURATION (per field phase,
+// default BENCH_DURATION), BENCH_CONNS (comma list of --conns to try, default 1,2,4,8),
+// BENCH_FIELD_CONCURRENCY (default 16), BENCH_QUIET_WAIT (how long to wait for other jobs on the
+// machine to go quiet before each run, default 20s), BENCH_DAEMON_NODE_FLAGS (extra node flags
+// for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning).
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, platform, release, totalmem } from "node:os";
+import { join, relative } from "node:path";
+import type { FieldLoadReport } from "./field-load.js";
+import {
+  DAEMON_MAIN,
+  DaemonProcess,
+  daemonNodeFlags,
+  ensureDaemonBuilt,
+  ensureKmsload,
+  goDuration,
+  type KmsloadFlags,
+  type KmsloadReport,
+  log,
+  type MemorySample,
+  parseDurationMs,
+  REPO_ROOT,
+  RESULTS_DIR,
+  readCpuSeconds,
+  readMachineCpu,
+  readMemory,
+  runKmsload,
+  waitForQuiet,
+} from "./lib.js";
+
+/** The project's floor for KMS v2 roundtrip at concurrency 64, in calls/s. */
+const MINIMUM_ROUNDTRIP_C64 = 10_000;
+const CONCURRENCIES = [1, 16, 64];
+const SIZE = 32;
+
+interface KmsRow {
+  op: KmsloadFlags["op"];
+  concurrency: number;
+  conns: number;
+  /** Part of the --conns sweep (roundtrip) rather than the main matrix. */
+  sweep: boolean;
+  argv: string[];
+  report: KmsloadReport;
+  daemonCpuS: number;
+  daemonCpuPct: number;
+  daemonCpuUsPerCall: number;
+  /** CPU seconds kmsload itself used. */
+  clientCpuS: number;
+  /** Average cores used by processes other than the daemon and kmsload during the run. */
+  otherCores: number;
+  /** Busy cores seen just before the run (after waiting for a quiet machine). */
+  busyCoresBefore: number;
+}
+
+function gitInfo(): { commit: string; dirty: boolean } {
+  try {
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT, encoding: "utf8" });
+    const status = execFileSync("git", ["status", "--porcelain"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+    });
+    return { commit: commit.trim(), dirty: status.trim() !== "" };
+  } catch {
+    return { commit: "unknown", dirty: false };
+  }
+}
+
+function machineInfo(): Record<string, unknown> {
+  const cores = cpus();
+  return {
+    cpuModel: cores[0]?.model ?? "unknown",
+    cpuCount: cores.length,
+    totalMemoryMiB: Math.round(totalmem() / 1024 / 1024),
+    platform: `${platform()} ${release()}`,
+    node: process.version,
+    date: new Date().toISOString(),
+    git: gitInfo(),
+  };
+}
+
+async function measureKms(
+  kmsload: string,
+  daemon: DaemonProcess,
+  flags: KmsloadFlags,
+  sweep: boolean,
+  quietWaitMs: number,
+): Promise<KmsRow> {
+  const quiet = await waitForQuiet(quietWaitMs);
+  const cpuBefore = readCpuSeconds(daemon.pid);
+  const machineBefore = readMachineCpu();
+  const { report, argv, clientCpuS } = await runKmsload(kmsload, daemon.socketPath, flags);
+  const machineAfter = readMachineCpu();
+  const daemonCpuS = readCpuSeconds(daemon.pid) - cpuBefore;
+  const machineBusyS = machineAfter.busyS - machineBefore.busyS;
+  const wallS = Math.max(report.elapsed_s, 0.001);
+  const otherCores = Math.max(0, (machineBusyS - daemonCpuS - clientCpuS) / wallS);
+  const row: KmsRow = {
+    op: flags.op,
+    concurrency: flags.concurrency,
+    conns: flags.conns,
+    sweep,
+    argv,
+    report,
+    daemonCpuS: Math.round(daemonCpuS * 100) / 100,
+    daemonCpuPct: Math.round((100 * daemonCpuS) / wallS),
+    daemonCpuUsPerCall: report.calls > 0 ? Math.round((daemonCpuS * 1e6) / report.calls) : 0,
+    clientCpuS: Math.round(clientCpuS * 100) / 100,
+    otherCores: Math.round(otherCores * 100) / 100,
+    busyCoresBefore: quiet.busyCores,
+  };
+  log(
+    `${flags.op} c=${flags.concurrency} conns=${flags.conns}: ${report.calls_per_s} calls/s, ` +
+      `p50 ${report.p50_us} µs, p99 ${report.p99_us} µs, errors ${report.errors}, ` +
+      `daemon CPU ${row.daemonCpuPct}% (${row.daemonCpuUsPerCall} µs/call), kmsload ${Math.round((100 * clientCpuS) / wallS)}%, other ${row.otherCores} cores`,
+  );
+  return row;
+}
+
+function runFieldLoad(
+  socketPath: string,
+  durationMs: number,
+  concurrency: number,
+): Promise<FieldLoadReport> {
+  const script = join(REPO_ROOT, "bench", "field-load.ts");
+  const args = [
+    "--import",
+    "tsx",
+    script,
+    "--socket",
+    socketPath,
+    "--duration",
+    goDuration(durationMs),
+    "--concurrency",
+    String(concurrency),
+    "--batches",
+    "1,10,100",
+    "--fields",
+    "10",
+    "--value-bytes",
+    "100",
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    // 3 batch sizes × 2 phases, plus warm-up and setup; far more than enough.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 6 * durationMs + 120_000);
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.trim().split("\n").pop() ?? "";
+      if ((code === 0 || code === 1) && line.startsWith("{")) {
+        resolve(JSON.parse(line) as FieldLoadReport);
+      } else {
+        reject(new Error(`field-load failed (exit ${code ?? signal}): ${stderr.trim()}`));
+      }
+    });
+  });
+}
+
+function kib(sample: MemorySample): string {
+  return `${(sample.rssKiB / 1024).toFixed(1)} MiB`;
+}
+
+function markdown(results: {
+  machine: Record<string, unknown>;
+  durationMs: number;
+  kms: KmsRow[];
+  field: FieldLoadReport | undefined;
+  fieldDaemonCpuS: number | undefined;
+  fieldMachineBusyCores: number | undefined;
+  memory: Record<string, MemorySample>;
+  minimum: { roundtripC64: number | undefined; required: number; met: boolean };
+}): string {
+  const { machine, kms, field, memory } = results;
+  const git = machine.git as { commit: string; dirty: boolean };
+  const lines: string[] = [];
+  lines.push("# kms-envelope benchmark", "");
+  lines.push(
+    `${machine.date} · ${machine.cpuModel} × ${machine.cpuCount} · ${machine.totalMemoryMiB} MiB · ` +
+      `Node ${machine.node} · ${machine.platform} · commit ${git.commit.slice(0, 12)}${git.dirty ? " (dirty tree)" : ""}` +
+      ((machine.daemonNodeFlags as string[]).length > 0
+        ? ` · daemon node flags: \`${(machine.daemonNodeFlags as string[]).join(" ")}\``
+        : ""),
+    "",
+    `Daemon and load clients share the machine's ${machine.cpuCount} cores. Each KMS run lasts ` +
+      `${goDuration(results.durationMs)} (kmsload, --size ${SIZE}). A roundtrip is two calls ` +
+      "(Encrypt, then a checked Decrypt); calls/s counts RPCs. CPU columns are % of one core " +
+      '(user + system, all threads); "other load" is CPU used meanwhile by unrelated processes ' +
+      "on the shared machine (a run with other load > 0.2 is noisy).",
+    "",
+  );
+  lines.push("## KMS v2 (kmsload)", "");
+  lines.push(
+    "| op | concurrency | conns | calls/s | p50 µs | p99 µs | errors | daemon CPU | daemon CPU µs/call | kmsload CPU | other load (cores) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  );
+  for (const row of kms.filter((entry) => !entry.sweep || isBestSweep(entry, kms))) {
+    const r = row.report;
+    lines.push(
+      `| ${row.op} | ${row.concurrency} | ${row.conns} | ${Math.round(r.calls_per_s).toLocaleString("en-US")} | ${r.p50_us} | ${r.p99_us} | ${r.errors} | ${row.daemonCpuPct}% | ${row.daemonCpuUsPerCall} | ${Math.round((100 * row.clientCpuS) / r.elapsed_s)}% | ${row.otherCores} |`,
+    );
+  }
+  const sweeps = kms.filter((row) => row.sweep);
+  if (sweeps.some((row) => row.concurrency > 1)) {
+    lines.push("", "### --conns sweep (roundtrip)", "");
+    lines.push("| concurrency | conns | calls/s | p50 µs | p99 µs | errors | best |");
+    lines.push("|---:|---:|---:|---:|---:|---:|:---:|");
+    for (const row of sweeps.filter((entry) => entry.concurrency > 1)) {
+      const r = row.report;
+      lines.push(
+        `| ${row.concurrency} | ${row.conns} | ${Math.round(r.calls_per_s).toLocaleString("en-US")} | ${r.p50_us} | ${r.p99_us} | ${r.errors} | ${isBestSweep(row, kms) ? "✓" : ""} |`,
+      );
+    }
+  }
+  lines.push("");
+  const { minimum } = results;
+  lines.push(
+    minimum.roundtripC64 === undefined
+      ? "KMS v2 roundtrip at concurrency 64 was not measured."
+      : `KMS v2 roundtrip at concurrency 64: ${Math.round(minimum.roundtripC64).toLocaleString("en-US")} calls/s — ` +
+          (minimum.met
+            ? `meets the ${minimum.required.toLocaleString("en-US")} calls/s minimum.`
+            : `**BELOW the ${minimum.required.toLocaleString("en-US")} calls/s minimum.**`),
+    "",
+  );
+  lines.push("## Field service (Node gRPC client, separate process)", "");
+  if (field === undefined) {
+    lines.push("Not measured (the field load client failed; see latest.json).", "");
+  } else {
+    lines.push(
+      `${field.fieldsPerRecord} fields × ${field.valueBytes} bytes per record, ${field.concurrency} calls in flight, ` +
+        `${goDuration(field.durationMs)} per phase; every opened value is compared with its original.` +
+        (results.fieldDaemonCpuS === undefined
+          ? ""
+          : ` Daemon CPU over all field phases: ${results.fieldDaemonCpuS.toFixed(1)} s; ` +
+            `whole machine busy: ${results.fieldMachineBusyCores} of ${machine.cpuCount} cores on average.`),
+      "",
+      "| op | records/call | calls/s | records/s | fields/s | p50 µs | p99 µs | errors | mismatches | client CPU |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const row of field.results) {
+      lines.push(
+        `| ${row.op} | ${row.batchRecords} | ${Math.round(row.callsPerS).toLocaleString("en-US")} | ${Math.round(row.recordsPerS).toLocaleString("en-US")} | ${Math.round(row.fieldsPerS).toLocaleString("en-US")} | ${row.p50Us} | ${row.p99Us} | ${row.errors} | ${row.mismatches} | ${Math.round((100 * row.clientCpuS) / row.elapsedS)}% |`,
+      );
+    }
+    lines.push("");
+  }
+  lines.push("## Daemon memory (VmRSS)", "");
+  lines.push("| when | RSS | peak (VmHWM) |", "|---|---:|---:|");
+  for (const [when, sample] of Object.entries(memory)) {
+    lines.push(`| ${when} | ${kib(sample)} | ${(sample.hwmKiB / 1024).toFixed(1)} MiB |`);
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+function isBestSweep(row: KmsRow, all: KmsRow[]): boolean {
+  const peers = all.filter(
+    (entry) => entry.sweep && entry.op === row.op && entry.concurrency === row.concurrency,
+  );
+  const best = peers.reduce((a, b) => (b.report.calls_per_s > a.report.calls_per_s ? b : a));
+  return best === row;
+}
+
+async function main(): Promise<number> {
+  const durationMs = parseDurationMs(process.env.BENCH_DURATION ?? "10s");
+  const fieldDurationMs = parseDurationMs(
+    process.env.BENCH_FIELD_DURATION ?? goDuration(durationMs),
+  );
+  const connCandidates = (process.env.BENCH_CONNS ?? "1,2,4,8")
+    .split(",")
+    .map((entry) => Number(entry.trim()))
+    .filter((entry) => Number.isInteger(entry) && entry > 0);
+  const fieldConcurrency = Number(process.env.BENCH_FIELD_CONCURRENCY ?? "16");
+  const quietWaitMs = parseDurationMs(process.env.BENCH_QUIET_WAIT ?? "20s");
+
+  let kmsload: string;
+  try {
+    kmsload = ensureKmsload();
+  } catch (error) {
+    process.stderr.write(
+      `BENCH FAILED: cannot build the native load client kmsload: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return 1;
+  }
+  const rebuilt = ensureDaemonBuilt();
+  const machine = { ...machineInfo(), distRebuilt: rebuilt, daemonNodeFlags: daemonNodeFlags() };
+
+  log(`starting daemon (${relative(REPO_ROOT, DAEMON_MAIN)})`);
+  const daemon = await DaemonProcess.start();
+  const memory: Record<string, MemorySample> = {};
+  const kms: KmsRow[] = [];
+  let field: FieldLoadReport | undefined;
+  let fieldError: string | undefined;
+  let fieldDaemonCpuS: number | undefined;
+  let fieldMachineBusyCores: number | undefined;
+  let daemonExit: number | null = null;
+  try {
+    memory["idle (after start)"] = readMemory(daemon.pid);
+    const warmupMs = Math.min(3000, durationMs);
+    log(`warm-up: roundtrip c=16 for ${goDuration(warmupMs)}`);
+    await runKmsload(kmsload, daemon.socketPath, {
+      op: "roundtrip",
+      concurrency: 16,
+      conns: 2,
+      size: SIZE,
+      durationMs: warmupMs,
+    });
+    memory["after warm-up"] = readMemory(daemon.pid);
+
+    for (const concurrency of CONCURRENCIES) {
+      const candidates =
+        concurrency === 1 ? [1] : [...new Set(connCandidates.map((n) => Math.min(n, concurrency)))];
+      const sweep: KmsRow[] = [];
+      for (const conns of candidates) {
+        const flags = { op: "roundtrip", concurrency, conns, size: SIZE, durationMs } as const;
+        sweep.push(await measureKms(kmsload, daemon, flags, true, quietWaitMs));
+      }
+      kms.push(...sweep);
+      const best = sweep.reduce((a, b) => (b.report.calls_per_s > a.report.calls_per_s ? b : a));
+      for (const op of ["encrypt", "decrypt"] as const) {
+        const flags = { op, concurrency, conns: best.conns, size: SIZE, durationMs };
+        kms.push(await measureKms(kmsload, daemon, flags, false, quietWaitMs));
+      }
+    }
+    memory["after KMS load"] = readMemory(daemon.pid);
+
+    log(`field service: Seal/Open at 1, 10, 100 records per call, ${fieldConcurrency} in flight`);
+    await waitForQuiet(quietWaitMs);
+    const cpuBefore = readCpuSeconds(daemon.pid);
+    const machineBefore = readMachineCpu();
+    const fieldStarted = Date.now();
+    try {
+      field = await runFieldLoad(daemon.socketPath, fieldDurationMs, fieldConcurrency);
+      for (const row of field.results) {
+        log(
+          `${row.op} ×${row.batchRecords}: ${row.recordsPerS} records/s, ${row.fieldsPerS} fields/s, ` +
+            `p50 ${row.p50Us} µs, p99 ${row.p99Us} µs, errors ${row.errors}`,
+        );
+      }
+    } catch (error) {
+      fieldError = error instanceof Error ? error.message : String(error);
+      log(`field load failed: ${fieldError}`);
+    }
+    fieldDaemonCpuS = Math.round((readCpuSeconds(daemon.pid) - cpuBefore) * 100) / 100;
+    const fieldWallS = (Date.now() - fieldStarted) / 1000;
+    fieldMachineBusyCores =
+      Math.round((100 * (readMachineCpu().busyS - machineBefore.busyS)) / fieldWallS) / 100;
+    memory["after field load"] = readMemory(daemon.pid);
+  } finally {
+    daemonExit = await daemon.stop("SIGTERM");
+  }
+
+  const mainRoundtrip = kms
+    .filter((row) => row.op === "roundtrip" && row.concurrency === 64)
+    .reduce<KmsRow | undefined>(
+      (best, row) =>
+        best === undefined || row.report.calls_per_s > best.report.calls_per_s ? row : best,
+      undefined,
+    );
+  const minimum = {
+    roundtripC64: mainRoundtrip?.report.calls_per_s,
+    required: MINIMUM_ROUNDTRIP_C64,
+    met: (mainRoundtrip?.report.calls_per_s ?? 0) >= MINIMUM_ROUNDTRIP_C64,
+  };
+  const kmsErrors = kms.reduce((sum, row) => sum + row.report.errors, 0);
+  const fieldErrors = field?.errors ?? 0;
+  const results = {
+    machine,
+    settings: {
+      durationMs,
+      fieldDurationMs,
+      size: SIZE,
+      concurrencies: CONCURRENCIES,
+      connCandidates,
+      fieldConcurrency,
+      quietWaitMs,
+    },
+    kms,
+    field,
+    fieldError,
+    fieldDaemonCpuS,
+    fieldMachineBusyCores,
+    memory,
+    daemonExitCode: daemonExit,
+    minimum,
+    errors: { kms: kmsErrors, field: fieldErrors },
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const summary = markdown({ ...results, durationMs });
+  writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
+  process.stdout.write(`${summary}\n`);
+
+  let failed = false;
+  if (!minimum.met) {
+    process.stdout.write(
+      `BELOW MINIMUM: KMS v2 roundtrip at concurrency 64 reached ${Math.round(minimum.roundtripC64 ?? 0)} calls/s; the project's minimum is ${MINIMUM_ROUNDTRIP_C64} calls/s.\n`,
+    );
+  }
+  if (kmsErrors > 0 || fieldErrors > 0 || fieldError !== undefined) {
+    process.stdout.write(
+      `BENCH FAILED: ${kmsErrors} KMS errors, ${fieldErrors} field-service errors${fieldError === undefined ? "" : `, field load client failed: ${fieldError}`}.\n`,
+    );
+    failed = true;
+  }
+  if (daemonExit !== 0) {
+    process.stdout.write(`BENCH FAILED: the daemon exited with ${daemonExit} after SIGTERM.\n`);
+    failed = true;
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `BENCH FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);
