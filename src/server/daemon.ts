@@ -1,4 +1,3 @@
-import * as grpc from "@grpc/grpc-js";
 import type { DirectKeyProvider } from "../../providers/types.js";
 import type { ServeConfig } from "../cli/serve-config.js";
 import { loadSecretbox } from "../crypto/secretbox.js";
@@ -11,11 +10,11 @@ import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
 import type { ProbeSources } from "../ops/probes.js";
 import { fieldService } from "./field-service.js";
+import { GrpcServer } from "./grpc-server.js";
 import { healthService } from "./health-service.js";
 import { kmsV1Service } from "./kms-v1-service.js";
 import { kmsV2Service } from "./kms-v2-service.js";
-import { services, withSafeDeserializers } from "./protos.js";
-import { grpcAddress } from "./socket-endpoint.js";
+import { services } from "./protos.js";
 import {
   prepareSocketFile,
   removeSocketFile,
@@ -38,18 +37,6 @@ const SERVED_SERVICES = [
   "v1beta1.KeyManagementService",
   "kms_envelope.field.v1.FieldService",
 ];
-
-function bind(server: grpc.Server, address: string): Promise<void> {
-  // The socket must never exist with a permissive mode, not even between bind and chmod.
-  const previousUmask = process.umask(0o177);
-  return new Promise<void>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => {
-      process.umask(previousUmask);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-}
 
 /** Loads the keys, starts health checks, binds the socket and the probes. */
 export async function startDaemon(
@@ -98,34 +85,19 @@ export async function startDaemon(
     selfTest: () => envelope.selfTest(),
     serving: () => serving,
   };
-  const dependencies = { logger, metrics };
-  const healthGrpc = healthService(SERVED_SERVICES, probes, dependencies);
-
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.maxRequestBytes,
-    // Sealed field values are base64 and prefixed, so answers outgrow requests by about 4/3.
-    "grpc.max_send_message_length": config.maxRequestBytes * 2,
-  });
-  server.addService(
-    withSafeDeserializers(services.kmsV2.service),
-    kmsV2Service(envelope, probes, dependencies),
-  );
-  server.addService(
-    withSafeDeserializers(services.kmsV1.service),
-    kmsV1Service(envelope, dependencies),
-  );
-  server.addService(
-    withSafeDeserializers(services.field.service),
-    fieldService(envelope, dependencies),
-  );
-  server.addService(withSafeDeserializers(services.health.service), healthGrpc.implementation);
+  const healthGrpc = healthService(SERVED_SERVICES, probes);
+  const server = new GrpcServer({ maxReceiveBytes: config.maxRequestBytes, logger, metrics });
+  server.addService(services.kmsV2.service, kmsV2Service(envelope, probes));
+  server.addService(services.kmsV1.service, kmsV1Service(envelope));
+  server.addService(services.field.service, fieldService(envelope, metrics));
+  server.addService(services.health.service, healthGrpc.handlers);
 
   const socketPath = config.socket;
   let socketId: Awaited<ReturnType<typeof socketIdentity>>;
   let ops: OpsServer | undefined;
   try {
     await prepareSocketFile(socketPath);
-    await bind(server, grpcAddress(socketPath));
+    await server.listen(socketPath);
     try {
       await secureSocketFile(socketPath, config.socketMode, config.socketOwner);
     } finally {
@@ -136,7 +108,7 @@ export async function startDaemon(
       ops = await startOpsServer({ ...config.http, sources: probes, metrics, logger });
     }
   } catch (error) {
-    server.forceShutdown();
+    await server.shutdown(0);
     health.stop();
     keys.dispose();
     await removeSocketFile(socketPath, socketId);
@@ -159,20 +131,7 @@ export async function startDaemon(
   const shutdown = async (): Promise<void> => {
     serving = false;
     healthGrpc.closeWatches();
-    await new Promise<void>((resolve) => {
-      const deadline = setTimeout(() => {
-        logger.warn(
-          { timeoutMs: config.shutdownTimeoutMs },
-          "drain timed out; cancelling remaining calls",
-        );
-        server.forceShutdown();
-        resolve();
-      }, config.shutdownTimeoutMs);
-      server.tryShutdown(() => {
-        clearTimeout(deadline);
-        resolve();
-      });
-    });
+    await server.shutdown(config.shutdownTimeoutMs);
     health.stop();
     await ops?.close();
     await removeSocketFile(socketPath, socketId);

@@ -1,7 +1,7 @@
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { InvalidRequestError } from "../errors.js";
 import type { Envelope, PlainRecord, SealedRecord } from "../keys/envelope.js";
-import { type CallDependencies, unaryCall } from "./unary-call.js";
+import type { DaemonMetrics } from "../ops/metrics.js";
+import type { ServiceHandlers } from "./grpc-server.js";
 
 /** Most records one Seal or Open call may carry; larger jobs are split by the client. */
 export const MAX_RECORDS_PER_BATCH = 10_000;
@@ -65,28 +65,19 @@ function countFields(records: { fields: object }[]): number {
 }
 
 /** Handlers of `kms_envelope.field.v1.FieldService`. */
-export function fieldService(
-  envelope: Envelope,
-  dependencies: CallDependencies,
-): UntypedServiceImplementation {
+export function fieldService(envelope: Envelope, metrics: DaemonMetrics): ServiceHandlers {
   return {
-    Seal: unaryCall<
-      { records: WireRecord<Buffer>[] },
-      { records: WireRecord<string>[]; key_id: string }
-    >("/kms_envelope.field.v1.FieldService/Seal", dependencies, (request) => {
+    Seal: (request: { records: WireRecord<Buffer>[] }) => {
       const records: PlainRecord[] = fromWire(request.records);
       const sealed = envelope.sealRecords(records);
-      dependencies.metrics.countFieldValues("seal", countFields(records));
+      metrics.countFieldValues("seal", countFields(records));
       return { records: sealed.records.map(toWire), key_id: sealed.keyId };
-    }),
-    Open: unaryCall<
-      { records: WireRecord<string>[] },
-      { records: WireRecord<Uint8Array>[]; stale: boolean }
-    >("/kms_envelope.field.v1.FieldService/Open", dependencies, (request) => {
+    },
+    Open: (request: { records: WireRecord<string>[] }) => {
       const records: SealedRecord[] = fromWire(request.records);
       const opened = envelope.openRecords(records);
-      dependencies.metrics.countFieldValues("open", countFields(records));
+      metrics.countFieldValues("open", countFields(records));
       return { records: opened.records.map(toWire), stale: opened.stale };
-    }),
+    },
   };
 }

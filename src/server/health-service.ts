@@ -1,7 +1,6 @@
-import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { KmsEnvelopeError } from "../errors.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
-import { type CallDependencies, unaryCall } from "./unary-call.js";
+import type { ResponseStream, ServiceHandlers } from "./grpc-server.js";
 
 type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
 
@@ -10,7 +9,7 @@ const WATCH_POLL_MS = 1000;
 
 /** `grpc.health.v1.Health` plus a way to end open Watch streams so shutdown can drain. */
 export interface HealthService {
-  implementation: UntypedServiceImplementation;
+  handlers: ServiceHandlers;
   /** Ends every Watch stream; called when the daemon starts draining. */
   closeWatches(): void;
 }
@@ -19,57 +18,47 @@ export interface HealthService {
 export function healthService(
   serviceNames: readonly string[],
   probes: ProbeSources,
-  dependencies: CallDependencies,
 ): HealthService {
   const known = new Set(["", ...serviceNames]);
-  const watches = new Set<ServerWritableStream<{ service: string }, { status: ServingStatus }>>();
+  const watches = new Set<ResponseStream>();
   const current = (): ServingStatus => (checkHealthz(probes).ok ? "SERVING" : "NOT_SERVING");
 
-  const implementation: UntypedServiceImplementation = {
-    Check: unaryCall<{ service: string }, { status: ServingStatus }>(
-      "/grpc.health.v1.Health/Check",
-      dependencies,
-      (request) => {
-        if (!known.has(request.service)) {
-          throw new KmsEnvelopeError(
-            "UNKNOWN_SERVICE",
-            `unknown service ${JSON.stringify(request.service.slice(0, 128))}`,
-          );
-        }
-        return { status: current() };
-      },
-    ),
-    Watch: (call: ServerWritableStream<{ service: string }, { status: ServingStatus }>) => {
-      if (!known.has(call.request.service)) {
-        call.write({ status: "SERVICE_UNKNOWN" });
-        call.end();
+  const handlers: ServiceHandlers = {
+    Check: (request: { service: string }) => {
+      if (!known.has(request.service)) {
+        throw new KmsEnvelopeError(
+          "UNKNOWN_SERVICE",
+          `unknown service ${JSON.stringify(request.service.slice(0, 128))}`,
+        );
+      }
+      return { status: current() };
+    },
+    Watch: (request: { service: string }, stream: ResponseStream) => {
+      if (!known.has(request.service)) {
+        stream.write({ status: "SERVICE_UNKNOWN" });
+        stream.end();
         return;
       }
       let last = current();
-      call.write({ status: last });
-      watches.add(call);
+      stream.write({ status: last });
+      watches.add(stream);
       const timer = setInterval(() => {
         const now = current();
         if (now !== last) {
           last = now;
-          call.write({ status: now });
+          stream.write({ status: now });
         }
       }, WATCH_POLL_MS);
-      const stop = (): void => {
+      stream.onClose(() => {
         clearInterval(timer);
-        watches.delete(call);
-      };
-      call.on("cancelled", stop);
-      call.on("close", stop);
+        watches.delete(stream);
+      });
     },
   };
   return {
-    implementation,
+    handlers,
     closeWatches: () => {
-      for (const call of watches) {
-        call.emit("close");
-        call.end();
-      }
+      for (const stream of watches) stream.end();
     },
   };
 }

@@ -1,17 +1,11 @@
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { InvalidRequestError } from "../errors.js";
 import type { Envelope } from "../keys/envelope.js";
 import { PACKAGE_VERSION } from "../package-info.js";
-import { type CallDependencies, unaryCall } from "./unary-call.js";
+import type { ServiceHandlers } from "./grpc-server.js";
 
 /** The only version the v1beta1 client accepts (KMS-CONTRACT.md §1.2). */
 export const KMS_V1_VERSION = "v1beta1";
 
-interface VersionResponse {
-  version: string;
-  runtime_name: string;
-  runtime_version: string;
-}
 interface EncryptRequest {
   version: string;
   plain: Buffer;
@@ -31,36 +25,21 @@ function assertVersion(request: { version: string }): void {
 }
 
 /** Handlers of `v1beta1.KeyManagementService` (the deprecated Kubernetes KMS v1 API). */
-export function kmsV1Service(
-  envelope: Envelope,
-  dependencies: CallDependencies,
-): UntypedServiceImplementation {
+export function kmsV1Service(envelope: Envelope): ServiceHandlers {
   return {
-    Version: unaryCall<object, VersionResponse>(
-      "/v1beta1.KeyManagementService/Version",
-      dependencies,
-      () => ({
-        version: KMS_V1_VERSION,
-        runtime_name: "kms-envelope",
-        runtime_version: PACKAGE_VERSION,
-      }),
-    ),
-    Encrypt: unaryCall<EncryptRequest, { cipher: Uint8Array }>(
-      "/v1beta1.KeyManagementService/Encrypt",
-      dependencies,
-      (request) => {
-        assertVersion(request);
-        return { cipher: envelope.encryptKms("v1", request.plain).ciphertext };
-      },
-    ),
-    Decrypt: unaryCall<DecryptRequest, { plain: Uint8Array }>(
-      "/v1beta1.KeyManagementService/Decrypt",
-      dependencies,
-      (request) => {
-        assertVersion(request);
-        // v1beta1 requests carry no key id: the one inside the ciphertext picks the version.
-        return { plain: envelope.decryptKms("v1", request.cipher) };
-      },
-    ),
+    Version: () => ({
+      version: KMS_V1_VERSION,
+      runtime_name: "kms-envelope",
+      runtime_version: PACKAGE_VERSION,
+    }),
+    Encrypt: (request: EncryptRequest) => {
+      assertVersion(request);
+      return { cipher: envelope.encryptKms("v1", request.plain).ciphertext };
+    },
+    Decrypt: (request: DecryptRequest) => {
+      assertVersion(request);
+      // v1beta1 requests carry no key id: the one inside the ciphertext picks the version.
+      return { plain: envelope.decryptKms("v1", request.cipher) };
+    },
   };
 }

@@ -1,25 +1,14 @@
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { InvalidRequestError } from "../errors.js";
 import type { Envelope } from "../keys/envelope.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
-import { type CallDependencies, unaryCall } from "./unary-call.js";
+import type { ServiceHandlers } from "./grpc-server.js";
 
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
 export const KMS_V2_VERSION = "v2";
 
-interface StatusResponse {
-  version: string;
-  healthz: string;
-  key_id: string;
-}
 interface EncryptRequest {
   plaintext: Buffer;
   uid: string;
-}
-interface EncryptResponse {
-  ciphertext: Uint8Array;
-  key_id: string;
-  annotations: Record<string, Buffer>;
 }
 interface DecryptRequest {
   ciphertext: Buffer;
@@ -27,52 +16,31 @@ interface DecryptRequest {
   key_id: string;
   annotations: Record<string, Buffer>;
 }
-interface DecryptResponse {
-  plaintext: Uint8Array;
-}
 
 /** Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). */
-export function kmsV2Service(
-  envelope: Envelope,
-  probes: ProbeSources,
-  dependencies: CallDependencies,
-): UntypedServiceImplementation {
+export function kmsV2Service(envelope: Envelope, probes: ProbeSources): ServiceHandlers {
   return {
-    Status: unaryCall<object, StatusResponse>(
-      "/v2.KeyManagementService/Status",
-      dependencies,
-      () => {
-        const health = checkHealthz(probes);
-        // healthz is "ok" only when the key is really usable; otherwise the reason, which the
-        // apiserver shows in its own healthz output (KMS-CONTRACT.md §2.2).
-        return {
-          version: KMS_V2_VERSION,
-          healthz: health.ok ? "ok" : health.reason,
-          key_id: envelope.primaryKeyId,
-        };
-      },
-    ),
-    Encrypt: unaryCall<EncryptRequest, EncryptResponse>(
-      "/v2.KeyManagementService/Encrypt",
-      dependencies,
-      (request) => {
-        const { ciphertext, keyId } = envelope.encryptKms("v2", request.plaintext);
-        // No annotations: the key id travels inside the ciphertext and nothing else is needed
-        // to decrypt, so nothing extra sits unencrypted in etcd.
-        return { ciphertext, key_id: keyId, annotations: {} };
-      },
-    ),
-    Decrypt: unaryCall<DecryptRequest, DecryptResponse>(
-      "/v2.KeyManagementService/Decrypt",
-      dependencies,
-      (request) => {
-        if (request.key_id === "") {
-          throw new InvalidRequestError(
-            "key_id is required: send the key_id that Encrypt returned",
-          );
-        }
-        return { plaintext: envelope.decryptKms("v2", request.ciphertext, request.key_id) };
-      },
-    ),
+    Status: () => {
+      const health = checkHealthz(probes);
+      // healthz is "ok" only when the key is really usable; otherwise the reason, which the
+      // apiserver shows in its own healthz output (KMS-CONTRACT.md §2.2).
+      return {
+        version: KMS_V2_VERSION,
+        healthz: health.ok ? "ok" : health.reason,
+        key_id: envelope.primaryKeyId,
+      };
+    },
+    Encrypt: (request: EncryptRequest) => {
+      const { ciphertext, keyId } = envelope.encryptKms("v2", request.plaintext);
+      // No annotations: the key id travels inside the ciphertext and nothing else is needed
+      // to decrypt, so nothing extra sits unencrypted in etcd.
+      return { ciphertext, key_id: keyId, annotations: {} };
+    },
+    Decrypt: (request: DecryptRequest) => {
+      if (request.key_id === "") {
+        throw new InvalidRequestError("key_id is required: send the key_id that Encrypt returned");
+      }
+      return { plaintext: envelope.decryptKms("v2", request.ciphertext, request.key_id) };
+    },
   };
 }

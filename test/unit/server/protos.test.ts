@@ -1,94 +1,64 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { ServiceDefinition } from "@grpc/grpc-js";
-import {
-  isUndecodable,
-  services,
-  UNDECODABLE,
-  withSafeDeserializers,
-} from "../../../src/server/protos.js";
+import { services } from "../../../src/server/protos.js";
 
-// Bytes protobufjs cannot decode as any of our messages: a tag with no length, a truncated
-// varint tag, a truncated fixed32, and a varint longer than ten bytes. (A truncated *string*
-// field is not among them: protobufjs' Node reader clamps it instead of throwing.)
-const GARBAGE = [
-  Buffer.from([0x0a]),
-  Buffer.from([0xff]),
-  Buffer.from([0x0d, 0x00, 0x00]),
-  Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-];
+describe("loaded protos match the upstream contracts", () => {
+  test("KMS v2 method paths are the upstream *_FullMethodName constants", () => {
+    assert.deepEqual(
+      Object.values(services.kmsV2.service).map((method) => method.path),
+      [
+        "/v2.KeyManagementService/Status",
+        "/v2.KeyManagementService/Decrypt",
+        "/v2.KeyManagementService/Encrypt",
+      ],
+    );
+  });
 
-const DEFINITIONS: [string, ServiceDefinition][] = [
-  ["v2", services.kmsV2.service],
-  ["v1beta1", services.kmsV1.service],
-  ["field", services.field.service],
-  ["health", services.health.service],
-];
+  test("KMS v1beta1 method paths are Version, Decrypt and Encrypt under v1beta1", () => {
+    assert.deepEqual(
+      Object.values(services.kmsV1.service).map((method) => method.path),
+      [
+        "/v1beta1.KeyManagementService/Version",
+        "/v1beta1.KeyManagementService/Decrypt",
+        "/v1beta1.KeyManagementService/Encrypt",
+      ],
+    );
+  });
 
-describe("withSafeDeserializers", () => {
-  for (const [name, definition] of DEFINITIONS) {
-    test(`${name}: garbage bytes give the UNDECODABLE marker instead of throwing`, () => {
-      const safe = withSafeDeserializers(definition);
-      for (const [method, handler] of Object.entries(safe)) {
-        for (const bytes of GARBAGE) {
-          assert.throws(
-            () => definition[method]?.requestDeserialize(bytes),
-            Error,
-            `the raw ${method} deserializer throws on ${bytes.toString("hex")}`,
-          );
-          const request = handler.requestDeserialize(bytes) as object;
-          assert.ok(isUndecodable(request), `${method} ${bytes.toString("hex")}`);
-          assert.equal(typeof request[UNDECODABLE], "string");
-        }
-      }
+  test("gRPC health has unary Check and server-streaming Watch", () => {
+    const [check, watch] = Object.values(services.health.service);
+    assert.equal(check?.path, "/grpc.health.v1.Health/Check");
+    assert.equal(check?.responseStream, false);
+    assert.equal(watch?.path, "/grpc.health.v1.Health/Watch");
+    assert.equal(watch?.responseStream, true);
+  });
+
+  test("v2 DecryptRequest keeps the wire field names and numbers (key_id = 3, annotations = 4)", () => {
+    const method = services.kmsV2.service.Decrypt;
+    assert.ok(method !== undefined);
+    const bytes = method.requestSerialize({
+      ciphertext: Buffer.from([1]),
+      uid: "u",
+      key_id: "k",
+      annotations: { "a.b": Buffer.from([2]) },
     });
-  }
+    // field 1 bytes, field 2 string, field 3 string, field 4 map entry (key 1, value 2)
+    assert.equal(bytes.toString("hex"), "0a0101120175" + "1a016b" + "22080a03612e621201" + "02");
+    assert.deepEqual(method.requestDeserialize(bytes), {
+      ciphertext: Buffer.from([1]),
+      uid: "u",
+      key_id: "k",
+      annotations: { "a.b": Buffer.from([2]) },
+    });
+  });
 
-  test("valid requests still decode exactly as the original deserializer does", () => {
-    const definition = services.kmsV2.service;
-    const safe = withSafeDeserializers(definition);
-    const method = Object.keys(definition).find((key) => /^decrypt$/i.test(key)) as string;
-    const original = definition[method];
-    assert.ok(original !== undefined);
-    const bytes = original.requestSerialize({
-      uid: "uid-1",
-      ciphertext: Buffer.from([1, 2, 3]),
-      key_id: "local:abc",
+  test("absent proto3 fields decode to defaults, so handlers never see undefined", () => {
+    const method = services.kmsV2.service.Decrypt;
+    assert.deepEqual(method?.requestDeserialize(Buffer.alloc(0)), {
+      ciphertext: Buffer.alloc(0),
+      uid: "",
+      key_id: "",
       annotations: {},
     });
-    const decoded = safe[method]?.requestDeserialize(bytes) as Record<string, unknown>;
-    assert.equal(isUndecodable(decoded), false);
-    assert.deepEqual(decoded, original.requestDeserialize(bytes));
-    assert.equal(decoded.uid, "uid-1");
-    assert.equal(decoded.key_id, "local:abc");
-    assert.deepEqual(decoded.ciphertext, Buffer.from([1, 2, 3]));
-  });
-
-  test("an empty message decodes to defaults, not the marker", () => {
-    const safe = withSafeDeserializers(services.kmsV2.service);
-    for (const handler of Object.values(safe)) {
-      assert.equal(isUndecodable(handler.requestDeserialize(Buffer.alloc(0)) as object), false);
-    }
-  });
-
-  test("everything but requestDeserialize is kept: paths, streaming flags, serializers", () => {
-    const definition = services.kmsV2.service;
-    const safe = withSafeDeserializers(definition);
-    assert.deepEqual(Object.keys(safe), Object.keys(definition));
-    for (const [method, original] of Object.entries(definition)) {
-      const wrapped = safe[method];
-      assert.ok(wrapped !== undefined);
-      assert.equal(wrapped.path, original.path);
-      assert.equal(wrapped.requestStream, original.requestStream);
-      assert.equal(wrapped.responseStream, original.responseStream);
-      assert.equal(wrapped.requestSerialize, original.requestSerialize);
-      assert.equal(wrapped.responseSerialize, original.responseSerialize);
-      assert.equal(wrapped.responseDeserialize, original.responseDeserialize);
-    }
-  });
-
-  test("isUndecodable is false for ordinary objects", () => {
-    assert.equal(isUndecodable({}), false);
-    assert.equal(isUndecodable({ UNDECODABLE: "x" }), false);
   });
 });

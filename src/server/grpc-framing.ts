@@ -1,0 +1,71 @@
+import { status } from "@grpc/grpc-js";
+
+/** gRPC message prefix: 1 byte compressed flag, 4 bytes big-endian length (gRPC over HTTP/2). */
+export const FRAME_HEADER_BYTES = 5;
+
+/** A protocol-level refusal, answered with this status before any handler runs. */
+export class CallRejection extends Error {
+  readonly code: status;
+
+  constructor(code: status, message: string) {
+    super(message);
+    this.name = "CallRejection";
+    this.code = code;
+  }
+}
+
+/** Wraps one serialized message in its length prefix (never compressed). */
+export function frameMessage(message: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.length);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, FRAME_HEADER_BYTES);
+  return framed;
+}
+
+/** Declared length of the message whose prefix starts `body`, or undefined while incomplete. */
+export function declaredLength(body: Buffer): number | undefined {
+  return body.length < FRAME_HEADER_BYTES ? undefined : body.readUInt32BE(1);
+}
+
+/**
+ * The one message of a unary or server-streaming request body. Compression is refused rather
+ * than implemented: we never advertise it, and kube-apiserver never sends it.
+ */
+export function unframeSingleMessage(body: Buffer): Buffer {
+  const length = declaredLength(body);
+  if (length === undefined) {
+    throw new CallRejection(
+      status.INVALID_ARGUMENT,
+      "the request carries no message: send exactly one",
+    );
+  }
+  if (body[0] !== 0) {
+    throw new CallRejection(
+      status.UNIMPLEMENTED,
+      "compressed messages are not supported: send grpc-encoding identity",
+    );
+  }
+  if (body.length !== FRAME_HEADER_BYTES + length) {
+    throw new CallRejection(
+      status.INVALID_ARGUMENT,
+      "the request body is not exactly one length-prefixed message",
+    );
+  }
+  return body.subarray(FRAME_HEADER_BYTES);
+}
+
+/**
+ * grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself, become %XX
+ * of their UTF-8 bytes (gRPC over HTTP/2, "Responses").
+ */
+export function encodeGrpcMessage(text: string): string {
+  let encoded = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    encoded +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return encoded;
+}
