@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import {
-  call,
-  callError,
-  type DaemonClients,
-  DaemonProcess,
-  dial,
-  newMasterKey,
-  temporaryDirectory,
-} from "./support/daemon-process.js";
+import { call, callError, suiteDaemon } from "./support/daemon-process.js";
 
 interface WireRecord<Value> {
   workspace: string;
@@ -34,39 +25,25 @@ const token = (record: string) => ({
 });
 
 describe("field service over the daemon's Unix socket", () => {
-  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-  let daemon: DaemonProcess;
-  let clients: DaemonClients;
+  const suite = suiteDaemon();
   const seal = (records: WireRecord<Buffer>[]) =>
-    call<SealResponse>(clients.field, "Seal", { records, uid: "batch" });
+    call<SealResponse>(suite.clients.field, "Seal", { records, uid: "batch" });
   const open = (records: WireRecord<string>[]) =>
-    call<OpenResponse>(clients.field, "Open", { records, uid: "batch" });
-
-  before(async () => {
-    directory = await temporaryDirectory();
-    daemon = await DaemonProcess.start({
-      socketPath: join(directory.path, "kms.sock"),
-      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
-    });
-    clients = dial(daemon.socketPath);
-  });
-
-  after(async () => {
-    clients.close();
-    await daemon.stop();
-    await directory.remove();
-  });
+    call<OpenResponse>(suite.clients.field, "Open", { records, uid: "batch" });
 
   test("a batch seals to kmse:v1 values under the primary key id and opens back in order", async () => {
     const records = [token("r1"), token("r2"), token("r3")];
     const sealed = await seal(records);
-    assert.equal(sealed.key_id, daemon.keyId);
+    assert.equal(sealed.key_id, suite.daemon.keyId);
     assert.equal(sealed.records.length, 3);
     for (const [index, record] of sealed.records.entries()) {
       assert.equal(record.record_id, records[index]?.record_id);
       for (const value of Object.values(record.fields)) {
-        assert.ok(value.startsWith(`kmse:v1:${daemon.keyId}:`), value);
-        assert.match(value.slice(`kmse:v1:${daemon.keyId}:`.length), /^[A-Za-z0-9+/]+={0,2}$/);
+        assert.ok(value.startsWith(`kmse:v1:${suite.daemon.keyId}:`), value);
+        assert.match(
+          value.slice(`kmse:v1:${suite.daemon.keyId}:`.length),
+          /^[A-Za-z0-9+/]+={0,2}$/,
+        );
       }
     }
     const opened = await open(sealed.records);
@@ -88,7 +65,7 @@ describe("field service over the daemon's Unix socket", () => {
       ["workspace", { ...sealed, workspace: "ws-other" }],
     ];
     for (const [what, record] of moved) {
-      const error = await callError(clients.field, "Open", { records: [record] });
+      const error = await callError(suite.clients.field, "Open", { records: [record] });
       assert.equal(error.code, status.INVALID_ARGUMENT, what);
       assert.match(
         error.details,
@@ -105,7 +82,7 @@ describe("field service over the daemon's Unix socket", () => {
         ? { ...record, fields: { ...record.fields, accessToken: "kmse:v1:local:x:!!" } }
         : record,
     );
-    const error = await callError(clients.field, "Open", { records: broken });
+    const error = await callError(suite.clients.field, "Open", { records: broken });
     assert.equal(error.code, status.INVALID_ARGUMENT);
     assert.match(error.details, /^record 1 field "accessToken": malformed ciphertext/);
   });
@@ -116,7 +93,7 @@ describe("field service over the daemon's Unix socket", () => {
       ["resource", { ...token("r1"), resource: "" }],
       ["record_id", { ...token("r1"), record_id: "" }],
     ] as const) {
-      const error = await callError(clients.field, "Seal", { records: [record] });
+      const error = await callError(suite.clients.field, "Seal", { records: [record] });
       assert.equal(error.code, status.INVALID_ARGUMENT);
       assert.equal(error.details, `records[0].${name} is required`);
     }
@@ -125,10 +102,10 @@ describe("field service over the daemon's Unix socket", () => {
   test("a value naming an unknown key id is NOT_FOUND", async () => {
     const [sealed] = (await seal([token("r1")])).records as [WireRecord<string>];
     const foreign = (sealed.fields.accessToken as string).replace(
-      daemon.keyId,
+      suite.daemon.keyId,
       "local:ZZZZZZZZZZZZZZZZ",
     );
-    const error = await callError(clients.field, "Open", {
+    const error = await callError(suite.clients.field, "Open", {
       records: [{ ...sealed, fields: { accessToken: foreign } }],
     });
     assert.equal(error.code, status.NOT_FOUND);

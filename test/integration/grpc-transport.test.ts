@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import * as http2 from "node:http2";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { services } from "../../src/server/protos.js";
-import { DaemonProcess, newMasterKey, temporaryDirectory } from "./support/daemon-process.js";
+import { suiteDaemon } from "./support/daemon-process.js";
 
 interface RawAnswer {
   headers: http2.IncomingHttpHeaders;
@@ -65,27 +64,14 @@ function grpcStatus(answer: RawAnswer): { code: number; message: string } {
 }
 
 describe("gRPC over HTTP/2 at the wire level", () => {
-  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-  let daemon: DaemonProcess;
+  const suite = suiteDaemon();
   const encryptPath = "/v2.KeyManagementService/Encrypt";
   const encrypt = services.kmsV2.service.Encrypt;
-
-  before(async () => {
-    directory = await temporaryDirectory();
-    daemon = await DaemonProcess.start({
-      socketPath: join(directory.path, "kms.sock"),
-      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
-    });
-  });
-  after(async () => {
-    await daemon.stop();
-    await directory.remove();
-  });
 
   test("a well-formed call gets 200, application/grpc, one framed message and grpc-status 0 in trailers", async () => {
     assert.ok(encrypt !== undefined);
     const answer = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": encryptPath },
       frame(encrypt.requestSerialize({ plaintext: randomBytes(32), uid: "raw" })),
     );
@@ -95,12 +81,12 @@ describe("gRPC over HTTP/2 at the wire level", () => {
     assert.equal(answer.body[0], 0, "not compressed");
     assert.equal(answer.body.readUInt32BE(1), answer.body.length - 5);
     const decoded = encrypt.responseDeserialize(answer.body.subarray(5)) as { key_id: string };
-    assert.equal(decoded.key_id, daemon.keyId);
+    assert.equal(decoded.key_id, suite.daemon.keyId);
   });
 
   test("an unknown method is UNIMPLEMENTED", async () => {
     const answer = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": "/v2.KeyManagementService/Explode" },
       frame(Buffer.alloc(0)),
     );
@@ -112,7 +98,7 @@ describe("gRPC over HTTP/2 at the wire level", () => {
 
   test("a compressed message is UNIMPLEMENTED, naming identity encoding", async () => {
     const answer = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": encryptPath, "grpc-encoding": "gzip" },
       frame(Buffer.from([1, 2, 3]), 1),
     );
@@ -128,7 +114,7 @@ describe("gRPC over HTTP/2 at the wire level", () => {
       [Buffer.concat([frame(message), frame(message)]), /not exactly one length-prefixed message/],
     ];
     for (const [body, detail] of bodies) {
-      const answer = await rawRequest(daemon.socketPath, { ":path": encryptPath }, body);
+      const answer = await rawRequest(suite.daemon.socketPath, { ":path": encryptPath }, body);
       assert.equal(grpcStatus(answer).code, status.INVALID_ARGUMENT, body.toString("hex"));
       assert.match(grpcStatus(answer).message, detail);
     }
@@ -136,13 +122,13 @@ describe("gRPC over HTTP/2 at the wire level", () => {
 
   test("a wrong content-type gets HTTP 415 and GET gets 405, as for any non-gRPC request", async () => {
     const wrongType = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": encryptPath, "content-type": "application/json" },
       Buffer.from("{}"),
     );
     assert.equal(wrongType.headers[":status"], 415);
     const get = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": encryptPath, ":method": "GET" },
       Buffer.alloc(0),
     );
@@ -153,7 +139,7 @@ describe("gRPC over HTTP/2 at the wire level", () => {
     const header = Buffer.alloc(5);
     header.writeUInt32BE(512 * 1024 * 1024, 1);
     const answer = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": encryptPath },
       Buffer.concat([header, Buffer.alloc(100)]),
     );
@@ -167,7 +153,7 @@ describe("gRPC over HTTP/2 at the wire level", () => {
       version?.requestSerialize({ version: "v2é%", plain: Buffer.alloc(1) }) as Buffer,
     );
     const answer = await rawRequest(
-      daemon.socketPath,
+      suite.daemon.socketPath,
       { ":path": "/v1beta1.KeyManagementService/Encrypt" },
       body,
     );

@@ -1,41 +1,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import {
-  call,
-  callError,
-  type DaemonClients,
-  DaemonProcess,
-  dial,
-  newMasterKey,
-  temporaryDirectory,
-} from "./support/daemon-process.js";
+import { call, callError, suiteDaemon } from "./support/daemon-process.js";
 
 describe("KMS v1beta1 over the daemon's Unix socket", () => {
-  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-  let daemon: DaemonProcess;
-  let clients: DaemonClients;
-
-  before(async () => {
-    directory = await temporaryDirectory();
-    daemon = await DaemonProcess.start({
-      socketPath: join(directory.path, "kms.sock"),
-      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
-    });
-    clients = dial(daemon.socketPath);
-  });
-
-  after(async () => {
-    clients.close();
-    await daemon.stop();
-    await directory.remove();
-  });
+  const suite = suiteDaemon();
 
   test("Version answers v1beta1 with the runtime name and a semver runtime version", async () => {
     const answer = await call<{ version: string; runtime_name: string; runtime_version: string }>(
-      clients.kmsV1,
+      suite.clients.kmsV1,
       "Version",
       { version: "v1beta1" },
     );
@@ -46,13 +20,16 @@ describe("KMS v1beta1 over the daemon's Unix socket", () => {
 
   test("Encrypt then Decrypt returns the DEK, and the key id travels inside the ciphertext", async () => {
     for (const plain of [randomBytes(32), Buffer.alloc(0), randomBytes(1024 * 1024)]) {
-      const { cipher } = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+      const { cipher } = await call<{ cipher: Buffer }>(suite.clients.kmsV1, "Encrypt", {
         version: "v1beta1",
         plain,
       });
       assert.equal(cipher[0], 0x01);
-      assert.equal(cipher.subarray(3, 3 + daemon.keyId.length).toString(), daemon.keyId);
-      const { plain: opened } = await call<{ plain: Buffer }>(clients.kmsV1, "Decrypt", {
+      assert.equal(
+        cipher.subarray(3, 3 + suite.daemon.keyId.length).toString(),
+        suite.daemon.keyId,
+      );
+      const { plain: opened } = await call<{ plain: Buffer }>(suite.clients.kmsV1, "Decrypt", {
         version: "v1beta1",
         cipher,
       });
@@ -61,7 +38,7 @@ describe("KMS v1beta1 over the daemon's Unix socket", () => {
   });
 
   test("a request for another API version is INVALID_ARGUMENT naming the supported one", async () => {
-    const error = await callError(clients.kmsV1, "Encrypt", {
+    const error = await callError(suite.clients.kmsV1, "Encrypt", {
       version: "v2",
       plain: randomBytes(32),
     });
@@ -70,21 +47,24 @@ describe("KMS v1beta1 over the daemon's Unix socket", () => {
   });
 
   test("a v2 ciphertext does not decrypt through v1beta1, and tampering is INVALID_ARGUMENT", async () => {
-    const v2 = await call<{ ciphertext: Buffer }>(clients.kmsV2, "Encrypt", {
+    const v2 = await call<{ ciphertext: Buffer }>(suite.clients.kmsV2, "Encrypt", {
       plaintext: randomBytes(32),
       uid: "x",
     });
-    const crossed = await callError(clients.kmsV1, "Decrypt", {
+    const crossed = await callError(suite.clients.kmsV1, "Decrypt", {
       version: "v1beta1",
       cipher: v2.ciphertext,
     });
     assert.equal(crossed.code, status.INVALID_ARGUMENT);
-    const { cipher } = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+    const { cipher } = await call<{ cipher: Buffer }>(suite.clients.kmsV1, "Encrypt", {
       version: "v1beta1",
       plain: randomBytes(32),
     });
     cipher[cipher.length - 1] = (cipher[cipher.length - 1] as number) ^ 0x80;
-    const tampered = await callError(clients.kmsV1, "Decrypt", { version: "v1beta1", cipher });
+    const tampered = await callError(suite.clients.kmsV1, "Decrypt", {
+      version: "v1beta1",
+      cipher,
+    });
     assert.equal(tampered.code, status.INVALID_ARGUMENT);
     assert.match(tampered.details, /^decryption failed/);
   });

@@ -1,18 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import {
-  call,
-  callError,
-  callRawError,
-  type DaemonClients,
-  DaemonProcess,
-  dial,
-  newMasterKey,
-  temporaryDirectory,
-} from "./support/daemon-process.js";
+import { call, callError, callRawError, suiteDaemon } from "./support/daemon-process.js";
 
 interface StatusResponse {
   version: string;
@@ -26,50 +16,32 @@ interface EncryptResponse {
 }
 
 describe("KMS v2 over the daemon's Unix socket", () => {
-  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-  let daemon: DaemonProcess;
-  let clients: DaemonClients;
+  const suite = suiteDaemon({ args: ["--max-request-bytes", String(2 * 1024 * 1024)] });
 
   const encrypt = (plaintext: Buffer) =>
-    call<EncryptResponse>(clients.kmsV2, "Encrypt", { plaintext, uid: "uid-1" });
+    call<EncryptResponse>(suite.clients.kmsV2, "Encrypt", { plaintext, uid: "uid-1" });
   const decrypt = (ciphertext: Uint8Array, keyId: string) =>
-    call<{ plaintext: Buffer }>(clients.kmsV2, "Decrypt", {
+    call<{ plaintext: Buffer }>(suite.clients.kmsV2, "Decrypt", {
       ciphertext,
       key_id: keyId,
       uid: "uid-2",
       annotations: {},
     });
 
-  before(async () => {
-    directory = await temporaryDirectory();
-    daemon = await DaemonProcess.start({
-      socketPath: join(directory.path, "kms.sock"),
-      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
-      args: ["--max-request-bytes", String(2 * 1024 * 1024)],
-    });
-    clients = dial(daemon.socketPath);
-  });
-
-  after(async () => {
-    clients.close();
-    await daemon.stop();
-    await directory.remove();
-  });
-
   test("Status reports version v2, healthz ok and the primary key id", async () => {
-    const answer = await call<StatusResponse>(clients.kmsV2, "Status", {});
-    assert.deepEqual(answer, { version: "v2", healthz: "ok", key_id: daemon.keyId });
+    const answer = await call<StatusResponse>(suite.clients.kmsV2, "Status", {});
+    assert.deepEqual(answer, { version: "v2", healthz: "ok", key_id: suite.daemon.keyId });
     assert.match(answer.key_id, /^local:[A-Za-z0-9_-]{16}$/);
   });
 
   test("Encrypt returns the Status key id, no annotations, and a ciphertext under 1 KiB for a 32-byte seed", async () => {
     const seed = randomBytes(32);
     const answer = await encrypt(seed);
-    assert.equal(answer.key_id, daemon.keyId);
+    assert.equal(answer.key_id, suite.daemon.keyId);
     assert.deepEqual(answer.annotations, {});
     assert.ok(answer.ciphertext.length > 0 && answer.ciphertext.length <= 1024);
     // 0x01 || lp(key id) || nonce(24) || MAC(16) || ciphertext(32)
-    assert.equal(answer.ciphertext.length, 1 + 2 + daemon.keyId.length + 24 + 16 + 32);
+    assert.equal(answer.ciphertext.length, 1 + 2 + suite.daemon.keyId.length + 24 + 16 + 32);
     assert.equal(answer.ciphertext[0], 0x01);
   });
 
@@ -101,7 +73,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
   });
 
   test("a request larger than --max-request-bytes is refused with RESOURCE_EXHAUSTED", async () => {
-    const error = await callError(clients.kmsV2, "Encrypt", {
+    const error = await callError(suite.clients.kmsV2, "Encrypt", {
       plaintext: randomBytes(3 * 1024 * 1024),
       uid: "big",
     });
@@ -110,7 +82,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
 
   test("garbage protobuf is INVALID_ARGUMENT, not INTERNAL", async () => {
     const answer = await callRawError(
-      clients.kmsV2,
+      suite.clients.kmsV2,
       "/v2.KeyManagementService/Decrypt",
       Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]),
     );
@@ -131,7 +103,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
       ],
     ];
     for (const [ciphertext, message] of cases) {
-      const error = await callError(clients.kmsV2, "Decrypt", {
+      const error = await callError(suite.clients.kmsV2, "Decrypt", {
         ciphertext,
         key_id: sealed.key_id,
       });
@@ -151,7 +123,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
     for (const [part, position] of Object.entries(positions)) {
       const tampered = Buffer.from(sealed.ciphertext);
       tampered[position] = (tampered[position] as number) ^ 0x01;
-      const error = await callError(clients.kmsV2, "Decrypt", {
+      const error = await callError(suite.clients.kmsV2, "Decrypt", {
         ciphertext: tampered,
         key_id: sealed.key_id,
       });
@@ -168,7 +140,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
     const sealed = await encrypt(randomBytes(32));
     const tampered = Buffer.from(sealed.ciphertext);
     tampered[5] = (tampered[5] as number) ^ 0x01;
-    const error = await callError(clients.kmsV2, "Decrypt", {
+    const error = await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: tampered,
       key_id: sealed.key_id,
     });
@@ -184,7 +156,7 @@ describe("KMS v2 over the daemon's Unix socket", () => {
       Buffer.from(foreignKeyId),
       sealed.ciphertext.subarray(1 + 2 + sealed.key_id.length),
     ]);
-    const error = await callError(clients.kmsV2, "Decrypt", {
+    const error = await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: foreign,
       key_id: foreignKeyId,
     });
@@ -194,13 +166,13 @@ describe("KMS v2 over the daemon's Unix socket", () => {
 
   test("a missing or mismatched key_id in Decrypt is INVALID_ARGUMENT", async () => {
     const sealed = await encrypt(randomBytes(32));
-    const missing = await callError(clients.kmsV2, "Decrypt", {
+    const missing = await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: sealed.ciphertext,
       key_id: "",
     });
     assert.equal(missing.code, status.INVALID_ARGUMENT);
     assert.match(missing.details, /key_id is required/);
-    const wrong = await callError(clients.kmsV2, "Decrypt", {
+    const wrong = await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: sealed.ciphertext,
       key_id: "local:BBBBBBBBBBBBBBBB",
     });
@@ -208,21 +180,21 @@ describe("KMS v2 over the daemon's Unix socket", () => {
   });
 
   test("a v1beta1 ciphertext does not decrypt through the v2 API (contexts differ)", async () => {
-    const v1 = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+    const v1 = await call<{ cipher: Buffer }>(suite.clients.kmsV1, "Encrypt", {
       version: "v1beta1",
       plain: randomBytes(32),
     });
-    const error = await callError(clients.kmsV2, "Decrypt", {
+    const error = await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: v1.cipher,
-      key_id: daemon.keyId,
+      key_id: suite.daemon.keyId,
     });
     assert.equal(error.code, status.INVALID_ARGUMENT);
     assert.match(error.details, /decryption failed/);
   });
 
   test("after every refusal the daemon is still serving and healthy", async () => {
-    const answer = await call<StatusResponse>(clients.kmsV2, "Status", {});
+    const answer = await call<StatusResponse>(suite.clients.kmsV2, "Status", {});
     assert.equal(answer.healthz, "ok");
-    assert.equal(daemon.child.exitCode, null);
+    assert.equal(suite.daemon.child.exitCode, null);
   });
 });

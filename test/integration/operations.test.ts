@@ -1,43 +1,17 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { type ClientReadableStream, status } from "@grpc/grpc-js";
-import {
-  call,
-  callError,
-  type DaemonClients,
-  DaemonProcess,
-  dial,
-  newMasterKey,
-  temporaryDirectory,
-} from "./support/daemon-process.js";
+import { call, callError, newMasterKey, suiteDaemon } from "./support/daemon-process.js";
 
 describe("operations: probes, metrics, gRPC health, logs", () => {
-  let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-  let daemon: DaemonProcess;
-  let clients: DaemonClients;
   const masterKey = newMasterKey();
+  const suite = suiteDaemon({ env: { ENCRYPTION_MASTER_KEY: masterKey } });
   const http = (path: string, method = "GET") =>
-    fetch(`http://${daemon.httpAddress}${path}`, { method });
-
-  before(async () => {
-    directory = await temporaryDirectory();
-    daemon = await DaemonProcess.start({
-      socketPath: join(directory.path, "kms.sock"),
-      env: { ENCRYPTION_MASTER_KEY: masterKey },
-    });
-    clients = dial(daemon.socketPath);
-  });
-
-  after(async () => {
-    clients.close();
-    await daemon.stop();
-    await directory.remove();
-  });
+    fetch(`http://${suite.daemon.httpAddress}${path}`, { method });
 
   test("the HTTP probes listen on loopback and answer ok", async () => {
-    assert.match(daemon.httpAddress, /^127\.0\.0\.1:\d+$/);
+    assert.match(suite.daemon.httpAddress, /^127\.0\.0\.1:\d+$/);
     for (const path of ["/healthz", "/livez", "/readyz"]) {
       const response = await http(path);
       assert.equal(response.status, 200, path);
@@ -48,16 +22,20 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
   });
 
   test("metrics count calls by method and status code, and name the primary key id", async () => {
-    const sealed = await call<{ ciphertext: Buffer; key_id: string }>(clients.kmsV2, "Encrypt", {
-      plaintext: randomBytes(32),
-      uid: "m",
-    });
-    await call(clients.kmsV2, "Decrypt", {
+    const sealed = await call<{ ciphertext: Buffer; key_id: string }>(
+      suite.clients.kmsV2,
+      "Encrypt",
+      {
+        plaintext: randomBytes(32),
+        uid: "m",
+      },
+    );
+    await call(suite.clients.kmsV2, "Decrypt", {
       ciphertext: sealed.ciphertext,
       key_id: sealed.key_id,
       uid: "m",
     });
-    await callError(clients.kmsV2, "Decrypt", {
+    await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: Buffer.alloc(0),
       key_id: sealed.key_id,
       uid: "m",
@@ -75,22 +53,24 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       text,
       /kms_envelope_grpc_request_duration_seconds_bucket\{le="0\.001",method="\/v2\.KeyManagementService\/Decrypt"\}/,
     );
-    assert.ok(text.includes(`kms_envelope_primary_key_info{key_id="${daemon.keyId}"} 1`));
+    assert.ok(text.includes(`kms_envelope_primary_key_info{key_id="${suite.daemon.keyId}"} 1`));
     assert.match(text, /kms_envelope_provider_healthy\{provider="local"\} 1/);
     assert.match(text, /kms_envelope_process_resident_memory_bytes/);
   });
 
   test("gRPC health answers SERVING for the daemon and its services, NOT_FOUND for others", async () => {
     for (const service of ["", "v2.KeyManagementService", "kms_envelope.field.v1.FieldService"]) {
-      assert.deepEqual(await call(clients.health, "Check", { service }), { status: "SERVING" });
+      assert.deepEqual(await call(suite.clients.health, "Check", { service }), {
+        status: "SERVING",
+      });
     }
-    const unknown = await callError(clients.health, "Check", { service: "nope.Service" });
+    const unknown = await callError(suite.clients.health, "Check", { service: "nope.Service" });
     assert.equal(unknown.code, status.NOT_FOUND);
   });
 
   test("gRPC health Watch streams the current status", async () => {
     const stream = (
-      clients.health as unknown as {
+      suite.clients.health as unknown as {
         Watch: (request: object) => ClientReadableStream<{ status: string }>;
       }
     ).Watch({ service: "" });
@@ -103,13 +83,15 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
   });
 
   test("logs are JSON lines that carry the request uid of a refused call", async () => {
-    await callError(clients.kmsV2, "Decrypt", {
+    await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: Buffer.from([9, 9, 9]),
-      key_id: daemon.keyId,
+      key_id: suite.daemon.keyId,
       uid: "0b6f4a3e-uid-under-test",
     });
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const record = daemon.logRecords().find((entry) => entry.uid === "0b6f4a3e-uid-under-test");
+    const record = suite.daemon
+      .logRecords()
+      .find((entry) => entry.uid === "0b6f4a3e-uid-under-test");
     assert.ok(record, "a log line carries the uid");
     assert.equal(record.level, "warn");
     assert.equal(record.method, "/v2.KeyManagementService/Decrypt");
@@ -119,20 +101,20 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
   test("no plaintext, key or field value reaches any log line, even at debug level", async () => {
     const marker = `MARKER-${randomBytes(12).toString("hex")}`;
     const plaintext = Buffer.from(marker);
-    const v2 = await call<{ ciphertext: Buffer; key_id: string }>(clients.kmsV2, "Encrypt", {
+    const v2 = await call<{ ciphertext: Buffer; key_id: string }>(suite.clients.kmsV2, "Encrypt", {
       plaintext,
       uid: "secret-test",
     });
-    await call(clients.kmsV2, "Decrypt", {
+    await call(suite.clients.kmsV2, "Decrypt", {
       ciphertext: v2.ciphertext,
       key_id: v2.key_id,
       uid: "secret-test",
     });
-    const v1 = await call<{ cipher: Buffer }>(clients.kmsV1, "Encrypt", {
+    const v1 = await call<{ cipher: Buffer }>(suite.clients.kmsV1, "Encrypt", {
       version: "v1beta1",
       plain: plaintext,
     });
-    await call(clients.kmsV1, "Decrypt", { version: "v1beta1", cipher: v1.cipher });
+    await call(suite.clients.kmsV1, "Decrypt", { version: "v1beta1", cipher: v1.cipher });
     const sealed = await call<{
       records: {
         workspace: string;
@@ -140,26 +122,26 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
         record_id: string;
         fields: Record<string, string>;
       }[];
-    }>(clients.field, "Seal", {
+    }>(suite.clients.field, "Seal", {
       records: [
         { workspace: "ws", resource: "users", record_id: "u1", fields: { email: plaintext } },
       ],
     });
-    await call(clients.field, "Open", { records: sealed.records });
+    await call(suite.clients.field, "Open", { records: sealed.records });
     // Failures too: a tampered value and a value moved to another record.
     const tampered = Buffer.from(v2.ciphertext);
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
-    await callError(clients.kmsV2, "Decrypt", {
+    await callError(suite.clients.kmsV2, "Decrypt", {
       ciphertext: tampered,
       key_id: v2.key_id,
       uid: "secret-test",
     });
-    await callError(clients.field, "Open", {
+    await callError(suite.clients.field, "Open", {
       records: [{ ...sealed.records[0], record_id: "u2" }],
     });
     await new Promise((resolve) => setTimeout(resolve, 200));
 
-    const log = daemon.lines.join("\n");
+    const log = suite.daemon.lines.join("\n");
     const keyBytes = Buffer.from(masterKey, "base64");
     const forbidden = {
       marker,
@@ -174,7 +156,9 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       assert.ok(!log.includes(text), `${what} appeared in the log`);
     }
     assert.ok(
-      daemon.logRecords().some((entry) => entry.uid === "secret-test" && entry.level === "debug"),
+      suite.daemon
+        .logRecords()
+        .some((entry) => entry.uid === "secret-test" && entry.level === "debug"),
       "debug logging was on",
     );
   });

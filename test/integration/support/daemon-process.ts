@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after } from "node:test";
+import { after, before } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { callUnary } from "../../../src/client/call-unary.js";
 import { PACKAGE_ROOT } from "../../../src/package-info.js";
@@ -245,4 +245,36 @@ export function callRawError(
       (error) => (error ? resolve(error) : reject(new Error(`${path} accepted the raw request`))),
     );
   });
+}
+
+/** The daemon and clients of a test suite, set once its `before` hook has run. */
+export interface SuiteDaemon {
+  daemon: DaemonProcess;
+  clients: DaemonClients;
+}
+
+/**
+ * Starts one daemon for the enclosing describe() on a temporary socket (a fresh master key
+ * unless `env` says otherwise) and stops it, with its clients and directory, afterwards.
+ */
+export function suiteDaemon(
+  options: { env?: NodeJS.ProcessEnv; args?: string[] } = {},
+): SuiteDaemon {
+  const suite = {} as SuiteDaemon;
+  let directory: Awaited<ReturnType<typeof temporaryDirectory>> | undefined;
+  before(async () => {
+    directory = await temporaryDirectory();
+    suite.daemon = await DaemonProcess.start({
+      socketPath: join(directory.path, "kms.sock"),
+      env: options.env ?? { ENCRYPTION_MASTER_KEY: newMasterKey() },
+      args: options.args ?? [],
+    });
+    suite.clients = dial(suite.daemon.socketPath);
+  });
+  after(async () => {
+    suite.clients?.close();
+    await suite.daemon?.stop();
+    await directory?.remove();
+  });
+  return suite;
 }
