@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { deriveWorkspaceKey } from "../src/crypto/derivation.js";
 import { open, seal } from "../src/crypto/sealed.js";
+import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
 import {
   type DirectKeyProvider,
@@ -62,6 +63,7 @@ export class FakeProvider implements DirectKeyProvider {
   }
 
   async wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
+    await loadSecretbox();
     await this.#answer("wrapKey", signal);
     const wrapKey = deriveWorkspaceKey(this.#kek, context.keyId);
     try {
@@ -76,6 +78,7 @@ export class FakeProvider implements DirectKeyProvider {
     context: WrapContext,
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
+    await loadSecretbox();
     await this.#answer("unwrapKey", signal);
     const wrapKey = deriveWorkspaceKey(this.#kek, context.keyId);
     try {

@@ -2,9 +2,11 @@ import { deriveKeyId, deriveWorkspaceKey } from "../src/crypto/derivation.js";
 import { decodeKmsCiphertext, encodeKmsCiphertext } from "../src/crypto/kms-ciphertext.js";
 import { lengthPrefixed } from "../src/crypto/length-prefix.js";
 import { open, seal } from "../src/crypto/sealed.js";
+import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
 import { decodeMasterKey } from "./master-key-encoding.js";
+import type { ProviderOptions } from "./registry.js";
 import {
   type DirectKeyProvider,
   ProviderError,
@@ -50,7 +52,7 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   describe(): ProviderKeyDescription {
-    return { provider: this.name, keyRef: `env:${MASTER_KEY_VARIABLE}` };
+    return { provider: this.name, keyRef: LOCAL_KEY_REF };
   }
 
   loadMasterKeys(): Uint8Array[] {
@@ -58,6 +60,7 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   async wrapKey(key: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    await loadSecretbox();
     const kek = this.#primary();
     const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
     try {
@@ -69,6 +72,7 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   async unwrapKey(wrapped: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    await loadSecretbox();
     let decoded: ReturnType<typeof decodeKmsCiphertext>;
     try {
       decoded = decodeKmsCiphertext(wrapped);
@@ -107,4 +111,21 @@ const WRAP_LABEL = Buffer.from("kms-envelope/v1/local-wrap\u0000", "utf8");
 // Binds a wrapped key to the key id it claims to be, so wrapped keys cannot be swapped.
 function wrapContext(context: WrapContext): Uint8Array {
   return Buffer.concat([WRAP_LABEL, lengthPrefixed(context.keyId)]);
+}
+
+/** Provider-module name (see providers/registry.ts). */
+export const name = "local";
+
+/** The only key reference the local provider has: the environment variable. */
+export const LOCAL_KEY_REF = `env:${MASTER_KEY_VARIABLE}`;
+
+/** Provider-module factory: the local provider wraps keyring versions under the environment key. */
+export function createProvider(keyRef: string, options: ProviderOptions): LocalProvider {
+  if (keyRef !== LOCAL_KEY_REF) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `the local provider's key reference is ${LOCAL_KEY_REF}, not ${JSON.stringify(keyRef)}`,
+    );
+  }
+  return new LocalProvider(options.environment);
 }

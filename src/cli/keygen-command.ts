@@ -1,13 +1,69 @@
 import { randomBytes } from "node:crypto";
 import { Command } from "commander";
+import { KmsEnvelopeError } from "../errors.js";
+import { generateVersion } from "../keys/keyring-edits.js";
+import { readKeyring } from "../keys/keyring-file.js";
+import {
+  describeKeyring,
+  readKeyringIfPresent,
+  saveVersion,
+  withProvider,
+} from "./keyring-flags.js";
+import { addProviderOptions, type ProviderFlagsInput } from "./provider-flags.js";
 
-/** `kms-envelope keygen`: prints a fresh master key for ENCRYPTION_MASTER_KEY. */
+interface KeygenOptions extends ProviderFlagsInput {
+  provider?: string;
+  keyRef?: string;
+  keyring?: string;
+}
+
+/**
+ * `kms-envelope keygen`: without --keyring, prints a fresh key for ENCRYPTION_MASTER_KEY; with
+ * it, generates a master key, wraps it through the provider and writes it to the keyring (the
+ * primary of a new keyring; an active, staged version of an existing one).
+ */
 export function keygenCommand(): Command {
-  return new Command("keygen")
-    .description("print a new random 32-byte master key, base64, for ENCRYPTION_MASTER_KEY")
-    .action(() => {
+  const command = new Command("keygen")
+    .description(
+      "print a new base64 master key for ENCRYPTION_MASTER_KEY, or wrap a new version into a keyring",
+    )
+    .option(
+      "--provider <name|module>",
+      "custody provider: aws, azure, gcp, local, or a custom module",
+    )
+    .option(
+      "--key-ref <ref>",
+      "provider key: AWS key ARN or alias, Azure versioned key URL, Google CryptoKey name",
+    )
+    .option("--keyring <file>", "keyring file to create or append to");
+  return addProviderOptions(command).action(async (options: KeygenOptions) => {
+    if (options.keyring === undefined) {
       const key = randomBytes(32);
       process.stdout.write(`${key.toString("base64")}\n`);
       key.fill(0);
-    });
+      return;
+    }
+    if (options.provider === undefined || options.keyRef === undefined) {
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        "--keyring needs --provider and --key-ref (e.g. --provider aws --key-ref arn:aws:kms:…)",
+      );
+    }
+    const {
+      keyring,
+      keyRef,
+      provider: providerSpec,
+    } = options as Required<Pick<KeygenOptions, "keyring" | "keyRef" | "provider">>;
+    const existing = await readKeyringIfPresent(keyring);
+    const version = await withProvider(options, providerSpec, keyRef, (provider) =>
+      generateVersion(provider, keyRef, existing === undefined ? "primary" : "active"),
+    );
+    await saveVersion(keyring, existing, version);
+    process.stdout.write(`${describeKeyring((await readKeyring(keyring)).keyring)}\n`);
+    if (existing !== undefined) {
+      process.stderr.write(
+        `added ${version.keyId} as active; make it primary with \`kms-envelope rotate --keyring ${keyring} --promote ${version.keyId}\`\n`,
+      );
+    }
+  });
 }

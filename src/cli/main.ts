@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { keygenCommand } from "./keygen-command.js";
+import { retireCommand, rotateCommand } from "./rotate-command.js";
 import { serveCommand } from "./serve-command.js";
 import { statusCommand } from "./status-command.js";
 
@@ -15,7 +16,14 @@ const program = new Command("kms-envelope")
   )
   .version(PACKAGE_VERSION);
 // Commands built elsewhere do not inherit these settings from the program, so apply them to each.
-for (const command of [program, serveCommand(), statusCommand(), keygenCommand()]) {
+for (const command of [
+  program,
+  serveCommand(),
+  statusCommand(),
+  keygenCommand(),
+  rotateCommand(),
+  retireCommand(),
+]) {
   command.showHelpAfterError("(run with --help for usage)").exitOverride();
   if (command !== program) program.addCommand(command);
 }

@@ -1,9 +1,12 @@
 import { Command, Option } from "commander";
 import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
 import { KmsEnvelopeError } from "../errors.js";
+import { DirectKeySource } from "../keys/env-key-source.js";
+import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { startDaemon } from "../server/daemon.js";
 import { loadOrCreateDevKey } from "./dev-key.js";
+import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
 
 function option(
@@ -18,7 +21,7 @@ function option(
 
 /** `kms-envelope serve`: the plugin daemon. */
 export function serveCommand(): Command {
-  return new Command("serve")
+  const command = new Command("serve")
     .description("serve KMS v2, KMS v1beta1, the field service and gRPC health on a Unix socket")
     .addOption(
       option(
@@ -109,7 +112,23 @@ export function serveCommand(): Command {
         String(4 * 1024 * 1024),
       ),
     )
-    .action(async (options: ServeOptionsInput) => {
+    .addOption(
+      option(
+        "--keyring <file>",
+        "keyring file of wrapped master-key versions (cloud and custom providers); without it ENCRYPTION_MASTER_KEY is used",
+        "KEYRING",
+      ),
+    )
+    .addOption(
+      option(
+        "--keyring-poll-interval <duration>",
+        "how often the keyring file is checked for changes",
+        "KEYRING_POLL_INTERVAL",
+        "10s",
+      ),
+    );
+  return addProviderOptions(command).action(
+    async (options: ServeOptionsInput & ProviderFlagsInput) => {
       const config = parseServeConfig(options);
       const logger = createLogger(config.logLevel);
       let environment = process.env;
@@ -127,7 +146,15 @@ export function serveCommand(): Command {
           "DEVELOPMENT MODE: the master key is a local file, not protected custody. Never use --dev in production.",
         );
       }
-      const daemon = await startDaemon(config, new LocalProvider(environment), logger);
+      const source =
+        config.keyring === undefined
+          ? new DirectKeySource(new LocalProvider(environment))
+          : new KeyringKeySource({
+              path: config.keyring,
+              registry: await providerRegistry(options, environment),
+              pollMs: config.keyringPollMs,
+            });
+      const daemon = await startDaemon(config, source, logger);
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           logger.info({ signal }, "draining in-flight calls");
@@ -140,5 +167,6 @@ export function serveCommand(): Command {
         process.once("SIGTERM", stop);
         process.once("SIGINT", stop);
       });
-    });
+    },
+  );
 }

@@ -1,5 +1,5 @@
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
@@ -75,6 +75,8 @@ const serveOptions = z.object({
   healthInterval: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
   healthTimeout: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
   gracePeriod: durationSchema,
+  keyring: z.string().trim().min(1).optional(),
+  keyringPollInterval: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
   maxRequestBytes: z
     .string()
     .trim()
@@ -107,6 +109,9 @@ export interface ServeConfig {
   readonly healthTimeoutMs: number;
   readonly gracePeriodMs: number;
   readonly maxRequestBytes: number;
+  /** Keyring file; without it the local provider's environment keys are used. */
+  readonly keyring: string | undefined;
+  readonly keyringPollMs: number;
 }
 
 /** Validates serve options; the error names each bad flag and what it expects. */
@@ -134,6 +139,8 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
     healthTimeoutMs: options.healthTimeout,
     gracePeriodMs: options.gracePeriod,
     maxRequestBytes: options.maxRequestBytes,
+    keyring: options.keyring === undefined ? undefined : resolve(options.keyring),
+    keyringPollMs: options.keyringPollInterval,
   });
 }
 

@@ -33,7 +33,7 @@ const PROBE = Buffer.from("kms-envelope self-test");
  * grace period. The gRPC layer calls this and never touches key bytes itself.
  */
 export class Envelope {
-  readonly #keys: MasterKeySet;
+  #keys: MasterKeySet;
   readonly #kmsWorkspace: string;
   readonly #health: HealthMonitor;
 
@@ -41,6 +41,16 @@ export class Envelope {
     this.#keys = options.keys;
     this.#kmsWorkspace = options.kmsWorkspace;
     this.#health = options.health;
+  }
+
+  /**
+   * Swaps in a new key set (a reloaded keyring) and returns the previous one for disposal.
+   * Every operation here is synchronous, so no call is ever halfway through the old set.
+   */
+  replaceKeys(keys: MasterKeySet): MasterKeySet {
+    const previous = this.#keys;
+    this.#keys = keys;
+    return previous;
   }
 
   /** Key id of the primary master-key version: what Status and Encrypt report. */
@@ -128,6 +138,11 @@ export class Envelope {
       return { ...record, fields };
     });
     return { records: plainRecords, stale };
+  }
+
+  /** Zeroes the current key set; the envelope is unusable afterwards. */
+  dispose(): void {
+    this.#keys.dispose();
   }
 
   /** Proves the primary key works by sealing and opening a probe in memory. */

@@ -54,10 +54,19 @@ export class MasterKeySet {
   readonly primary: MasterKeyVersion;
   readonly #byKeyId: ReadonlyMap<string, MasterKeyVersion>;
 
-  /** Builds the set from raw keys, primary first; the caller keeps ownership of `keys`. */
-  constructor(provider: string, keys: readonly Uint8Array[]) {
+  readonly #retiredKeyIds: ReadonlySet<string>;
+
+  /**
+   * Builds the set from raw keys, primary first, each with the provider that keeps it (the
+   * key-id prefix). The caller keeps ownership of the key bytes. `retiredKeyIds` are versions
+   * deliberately not loaded, so a value under one gets a clear refusal, not "unknown".
+   */
+  constructor(
+    keys: readonly { provider: string; key: Uint8Array }[],
+    retiredKeyIds: readonly string[] = [],
+  ) {
     const versions = new Map<string, MasterKeyVersion>();
-    for (const key of keys) {
+    for (const { provider, key } of keys) {
       const version = new MasterKeyVersion(provider, key);
       if (versions.has(version.keyId)) {
         version.dispose();
@@ -71,6 +80,12 @@ export class MasterKeySet {
     }
     this.primary = primary;
     this.#byKeyId = versions;
+    this.#retiredKeyIds = new Set(retiredKeyIds);
+  }
+
+  /** A set whose keys all belong to one provider, primary first. */
+  static of(provider: string, keys: readonly Uint8Array[]): MasterKeySet {
+    return new MasterKeySet(keys.map((key) => ({ provider, key })));
   }
 
   /** Key ids of every version, primary first. */
@@ -81,8 +96,14 @@ export class MasterKeySet {
   /** The version that sealed a value, by its key id; never guesses (SPEC.md §2). */
   version(keyId: string): MasterKeyVersion {
     const version = this.#byKeyId.get(keyId);
-    if (version === undefined) throw new UnknownKeyIdError(keyId);
-    return version;
+    if (version !== undefined) return version;
+    if (this.#retiredKeyIds.has(keyId)) {
+      throw new KmsEnvelopeError(
+        "KEY_RETIRED",
+        `key id ${keyId} is retired in the keyring: its values can no longer be decrypted; set its state back to active to read them`,
+      );
+    }
+    throw new UnknownKeyIdError(keyId);
   }
 
   /** Zeroes every version. */

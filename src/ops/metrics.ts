@@ -22,6 +22,7 @@ export class DaemonMetrics {
   readonly #providerSuspended: Gauge<"provider">;
   readonly #providerChecks: Counter<"provider" | "result">;
   readonly #fieldValues: Counter<"operation">;
+  readonly #keyReloads: Counter<"result">;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
@@ -77,6 +78,17 @@ export class DaemonMetrics {
       labelNames: ["operation"],
       registers,
     });
+    this.#keyReloads = new Counter({
+      name: `${METRIC_PREFIX}keyring_reloads_total`,
+      help: "Keyring file changes picked up (ok) or refused, keeping the current keys (failed).",
+      labelNames: ["result"],
+      registers,
+    });
+  }
+
+  /** Counts a keyring reload attempt. */
+  countKeyReload(result: "ok" | "failed"): void {
+    this.#keyReloads.labels(result).inc();
   }
 
   /** Records one finished gRPC call. */

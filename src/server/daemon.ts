@@ -1,10 +1,8 @@
-import type { DirectKeyProvider } from "../../providers/types.js";
 import type { ServeConfig } from "../cli/serve-config.js";
 import { loadSecretbox } from "../crypto/secretbox.js";
-import { wipe } from "../crypto/wipe.js";
 import { Envelope } from "../keys/envelope.js";
 import { HealthMonitor } from "../keys/health-monitor.js";
-import { MasterKeySet } from "../keys/master-key-set.js";
+import type { KeySource } from "../keys/key-source.js";
 import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
@@ -41,37 +39,32 @@ const SERVED_SERVICES = [
 /** Loads the keys, starts health checks, binds the socket and the probes. */
 export async function startDaemon(
   config: ServeConfig,
-  provider: DirectKeyProvider,
+  source: KeySource,
   logger: Logger,
 ): Promise<Daemon> {
   await loadSecretbox();
-  const rawKeys = provider.loadMasterKeys();
-  let keys: MasterKeySet;
-  try {
-    keys = new MasterKeySet(provider.name, rawKeys);
-  } finally {
-    wipe(...rawKeys);
-  }
+  const keys = await source.load();
+  const providerName = keys.primary.keyId.split(":")[0] as string;
   const metrics = new DaemonMetrics();
   metrics.setKeys(keys.primary.keyId, keys.keyIds.length);
 
   const health = new HealthMonitor({
-    check: (signal) => provider.checkHealth(signal),
+    check: (signal) => source.checkHealth(signal),
     intervalMs: config.healthIntervalMs,
     timeoutMs: config.healthTimeoutMs,
     gracePeriodMs: config.gracePeriodMs,
     onCheck: (snapshot, changed) => {
       metrics.observeProviderCheck(
-        provider.name,
+        providerName,
         snapshot.errorClass ?? "ok",
         snapshot.healthy,
         snapshot.suspended,
       );
       if (!changed) return;
-      if (snapshot.healthy) logger.info({ provider: provider.name }, "custody provider healthy");
+      if (snapshot.healthy) logger.info({ provider: providerName }, "custody provider healthy");
       else
         logger.error(
-          { provider: provider.name, errorClass: snapshot.errorClass, reason: snapshot.message },
+          { provider: providerName, errorClass: snapshot.errorClass, reason: snapshot.message },
           "custody provider failing",
         );
     },
@@ -110,15 +103,16 @@ export async function startDaemon(
   } catch (error) {
     await server.shutdown(0);
     health.stop();
-    keys.dispose();
+    envelope.dispose();
     await removeSocketFile(socketPath, socketId);
+    await source.close();
     throw error;
   }
   serving = true;
   logger.info(
     {
       socket: socketPath,
-      provider: provider.describe(),
+      providers: source.describe(),
       keyId: keys.primary.keyId,
       keyVersions: keys.keyIds,
       workspace: config.workspace,
@@ -127,20 +121,47 @@ export async function startDaemon(
     "kms-envelope serving",
   );
 
+  // One reload at a time; on failure the current keys stay in service (a half-written or
+  // unreadable keyring must never take the daemon down) and the next poll tries again.
+  let reloading = false;
+  const reloadKeys = async (): Promise<void> => {
+    if (reloading) return;
+    reloading = true;
+    try {
+      const next = await source.load();
+      envelope.replaceKeys(next).dispose();
+      metrics.setKeys(next.primary.keyId, next.keyIds.length);
+      metrics.countKeyReload("ok");
+      logger.info({ keyId: next.primary.keyId, keyVersions: next.keyIds }, "keyring reloaded");
+    } catch (error) {
+      metrics.countKeyReload("failed");
+      logger.error(
+        { reason: (error as Error).message },
+        "keyring reload failed; keeping the current keys",
+      );
+    } finally {
+      reloading = false;
+    }
+  };
+  const stopWatching = source.watch(() => void reloadKeys());
+
   let stopping: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     serving = false;
     healthGrpc.closeWatches();
     await server.shutdown(config.shutdownTimeoutMs);
+    stopWatching();
     health.stop();
     await ops?.close();
     await removeSocketFile(socketPath, socketId);
-    keys.dispose();
-    await provider.close();
+    envelope.dispose();
+    await source.close();
     logger.info("kms-envelope stopped");
   };
   return {
-    keyId: keys.primary.keyId,
+    get keyId() {
+      return envelope.primaryKeyId;
+    },
     httpAddress: ops?.address,
     shutdown: () => {
       stopping ??= shutdown();

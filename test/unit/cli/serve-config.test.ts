@@ -20,6 +20,7 @@ const DEFAULTS: ServeOptionsInput = {
   healthTimeout: "5s",
   gracePeriod: "5m",
   maxRequestBytes: String(4 * 1024 * 1024),
+  keyringPollInterval: "10s",
 };
 
 function invalidConfig(flag: string, detail?: RegExp) {
@@ -49,6 +50,8 @@ describe("parseServeConfig: defaults", () => {
       healthTimeoutMs: 5_000,
       gracePeriodMs: 300_000,
       maxRequestBytes: 4 * 1024 * 1024,
+      keyring: undefined,
+      keyringPollMs: 10_000,
     });
     assert.ok(Object.isFrozen(config));
   });

@@ -37,7 +37,7 @@ function rig(keys: Uint8Array[] = [currentKey, previousKey], gracePeriodMs = 60_
     timeoutMs: 1_000,
   });
   const envelope = new Envelope({
-    keys: new MasterKeySet("local", keys),
+    keys: MasterKeySet.of("local", keys),
     kmsWorkspace: "kubernetes",
     health: monitor,
   });
@@ -138,7 +138,7 @@ describe("Envelope: KMS ciphertexts", () => {
   test("the KMS workspace is part of the key: another daemon workspace cannot decrypt", () => {
     const { ciphertext } = rig().envelope.encryptKms("v2", seed);
     const other = new Envelope({
-      keys: new MasterKeySet("local", [currentKey]),
+      keys: MasterKeySet.of("local", [currentKey]),
       kmsWorkspace: "other-cluster",
       health: rig().monitor,
     });
@@ -247,7 +247,7 @@ describe("Envelope: field records", () => {
     const { envelope } = rig();
     const [record] = envelope.sealRecords([plain]).records as [SealedRecord];
     const { sealed } = parseFieldValue(record.fields.token as string);
-    const workspaceKey = new MasterKeySet("local", [currentKey]).primary.workspaceKey("tenant-a");
+    const workspaceKey = MasterKeySet.of("local", [currentKey]).primary.workspaceKey("tenant-a");
     const context = fieldContext("credentials", "token", "cred-1");
     assert.deepEqual(Buffer.from(open(workspaceKey, context, sealed)), plain.fields.token);
     assert.throws(() => open(workspaceKey, KMS_V2_CONTEXT, sealed), hasCode("DECRYPTION_FAILED"));

@@ -92,7 +92,7 @@ describe("MasterKeyVersion", () => {
 describe("MasterKeySet", () => {
   test("the first key is the primary and keyIds lists versions primary first", () => {
     const keys = [randomBytes(32), randomBytes(32), randomBytes(32)];
-    const set = new MasterKeySet("local", keys);
+    const set = MasterKeySet.of("local", keys);
     const expected = keys.map((key) => deriveKeyId("local", key));
     assert.equal(set.primary.keyId, expected[0]);
     assert.deepEqual(set.keyIds, expected);
@@ -102,27 +102,27 @@ describe("MasterKeySet", () => {
   test("duplicate master keys collapse into one version, keeping the first position", () => {
     const primary = randomBytes(32);
     const older = randomBytes(32);
-    const set = new MasterKeySet("local", [primary, older, Buffer.from(primary), older]);
+    const set = MasterKeySet.of("local", [primary, older, Buffer.from(primary), older]);
     assert.deepEqual(set.keyIds, [deriveKeyId("local", primary), deriveKeyId("local", older)]);
   });
 
   test("the caller keeps ownership of the raw keys: they are not wiped by the set", () => {
     const key = randomBytes(32);
     const copy = Buffer.from(key);
-    const set = new MasterKeySet("local", [key, Buffer.from(key)]);
+    const set = MasterKeySet.of("local", [key, Buffer.from(key)]);
     set.dispose();
     assert.deepEqual(key, copy);
   });
 
   test("an empty key list is refused with MISSING_MASTER_KEY", () => {
     assert.throws(
-      () => new MasterKeySet("local", []),
+      () => MasterKeySet.of("local", []),
       (error: unknown) => error instanceof KmsEnvelopeError && error.code === "MISSING_MASTER_KEY",
     );
   });
 
   test("an unknown key id is UNKNOWN_KEY_ID naming the id and how to fix it, never a guess", () => {
-    const set = new MasterKeySet("local", [randomBytes(32)]);
+    const set = MasterKeySet.of("local", [randomBytes(32)]);
     const unknown = deriveKeyId("local", randomBytes(32));
     assert.throws(
       () => set.version(unknown),
@@ -136,12 +136,12 @@ describe("MasterKeySet", () => {
 
   test("key ids are provider-scoped: the same key under another provider is unknown", () => {
     const key = randomBytes(32);
-    const set = new MasterKeySet("local", [key]);
+    const set = MasterKeySet.of("local", [key]);
     assert.throws(() => set.version(deriveKeyId("aws", key)), { code: "UNKNOWN_KEY_ID" });
   });
 
   test("dispose wipes the workspace keys of every version", () => {
-    const set = new MasterKeySet("local", [randomBytes(32), randomBytes(32)]);
+    const set = MasterKeySet.of("local", [randomBytes(32), randomBytes(32)]);
     const [primaryId, olderId] = set.keyIds as [string, string];
     const primaryKey = set.version(primaryId).workspaceKey("kubernetes");
     const olderKey = set.version(olderId).workspaceKey("kubernetes");

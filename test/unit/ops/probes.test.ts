@@ -36,7 +36,7 @@ function daemonSources(): {
     now: () => time,
   });
   const envelope = new Envelope({
-    keys: new MasterKeySet("fake", [randomBytes(32)]),
+    keys: MasterKeySet.of("fake", [randomBytes(32)]),
     kmsWorkspace: "kubernetes",
     health: monitor,
   });

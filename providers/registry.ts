@@ -1,0 +1,146 @@
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { KmsEnvelopeError } from "../src/errors.js";
+import type { CustodyProvider } from "./types.js";
+
+/** Knobs every provider factory receives; each provider uses what applies to it. */
+export interface ProviderOptions {
+  /** Deadline of one provider call, retries included. */
+  timeoutMs: number;
+  /** Attempts per call for throttling and transient failures (1 = no retry). */
+  maxAttempts: number;
+  /** Service endpoint override (private endpoints, emulators); the SDK default otherwise. */
+  endpoint?: string | undefined;
+  /** Cloud region, where the key reference does not say it. */
+  region?: string | undefined;
+  /** Environment the provider reads credentials and settings from. */
+  environment: NodeJS.ProcessEnv;
+}
+
+/**
+ * What a provider module exports — built-in or custom (SPEC.md §3): its `name` (the key-id
+ * prefix) and a factory for one provider key.
+ */
+export interface ProviderModule {
+  name: string;
+  createProvider(
+    keyRef: string,
+    options: ProviderOptions,
+  ): CustodyProvider | Promise<CustodyProvider>;
+}
+
+// Imported on first use only, so a daemon loads just the SDK of the cloud it talks to.
+const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
+  ["local", "aws", "azure", "gcp"].map((name) => [name, () => import(`./${name}.js`)]),
+);
+
+const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;
+
+/** The built-in provider names. */
+export const BUILT_IN_PROVIDERS = Object.keys(BUILT_IN);
+
+function checkModule(candidate: unknown, source: string): ProviderModule {
+  const module = candidate as Partial<ProviderModule> | undefined;
+  if (
+    typeof module?.name !== "string" ||
+    !PROVIDER_NAME.test(module.name) ||
+    typeof module.createProvider !== "function"
+  ) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `provider module ${source} must export \`name\` (lowercase, e.g. "vault") and \`createProvider(keyRef, options)\``,
+    );
+  }
+  return module as ProviderModule;
+}
+
+/** Checks at start-up that a provider instance really implements the custody interface. */
+export function checkProvider(provider: unknown, module: ProviderModule): CustodyProvider {
+  const candidate = provider as Record<string, unknown> | undefined;
+  const missing = METHODS.filter((method) => typeof candidate?.[method] !== "function");
+  if (candidate === undefined || candidate.name !== module.name || missing.length > 0) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `provider ${module.name} does not implement the custody interface (name must be "${module.name}"${missing.length > 0 ? `; missing ${missing.join(", ")}` : ""})`,
+    );
+  }
+  return provider as CustodyProvider;
+}
+
+/**
+ * Loads a provider module: a built-in name, a path (./vault-provider.js) or a package name.
+ * Paths are resolved against the working directory.
+ */
+export async function loadProviderModule(specifier: string): Promise<ProviderModule> {
+  const builtIn = BUILT_IN[specifier];
+  if (builtIn !== undefined) return checkModule(await builtIn(), specifier);
+  const isPath = specifier.startsWith(".") || isAbsolute(specifier);
+  const target = isPath ? pathToFileURL(resolve(specifier)).href : specifier;
+  let loaded: unknown;
+  try {
+    loaded = await import(target);
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `cannot load provider ${JSON.stringify(specifier)}: ${(error as Error).message}; give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
+      { cause: error },
+    );
+  }
+  return checkModule(loaded, specifier);
+}
+
+/**
+ * Provider instances by name and key reference, created on first use and closed together.
+ * Custom modules are registered up front so a keyring that names them can be opened.
+ */
+export class ProviderRegistry {
+  readonly #options: ProviderOptions;
+  readonly #modules = new Map<string, ProviderModule>();
+  readonly #instances = new Map<string, Promise<CustodyProvider>>();
+
+  constructor(options: ProviderOptions) {
+    this.#options = options;
+  }
+
+  /** Registers a custom provider module (path or package); returns its name. */
+  async register(specifier: string): Promise<string> {
+    const module = await loadProviderModule(specifier);
+    this.#modules.set(module.name, module);
+    return module.name;
+  }
+
+  /** The provider for `name` and `keyRef`, created once. */
+  provider(name: string, keyRef: string): Promise<CustodyProvider> {
+    const cacheKey = `${name}\u0000${keyRef}`;
+    let instance = this.#instances.get(cacheKey);
+    if (instance === undefined) {
+      instance = this.#create(name, keyRef);
+      this.#instances.set(cacheKey, instance);
+      instance.catch(() => this.#instances.delete(cacheKey));
+    }
+    return instance;
+  }
+
+  /** Closes every provider created so far. */
+  async close(): Promise<void> {
+    const instances = [...this.#instances.values()];
+    this.#instances.clear();
+    await Promise.allSettled(instances.map(async (instance) => (await instance).close()));
+  }
+
+  async #create(name: string, keyRef: string): Promise<CustodyProvider> {
+    let module = this.#modules.get(name);
+    if (module === undefined) {
+      if (BUILT_IN[name] === undefined) {
+        throw new KmsEnvelopeError(
+          "INVALID_CONFIG",
+          `the keyring uses provider "${name}", which is not built in: pass --provider-module with its module`,
+        );
+      }
+      module = await loadProviderModule(name);
+      this.#modules.set(name, module);
+    }
+    return checkProvider(await module.createProvider(keyRef, this.#options), module);
+  }
+}

@@ -1,0 +1,86 @@
+import { type Command, Option } from "commander";
+import { z } from "zod";
+import { ProviderRegistry } from "../../providers/registry.js";
+import { KmsEnvelopeError } from "../errors.js";
+import { durationSchema } from "./duration.js";
+
+/** Raw provider flag values. */
+export interface ProviderFlagsInput {
+  providerModule?: string[];
+  providerTimeout: string;
+  providerAttempts: string;
+  endpoint?: string;
+  region?: string;
+}
+
+const schema = z.object({
+  providerModule: z.array(z.string().min(1)).default([]),
+  providerTimeout: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
+  providerAttempts: z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().min(1).max(10)),
+  endpoint: z.url("must be a URL such as https://kms.example.internal").optional(),
+  region: z.string().min(1).optional(),
+});
+
+/** Adds the flags that configure custody providers (serve, keygen, rotate). */
+export function addProviderOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        "--provider-module <module...>",
+        "custom provider module (path or package) exporting name and createProvider",
+      ).env("KMS_ENVELOPE_PROVIDER_MODULE"),
+    )
+    .addOption(
+      new Option("--provider-timeout <duration>", "deadline of one provider call, retries included")
+        .env("KMS_ENVELOPE_PROVIDER_TIMEOUT")
+        .default("10s"),
+    )
+    .addOption(
+      new Option(
+        "--provider-attempts <n>",
+        "attempts per provider call on throttling or transient errors",
+      )
+        .env("KMS_ENVELOPE_PROVIDER_ATTEMPTS")
+        .default("3"),
+    )
+    .addOption(
+      new Option(
+        "--endpoint <url>",
+        "provider service endpoint (private endpoint, emulator); SDK default otherwise",
+      ).env("KMS_ENVELOPE_ENDPOINT"),
+    )
+    .addOption(
+      new Option("--region <region>", "cloud region when the key reference does not name it").env(
+        "KMS_ENVELOPE_REGION",
+      ),
+    );
+}
+
+/** Validates the provider flags and builds a registry with every custom module loaded. */
+export async function providerRegistry(
+  input: ProviderFlagsInput,
+  environment: NodeJS.ProcessEnv,
+): Promise<ProviderRegistry> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) =>
+        `--${String(issue.path[0]).replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)} ${issue.message}`,
+    );
+    throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+  }
+  const flags = parsed.data;
+  const registry = new ProviderRegistry({
+    timeoutMs: flags.providerTimeout,
+    maxAttempts: flags.providerAttempts,
+    endpoint: flags.endpoint,
+    region: flags.region,
+    environment,
+  });
+  for (const module of flags.providerModule) await registry.register(module);
+  return registry;
+}

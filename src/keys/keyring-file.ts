@@ -1,0 +1,117 @@
+import { randomBytes } from "node:crypto";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { parse, stringify } from "yaml";
+import { z } from "zod";
+import { KmsEnvelopeError } from "../errors.js";
+
+/** States of a master-key version (SPEC.md §3). */
+export const VERSION_STATES = ["primary", "active", "retired"] as const;
+
+/** What a keyring version is for: encrypt (primary), decrypt only (active), nothing (retired). */
+export type VersionState = (typeof VERSION_STATES)[number];
+
+const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const versionSchema = z.strictObject({
+  keyId: z.string().min(1).max(1024),
+  provider: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]*$/, "must be a provider name such as aws, azure, gcp or local"),
+  keyRef: z.string().min(1),
+  wrappedKey: z.string().regex(STANDARD_BASE64, "must be standard base64").min(4),
+  created: z.iso.datetime({ offset: true }),
+  state: z.enum(VERSION_STATES),
+});
+
+const keyringSchema = z
+  .strictObject({
+    apiVersion: z.literal("kms-envelope.io/v1"),
+    kind: z.literal("Keyring"),
+    versions: z.array(versionSchema).min(1, "must hold at least one version"),
+  })
+  .superRefine((keyring, context) => {
+    const primaries = keyring.versions.filter((version) => version.state === "primary").length;
+    if (primaries !== 1) {
+      context.addIssue({
+        code: "custom",
+        path: ["versions"],
+        message: `must have exactly one primary version, found ${primaries}`,
+      });
+    }
+    const seen = new Set<string>();
+    for (const [index, version] of keyring.versions.entries()) {
+      if (seen.has(version.keyId)) {
+        context.addIssue({
+          code: "custom",
+          path: ["versions", index, "keyId"],
+          message: `duplicates ${version.keyId}: a key id is never reused`,
+        });
+      }
+      seen.add(version.keyId);
+    }
+  });
+
+/** One master-key version as the keyring file records it: wrapped, never in plaintext. */
+export type KeyringVersion = z.infer<typeof versionSchema>;
+
+/** The keyring file: every master-key version with its custody and state. */
+export type Keyring = z.infer<typeof keyringSchema>;
+
+/** Validates a parsed keyring document; the error names the file and the offending path. */
+export function validateKeyring(document: unknown, source: string): Keyring {
+  const parsed = keyringSchema.safeParse(document);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join(".") || "(document)"} ${issue.message}`,
+    );
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `keyring ${source} is invalid: ${problems.join("; ")}`,
+    );
+  }
+  return parsed.data;
+}
+
+/** Reads and validates a keyring file, returning it with the raw text (for change detection). */
+export async function readKeyring(path: string): Promise<{ keyring: Keyring; text: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `cannot read keyring ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  let document: unknown;
+  try {
+    document = parse(text);
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `keyring ${path} is not valid YAML: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return { keyring: validateKeyring(document, path), text };
+}
+
+/**
+ * Writes a keyring atomically (temporary file, then rename), so a reader — the daemon polling
+ * the file — sees the old or the new keyring, never half of one. The file holds no plaintext
+ * key, so it may live in a ConfigMap; it is still written 0640.
+ */
+export async function writeKeyring(path: string, keyring: Keyring): Promise<void> {
+  const validated = validateKeyring(keyring, path);
+  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const header =
+    "# kms-envelope keyring: wrapped master-key versions (no plaintext key). Edit with kms-envelope keygen/rotate/retire.\n";
+  await writeFile(temporary, header + stringify(validated), { mode: 0o640, flag: "wx" });
+  await rename(temporary, path);
+}
+
+/** The primary version (validation guarantees exactly one). */
+export function primaryVersion(keyring: Keyring): KeyringVersion {
+  return keyring.versions.find((version) => version.state === "primary") as KeyringVersion;
+}
