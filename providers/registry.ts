@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { KmsEnvelopeError } from "../src/errors.js";
+import { instrument, type ProviderCallObserver } from "./instrumented.js";
 import type { CustodyProvider } from "./types.js";
 
 /** Knobs every provider factory receives; each provider uses what applies to it. */
@@ -15,6 +16,8 @@ export interface ProviderOptions {
   region?: string | undefined;
   /** Environment the provider reads credentials and settings from. */
   environment: NodeJS.ProcessEnv;
+  /** Receives every provider call (metrics); providers themselves never see it. */
+  observe?: ProviderCallObserver | undefined;
 }
 
 /**
@@ -141,6 +144,9 @@ export class ProviderRegistry {
       module = await loadProviderModule(name);
       this.#modules.set(name, module);
     }
-    return checkProvider(await module.createProvider(keyRef, this.#options), module);
+    const provider = checkProvider(await module.createProvider(keyRef, this.#options), module);
+    return this.#options.observe === undefined
+      ? provider
+      : instrument(provider, this.#options.observe);
   }
 }

@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { z } from "zod";
+import type { ProviderCallObserver } from "../../providers/instrumented.js";
 import { ProviderRegistry } from "../../providers/registry.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { durationSchema } from "./duration.js";
@@ -64,6 +65,7 @@ export function addProviderOptions(command: Command): Command {
 export async function providerRegistry(
   input: ProviderFlagsInput,
   environment: NodeJS.ProcessEnv,
+  observe?: ProviderCallObserver,
 ): Promise<ProviderRegistry> {
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
@@ -80,6 +82,7 @@ export async function providerRegistry(
     endpoint: flags.endpoint,
     region: flags.region,
     environment,
+    observe,
   });
   for (const module of flags.providerModule) await registry.register(module);
   return registry;

@@ -4,6 +4,7 @@ import { KmsEnvelopeError } from "../errors.js";
 import { DirectKeySource } from "../keys/env-key-source.js";
 import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
+import { DaemonMetrics } from "../ops/metrics.js";
 import { startDaemon } from "../server/daemon.js";
 import { loadOrCreateDevKey } from "./dev-key.js";
 import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
@@ -146,15 +147,17 @@ export function serveCommand(): Command {
           "DEVELOPMENT MODE: the master key is a local file, not protected custody. Never use --dev in production.",
         );
       }
+      const metrics = new DaemonMetrics();
+      const observe = metrics.observeProviderCall.bind(metrics);
       const source =
         config.keyring === undefined
-          ? new DirectKeySource(new LocalProvider(environment))
+          ? new DirectKeySource(new LocalProvider(environment), observe)
           : new KeyringKeySource({
               path: config.keyring,
-              registry: await providerRegistry(options, environment),
+              registry: await providerRegistry(options, environment, observe),
               pollMs: config.keyringPollMs,
             });
-      const daemon = await startDaemon(config, source, logger);
+      const daemon = await startDaemon(config, source, logger, metrics);
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           logger.info({ signal }, "draining in-flight calls");

@@ -1,4 +1,9 @@
-import type { DirectKeyProvider, ProviderKeyDescription } from "../../providers/types.js";
+import { instrument, type ProviderCallObserver } from "../../providers/instrumented.js";
+import type {
+  CustodyProvider,
+  DirectKeyProvider,
+  ProviderKeyDescription,
+} from "../../providers/types.js";
 import { wipe } from "../crypto/wipe.js";
 import type { KeySource } from "./key-source.js";
 import { MasterKeySet } from "./master-key-set.js";
@@ -6,9 +11,12 @@ import { MasterKeySet } from "./master-key-set.js";
 /** Master keys held directly by a provider (ENCRYPTION_MASTER_KEY for `local`). */
 export class DirectKeySource implements KeySource {
   readonly #provider: DirectKeyProvider;
+  readonly #checked: CustodyProvider;
 
-  constructor(provider: DirectKeyProvider) {
+  /** `observe` receives the provider's health checks (metrics). */
+  constructor(provider: DirectKeyProvider, observe?: ProviderCallObserver) {
     this.#provider = provider;
+    this.#checked = observe === undefined ? provider : instrument(provider, observe);
   }
 
   async load(): Promise<MasterKeySet> {
@@ -21,7 +29,7 @@ export class DirectKeySource implements KeySource {
   }
 
   checkHealth(signal: AbortSignal): Promise<void> {
-    return this.#provider.checkHealth(signal);
+    return this.#checked.checkHealth(signal);
   }
 
   watch(): () => void {

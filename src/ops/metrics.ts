@@ -23,6 +23,8 @@ export class DaemonMetrics {
   readonly #providerChecks: Counter<"provider" | "result">;
   readonly #fieldValues: Counter<"operation">;
   readonly #keyReloads: Counter<"result">;
+  readonly #providerCalls: Counter<"provider" | "operation" | "result">;
+  readonly #providerLatency: Histogram<"provider" | "operation">;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
@@ -78,12 +80,31 @@ export class DaemonMetrics {
       labelNames: ["operation"],
       registers,
     });
+    this.#providerCalls = new Counter({
+      name: `${METRIC_PREFIX}provider_calls_total`,
+      help: "Calls to the custody provider's key service, by operation and result (ok or the error class).",
+      labelNames: ["provider", "operation", "result"],
+      registers,
+    });
+    this.#providerLatency = new Histogram({
+      name: `${METRIC_PREFIX}provider_call_duration_seconds`,
+      help: "Duration of custody-provider calls, retries included.",
+      labelNames: ["provider", "operation"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
     this.#keyReloads = new Counter({
       name: `${METRIC_PREFIX}keyring_reloads_total`,
       help: "Keyring file changes picked up (ok) or refused, keeping the current keys (failed).",
       labelNames: ["result"],
       registers,
     });
+  }
+
+  /** Records one call to a custody provider's key service. */
+  observeProviderCall(provider: string, operation: string, result: string, seconds: number): void {
+    this.#providerCalls.labels(provider, operation, result).inc();
+    this.#providerLatency.labels(provider, operation).observe(seconds);
   }
 
   /** Counts a keyring reload attempt. */

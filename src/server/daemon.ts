@@ -41,11 +41,11 @@ export async function startDaemon(
   config: ServeConfig,
   source: KeySource,
   logger: Logger,
+  metrics: DaemonMetrics = new DaemonMetrics(),
 ): Promise<Daemon> {
   await loadSecretbox();
   const keys = await source.load();
   const providerName = keys.primary.keyId.split(":")[0] as string;
-  const metrics = new DaemonMetrics();
   metrics.setKeys(keys.primary.keyId, keys.keyIds.length);
 
   const health = new HealthMonitor({

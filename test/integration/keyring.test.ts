@@ -248,6 +248,8 @@ describe("keyring with a custom provider module: revocation, grace period, recov
         uid: "n",
       });
     }
+    const metrics = await (await fetch(`http://${daemon.httpAddress}/metrics`)).text();
+    assert.match(metrics, /kms_envelope_provider_calls_total\{provider="custom",operation="unwrapKey",result="ok"\} 2\n/);
     clients.close();
     assert.equal(await daemon.stop(), 0);
     const calls = (await readFile(env.CUSTOM_PROVIDER_CALLS as string, "utf8")).trim().split("\n");
