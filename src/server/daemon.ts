@@ -60,7 +60,10 @@ export async function startDaemon(
         snapshot.healthy,
         snapshot.suspended,
       );
-      if (!changed) return;
+      if (!changed) {
+        logger.debug({ provider: providerName, errorClass: snapshot.errorClass }, "custody provider checked");
+        return;
+      }
       if (snapshot.healthy) logger.info({ provider: providerName }, "custody provider healthy");
       else
         logger.error(

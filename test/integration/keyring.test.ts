@@ -108,6 +108,7 @@ describe("keyring: keygen, serve, rotate and retire without a restart (local pro
         daemon.lines.some((line) =>
           line.includes("keyring reload failed; keeping the current keys"),
         ),
+        "the refused reload is logged",
       );
     });
     assert.equal(
@@ -249,7 +250,10 @@ describe("keyring with a custom provider module: revocation, grace period, recov
       });
     }
     const metrics = await (await fetch(`http://${daemon.httpAddress}/metrics`)).text();
-    assert.match(metrics, /kms_envelope_provider_calls_total\{provider="custom",operation="unwrapKey",result="ok"\} 2\n/);
+    assert.match(
+      metrics,
+      /kms_envelope_provider_calls_total\{provider="custom",operation="unwrapKey",result="ok"\} 2\n/,
+    );
     clients.close();
     assert.equal(await daemon.stop(), 0);
     const calls = (await readFile(env.CUSTOM_PROVIDER_CALLS as string, "utf8")).trim().split("\n");

@@ -1,7 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { badParameter, VaultError } from "./errors.js";
 import { type CorruptionMode, Faults, type FaultTarget, type VaultOperation } from "./faults.js";
 import {
@@ -13,6 +16,8 @@ import {
   type PayloadOperation,
   runOperation,
 } from "./key-store.js";
+import { ManagedIdentityEndpoint, type RecordedTokenRequest } from "./managed-identity.js";
+import { type RecordedProxyRequest, VaultConnectProxy } from "./proxy.js";
 import { testTls } from "./tls.js";
 
 /** Start-up options of the emulator. */
@@ -23,7 +28,18 @@ export interface AzureKeyVaultEmulatorOptions {
   tenantId?: string;
   /** Resource named in the challenge; the SDK asks for `<resource>/.default`. */
   resource?: string;
+  /** Vault name of the production-form URL `https://<vaultName>.vault.azure.net`. */
+  vaultName?: string;
+  /** IDENTITY_HEADER secret of the managed-identity endpoint; random by default. */
+  identityHeader?: string;
 }
+
+/**
+ * Environment variables for a daemon (or any process) using the emulator with production
+ * configuration only. A value of `undefined` means "must be unset": spreading the object over an
+ * inherited environment removes the variable (child_process drops undefined values).
+ */
+export type DaemonEnvironment = Readonly<Record<string, string | undefined>>;
 
 /** A key version a test created: its name, version and versioned key URL (`kid`). */
 export interface EmulatedKey {
@@ -32,8 +48,21 @@ export interface EmulatedKey {
   readonly kid: string;
 }
 
-/** Requests seen, by kind. Operation counters count authenticated requests, faulted or not. */
-export type VaultCounters = Record<"requests" | "unauthenticated" | "rejectedTokens", number> &
+/**
+ * Requests seen, by kind. Operation counters count authenticated requests, faulted or not;
+ * `tunnels`/`refusedProxyRequests` count the proxy's opened and refused requests, and
+ * `identityTokens`/`refusedIdentityRequests` the managed-identity endpoint's.
+ */
+export type VaultCounters = Record<
+  | "requests"
+  | "unauthenticated"
+  | "rejectedTokens"
+  | "tunnels"
+  | "refusedProxyRequests"
+  | "identityTokens"
+  | "refusedIdentityRequests",
+  number
+> &
   Record<VaultOperation, number>;
 
 /** One request as the emulator saw it. */
@@ -54,6 +83,11 @@ const MAX_RECORDED = 1_000;
 const ROUTE =
   /^\/keys\/([0-9a-zA-Z-]{1,127})(?:\/([0-9a-zA-Z]{0,64}))?(?:\/(wrapkey|unwrapkey|encrypt|decrypt))?\/?$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
+// Key Vault names: 3-24 characters, letters, digits and hyphens, starting with a letter.
+const VAULT_NAME = /^[a-z][a-z0-9-]{1,22}[a-z0-9]$/;
+const VAULT_HOST = /^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.vault\.azure\.net)(?::443)?$/i;
+/** NO_PROXY: the managed-identity endpoint (and any loopback call) must not use the proxy. */
+const NO_PROXY = "127.0.0.1,localhost";
 
 const zeroCounters = (): VaultCounters => ({
   requests: 0,
@@ -64,6 +98,10 @@ const zeroCounters = (): VaultCounters => ({
   unwrapkey: 0,
   encrypt: 0,
   decrypt: 0,
+  tunnels: 0,
+  refusedProxyRequests: 0,
+  identityTokens: 0,
+  refusedIdentityRequests: 0,
 });
 
 /**
@@ -72,13 +110,30 @@ const zeroCounters = (): VaultCounters => ({
  * wrapkey/unwrapkey/encrypt/decrypt with RSA-OAEP-256, RSA-OAEP and (oct-HSM) A256KW, so the
  * unmodified @azure/keyvault-keys CryptographyClient works against it. Faults and key state
  * are driven through this class; counters and a request log show what the SDK sent.
+ *
+ * For processes that may only be configured as an operator would (the daemon), the emulator
+ * also runs a CONNECT proxy that tunnels `*.vault.azure.net:443` to it and an App Service
+ * managed-identity token endpoint: `daemonEnvironment()` gives HTTPS_PROXY, NO_PROXY,
+ * NODE_EXTRA_CA_CERTS, IDENTITY_ENDPOINT and IDENTITY_HEADER, and `keyUrl()` the production key
+ * URL, so the unmodified provider with DefaultAzureCredential and challenge-resource
+ * verification works against it.
  */
 export class AzureKeyVaultEmulator {
   /** Vault URL, `https://127.0.0.1:<port>`. */
   readonly url: string;
+  /** Production-form vault URL, `https://<vaultName>.vault.azure.net` (through `proxyUrl`). */
+  readonly vaultUrl: string;
   /** PEM of the test CA to trust (client option `tlsOptions: { ca }`). */
   readonly ca: string;
-  /** The only bearer token accepted. */
+  /** Path of a file holding `ca` (NODE_EXTRA_CA_CERTS); removed by close(). */
+  readonly caFile: string;
+  /** HTTPS_PROXY: the CONNECT proxy to the emulator, `http://127.0.0.1:<port>`. */
+  readonly proxyUrl: string;
+  /** IDENTITY_ENDPOINT: the App Service managed-identity endpoint. */
+  readonly identityEndpoint: string;
+  /** IDENTITY_HEADER: the secret the managed-identity endpoint requires. */
+  readonly identityHeader: string;
+  /** A static bearer token accepted besides the managed-identity endpoint's tokens. */
   readonly token: string;
   /** The tenant the challenge names. */
   readonly tenantId: string;
@@ -86,34 +141,139 @@ export class AzureKeyVaultEmulator {
   counters: VaultCounters = zeroCounters();
   /** The most recent requests, oldest first (bounded). */
   readonly requests: RecordedRequest[] = [];
+  /** The most recent proxy requests (CONNECTs and refused plain requests), oldest first. */
+  readonly proxyRequests: RecordedProxyRequest[] = [];
+  /** The most recent managed-identity token requests, oldest first. */
+  readonly tokenRequests: RecordedTokenRequest[] = [];
   readonly #server: Server;
+  readonly #proxy: VaultConnectProxy;
+  readonly #identity: ManagedIdentityEndpoint;
+  readonly #caDirectory: string;
+  readonly #resource: string;
   readonly #challenge: string;
   readonly #store = new KeyStore();
   readonly #faults = new Faults();
   readonly #timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 
-  private constructor(server: Server, ca: string, options: AzureKeyVaultEmulatorOptions) {
+  private constructor(parts: {
+    server: Server;
+    proxy: VaultConnectProxy;
+    identity: ManagedIdentityEndpoint;
+    ca: string;
+    caDirectory: string;
+    vaultName: string;
+    options: AzureKeyVaultEmulatorOptions;
+  }) {
+    const { server, proxy, identity, options } = parts;
     this.#server = server;
+    this.#proxy = proxy;
+    this.#identity = identity;
+    this.#caDirectory = parts.caDirectory;
     this.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    this.ca = ca;
+    this.vaultUrl = `https://${parts.vaultName}.vault.azure.net`;
+    this.ca = parts.ca;
+    this.caFile = join(parts.caDirectory, "ca.pem");
+    this.proxyUrl = proxy.url;
+    this.identityEndpoint = identity.endpoint;
+    this.identityHeader = identity.header;
     this.token = options.token ?? randomBytes(24).toString("base64url");
     this.tenantId = options.tenantId ?? "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    this.#resource = options.resource ?? "https://vault.azure.net";
     // Quoted, space-free values: keyvault-common's parser splits on commas and spaces.
-    this.#challenge = `Bearer authorization="https://login.microsoftonline.com/${this.tenantId}", resource="${options.resource ?? "https://vault.azure.net"}"`;
+    this.#challenge = `Bearer authorization="https://login.microsoftonline.com/${this.tenantId}", resource="${this.#resource}"`;
     server.on("request", (request: IncomingMessage, response: ServerResponse) => {
       void this.#handle(request, response);
     });
   }
 
-  /** Starts an emulator on an ephemeral loopback port. */
+  /**
+   * Starts an emulator on an ephemeral loopback port, with its CONNECT proxy and managed-identity
+   * endpoint (each on its own ephemeral 127.0.0.1 port) and the CA written to `caFile`.
+   */
   static async start(options: AzureKeyVaultEmulatorOptions = {}): Promise<AzureKeyVaultEmulator> {
+    const vaultName = options.vaultName ?? "kms-envelope-emulator";
+    if (!VAULT_NAME.test(vaultName)) throw new Error(`not a Key Vault name: ${vaultName}`);
     const tls = await testTls();
     const server = createServer({ key: tls.key, cert: tls.cert, minVersion: "TLSv1.2" });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => resolve());
     });
-    return new AzureKeyVaultEmulator(server, tls.ca, options);
+    // The proxy and the endpoint report through `self`, set once the emulator exists; nothing
+    // can connect to them before start() returns their addresses.
+    let self: AzureKeyVaultEmulator | undefined;
+    const started: { close(): Promise<void> }[] = [];
+    try {
+      const proxy = await VaultConnectProxy.start((server.address() as AddressInfo).port, {
+        onRequest: (entry) => {
+          if (self !== undefined) self.#onProxyRequest(entry);
+        },
+      });
+      started.push(proxy);
+      const identity = await ManagedIdentityEndpoint.start(
+        {
+          onTokenRequest: (entry) => {
+            if (self !== undefined) self.#onTokenRequest(entry);
+          },
+        },
+        options.identityHeader,
+      );
+      started.push(identity);
+      const caDirectory = await mkdtemp(join(tmpdir(), "akv-emulator-"));
+      started.push({ close: () => rm(caDirectory, { recursive: true, force: true }) });
+      await writeFile(join(caDirectory, "ca.pem"), tls.ca);
+      self = new AzureKeyVaultEmulator({
+        server,
+        proxy,
+        identity,
+        ca: tls.ca,
+        caDirectory,
+        vaultName,
+        options,
+      });
+      return self;
+    } catch (error) {
+      await Promise.allSettled(started.map((part) => part.close()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw error;
+    }
+  }
+
+  /**
+   * The environment a daemon needs to use this emulator with production configuration only
+   * (the `azure` provider's DefaultAzureCredential, no client options):
+   * - HTTPS_PROXY: the CONNECT proxy, which tunnels `*.vault.azure.net:443` to the emulator;
+   * - NO_PROXY: loopback, so the managed-identity request goes straight to its endpoint;
+   * - NODE_EXTRA_CA_CERTS: the test CA (Node reads it at start-up only);
+   * - IDENTITY_ENDPOINT, IDENTITY_HEADER: App Service managed identity (MSAL's AppService source);
+   * - AZURE_TOKEN_CREDENTIALS=ManagedIdentityCredential: DefaultAzureCredential's chain is that
+   *   one credential, so no developer credential (Azure CLI, azd, PowerShell, VS Code) is tried
+   *   if the endpoint fails;
+   * - unset (undefined), in case the parent environment has them: IDENTITY_SERVER_THUMBPRINT
+   *   (MSAL would pick Service Fabric before App Service), AZURE_CLIENT_ID (a user-assigned
+   *   identity; with AZURE_FEDERATED_TOKEN_FILE, the AKS token exchange with Entra instead of
+   *   the endpoint) and NODE_TLS_REJECT_UNAUTHORIZED (the CA must really be trusted). The proxy
+   *   variables need no unsetting: HTTPS_PROXY and NO_PROXY win over their lower-case forms,
+   *   ALL_PROXY and HTTP_PROXY in core-rest-pipeline.
+   */
+  daemonEnvironment(): DaemonEnvironment {
+    return {
+      HTTPS_PROXY: this.proxyUrl,
+      NO_PROXY,
+      NODE_EXTRA_CA_CERTS: this.caFile,
+      IDENTITY_ENDPOINT: this.identityEndpoint,
+      IDENTITY_HEADER: this.identityHeader,
+      AZURE_TOKEN_CREDENTIALS: "ManagedIdentityCredential",
+      IDENTITY_SERVER_THUMBPRINT: undefined,
+      AZURE_CLIENT_ID: undefined,
+      AZURE_FEDERATED_TOKEN_FILE: undefined,
+      NODE_TLS_REJECT_UNAUTHORIZED: undefined,
+    };
+  }
+
+  /** Production-form versioned key URL, `https://<vaultName>.vault.azure.net/keys/<name>/<version>`. */
+  keyUrl(name: string, version: string): string {
+    return `${this.vaultUrl}/keys/${name}/${version}`;
   }
 
   /** Creates an RSA (or oct-HSM) key with one version. */
@@ -187,27 +347,41 @@ export class AzureKeyVaultEmulator {
     this.#faults.corruptNextUnwrap(mode);
   }
 
-  /** Clears counters, the request log and every scripted fault. */
+  /** Invalidates every managed-identity token issued so far (the vault answers 401). */
+  revokeIdentityTokens(): void {
+    this.#identity.revokeTokens();
+  }
+
+  /** Clears counters, the request logs and every scripted fault. */
   reset(): void {
     this.counters = zeroCounters();
     this.requests.length = 0;
+    this.proxyRequests.length = 0;
+    this.tokenRequests.length = 0;
     this.#faults.reset();
   }
 
-  /** Stops listening, drops open connections and releases held responses. */
+  /**
+   * Stops listening, drops open connections and tunnels, releases held responses and removes
+   * the CA file.
+   */
   async close(): Promise<void> {
     for (const held of this.#timers) {
       clearTimeout(held.timer);
       held.resolve();
     }
     this.#timers.clear();
+    await this.#proxy.close();
+    await this.#identity.close();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
     await closed;
+    await rm(this.#caDirectory, { recursive: true, force: true });
   }
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", this.url);
+    const vaultUrl = this.#vaultUrlOf(request);
     const route = parseRoute(request.method ?? "", url.pathname);
     this.counters.requests += 1;
     let record: RecordedRequest | undefined;
@@ -231,7 +405,7 @@ export class AzureKeyVaultEmulator {
       await this.#hold(this.#faults.takeDelay(route.operation));
       const fault = this.#faults.takeError(route.operation);
       if (fault !== undefined) throw fault;
-      this.#send(response, record, 200, this.#answer(route, body));
+      this.#send(response, record, 200, this.#answer(route, body, vaultUrl));
     } catch (error) {
       const answer =
         error instanceof VaultError
@@ -243,6 +417,8 @@ export class AzureKeyVaultEmulator {
 
   #authenticate(authorization: string | undefined): void {
     if (authorization === `Bearer ${this.token}`) return;
+    const bearer = /^Bearer (\S+)$/.exec(authorization ?? "")?.[1];
+    if (bearer !== undefined && this.#identity.accepts(bearer, this.#resource)) return;
     if (authorization === undefined) this.counters.unauthenticated += 1;
     else this.counters.rejectedTokens += 1;
     throw new VaultError(
@@ -255,16 +431,35 @@ export class AzureKeyVaultEmulator {
     );
   }
 
-  #answer(route: Route, body: Buffer): Record<string, unknown> {
+  #answer(route: Route, body: Buffer, vaultUrl: string): Record<string, unknown> {
     const version = this.#store.find(route.name, route.version);
-    if (route.operation === "get") return keyBundle(version, this.url);
+    if (route.operation === "get") return keyBundle(version, vaultUrl);
     if (route.version === undefined || route.version === "") {
       throw badParameter("A key version is required for this operation.");
     }
     const { alg, value } = parseOperationBody(body);
     const result = runOperation(version, route.operation, alg, Buffer.from(value, "base64url"));
     const delivered = this.#faults.corrupt(route.operation, result);
-    return { kid: kid(version, this.url), value: delivered.toString("base64url") };
+    return { kid: kid(version, vaultUrl), value: delivered.toString("base64url") };
+  }
+
+  // The service names keys by the host the client asked for: requests tunnelled for
+  // `<name>.vault.azure.net` get kids under that vault URL, direct ones under `url`.
+  #vaultUrlOf(request: IncomingMessage): string {
+    const host = VAULT_HOST.exec(request.headers.host ?? "")?.[1];
+    return host === undefined ? this.url : `https://${host.toLowerCase()}`;
+  }
+
+  #onProxyRequest(entry: RecordedProxyRequest): void {
+    bounded(this.proxyRequests, entry);
+    if (entry.allowed) this.counters.tunnels += 1;
+    else this.counters.refusedProxyRequests += 1;
+  }
+
+  #onTokenRequest(entry: RecordedTokenRequest): void {
+    bounded(this.tokenRequests, entry);
+    if (entry.status === 200) this.counters.identityTokens += 1;
+    else this.counters.refusedIdentityRequests += 1;
   }
 
   #send(
@@ -302,9 +497,7 @@ export class AzureKeyVaultEmulator {
   }
 
   #record(entry: RecordedRequest): RecordedRequest {
-    this.requests.push(entry);
-    if (this.requests.length > MAX_RECORDED) this.requests.shift();
-    return entry;
+    return bounded(this.requests, entry);
   }
 
   #describe(version: KeyVersion): EmulatedKey {
@@ -316,6 +509,12 @@ export class AzureKeyVaultEmulator {
     change(version);
     version.updated = new Date();
   }
+}
+
+function bounded<T>(log: T[], entry: T): T {
+  log.push(entry);
+  if (log.length > MAX_RECORDED) log.shift();
+  return entry;
 }
 
 function parseRoute(method: string, path: string): Route | undefined {

@@ -7,7 +7,10 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** A throw-away certificate authority and a server certificate for 127.0.0.1 / localhost. */
+/**
+ * A throw-away certificate authority and a server certificate for 127.0.0.1, localhost and
+ * `*.vault.azure.net` (the production vault host names, reached through the emulator's proxy).
+ */
 export interface TestTls {
   /** PEM of the test CA: what clients trust (core-rest-pipeline `tlsOptions.ca`). */
   readonly ca: string;
@@ -17,13 +20,15 @@ export interface TestTls {
   readonly key: string;
 }
 
-// The SAN covers every loopback name a test may use; the CA is not the server certificate
-// itself, so clients exercise a real chain (leaf + trust anchor), as with Key Vault.
+// The SAN covers every loopback name a test may use and, for clients tunnelled through the
+// emulator's CONNECT proxy, every vault host name (a wildcard matches one label, as Key Vault's
+// own certificate does). The CA is not the server certificate itself, so clients exercise a
+// real chain (leaf + trust anchor), as with Key Vault.
 const SERVER_EXTENSIONS = [
   "basicConstraints = critical, CA:FALSE",
   "keyUsage = critical, digitalSignature",
   "extendedKeyUsage = serverAuth",
-  "subjectAltName = IP:127.0.0.1, DNS:localhost",
+  "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:*.vault.azure.net",
 ].join("\n");
 
 let generated: Promise<TestTls> | undefined;
