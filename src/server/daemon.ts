@@ -61,7 +61,10 @@ export async function startDaemon(
         snapshot.suspended,
       );
       if (!changed) {
-        logger.debug({ provider: providerName, errorClass: snapshot.errorClass }, "custody provider checked");
+        logger.debug(
+          { provider: providerName, errorClass: snapshot.errorClass },
+          "custody provider checked",
+        );
         return;
       }
       if (snapshot.healthy) logger.info({ provider: providerName }, "custody provider healthy");
