@@ -33,16 +33,18 @@ export function checkHealthz(sources: ProbeSources): ProbeResult {
 /**
  * Liveness ignores user-caused and throttling provider failures (SPEC.md §6): restarting the
  * daemon cannot re-enable a revoked key or lift a quota, and restart loops take the apiserver
- * with them (kubernetes#93968). Corrupt answers and other failures may be cured by a fresh
- * process and client, as aws-encryption-provider's /livez also assumes.
+ * with them (kubernetes#93968). Transient outages inside the grace period are ignored too
+ * (issue 3); only corrupt answers or an outage that outlasts the grace period — which a fresh
+ * process and client may cure — or a broken key in memory fail it.
  */
 export function checkLivez(sources: ProbeSources): ProbeResult {
   if (!sources.selfTest()) return { ok: false, reason: "primary master key failed its self-test" };
   const health = sources.health();
-  if (!health.healthy && health.errorClass !== "user" && health.errorClass !== "throttled") {
+  const restartMayHelp = health.errorClass === "corrupt" || health.errorClass === "other";
+  if (!health.healthy && health.suspended && restartMayHelp) {
     return {
       ok: false,
-      reason: `custody provider failing (${health.errorClass}): ${health.message}`,
+      reason: `custody provider failing past the grace period (${health.errorClass}): ${health.message}`,
     };
   }
   return { ok: true, reason: "ok" };

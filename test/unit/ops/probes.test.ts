@@ -106,14 +106,23 @@ describe("probes", () => {
     }
   });
 
-  test("livez fails on corrupt and other provider failures, which a fresh process may cure", async () => {
+  test("livez ignores transient corrupt or other failures, and fails once they outlast the grace period", async () => {
     for (const errorClass of ["corrupt", "other"] as const) {
-      const { sources, fake, monitor } = daemonSources();
+      const { sources, fake, monitor, clock } = daemonSources();
       fake.setStanding(errorClass);
       await monitor.checkNow();
+      assert.deepEqual(
+        checkLivez(sources),
+        { ok: true, reason: "ok" },
+        `${errorClass} within the grace period`,
+      );
+      clock.advance(GRACE_MS);
       const result = checkLivez(sources);
       assert.equal(result.ok, false, errorClass);
-      assert.match(result.reason, new RegExp(`custody provider failing \\(${errorClass}\\)`));
+      assert.match(
+        result.reason,
+        new RegExp(`custody provider failing past the grace period \\(${errorClass}\\)`),
+      );
     }
   });
 
