@@ -40,6 +40,8 @@ export interface AwsKmsProviderOptions {
   maxAttempts?: number | undefined;
   /** Length of the keys this provider wraps; unwrap refuses anything else. Default 32. */
   keyLength?: number | undefined;
+  /** Called with the class of every failed attempt, retried ones included (metrics). */
+  onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
 }
 
 const KEY_ID =
@@ -63,6 +65,7 @@ export class AwsKmsProvider implements CustodyProvider {
   readonly #timeoutMs: number;
   readonly #keyLength: number;
   readonly #endpointLabel: string;
+  readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
   #keyArn: string | undefined;
   #closed = false;
 
@@ -84,6 +87,7 @@ export class AwsKmsProvider implements CustodyProvider {
     this.#keyArn = arn?.[4] === "key" ? keyRef : undefined;
     this.#timeoutMs = integerOption("timeoutMs", options.timeoutMs ?? 5000, 1, 300_000);
     this.#keyLength = integerOption("keyLength", options.keyLength ?? 32, 1, 4096);
+    this.#onAttemptFailed = options.onAttemptFailed;
     const maxAttempts = integerOption("maxAttempts", options.maxAttempts ?? 3, 1, 10);
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
     const region = options.region ?? arnRegion;
@@ -210,7 +214,21 @@ export class AwsKmsProvider implements CustodyProvider {
       throw new ProviderError("other", `the aws provider for ${this.#keyRef} is closed`);
     const deadline = AbortSignal.timeout(this.#timeoutMs);
     const abortSignal = signal === undefined ? deadline : AbortSignal.any([deadline, signal]);
-    const lastAttempt = trackLastAttempt(command);
+    // Each attempt is classified by its own error (one cut short by the deadline or the caller
+    // is "other"); the call's final class below also weighs the attempt before the deadline.
+    const lastAttempt = trackLastAttempt(command, (error) =>
+      this.#onAttemptFailed?.(
+        classifyAwsError(error, {
+          operation,
+          key: this.#keyLabel(),
+          keyRef: this.#keyRef,
+          timeoutMs: this.#timeoutMs,
+          endpoint: this.#endpointLabel,
+          cancelled: false,
+          timedOut: false,
+        }).errorClass,
+      ),
+    );
     try {
       return await send(abortSignal);
     } catch (error) {
@@ -246,6 +264,7 @@ export function createProvider(
     maxAttempts: number;
     endpoint?: string | undefined;
     region?: string | undefined;
+    onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
   },
 ): AwsKmsProvider {
   return new AwsKmsProvider({
@@ -254,6 +273,7 @@ export function createProvider(
     maxAttempts: options.maxAttempts,
     endpoint: options.endpoint,
     region: options.region,
+    onAttemptFailed: options.onAttemptFailed,
   });
 }
 
@@ -261,8 +281,12 @@ export function createProvider(
 type TrackableCommand = EncryptCommand | DecryptCommand | DescribeKeyCommand;
 
 // Records each attempt's error from inside the retry loop (finalizeRequest, after the retry
-// middleware), so a deadline that fires during throttling backoff is still reported as throttling.
-function trackLastAttempt(command: TrackableCommand): { error: unknown } {
+// middleware), so a deadline that fires during throttling backoff is still reported as throttling,
+// and hands every failed attempt, retried or not, to `onFailure`.
+function trackLastAttempt(
+  command: TrackableCommand,
+  onFailure: (error: unknown) => void,
+): { error: unknown } {
   const seen: { error: unknown } = { error: undefined };
   (command as DescribeKeyCommand).middlewareStack.add(
     (next) => async (args) => {
@@ -270,6 +294,7 @@ function trackLastAttempt(command: TrackableCommand): { error: unknown } {
         return await next(args);
       } catch (error) {
         seen.error = error;
+        onFailure(error);
         throw error;
       }
     },

@@ -11,6 +11,7 @@ import { KmsEnvelopeError } from "../src/errors.js";
 import {
   type CustodyProvider,
   ProviderError,
+  type ProviderErrorClass,
   type ProviderKeyDescription,
   type WrapContext,
 } from "./types.js";
@@ -35,6 +36,8 @@ export interface AzureKeyVaultProviderOptions {
   maxRetries?: number;
   /** SDK client options (tests: `tlsOptions: { ca }`, `disableChallengeResourceVerification`). */
   clientOptions?: KeyClientOptions;
+  /** Called with the class of every failed HTTP attempt, retried ones included (metrics). */
+  onAttemptFailed?: (errorClass: ProviderErrorClass) => void;
 }
 
 /** A parsed, canonical versioned key URL. */
@@ -48,7 +51,9 @@ export interface AzureKeyReference {
 
 type CallOptions = UnwrapKeyOptions;
 type Policy = NonNullable<KeyClientOptions["additionalPolicies"]>[number]["policy"];
+type PipelineResponse = Awaited<ReturnType<Policy["sendRequest"]>>;
 interface CallState {
+  operation: string;
   attempts: number;
   lastStatus: number | undefined;
   kid: string | undefined;
@@ -122,6 +127,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
   readonly #keys: KeyClient;
   readonly #cryptography: CryptographyClient;
   readonly #calls = new Map<string, CallState>();
+  readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
   #closed = false;
 
   constructor(options: AzureKeyVaultProviderOptions) {
@@ -134,6 +140,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
       );
     }
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#onAttemptFailed = options.onAttemptFailed;
     const maxRetries = options.maxRetries ?? options.clientOptions?.retryOptions?.maxRetries ?? 2;
     if (!(Number.isInteger(this.#timeoutMs) && this.#timeoutMs > 0)) {
       throw new KmsEnvelopeError("INVALID_CONFIG", "azure timeoutMs must be a positive integer");
@@ -290,7 +297,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
   ): Promise<T> {
     if (this.#closed) throw new ProviderError("other", "azure provider is closed");
     const callId = randomUUID();
-    const state: CallState = { attempts: 0, lastStatus: undefined, kid: undefined };
+    const state: CallState = { operation, attempts: 0, lastStatus: undefined, kid: undefined };
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
     timer.unref();
@@ -319,18 +326,40 @@ export class AzureKeyVaultProvider implements CustodyProvider {
   }
 
   // Sees every HTTP attempt (after the retry policy), so a timeout spent waiting out 429s is
-  // reported as throttling and messages can say how many attempts were made.
+  // reported as throttling, messages can say how many attempts were made, and every failed
+  // attempt, retried or not, reaches onAttemptFailed.
   #attemptObserver(): Policy {
     return {
       name: "kmsEnvelopeAttemptObserver",
       sendRequest: async (request, next) => {
         const state = this.#calls.get(request.headers.get(CALL_ID_HEADER) ?? "");
         if (state !== undefined) state.attempts += 1;
-        const response = await next(request);
-        if (state !== undefined) state.lastStatus = response.status;
+        let response: PipelineResponse;
+        try {
+          response = await next(request);
+        } catch (error) {
+          if (state !== undefined) this.#attemptFailed(error, state);
+          throw error;
+        }
+        if (state !== undefined) {
+          state.lastStatus = response.status;
+          // The bearer challenge's first, unauthenticated request is answered 401 by design.
+          if (response.status >= 300 && request.headers.has("authorization"))
+            this.#attemptFailed(responseError(response), state);
+        }
         return response;
       },
     };
+  }
+
+  // One attempt is classified by its own failure, as the call would be: 429 throttled, 5xx and
+  // network other, 401/403/404 user, 400 on unwrap corrupt; one cut short by the deadline or
+  // the caller is other.
+  #attemptFailed(error: unknown, state: CallState): void {
+    this.#onAttemptFailed?.(
+      this.#classify(error, state.operation, state, { timedOut: false, cancelled: false })
+        .errorClass,
+    );
   }
 
   #classify(
@@ -434,12 +463,17 @@ export class AzureKeyVaultProvider implements CustodyProvider {
 /** Module entry point for the provider registry (`providers/registry.ts`). */
 export function createProvider(
   keyRef: string,
-  options: { timeoutMs: number; maxAttempts: number },
+  options: {
+    timeoutMs: number;
+    maxAttempts: number;
+    onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
+  },
 ): AzureKeyVaultProvider {
   return new AzureKeyVaultProvider({
     keyRef,
     timeoutMs: options.timeoutMs,
     maxRetries: Math.max(0, options.maxAttempts - 1),
+    onAttemptFailed: options.onAttemptFailed,
   });
 }
 
@@ -447,6 +481,27 @@ interface RestErrorShape {
   statusCode?: number;
   code?: string;
   details?: { error?: { innerError?: { code?: string } } };
+}
+
+// The RestError the SDK will make of a failed response (status, Key Vault's error code and
+// message), built early so one attempt is classified before the retry policy sees it.
+function responseError(response: PipelineResponse): Error {
+  let details: { error?: { code?: unknown; message?: unknown } } | undefined;
+  try {
+    details = JSON.parse(response.bodyAsText ?? "");
+  } catch {
+    details = undefined;
+  }
+  const { code, message } = details?.error ?? {};
+  return Object.assign(
+    new Error(typeof message === "string" ? message : `HTTP ${response.status}`),
+    {
+      name: "RestError",
+      statusCode: response.status,
+      code: typeof code === "string" ? code : undefined,
+      details,
+    },
+  );
 }
 
 function user(message: string): ProviderError {

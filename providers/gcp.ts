@@ -37,6 +37,8 @@ export interface GcpKmsProviderOptions {
   retryDelayMs?: number;
   /** Length every unwrapped key must have. Default 32 (the master-key size, SPEC.md §2). */
   keyBytes?: number;
+  /** Called with the class of every failed attempt, retried ones included (metrics). */
+  onAttemptFailed?: (errorClass: ProviderErrorClass) => void;
 }
 
 /** Additional authenticated data binding a wrapped key to its key id (public, not secret). */
@@ -73,6 +75,7 @@ export class GcpKmsProvider implements CustodyProvider {
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
   readonly #keyBytes: number;
+  readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
   #probe: { wrapped: Uint8Array; keyId: string } | undefined;
   #closed = false;
 
@@ -82,6 +85,7 @@ export class GcpKmsProvider implements CustodyProvider {
     this.#maxAttempts = positive(options.maxAttempts ?? 3, "maxAttempts");
     this.#retryDelayMs = options.retryDelayMs ?? 100;
     this.#keyBytes = positive(options.keyBytes ?? 32, "keyBytes");
+    this.#onAttemptFailed = options.onAttemptFailed;
     // google-gax logs every request and response body (the plaintext key included) once this
     // variable is set: refuse rather than let a debugging switch write master keys to a log.
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
@@ -243,6 +247,7 @@ export class GcpKmsProvider implements CustodyProvider {
         return await abortable(attempt({ timeout: remaining, retry: null }), signal);
       } catch (error) {
         const failure = this.#classify(error, operation, attempts, signal, keyId);
+        this.#onAttemptFailed?.(failure.error.errorClass);
         const backoff =
           Math.random() * Math.min(MAX_BACKOFF_MS, this.#retryDelayMs * 2 ** (attempts - 1));
         if (!failure.retry || attempts >= this.#maxAttempts || Date.now() + backoff >= deadline) {
@@ -359,6 +364,7 @@ export function createProvider(keyRef: string, options: ProviderOptions): GcpKms
     keyRef,
     timeoutMs: options.timeoutMs,
     maxAttempts: options.maxAttempts,
+    onAttemptFailed: options.onAttemptFailed,
     ...(options.endpoint !== undefined && { client: clientOptionsForEndpoint(options.endpoint) }),
   });
 }

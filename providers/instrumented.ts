@@ -17,6 +17,9 @@ export type ProviderCallObserver = (
   seconds: number,
 ) => void;
 
+/** Receives one failed attempt inside a provider call (retried or not): its error class. */
+export type ProviderAttemptObserver = (provider: string, errorClass: ProviderErrorClass) => void;
+
 /**
  * Wraps a provider so every call to the key service is observed (metrics), whatever the
  * provider. Errors that are not ProviderErrors are classified "other" and rethrown as such, so

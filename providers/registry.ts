@@ -1,8 +1,12 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { KmsEnvelopeError } from "../src/errors.js";
-import { instrument, type ProviderCallObserver } from "./instrumented.js";
-import type { CustodyProvider } from "./types.js";
+import {
+  instrument,
+  type ProviderAttemptObserver,
+  type ProviderCallObserver,
+} from "./instrumented.js";
+import type { CustodyProvider, ProviderErrorClass } from "./types.js";
 
 /** Knobs every provider factory receives; each provider uses what applies to it. */
 export interface ProviderOptions {
@@ -16,8 +20,20 @@ export interface ProviderOptions {
   region?: string | undefined;
   /** Environment the provider reads credentials and settings from. */
   environment: NodeJS.ProcessEnv;
+  /**
+   * Called once for every failed attempt inside a provider call — including attempts that are
+   * retried (throttling, transient failures), whether or not the call then succeeds — with the
+   * attempt's error class only, never key material. The registry sets it for each provider (see
+   * `observeAttempt`); providers that make a single attempt per call need not call it.
+   */
+  onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
   /** Receives every provider call (metrics); providers themselves never see it. */
   observe?: ProviderCallObserver | undefined;
+  /**
+   * Receives every failed attempt of every provider the registry creates (metrics), bound to
+   * the provider's name as its `onAttemptFailed`; providers themselves never see it.
+   */
+  observeAttempt?: ProviderAttemptObserver | undefined;
 }
 
 /**
@@ -144,9 +160,15 @@ export class ProviderRegistry {
       module = await loadProviderModule(name);
       this.#modules.set(name, module);
     }
-    const provider = checkProvider(await module.createProvider(keyRef, this.#options), module);
-    return this.#options.observe === undefined
-      ? provider
-      : instrument(provider, this.#options.observe);
+    const options = this.#options;
+    const { name: providerName } = module;
+    const provider = checkProvider(
+      await module.createProvider(keyRef, {
+        ...options,
+        onAttemptFailed: (errorClass) => options.observeAttempt?.(providerName, errorClass),
+      }),
+      module,
+    );
+    return options.observe === undefined ? provider : instrument(provider, options.observe);
   }
 }

@@ -1,6 +1,9 @@
 import { type Command, Option } from "commander";
 import { z } from "zod";
-import type { ProviderCallObserver } from "../../providers/instrumented.js";
+import type {
+  ProviderAttemptObserver,
+  ProviderCallObserver,
+} from "../../providers/instrumented.js";
 import { ProviderRegistry } from "../../providers/registry.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { durationSchema } from "./duration.js";
@@ -66,6 +69,7 @@ export async function providerRegistry(
   input: ProviderFlagsInput,
   environment: NodeJS.ProcessEnv,
   observe?: ProviderCallObserver,
+  observeAttempt?: ProviderAttemptObserver,
 ): Promise<ProviderRegistry> {
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
@@ -83,6 +87,7 @@ export async function providerRegistry(
     region: flags.region,
     environment,
     observe,
+    observeAttempt,
   });
   for (const module of flags.providerModule) await registry.register(module);
   return registry;

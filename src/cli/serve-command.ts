@@ -149,12 +149,13 @@ export function serveCommand(): Command {
       }
       const metrics = new DaemonMetrics();
       const observe = metrics.observeProviderCall.bind(metrics);
+      const observeAttempt = metrics.observeProviderAttempt.bind(metrics);
       const source =
         config.keyring === undefined
           ? new DirectKeySource(new LocalProvider(environment), observe)
           : new KeyringKeySource({
               path: config.keyring,
-              registry: await providerRegistry(options, environment, observe),
+              registry: await providerRegistry(options, environment, observe, observeAttempt),
               pollMs: config.keyringPollMs,
             });
       const daemon = await startDaemon(config, source, logger, metrics);

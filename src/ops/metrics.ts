@@ -25,6 +25,7 @@ export class DaemonMetrics {
   readonly #keyReloads: Counter<"result">;
   readonly #providerCalls: Counter<"provider" | "operation" | "result">;
   readonly #providerLatency: Histogram<"provider" | "operation">;
+  readonly #providerFailedAttempts: Counter<"provider" | "result">;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
@@ -93,6 +94,12 @@ export class DaemonMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    this.#providerFailedAttempts = new Counter({
+      name: `${METRIC_PREFIX}provider_failed_attempts_total`,
+      help: "Failed attempts inside custody-provider calls, retried ones included (throttling, transient failures), by error class.",
+      labelNames: ["provider", "result"],
+      registers,
+    });
     this.#keyReloads = new Counter({
       name: `${METRIC_PREFIX}keyring_reloads_total`,
       help: "Keyring file changes picked up (ok) or refused, keeping the current keys (failed).",
@@ -105,6 +112,11 @@ export class DaemonMetrics {
   observeProviderCall(provider: string, operation: string, result: string, seconds: number): void {
     this.#providerCalls.labels(provider, operation, result).inc();
     this.#providerLatency.labels(provider, operation).observe(seconds);
+  }
+
+  /** Counts one failed attempt inside a custody-provider call, even one retried successfully. */
+  observeProviderAttempt(provider: string, errorClass: ProviderErrorClass): void {
+    this.#providerFailedAttempts.labels(provider, errorClass).inc();
   }
 
   /** Counts a keyring reload attempt. */

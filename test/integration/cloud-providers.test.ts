@@ -257,6 +257,13 @@ for (const [label, makeCloud] of [
             `kms_envelope_provider_calls_total\\{provider="${cloud.provider}",operation="unwrapKey",result="ok"\\} [1-9]`,
           ),
         );
+        // The call itself succeeded on retry; the throttled attempt inside it is still counted.
+        assert.match(
+          metrics,
+          new RegExp(
+            `kms_envelope_provider_failed_attempts_total\\{provider="${cloud.provider}",result="throttled"\\} [1-9]`,
+          ),
+        );
       });
 
       test("a corrupted unwrap answer is detected and never becomes a key", async () => {

@@ -69,6 +69,28 @@ describe("DaemonMetrics", () => {
     assert.equal(await value(metrics, "provider_suspended", { provider: "aws" }), 0);
   });
 
+  test("observeProviderAttempt counts failed attempts by provider and error class", async () => {
+    const metrics = new DaemonMetrics();
+    metrics.observeProviderAttempt("aws", "throttled");
+    metrics.observeProviderAttempt("aws", "throttled");
+    metrics.observeProviderAttempt("gcp", "other");
+    assert.equal(
+      await value(metrics, "provider_failed_attempts_total", {
+        provider: "aws",
+        result: "throttled",
+      }),
+      2,
+    );
+    assert.equal(
+      await value(metrics, "provider_failed_attempts_total", { provider: "gcp", result: "other" }),
+      1,
+    );
+    assert.match(
+      await metrics.registry.metrics(),
+      /kms_envelope_provider_failed_attempts_total\{provider="aws",result="throttled"\} 2/,
+    );
+  });
+
   test("countFieldValues adds per operation", async () => {
     const metrics = new DaemonMetrics();
     metrics.countFieldValues("seal", 3);

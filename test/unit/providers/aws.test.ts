@@ -273,6 +273,39 @@ describe("AwsKmsProvider against the KMS emulator (real @aws-sdk/client-kms)", (
     assert.equal(kms.calls.Encrypt, 2);
   });
 
+  test("a throttled attempt retried successfully is reported once as a throttled failed attempt", async () => {
+    const { arn } = kms.createKey();
+    const attempts: ProviderErrorClass[] = [];
+    const aws = provider(arn, {
+      maxAttempts: 3,
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    await aws.wrapKey(randomBytes(32), CONTEXT);
+    assert.deepEqual(attempts, [], "a call that succeeds at once reports no failed attempt");
+    kms.throttleNext(1);
+    const wrapped = await aws.wrapKey(randomBytes(32), CONTEXT);
+    assert.ok(wrapped.length > 0, "the retried wrap succeeds");
+    assert.equal(kms.calls.Encrypt, 3);
+    assert.deepEqual(attempts, ["throttled"]);
+  });
+
+  test("an outage reports every failed attempt as other; a user error once, unretried", async () => {
+    const { arn } = kms.createKey();
+    const attempts: ProviderErrorClass[] = [];
+    const aws = provider(arn, {
+      maxAttempts: 3,
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    kms.failNext(3, 503);
+    assert.equal((await failure(aws.checkHealth())).errorClass, "other");
+    assert.deepEqual(attempts, ["other", "other", "other"]);
+    attempts.length = 0;
+    kms.disableKey(arn);
+    assert.equal((await failure(aws.wrapKey(randomBytes(32), CONTEXT))).errorClass, "user");
+    assert.deepEqual(attempts, ["user"]);
+    assert.equal(kms.calls.Encrypt, 1);
+  });
+
   test("throttling that outlasts the attempts fails as throttled", async () => {
     const { arn } = kms.createKey();
     const aws = provider(arn, { maxAttempts: 2 });

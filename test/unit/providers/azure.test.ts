@@ -309,6 +309,40 @@ describe("AzureKeyVaultProvider throttling, outages and deadlines", () => {
     assert.equal(emulator.counters.unwrapkey, 3);
   });
 
+  test("a throttled attempt retried successfully is reported once as a throttled failed attempt", async () => {
+    const attempts: ProviderErrorClass[] = [];
+    const { provider } = open(newKey(), {
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    const { key: masterKey, wrapped: wrappedKey } = await wrapped(provider);
+    assert.deepEqual(attempts, [], "the bearer challenge's 401 is no failed attempt");
+    emulator.throttle(1, { operation: "unwrapkey", retryAfterSeconds: 0 });
+    assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
+    assert.equal(emulator.counters.unwrapkey, 2);
+    assert.deepEqual(attempts, ["throttled"]);
+  });
+
+  test("an outage reports every failed attempt as other; 400 on unwrap as corrupt, 403 as user", async () => {
+    const attempts: ProviderErrorClass[] = [];
+    const { provider } = open(newKey(), {
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    const { wrapped: wrappedKey } = await wrapped(provider);
+    emulator.fail(10, 500, { operation: "unwrapkey" });
+    await refused(provider.unwrapKey(wrappedKey, context), "other", /\(3 attempts\)/);
+    assert.deepEqual(attempts, ["other", "other", "other"]);
+    emulator.reset();
+    attempts.length = 0;
+    const tampered = Uint8Array.from(wrappedKey);
+    tampered[100] = (tampered[100] as number) ^ 0x01;
+    await refused(provider.unwrapKey(tampered, context), "corrupt", /400 BadParameter/);
+    assert.deepEqual(attempts, ["corrupt"]);
+    attempts.length = 0;
+    emulator.denyAccess();
+    await refused(provider.unwrapKey(wrappedKey, context), "user", /access denied/);
+    assert.deepEqual(attempts, ["user"]);
+  });
+
   test("persistent 429 is 'throttled' after maxRetries + 1 attempts", async () => {
     const { provider } = open(newKey());
     const { wrapped: wrappedKey } = await wrapped(provider);

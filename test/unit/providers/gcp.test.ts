@@ -230,6 +230,32 @@ describe("GcpKmsProvider", () => {
     assert.equal(callsFor(keyRef, "Encrypt").length, 5);
   });
 
+  test("a throttled attempt retried successfully is reported once as a throttled failed attempt", async () => {
+    const attempts: ProviderErrorClass[] = [];
+    const { keyRef, provider } = setup({
+      maxAttempts: 3,
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    const key = randomBytes(32);
+    const wrapped = await provider.wrapKey(key, CONTEXT);
+    assert.deepEqual(attempts, [], "a call that succeeds at once reports no failed attempt");
+    emulator.throttleNext(1, ["Decrypt"]);
+    assert.deepEqual(Buffer.from(await provider.unwrapKey(wrapped, CONTEXT)), key);
+    assert.equal(callsFor(keyRef, "Decrypt").length, 2);
+    assert.deepEqual(attempts, ["throttled"]);
+  });
+
+  test("an outage reports every failed attempt as other", async () => {
+    const attempts: ProviderErrorClass[] = [];
+    const { provider } = setup({
+      maxAttempts: 3,
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+    });
+    emulator.failNext(Number.POSITIVE_INFINITY, "UNAVAILABLE");
+    await rejectsAs(provider.wrapKey(randomBytes(32), CONTEXT), "other", /after 3 attempts/);
+    assert.deepEqual(attempts, ["other", "other", "other"]);
+  });
+
   test("UNAVAILABLE is retried, a lasting outage is other; INTERNAL is other at once", async () => {
     const { keyRef, provider } = setup({ maxAttempts: 3 });
     emulator.failNext(1, "UNAVAILABLE");
@@ -407,18 +433,22 @@ describe("GcpKmsProvider", () => {
 
   test("createProvider uses a loopback http:// endpoint insecurely and keeps TLS otherwise", async () => {
     const { keyRef } = setup();
+    const attempts: ProviderErrorClass[] = [];
     const provider = createProvider(keyRef, {
       timeoutMs: 2_000,
       maxAttempts: 2,
       endpoint: `http://127.0.0.1:${emulator.port}`,
       environment: {},
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
     });
     open.push(provider);
     const key = randomBytes(32);
+    emulator.throttleNext(1, ["Encrypt"]);
     assert.deepEqual(
       Buffer.from(await provider.unwrapKey(await provider.wrapKey(key, CONTEXT), CONTEXT)),
       key,
     );
+    assert.deepEqual(attempts, ["throttled"], "createProvider passes onAttemptFailed through");
     assert.deepEqual(clientOptionsForEndpoint("kms.internal.example:8443"), {
       apiEndpoint: "kms.internal.example",
       port: 8443,

@@ -68,6 +68,41 @@ describe("provider registry", () => {
     );
   });
 
+  test("a provider's failed attempts reach observeAttempt under the provider's name", async () => {
+    const flaky = join(directory, "flaky.mjs");
+    await writeFile(
+      flaky,
+      [
+        'export const name = "flaky";',
+        "export function createProvider(keyRef, options) {",
+        "  return {",
+        '    name: "flaky",',
+        '    describe: () => ({ provider: "flaky", keyRef }),',
+        '    async wrapKey(key) { options.onAttemptFailed("throttled"); return key; },',
+        "    async unwrapKey(wrapped) { return wrapped; },",
+        "    async checkHealth() {},",
+        "    async close() {},",
+        "  };",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const seen: [string, string][] = [];
+    const registry = new ProviderRegistry({
+      ...options,
+      observeAttempt: (provider, errorClass) => seen.push([provider, errorClass]),
+    });
+    await registry.register(flaky);
+    await (await registry.provider("flaky", "x")).wrapKey(new Uint8Array(32), { keyId: "k" });
+    assert.deepEqual(seen, [["flaky", "throttled"]]);
+    await registry.close();
+    // Without an observer the callback is still there, and does nothing.
+    const unobserved = new ProviderRegistry(options);
+    await unobserved.register(flaky);
+    await (await unobserved.provider("flaky", "x")).wrapKey(new Uint8Array(32), { keyId: "k" });
+    await unobserved.close();
+  });
+
   test("a keyring naming an unknown provider says to pass --provider-module", async () => {
     await assert.rejects(
       new ProviderRegistry(options).provider("vault", "x"),
