@@ -1,11 +1,12 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { KeyManagementServiceClient } from "@google-cloud/kms";
-import { status } from "@grpc/grpc-js";
-import { grpc } from "google-gax";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
 import { crc32c } from "./crc32c.js";
+import { clientOptionsForEndpoint, type GcpKmsClientOptions } from "./gcp-endpoint.js";
+import { type CloudKmsOperation, classifyGcpError, IntegrityFailure } from "./gcp-errors.js";
+import { validateGcpKeyRef } from "./gcp-key-ref.js";
+import { type AttemptCallOptions, type RetryPolicy, withRetries } from "./gcp-retry.js";
 import type { ProviderOptions } from "./registry.js";
 import {
   type CustodyProvider,
@@ -17,11 +18,6 @@ import {
 
 /** Provider name, the key-id prefix. */
 export const name = "gcp";
-
-/** Options of the `@google-cloud/kms` client (endpoint, port, credentials, sslCreds…). */
-export type GcpKmsClientOptions = NonNullable<
-  ConstructorParameters<typeof KeyManagementServiceClient>[0]
->;
 
 /** Options of a GcpKmsProvider. */
 export interface GcpKmsProviderOptions {
@@ -46,19 +42,7 @@ export function wrapAad(keyId: string): Buffer {
   return Buffer.from(`kms-envelope/master-key/${keyId}`, "utf8");
 }
 
-const KEY_REF =
-  /^projects\/[^/\s]+\/locations\/[^/\s]+\/keyRings\/[\w-]{1,63}\/cryptoKeys\/[\w-]{1,63}$/;
-const KEY_REF_SHAPE = "projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY";
-// gcloud recognises a server-side checksum failure by this wording (INVALID_ARGUMENT); it is
-// worth a retry, unlike other INVALID_ARGUMENTs (data-integrity guidelines).
-const SERVER_CHECKSUM_FAILURE = /The checksum in field \S+ did not match the data in field/;
 const HEALTH_PROBE_KEY_ID = "gcp:health-probe";
-const MAX_BACKOFF_MS = 2_000;
-
-type Operation = "Encrypt" | "Decrypt";
-
-/** A response that failed the client side of the CRC32C contract; worth a retry. */
-class IntegrityFailure extends Error {}
 
 /**
  * The `gcp` provider (SPEC.md §3): wraps master keys with Cloud KMS Encrypt/Decrypt through
@@ -71,19 +55,19 @@ export class GcpKmsProvider implements CustodyProvider {
   readonly name = name;
   readonly #keyRef: string;
   readonly #client: KeyManagementServiceClient;
-  readonly #timeoutMs: number;
-  readonly #maxAttempts: number;
-  readonly #retryDelayMs: number;
+  readonly #retry: RetryPolicy;
   readonly #keyBytes: number;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
   #probe: { wrapped: Uint8Array; keyId: string } | undefined;
   #closed = false;
 
   constructor(options: GcpKmsProviderOptions) {
-    this.#keyRef = validateKeyRef(options.keyRef);
-    this.#timeoutMs = positive(options.timeoutMs ?? 10_000, "timeoutMs");
-    this.#maxAttempts = positive(options.maxAttempts ?? 3, "maxAttempts");
-    this.#retryDelayMs = options.retryDelayMs ?? 100;
+    this.#keyRef = validateGcpKeyRef(options.keyRef);
+    this.#retry = {
+      timeoutMs: positive(options.timeoutMs ?? 10_000, "timeoutMs"),
+      maxAttempts: positive(options.maxAttempts ?? 3, "maxAttempts"),
+      retryDelayMs: options.retryDelayMs ?? 100,
+    };
     this.#keyBytes = positive(options.keyBytes ?? 32, "keyBytes");
     this.#onAttemptFailed = options.onAttemptFailed;
     // google-gax logs every request and response body (the plaintext key included) once this
@@ -225,136 +209,26 @@ export class GcpKmsProvider implements CustodyProvider {
     await this.#client.close();
   }
 
-  /**
-   * Runs one operation with bounded, jittered retries under one deadline. gax's own retry is
-   * switched off (`retry: null`): its default for Encrypt/Decrypt keeps retrying UNAVAILABLE for
-   * up to 600 s (CLOUD-PROTOCOLS.md B.3), far beyond a health-check deadline.
-   */
+  // Each failed attempt is classified and counted (onAttemptFailed) before the retry decision.
   async #withRetries<T>(
-    operation: Operation,
+    operation: CloudKmsOperation,
     signal: AbortSignal | undefined,
-    attempt: (callOptions: { timeout: number; retry: null }) => Promise<T>,
+    attempt: (callOptions: AttemptCallOptions) => Promise<T>,
     keyId?: string,
   ): Promise<T> {
     if (this.#closed) throw new ProviderError("other", "the gcp provider is closed");
-    const deadline = Date.now() + this.#timeoutMs;
-    for (let attempts = 1; ; attempts += 1) {
-      const remaining = deadline - Date.now();
-      try {
-        if (signal?.aborted) throw signal.reason;
-        if (remaining <= 0)
-          throw Object.assign(new Error("deadline"), { code: status.DEADLINE_EXCEEDED });
-        return await abortable(attempt({ timeout: remaining, retry: null }), signal);
-      } catch (error) {
-        const failure = this.#classify(error, operation, attempts, signal, keyId);
-        this.#onAttemptFailed?.(failure.error.errorClass);
-        const backoff =
-          Math.random() * Math.min(MAX_BACKOFF_MS, this.#retryDelayMs * 2 ** (attempts - 1));
-        if (!failure.retry || attempts >= this.#maxAttempts || Date.now() + backoff >= deadline) {
-          throw failure.error;
-        }
-        await sleep(backoff, undefined, { signal }).catch(() => {
-          throw failure.error;
-        });
-      }
-    }
-  }
-
-  #classify(
-    error: unknown,
-    operation: Operation,
-    attempts: number,
-    signal: AbortSignal | undefined,
-    keyId: string | undefined,
-  ): { error: ProviderError; retry: boolean } {
-    const fail = (errorClass: ProviderErrorClass, message: string, retry = false) => ({
-      error: new ProviderError(errorClass, message, { cause: error }),
-      retry,
+    return withRetries(this.#retry, signal, attempt, (error, attempts) => {
+      const failure = classifyGcpError(error, {
+        operation,
+        keyRef: this.#keyRef,
+        attempts,
+        timeoutMs: this.#retry.timeoutMs,
+        cancelled: signal?.aborted === true,
+        keyId,
+      });
+      this.#onAttemptFailed?.(failure.error.errorClass);
+      return failure;
     });
-    const key = this.#keyRef;
-    const tries = `after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
-    if (signal?.aborted)
-      return fail("other", `Cloud KMS ${operation} on ${key} was cancelled (caller deadline)`);
-    if (error instanceof IntegrityFailure) {
-      return fail(
-        "corrupt",
-        `Cloud KMS ${operation} response failed its integrity check ${tries} (${error.message}): check the network path to Cloud KMS (proxies, TLS interception)`,
-        true,
-      );
-    }
-    const code = (error as { code?: unknown } | null)?.code;
-    // The service's own words (a version name and state, a permission name) help the
-    // operator; they never carry key material.
-    const raw = statusDetails(error);
-    const details = raw === "" ? "" : ` (Cloud KMS: ${raw.slice(0, 300)})`;
-    // grpc-js reports a failing call-credentials plugin (google-auth: no ADC, unreadable key
-    // file, refused token refresh) as UNKNOWN with this prefix, before any request is sent.
-    if (raw.startsWith("Getting metadata from plugin failed")) {
-      return fail(
-        "user",
-        `no usable Google credentials for Cloud KMS: set GOOGLE_APPLICATION_CREDENTIALS, or run with workload identity or on a GCE/GKE metadata server (${raw.slice(0, 300)})`,
-      );
-    }
-    switch (code) {
-      case status.PERMISSION_DENIED:
-        return fail(
-          "user",
-          `Cloud KMS denied ${operation} on ${key}: grant roles/cloudkms.cryptoKeyEncrypterDecrypter on ${key} to the daemon's service account${details}`,
-        );
-      case status.UNAUTHENTICATED:
-        return fail(
-          "user",
-          `Cloud KMS rejected the credentials for ${operation}: check application default credentials (GOOGLE_APPLICATION_CREDENTIALS, workload identity, metadata server)${details}`,
-        );
-      case status.NOT_FOUND:
-        return fail(
-          "user",
-          `Cloud KMS has no CryptoKey ${key}: check the key reference (${KEY_REF_SHAPE})${details}`,
-        );
-      case status.FAILED_PRECONDITION:
-        return fail(
-          "user",
-          `Cloud KMS refused ${operation} on ${key} because the key version is not enabled: enable it (gcloud kms keys versions enable), or restore it if destruction is only scheduled${details}`,
-        );
-      case status.RESOURCE_EXHAUSTED:
-        return fail(
-          "throttled",
-          `Cloud KMS is throttling ${operation} on ${key} ${tries}: retry later or raise the Cloud KMS cryptographic-requests quota`,
-          true,
-        );
-      case status.INVALID_ARGUMENT:
-        if (SERVER_CHECKSUM_FAILURE.test(raw)) {
-          return fail(
-            "corrupt",
-            `the ${operation} request was damaged before reaching Cloud KMS (server-side CRC32C mismatch) ${tries}: check the network path to Cloud KMS`,
-            true,
-          );
-        }
-        if (operation === "Decrypt") {
-          return fail(
-            "corrupt",
-            `the wrapped key${keyId === undefined ? "" : ` for ${keyId}`} does not decrypt under ${key}: it is damaged, was wrapped for another key id, or under another CryptoKey`,
-          );
-        }
-        return fail(
-          "user",
-          `Cloud KMS rejected Encrypt with ${key}: check that it is a symmetric ENCRYPT_DECRYPT key${details}`,
-        );
-      case status.DEADLINE_EXCEEDED:
-        return fail(
-          "other",
-          `Cloud KMS did not answer ${operation} within ${this.#timeoutMs} ms: check network access to Cloud KMS or raise the provider timeout`,
-        );
-      case status.UNAVAILABLE:
-        return fail(
-          "other",
-          `Cloud KMS is unavailable for ${operation} ${tries}: check network access to cloudkms.googleapis.com${details}`,
-          true,
-        );
-    }
-    const name =
-      typeof code === "number" ? (status[code] ?? `code ${code}`) : "an unexpected error";
-    return fail("other", `Cloud KMS ${operation} on ${key} failed with ${name}${details}`);
   }
 }
 
@@ -367,42 +241,6 @@ export function createProvider(keyRef: string, options: ProviderOptions): GcpKms
     onAttemptFailed: options.onAttemptFailed,
     ...(options.endpoint !== undefined && { client: clientOptionsForEndpoint(options.endpoint) }),
   });
-}
-
-/**
- * Client options for an endpoint override: `host[:port]` or `https://host[:port]` keep TLS
- * (private endpoints); `http://` is accepted for loopback emulators only.
- */
-export function clientOptionsForEndpoint(endpoint: string): GcpKmsClientOptions {
-  const url = new URL(endpoint.includes("://") ? endpoint : `https://${endpoint}`);
-  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  const port = url.port === "" ? 443 : Number(url.port);
-  if (url.protocol === "https:") return { apiEndpoint: host, port };
-  if (url.protocol === "http:" && ["127.0.0.1", "::1", "localhost"].includes(host)) {
-    // google-gax's grpc is the @grpc/grpc-js instance the client checks credentials against;
-    // an explicit universe domain keeps google-gax from running the ADC lookup for one.
-    return {
-      apiEndpoint: host,
-      port,
-      sslCreds: grpc.credentials.createInsecure(),
-      universeDomain: "googleapis.com",
-    };
-  }
-  throw new KmsEnvelopeError(
-    "INVALID_CONFIG",
-    `endpoint ${JSON.stringify(endpoint)} is not usable: give host[:port] or https://host[:port] (plain http only for a loopback emulator)`,
-  );
-}
-
-function validateKeyRef(keyRef: string): string {
-  if (KEY_REF.test(keyRef)) return keyRef;
-  const hint = /\/cryptoKeyVersions\//.test(keyRef)
-    ? "name the CryptoKey, not a version (Decrypt picks the version from the ciphertext)"
-    : `expected ${KEY_REF_SHAPE}`;
-  throw new KmsEnvelopeError(
-    "INVALID_CONFIG",
-    `gcp key reference ${JSON.stringify(keyRef.slice(0, 200))} is invalid: ${hint}`,
-  );
 }
 
 function positive(value: number, field: string): number {
@@ -427,19 +265,4 @@ function asBytes(value: Uint8Array | string | null | undefined): Buffer {
   if (value === null || value === undefined) return Buffer.alloc(0);
   if (typeof value === "string") return Buffer.from(value, "base64");
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-}
-
-function statusDetails(error: unknown): string {
-  const details = (error as { details?: unknown } | null)?.details;
-  return typeof details === "string" ? details : "";
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -167,6 +167,22 @@ describe("Azure Key Vault emulator: production configuration for a daemon", () =
     assert.ok(emulator.requests.every((entry) => entry.status === 200 || !entry.authenticated));
   });
 
+  test("createProvider with no algorithm option round-trips a Managed HSM oct-HSM key (A256KW)", async () => {
+    const key = emulator.createKey("daemon-env-oct-hsm", { type: "oct-HSM" });
+    const result = await roundTrip(
+      emulator.keyUrl(key.name, key.version),
+      emulator.daemonEnvironment(),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), "OK");
+    // The emulator's oct-HSM keys take A256KW only: both operations succeeding means both used it.
+    assert.deepEqual([emulator.counters.wrapkey, emulator.counters.unwrapkey], [1, 1]);
+    assert.ok(
+      emulator.requests.every((entry) => entry.status === 200 || !entry.authenticated),
+      "every authenticated request succeeded",
+    );
+  });
+
   test("a wrong IDENTITY_HEADER gets no token, and the vault sees no key operation", async () => {
     const key = emulator.createKey("daemon-env-bad-header");
     const result = await roundTrip(emulator.keyUrl(key.name, key.version), {

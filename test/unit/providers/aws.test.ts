@@ -7,9 +7,9 @@ import {
   type AwsKmsProviderOptions,
   CONTEXT_KEY_ID,
   CONTEXT_PURPOSE,
-  classifyAwsError,
   createProvider,
 } from "../../../providers/aws.js";
+import { classifyAwsError } from "../../../providers/aws-errors.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { AwsKmsEmulator } from "../../emulators/aws-kms/server.js";
 

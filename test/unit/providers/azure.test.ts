@@ -8,8 +8,9 @@ import {
   type AzureKeyVaultProviderOptions,
   createProvider,
   name as moduleName,
-  parseAzureKeyRef,
 } from "../../../providers/azure.js";
+import { wrapAlgorithmFor } from "../../../providers/azure-key-checks.js";
+import { parseAzureKeyRef } from "../../../providers/azure-key-ref.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
 import { AzureKeyVaultEmulator, type EmulatedKey } from "../../emulators/azure-key-vault/server.js";
@@ -130,6 +131,104 @@ describe("AzureKeyVaultProvider round trips", () => {
       });
     }
     assert.equal(emulator.counters.requests, 0);
+  });
+});
+
+describe('AzureKeyVaultProvider with algorithm "auto": the algorithm follows the key type', () => {
+  test("an oct-HSM key wraps with A256KW and an RSA key with RSA-OAEP-256", async () => {
+    for (const [type, wrappedBytes] of [
+      ["oct-HSM", 40],
+      ["RSA-HSM", 256],
+      ["RSA", 256],
+    ] as const) {
+      const { provider } = open(newKey({ type }), { algorithm: "auto" });
+      const { key: masterKey, wrapped: wrappedKey } = await wrapped(provider);
+      assert.equal(wrappedKey.length, wrappedBytes, `${type}: the algorithm its kty calls for`);
+      assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
+      await provider.checkHealth();
+    }
+  });
+
+  test("a provider that only unwraps reads the key type with one GET, once", async () => {
+    const key = newKey({ type: "oct-HSM" });
+    const { key: masterKey, wrapped: wrappedKey } = await wrapped(
+      open(key, { algorithm: "A256KW" }).provider,
+    );
+    emulator.reset();
+    const { provider } = open(key, { algorithm: "auto" });
+    assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
+    assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
+    // The provider's GET for the kty, the SDK's first-use GET, then one call per unwrapKey.
+    assert.deepEqual(pick(emulator.counters), {
+      unauthenticated: 1,
+      get: 2,
+      wrapkey: 0,
+      unwrapkey: 2,
+    });
+  });
+
+  test("unwrapping first under a disabled version is still the service's 'user' refusal", async () => {
+    const key = newKey({ type: "oct-HSM" });
+    const { wrapped: wrappedKey } = await wrapped(open(key, { algorithm: "auto" }).provider);
+    emulator.disable(key);
+    const { provider } = open(key, { algorithm: "auto" });
+    await refused(
+      provider.unwrapKey(wrappedKey, context),
+      "user",
+      /is disabled.*403 Forbidden: Operation unwrapKey is not allowed on a disabled key/,
+    );
+  });
+
+  test("an explicit algorithm, and the default RSA-OAEP-256, still refuse a key of another type", async () => {
+    const octKey = newKey({ type: "oct-HSM" });
+    for (const overrides of [{ algorithm: "RSA-OAEP-256" as const }, {}]) {
+      const { provider } = open(octKey, overrides);
+      await refused(
+        provider.checkHealth(),
+        "user",
+        /of type oct-HSM, which RSA-OAEP-256 cannot use: use RSA or RSA-HSM keys/,
+      );
+    }
+  });
+
+  test("the key type decides the algorithm; a type no algorithm can use is 'user'", () => {
+    const keyRef = "https://v.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef";
+    for (const [keyType, algorithm] of [
+      ["oct", "A256KW"],
+      ["oct-HSM", "A256KW"],
+      ["RSA", "RSA-OAEP-256"],
+      ["RSA-HSM", "RSA-OAEP-256"],
+    ] as const) {
+      assert.equal(wrapAlgorithmFor(keyType, keyRef, undefined), algorithm, keyType);
+    }
+    for (const keyType of ["EC", "EC-HSM", undefined]) {
+      assert.throws(
+        () => wrapAlgorithmFor(keyType, keyRef, undefined),
+        (error: unknown) => {
+          assert.ok(error instanceof ProviderError, `a ProviderError, got ${inspect(error)}`);
+          assert.equal(error.errorClass, "user");
+          assert.match(
+            error.message,
+            new RegExp(
+              `key ${keyRef} is of type ${keyType}, which no supported algorithm can use: use an RSA or RSA-HSM key \\(RSA-OAEP-256\\) or an oct or oct-HSM key \\(A256KW\\)`,
+            ),
+          );
+          return true;
+        },
+      );
+    }
+  });
+
+  test("an algorithm other than RSA-OAEP-256, A256KW or auto is refused at construction", () => {
+    assert.throws(
+      () => open(newKey(), { algorithm: "A128KW" as unknown as "auto" }),
+      (error: unknown) => {
+        assert.ok(error instanceof KmsEnvelopeError, `a KmsEnvelopeError, got ${inspect(error)}`);
+        assert.equal(error.code, "INVALID_CONFIG");
+        assert.match(error.message, /azure algorithm must be RSA-OAEP-256, A256KW or auto/);
+        return true;
+      },
+    );
   });
 });
 

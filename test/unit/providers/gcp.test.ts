@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import {
-  clientOptionsForEndpoint,
   createProvider,
   GcpKmsProvider,
   type GcpKmsProviderOptions,
 } from "../../../providers/gcp.js";
+import { clientOptionsForEndpoint } from "../../../providers/gcp-endpoint.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
 import type { KmsMethod } from "../../emulators/gcp-kms/faults.js";
