@@ -6,6 +6,7 @@ import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { startDaemon } from "../server/daemon.js";
+import { applyConfigFile } from "./config-file.js";
 import { loadOrCreateDevKey } from "./dev-key.js";
 import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
@@ -128,8 +129,16 @@ export function serveCommand(): Command {
         "10s",
       ),
     );
+  command.addOption(
+    option(
+      "--config <file>",
+      "YAML file of serve settings by flag name (flags and environment win)",
+      "CONFIG",
+    ),
+  );
   return addProviderOptions(command).action(
-    async (options: ServeOptionsInput & ProviderFlagsInput) => {
+    async (options: ServeOptionsInput & ProviderFlagsInput & { config?: string }) => {
+      if (options.config !== undefined) await applyConfigFile(command, options, options.config);
       const config = parseServeConfig(options);
       const logger = createLogger(config.logLevel);
       let environment = process.env;

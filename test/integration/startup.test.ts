@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chmod, readFile, stat } from "node:fs/promises";
+import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -92,6 +92,44 @@ describe("start-up: master key and flags", () => {
     assert.equal((await stat(join(directory.path, "from-flag.sock"))).mode & 0o777, 0o640);
     await assert.rejects(stat(socketPath), { code: "ENOENT" });
     assert.equal(await daemon.stop(), 0);
+  });
+
+  test("--config fills settings by flag name; the environment and flags win over it", async () => {
+    const socketPath = join(directory.path, "from-config.sock");
+    const configPath = join(directory.path, "serve.yaml");
+    await writeFile(configPath, `socket-mode: "0640"\nworkspace: from-file\n`);
+    const workspaceOf = (daemon: DaemonProcess) =>
+      daemon.logRecords().find((record) => record.msg === "kms-envelope serving")?.workspace;
+
+    const fromFile = await DaemonProcess.start({
+      socketPath,
+      env: { ENCRYPTION_MASTER_KEY: newMasterKey() },
+      args: ["--config", configPath],
+    });
+    assert.equal(
+      (await stat(socketPath)).mode & 0o777,
+      0o640,
+      "the file sets what nothing else did",
+    );
+    assert.equal(workspaceOf(fromFile), "from-file");
+    assert.equal(await fromFile.stop(), 0);
+
+    const overridden = await DaemonProcess.start({
+      socketPath,
+      env: { ENCRYPTION_MASTER_KEY: newMasterKey(), KMS_ENVELOPE_WORKSPACE: "from-env" },
+      args: ["--config", configPath, "--socket-mode", "0600"],
+    });
+    assert.equal((await stat(socketPath)).mode & 0o777, 0o600, "a flag wins over the file");
+    assert.equal(workspaceOf(overridden), "from-env", "the environment wins over the file");
+    assert.equal(await overridden.stop(), 0);
+  });
+
+  test("--config refuses an unknown setting naming it", async () => {
+    const configPath = join(directory.path, "typo.yaml");
+    await writeFile(configPath, "sokcet: /tmp/x.sock\n");
+    const result = await serve({ ENCRYPTION_MASTER_KEY: newMasterKey() }, ["--config", configPath]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /config file .*typo\.yaml: unknown setting "sokcet"/);
   });
 
   test("--dev creates a 0600 development key, warns loudly, and reuses it on restart", async () => {

@@ -1,0 +1,54 @@
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { parse } from "yaml";
+import { KmsEnvelopeError } from "../errors.js";
+
+function camel(name: string): string {
+  return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+/**
+ * Fills the command's options from a YAML file of `flag-name: value` pairs (SPEC.md §6: flags
+ * over environment over config file). A value is taken only where neither a flag nor an
+ * environment variable set the option; unknown names are refused so a typo is not ignored.
+ */
+export async function applyConfigFile(
+  command: Command,
+  target: object,
+  path: string,
+): Promise<void> {
+  const options = target as Record<string, unknown>;
+  let document: unknown;
+  try {
+    document = parse(await readFile(path, "utf8"));
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `cannot read config file ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  if (document === null || document === undefined) return;
+  if (typeof document !== "object" || Array.isArray(document)) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `config file ${path} must be a mapping of flag names to values`,
+    );
+  }
+  const known = new Map(command.options.map((option) => [option.long?.replace(/^--/, ""), option]));
+  for (const [name, value] of Object.entries(document)) {
+    const option = known.get(name);
+    if (option === undefined || name === "config") {
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `config file ${path}: unknown setting "${name}" (settings are the flag names of \`${command.name()}\`, e.g. socket, http-address)`,
+      );
+    }
+    const key = camel(name);
+    const source = command.getOptionValueSource(key);
+    if (source === "cli" || source === "env") continue;
+    if (option.variadic) options[key] = (Array.isArray(value) ? value : [value]).map(String);
+    else if (option.isBoolean()) options[key] = value === true;
+    else options[key] = String(value);
+  }
+}
