@@ -16,6 +16,7 @@ import {
 } from "./aws-errors.js";
 import { isAwsArn, parseAwsKeyRef } from "./aws-key-ref.js";
 import { checkEndpoint, integerOption } from "./aws-options.js";
+import { requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
 import {
   type CustodyProvider,
   ProviderError,
@@ -106,12 +107,7 @@ export class AwsKmsProvider implements CustodyProvider {
   }
 
   async wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
-    if (key.length !== this.#keyLength) {
-      throw new KmsEnvelopeError(
-        "INVALID_MASTER_KEY",
-        `the aws provider wraps ${this.#keyLength}-byte keys, not ${key.length}-byte ones`,
-      );
-    }
+    requireKeyToWrap(this.name, key, this.#keyLength);
     const command = new EncryptCommand({
       KeyId: this.#keyRef,
       Plaintext: key,
@@ -136,12 +132,7 @@ export class AwsKmsProvider implements CustodyProvider {
     context: WrapContext,
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
-    if (wrapped.length === 0 || wrapped.length > MAX_CIPHERTEXT_BYTES) {
-      throw new ProviderError(
-        "corrupt",
-        `the wrapped key for ${context.keyId} is ${wrapped.length} bytes, not an AWS KMS ciphertext: restore the keyring entry from a backup`,
-      );
-    }
+    requireWrappedKey("AWS KMS", context.keyId, wrapped, MAX_CIPHERTEXT_BYTES);
     const command = new DecryptCommand({
       KeyId: this.#keyRef,
       CiphertextBlob: wrapped,

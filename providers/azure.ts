@@ -16,6 +16,7 @@ import {
   wrapAlgorithmFor,
 } from "./azure-key-checks.js";
 import { type AzureKeyReference, isSameAzureKey, parseAzureKeyRef } from "./azure-key-ref.js";
+import { requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
 import {
   type CustodyProvider,
   ProviderError,
@@ -121,12 +122,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
 
   /** Checks the key version is usable (fresh GET), then wraps: one wrapkey call. */
   async wrapKey(key: Uint8Array, _context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
-    if (key.length !== MASTER_KEY_BYTES) {
-      throw new KmsEnvelopeError(
-        "INVALID_MASTER_KEY",
-        `azure wrapKey takes a ${MASTER_KEY_BYTES}-byte master key, got ${key.length} bytes`,
-      );
-    }
+    requireKeyToWrap(this.name, key, MASTER_KEY_BYTES);
     return this.#call("wrapKey", signal, async (options, state) => {
       // The service still wraps under a disabled or expired version (public-key operation), which
       // would store a master key nobody can unwrap: refuse up front.
@@ -143,15 +139,10 @@ export class AzureKeyVaultProvider implements CustodyProvider {
    */
   async unwrapKey(
     wrapped: Uint8Array,
-    _context: WrapContext,
+    context: WrapContext,
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
-    if (wrapped.length === 0 || wrapped.length > MAX_WRAPPED_BYTES) {
-      throw new ProviderError(
-        "corrupt",
-        `azure wrapped key has ${wrapped.length} bytes: it is damaged`,
-      );
-    }
+    requireWrappedKey("Key Vault", context.keyId, wrapped, MAX_WRAPPED_BYTES);
     return this.#call("unwrapKey", signal, async (options, state) => {
       const algorithm = this.#algorithm ?? (await this.#readAlgorithm(options));
       const result = await this.#cryptography.unwrapKey(algorithm, wrapped, options);

@@ -7,6 +7,7 @@ import { clientOptionsForEndpoint, type GcpKmsClientOptions } from "./gcp-endpoi
 import { type CloudKmsOperation, classifyGcpError, IntegrityFailure } from "./gcp-errors.js";
 import { validateGcpKeyRef } from "./gcp-key-ref.js";
 import { type AttemptCallOptions, type RetryPolicy, withRetries } from "./gcp-retry.js";
+import { requireKeyToWrap } from "./preconditions.js";
 import type { ProviderOptions } from "./registry.js";
 import {
   type CustodyProvider,
@@ -87,12 +88,7 @@ export class GcpKmsProvider implements CustodyProvider {
   }
 
   async wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
-    if (key.length !== this.#keyBytes) {
-      throw new KmsEnvelopeError(
-        "INVALID_MASTER_KEY",
-        `a key to wrap must be ${this.#keyBytes} bytes`,
-      );
-    }
+    requireKeyToWrap(this.name, key, this.#keyBytes);
     const aad = wrapAad(context.keyId);
     const wrapped = await this.#withRetries("Encrypt", signal, async (callOptions) => {
       const [response] = await this.#client.encrypt(

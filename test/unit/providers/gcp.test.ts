@@ -420,7 +420,10 @@ describe("GcpKmsProvider", () => {
 
   test("wrapKey refuses a key of the wrong length; an unwrapped key of the wrong length is corrupt", async () => {
     const { keyRef, provider } = setup({ keyBytes: 16 });
-    await assert.rejects(provider.wrapKey(randomBytes(32), CONTEXT), /must be 16 bytes/);
+    await assert.rejects(
+      provider.wrapKey(randomBytes(32), CONTEXT),
+      /the gcp provider wraps 16-byte keys, not 32-byte ones/,
+    );
     const wrapped = await provider.wrapKey(randomBytes(16), CONTEXT);
     const strict = new GcpKmsProvider({
       keyRef,
