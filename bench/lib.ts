@@ -381,3 +381,45 @@ export async function waitForQuiet(
     }
   }
 }
+
+/**
+ * Runs bench/field-load.ts as its own process against a daemon socket for `durationMs` with the
+ * given extra flags, and resolves with the JSON report line it prints last. Exit 1 (errors were
+ * counted) still yields the report; anything else is a failure carrying the client's stderr.
+ */
+export function runFieldLoad(
+  socketPath: string,
+  durationMs: number,
+  flags: string[],
+): Promise<string> {
+  const script = join(REPO_ROOT, "bench", "field-load.ts");
+  const args = [
+    "--import",
+    "tsx",
+    script,
+    "--socket",
+    socketPath,
+    "--duration",
+    goDuration(durationMs),
+    ...flags,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    // Up to 3 batch sizes × 2 phases, plus warm-up and setup; far more than enough.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 6 * durationMs + 120_000);
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.trim().split("\n").pop() ?? "";
+      if ((code === 0 || code === 1) && line.startsWith("{")) resolve(line);
+      else reject(new Error(`field-load failed (exit ${code ?? signal}): ${stderr.trim()}`));
+    });
+  });
+}

@@ -8,7 +8,6 @@
 // --interval (sampling interval µs, default 250), --top (rows per table, default 30).
 // The daemon runs with `node --cpu-prof`; only samples taken while the load ran are counted
 // (start-up and shutdown are cut off). Writes bench/results/profile-<load>.{json,md}.
-import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +23,7 @@ import {
   REPO_ROOT,
   RESULTS_DIR,
   readCpuSeconds,
+  runFieldLoad,
   runKmsload,
 } from "./lib.js";
 
@@ -348,37 +348,6 @@ export function summaryMarkdown(summary: ProfileSummary, heading: string, notes:
   return lines.join("\n");
 }
 
-function runFieldLoad(socketPath: string, durationMs: number, batches: string): Promise<string> {
-  const script = join(REPO_ROOT, "bench", "field-load.ts");
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        script,
-        "--socket",
-        socketPath,
-        "--duration",
-        goDuration(durationMs),
-        "--warmup",
-        "0s",
-        "--batches",
-        batches,
-      ],
-      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"] },
-    );
-    let stdout = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) =>
-      code === 0 || code === 1
-        ? resolve(stdout.trim())
-        : reject(new Error(`field-load exited ${code}`)),
-    );
-  });
-}
-
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -455,7 +424,12 @@ async function main(): Promise<void> {
       log(
         `profiling under field-service load (batches ${values.batches}) for 2 × ${goDuration(durationMs)}`,
       );
-      const line = await runFieldLoad(daemon.socketPath, durationMs, values.batches);
+      const line = await runFieldLoad(daemon.socketPath, durationMs, [
+        "--warmup",
+        "0s",
+        "--batches",
+        values.batches,
+      ]);
       const report = JSON.parse(line.split("\n").pop() ?? "{}") as FieldLoadReport;
       const phases = (report.results ?? []).map(
         (row) =>

@@ -7,7 +7,7 @@
 // BENCH_FIELD_CONCURRENCY (default 16), BENCH_QUIET_WAIT (how long to wait for other jobs on the
 // machine to go quiet before each run, default 20s), BENCH_DAEMON_NODE_FLAGS (extra node flags
 // for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning).
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
@@ -29,6 +29,7 @@ import {
   readCpuSeconds,
   readMachineCpu,
   readMemory,
+  runFieldLoad,
   runKmsload,
   waitForQuiet,
 } from "./lib.js";
@@ -119,53 +120,6 @@ async function measureKms(
       `daemon CPU ${row.daemonCpuPct}% (${row.daemonCpuUsPerCall} µs/call), kmsload ${Math.round((100 * clientCpuS) / wallS)}%, other ${row.otherCores} cores`,
   );
   return row;
-}
-
-function runFieldLoad(
-  socketPath: string,
-  durationMs: number,
-  concurrency: number,
-): Promise<FieldLoadReport> {
-  const script = join(REPO_ROOT, "bench", "field-load.ts");
-  const args = [
-    "--import",
-    "tsx",
-    script,
-    "--socket",
-    socketPath,
-    "--duration",
-    goDuration(durationMs),
-    "--concurrency",
-    String(concurrency),
-    "--batches",
-    "1,10,100",
-    "--fields",
-    "10",
-    "--value-bytes",
-    "100",
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    // 3 batch sizes × 2 phases, plus warm-up and setup; far more than enough.
-    const timer = setTimeout(() => child.kill("SIGKILL"), 6 * durationMs + 120_000);
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      const line = stdout.trim().split("\n").pop() ?? "";
-      if ((code === 0 || code === 1) && line.startsWith("{")) {
-        resolve(JSON.parse(line) as FieldLoadReport);
-      } else {
-        reject(new Error(`field-load failed (exit ${code ?? signal}): ${stderr.trim()}`));
-      }
-    });
-  });
 }
 
 function kib(sample: MemorySample): string {
@@ -342,7 +296,18 @@ async function main(): Promise<number> {
     const machineBefore = readMachineCpu();
     const fieldStarted = Date.now();
     try {
-      field = await runFieldLoad(daemon.socketPath, fieldDurationMs, fieldConcurrency);
+      field = JSON.parse(
+        await runFieldLoad(daemon.socketPath, fieldDurationMs, [
+          "--concurrency",
+          String(fieldConcurrency),
+          "--batches",
+          "1,10,100",
+          "--fields",
+          "10",
+          "--value-bytes",
+          "100",
+        ]),
+      ) as FieldLoadReport;
       for (const row of field.results) {
         log(
           `${row.op} ×${row.batchRecords}: ${row.recordsPerS} records/s, ${row.fieldsPerS} fields/s, ` +
