@@ -17,7 +17,8 @@ export type ErrorCode =
   | "INVALID_CONFIG"
   | "SOCKET_IN_USE"
   | "SOCKET_PATH_NOT_SOCKET"
-  | "DAEMON_UNREACHABLE";
+  | "DAEMON_UNREACHABLE"
+  | "KMS_PLUGIN_FAILED";
 
 /** Base class of every error kms-envelope raises on purpose. */
 export class KmsEnvelopeError extends Error {

@@ -19,6 +19,7 @@ const STATUS_BY_CODE: Record<ErrorCode, status> = {
   SOCKET_IN_USE: status.INTERNAL,
   SOCKET_PATH_NOT_SOCKET: status.INTERNAL,
   DAEMON_UNREACHABLE: status.UNAVAILABLE,
+  KMS_PLUGIN_FAILED: status.UNAVAILABLE,
 };
 
 /** A gRPC status and the message sent with it. */

@@ -1,0 +1,32 @@
+import { MalformedCiphertextError } from "../../errors.js";
+import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+
+const ENCRYPTED_MARKER = Buffer.from("k8s:enc:");
+const WRITER: Writer = { provider: "identity", keyId: "" };
+
+/**
+ * Stores plaintext. On read it refuses anything that looks encrypted, as kube-apiserver's
+ * identity transformer does, so a config that lists identity first can still migrate away
+ * from encryption: the prefix list skips this refusal and tries the later providers.
+ */
+export class IdentityTransformer implements Transformer {
+  async toStorage(plaintext: Uint8Array): Promise<Stored> {
+    return { data: plaintext, writer: WRITER };
+  }
+
+  async fromStorage(data: Uint8Array): Promise<Read> {
+    if (
+      Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+        .subarray(0, 8)
+        .equals(ENCRYPTED_MARKER)
+    )
+      throw new MalformedCiphertextError(
+        "identity transformer tried to read encrypted data: add the provider that wrote it to the configuration",
+      );
+    return { plaintext: data, stale: false, writer: WRITER };
+  }
+
+  currentWriter(): Writer {
+    return WRITER;
+  }
+}

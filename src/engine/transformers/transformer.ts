@@ -1,0 +1,32 @@
+/**
+ * One layer of Kubernetes' storage transformation (`value.Transformer`): bytes in, bytes out,
+ * bound to the authenticated data of where they are stored (the etcd key, or for application
+ * fields `<resource>/<field path>/<record id>`).
+ */
+
+/** Which provider and key wrote a stored value: public facts, never key material. */
+export interface Writer {
+  /** "identity", "aesgcm", "aescbc", "secretbox", "kms:v1:<name>" or "kms:v2:<name>". */
+  readonly provider: string;
+  /** The key name (aes*, secretbox), the plugin's key id (kms v2), or "" (identity, kms v1). */
+  readonly keyId: string;
+}
+
+export interface Stored {
+  readonly data: Uint8Array;
+  readonly writer: Writer;
+}
+
+export interface Read {
+  readonly plaintext: Uint8Array;
+  /** True when the value should be rewritten: a later provider or key, or an old kms key id. */
+  readonly stale: boolean;
+  readonly writer: Writer;
+}
+
+export interface Transformer {
+  toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored>;
+  fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read>;
+  /** Who would write a value now (for kms v2 this needs a healthy plugin state). */
+  currentWriter(): Writer;
+}
