@@ -18,7 +18,10 @@ export type ErrorCode =
   | "SOCKET_IN_USE"
   | "SOCKET_PATH_NOT_SOCKET"
   | "DAEMON_UNREACHABLE"
-  | "KMS_PLUGIN_FAILED";
+  | "KMS_PLUGIN_FAILED"
+  | "STORE_UNAVAILABLE"
+  | "STORE_CONFLICT"
+  | "PLAINTEXT_CREDENTIAL";
 
 /** Base class of every error kms-envelope raises on purpose. */
 export class KmsEnvelopeError extends Error {

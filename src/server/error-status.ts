@@ -20,6 +20,9 @@ const STATUS_BY_CODE: Record<ErrorCode, status> = {
   SOCKET_PATH_NOT_SOCKET: status.INTERNAL,
   DAEMON_UNREACHABLE: status.UNAVAILABLE,
   KMS_PLUGIN_FAILED: status.UNAVAILABLE,
+  STORE_UNAVAILABLE: status.UNAVAILABLE,
+  STORE_CONFLICT: status.ABORTED,
+  PLAINTEXT_CREDENTIAL: status.FAILED_PRECONDITION,
 };
 
 /** A gRPC status and the message sent with it. */
