@@ -162,15 +162,18 @@ function decodeKey(reader: StrictReader, value: unknown, path: string): KeyWire 
 }
 
 function decodeKms(reader: StrictReader, kms: Mapping, path: string): KmsWire {
+  // Read in the fields' declaration order so problems are listed in that order.
   const apiVersion = reader.string(field(kms, "apiVersion"), `${path}.apiVersion`) || "v1";
+  const name = reader.string(field(kms, "name"), `${path}.name`);
   const cachesize = reader.int32(field(kms, "cachesize"), `${path}.cachesize`);
+  const endpoint = reader.string(field(kms, "endpoint"), `${path}.endpoint`);
+  const timeout = reader.duration(field(kms, "timeout"), `${path}.timeout`);
   return {
     apiVersion,
-    name: reader.string(field(kms, "name"), `${path}.name`),
-    endpoint: reader.string(field(kms, "endpoint"), `${path}.endpoint`),
+    name,
+    endpoint,
     cachesize: cachesize === undefined && apiVersion === "v1" ? DEFAULT_CACHE_SIZE : cachesize,
-    timeoutNanos:
-      reader.duration(field(kms, "timeout"), `${path}.timeout`) ?? DEFAULT_TIMEOUT_NANOS,
+    timeoutNanos: timeout ?? DEFAULT_TIMEOUT_NANOS,
   };
 }
 
