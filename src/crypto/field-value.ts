@@ -1,9 +1,8 @@
 import { MalformedCiphertextError } from "../errors.js";
+import { decodeCanonicalBase64 } from "./canonical-base64.js";
 import { SEALED_MIN_BYTES } from "./sealed.js";
 
 const PREFIX = "kmse:v1:";
-// Standard base64 with padding, as SPEC.md §2 fixes; anything else is refused, not repaired.
-const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** A field value split into the key id that sealed it and the sealed bytes. */
 export interface FieldValue {
@@ -30,13 +29,10 @@ export function parseFieldValue(text: string): FieldValue {
   const keyId = text.slice(PREFIX.length, split);
   const encoded = text.slice(split + 1);
   if (keyId.length === 0) throw new MalformedCiphertextError("field value has an empty key id");
-  if (!STANDARD_BASE64.test(encoded)) {
-    throw new MalformedCiphertextError("field value is not standard padded base64");
-  }
-  const sealed = Buffer.from(encoded, "base64");
-  // Non-zero padding bits decode to the same bytes; refusing them keeps one spelling per value.
-  if (sealed.toString("base64") !== encoded) {
-    throw new MalformedCiphertextError("field value is not canonical base64");
+  // Standard padded base64 in one spelling (SPEC.md §2); anything else is refused, not repaired.
+  const sealed = decodeCanonicalBase64(encoded);
+  if (sealed === undefined) {
+    throw new MalformedCiphertextError("field value is not canonical standard padded base64");
   }
   if (sealed.length < SEALED_MIN_BYTES) {
     throw new MalformedCiphertextError(`sealed part shorter than ${SEALED_MIN_BYTES} bytes`);

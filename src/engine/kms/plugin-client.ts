@@ -25,7 +25,12 @@ export class PluginConnection {
     service: grpc.ServiceClientConstructor,
     options: { socketPath: string; label: string; timeoutMs: number },
   ) {
-    this.#client = new service(grpcTarget(options.socketPath), grpc.credentials.createInsecure());
+    // A restarted plugin is usually back within a second; grpc-js's default backoff grows to
+    // two minutes, which would outlast kube-apiserver's 10 s unhealthy re-poll many times.
+    this.#client = new service(grpcTarget(options.socketPath), grpc.credentials.createInsecure(), {
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 2_000,
+    });
     this.#label = options.label;
     this.#timeoutMs = options.timeoutMs;
   }

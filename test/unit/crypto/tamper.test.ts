@@ -329,7 +329,7 @@ describe("field values are parsed strictly", () => {
   });
 
   test("a field value in base64url, unpadded, or with whitespace is malformed, not repaired", () => {
-    const detail = "field value is not standard padded base64";
+    const detail = "field value is not canonical standard padded base64";
     const prefix = `kmse:v1:${keyId}:`;
     for (const body of [
       `-${encoded.slice(1)}`,
@@ -356,7 +356,7 @@ describe("field values are parsed strictly", () => {
     assert.deepEqual(Buffer.from(body, "base64"), Buffer.from(encoded, "base64"));
     assertMalformed(
       () => parseFieldValue(`kmse:v1:${keyId}:${body}`),
-      "field value is not canonical base64",
+      "field value is not canonical standard padded base64",
     );
   });
 

@@ -1,0 +1,12 @@
+const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Decodes standard, padded base64 in its one canonical spelling, or returns undefined.
+ * Node's decoder silently skips bad characters and ignores non-zero padding bits; stored
+ * ciphertext text is refused rather than repaired, so each value has exactly one form.
+ */
+export function decodeCanonicalBase64(text: string): Buffer | undefined {
+  if (!STANDARD_BASE64.test(text)) return undefined;
+  const bytes = Buffer.from(text, "base64");
+  return bytes.toString("base64") === text ? bytes : undefined;
+}

@@ -1,0 +1,155 @@
+import { loadSecretbox } from "../crypto/secretbox.js";
+import { providersFor } from "./config/resource-lookup.js";
+import type { EncryptionConfiguration, ProviderConfig } from "./config/types.js";
+import { KmsV1Envelope } from "./kms/kms-v1-envelope.js";
+import { KmsV2Envelope, type KmsV2Timing } from "./kms/kms-v2-envelope.js";
+import { AesCbcTransformer } from "./transformers/aes-cbc.js";
+import { AesGcmTransformer } from "./transformers/aes-gcm.js";
+import { IdentityTransformer } from "./transformers/identity.js";
+import {
+  type PrefixedTransformer,
+  PrefixTransformers,
+} from "./transformers/prefix-transformers.js";
+import { SecretboxTransformer } from "./transformers/secretbox.js";
+import type { Read, Stored, Transformer } from "./transformers/transformer.js";
+
+export interface EngineOptions {
+  /** kube-apiserver's KMS v2 timing by default; tests shorten it. */
+  readonly kmsV2Timing?: KmsV2Timing;
+}
+
+/** Health of one kms provider, as kube-apiserver's `kms-provider-<i>` readyz check sees it. */
+export interface KmsProviderHealth {
+  readonly name: string;
+  readonly apiVersion: "v1" | "v2";
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+const IDENTITY = new IdentityTransformer();
+
+type KmsConfig = Extract<ProviderConfig, { type: "kms" }>;
+
+interface KmsProvider {
+  readonly config: KmsConfig;
+  readonly envelope: KmsV1Envelope | KmsV2Envelope;
+}
+
+/** One plugin connection per distinct kms provider, however many rules list it. */
+function sameKms(a: KmsConfig, b: KmsConfig): boolean {
+  return a.apiVersion === b.apiVersion && a.name === b.name && a.endpoint === b.endpoint;
+}
+
+function text(value: string): Uint8Array {
+  return Buffer.from(value, "utf8");
+}
+
+function keyedProvider(provider: Extract<ProviderConfig, { keys: unknown }>): PrefixedTransformer {
+  const keys = provider.keys.map((key) => {
+    const writer = { provider: provider.type, keyId: key.name };
+    const transformer =
+      provider.type === "aesgcm"
+        ? new AesGcmTransformer(key.secret, writer)
+        : provider.type === "aescbc"
+          ? new AesCbcTransformer(key.secret, writer)
+          : new SecretboxTransformer(key.secret, writer);
+    return { prefix: text(`${key.name}:`), transformer };
+  });
+  return {
+    prefix: text(`k8s:enc:${provider.type}:v1:`),
+    transformer: new PrefixTransformers(keys),
+  };
+}
+
+/**
+ * Kubernetes' EncryptionConfiguration in process: per resource, the provider list of the
+ * first matching rule (exact, `*.group`, `*.*`, else identity); the first provider writes and
+ * every provider with a matching prefix may read, reporting stale reads. Bytes are exactly
+ * kube-apiserver's, so values move freely between the engine, the apiserver and etcd.
+ */
+export class EncryptionEngine {
+  readonly #config: EncryptionConfiguration;
+  readonly #kms: readonly KmsProvider[];
+  readonly #byProviders = new Map<readonly ProviderConfig[], Transformer>();
+
+  private constructor(config: EncryptionConfiguration, kms: readonly KmsProvider[]) {
+    this.#config = config;
+    this.#kms = kms;
+  }
+
+  /**
+   * Starts every kms provider (each v2 provider runs its first Status check). A plugin that
+   * is down does not fail the start: like kube-apiserver, its resources fail to read and
+   * write until a later check succeeds (see health()).
+   */
+  static async start(
+    config: EncryptionConfiguration,
+    options: EngineOptions = {},
+  ): Promise<EncryptionEngine> {
+    await loadSecretbox();
+    const kms: KmsProvider[] = [];
+    for (const rule of config.rules)
+      for (const provider of rule.providers) {
+        if (provider.type !== "kms" || kms.some((known) => sameKms(known.config, provider)))
+          continue;
+        const envelope =
+          provider.apiVersion === "v2"
+            ? await KmsV2Envelope.start({ ...provider, timing: options.kmsV2Timing })
+            : new KmsV1Envelope(provider);
+        kms.push({ config: provider, envelope });
+      }
+    return new EncryptionEngine(config, kms);
+  }
+
+  /** The transformer for a resource in `resource.group` form (`secrets`, `users.obot.obot.ai`). */
+  transformerFor(resource: string): Transformer {
+    const providers = providersFor(this.#config, resource);
+    let transformer = this.#byProviders.get(providers);
+    if (transformer === undefined) {
+      transformer = new PrefixTransformers(providers.map((provider) => this.#entry(provider)));
+      this.#byProviders.set(providers, transformer);
+    }
+    return transformer;
+  }
+
+  encrypt(resource: string, plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
+    return this.transformerFor(resource).toStorage(plaintext, authenticatedData);
+  }
+
+  decrypt(resource: string, data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
+    return this.transformerFor(resource).fromStorage(data, authenticatedData);
+  }
+
+  #entry(provider: ProviderConfig): PrefixedTransformer {
+    if (provider.type === "identity") return { prefix: new Uint8Array(0), transformer: IDENTITY };
+    if (provider.type !== "kms") return keyedProvider(provider);
+    const started = this.#kms.find((known) => sameKms(known.config, provider));
+    return {
+      prefix: text(`k8s:enc:kms:${provider.apiVersion}:${provider.name}:`),
+      transformer: (started as KmsProvider).envelope,
+    };
+  }
+
+  /** Every kms provider in configuration order (the `i` of kube-apiserver's check names). */
+  health(): KmsProviderHealth[] {
+    return this.#kms.map(({ config, envelope }) => ({
+      name: config.name,
+      apiVersion: config.apiVersion,
+      ...(envelope instanceof KmsV2Envelope ? envelope.health() : { ok: true, detail: "ok" }),
+    }));
+  }
+
+  /** Runs every kms v2 provider's Status check now (e.g. after a plugin restart). */
+  async checkNow(): Promise<void> {
+    await Promise.all(
+      this.#kms.map(({ envelope }) =>
+        envelope instanceof KmsV2Envelope ? envelope.check() : undefined,
+      ),
+    );
+  }
+
+  /** Closes plugin connections and stops the Status timers; idempotent. */
+  close(): void {
+    for (const { envelope } of this.#kms) envelope.close();
+  }
+}

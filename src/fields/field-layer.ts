@@ -1,0 +1,328 @@
+import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
+import { parseFieldValue } from "../crypto/field-value.js";
+import type { EncryptionEngine } from "../engine/encryption-engine.js";
+import { InvalidRequestError, KmsEnvelopeError, MalformedCiphertextError } from "../errors.js";
+import type {
+  FieldCodec,
+  FieldRecord,
+  FieldStamp,
+  OpenedRecord,
+  SealedRecord,
+} from "./field-codec.js";
+import type { FieldMap, FieldType, ResourceFields } from "./field-map.js";
+import { getPath, withPath } from "./field-paths.js";
+import type { FieldServiceClient } from "./field-service-client.js";
+import { asJson, bytesToValue, type FieldValue, valueToBytes } from "./field-values.js";
+
+const FIELD_SERVICE = "field-service";
+
+/** Authenticated data binding an engine-encrypted value to its place (issue 4). */
+export function fieldAuthenticatedData(
+  resource: string,
+  path: string,
+  recordId: string,
+): Uint8Array {
+  return Buffer.from(`${resource}/${path}/${recordId}`, "utf8");
+}
+
+/** One field of one record, as the routes see it. */
+interface FieldItem {
+  readonly record: number;
+  readonly path: string;
+  readonly type: FieldType;
+  readonly where: string;
+}
+
+interface PlainItem extends FieldItem {
+  readonly bytes: Uint8Array;
+}
+
+interface StoredItem extends FieldItem {
+  readonly text: string;
+}
+
+/**
+ * Encrypts the fields a field map lists, per resource, through the in-process engine
+ * (Kubernetes formats, stored as base64) or the daemon's field service (`kmse:v1:` values).
+ * Unlisted fields are never touched; null and absent listed fields stay as they are; an
+ * empty string is encrypted like any other value.
+ */
+export class FieldLayer implements FieldCodec {
+  readonly #map: FieldMap;
+  readonly #engine: EncryptionEngine | undefined;
+  readonly #fieldService: FieldServiceClient | undefined;
+
+  constructor(options: {
+    fieldMap: FieldMap;
+    engine?: EncryptionEngine;
+    fieldService?: FieldServiceClient;
+  }) {
+    this.#map = options.fieldMap;
+    this.#engine = options.engine;
+    this.#fieldService = options.fieldService;
+    for (const spec of this.#map.resources.values()) {
+      if (spec.route === "engine") this.#needEngine();
+      else this.#needService();
+    }
+  }
+
+  encryptedPaths(resource: string): readonly string[] {
+    return [...(this.#map.resources.get(resource)?.fields.keys() ?? [])];
+  }
+
+  async seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]> {
+    const spec = this.#map.resources.get(resource);
+    if (spec === undefined)
+      return records.map((record) => ({ id: record.id, document: record.document, stamps: [] }));
+    const items: PlainItem[] = this.#items(resource, spec, records).map(({ value, ...item }) => ({
+      ...item,
+      bytes: valueToBytes(value, item.type, item.where),
+    }));
+    const stored = await this.#sealItems(resource, spec, records, items);
+    return records.map((record, index) => {
+      let document = record.document;
+      const stamps: FieldStamp[] = [];
+      for (const [i, item] of items.entries()) {
+        if (item.record !== index) continue;
+        const result = stored[i] as { text: string; stamp: FieldStamp };
+        document = withPath(document, item.path, result.text);
+        stamps.push(result.stamp);
+      }
+      return { id: record.id, document, stamps };
+    });
+  }
+
+  async open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]> {
+    const spec = this.#map.resources.get(resource);
+    if (spec === undefined)
+      return records.map((record) => ({
+        id: record.id,
+        document: record.document,
+        stale: false,
+        stamps: [],
+      }));
+    const items: StoredItem[] = this.#items(resource, spec, records).map(({ value, ...item }) => {
+      if (typeof value !== "string")
+        throw new MalformedCiphertextError(
+          `${item.where} is not stored ciphertext text; was the record sealed?`,
+        );
+      return { ...item, text: value };
+    });
+    const opened = await this.#openItems(resource, spec, records, items);
+    return records.map((record, index) => {
+      let document = record.document;
+      let stale = false;
+      const stamps: FieldStamp[] = [];
+      for (const [i, item] of items.entries()) {
+        if (item.record !== index) continue;
+        const result = opened[i] as { bytes: Uint8Array; stale: boolean; stamp: FieldStamp };
+        document = withPath(
+          document,
+          item.path,
+          asJson(bytesToValue(result.bytes, item.type, item.where)),
+        );
+        stale ||= result.stale;
+        stamps.push(result.stamp);
+      }
+      return { id: record.id, document, stale, stamps };
+    });
+  }
+
+  /** Encrypts one value of a listed field; bytes fields take a Uint8Array. */
+  async sealValue(
+    resource: string,
+    path: string,
+    record: { id: string; workspace?: string },
+    value: FieldValue,
+  ): Promise<{ text: string; stamp: FieldStamp }> {
+    const { spec, type } = this.#field(resource, path);
+    const where = `${resource} ${record.id} ${path}`;
+    const item: PlainItem = {
+      record: 0,
+      path,
+      type,
+      where,
+      bytes: valueToBytes(value, type, where),
+    };
+    const [result] = await this.#sealItems(resource, spec, [record], [item]);
+    return result as { text: string; stamp: FieldStamp };
+  }
+
+  /** Decrypts one stored value of a listed field; bytes fields come back as a Uint8Array. */
+  async openValue(
+    resource: string,
+    path: string,
+    record: { id: string; workspace?: string },
+    text: string,
+  ): Promise<{ value: FieldValue; stale: boolean; stamp: FieldStamp }> {
+    const { spec, type } = this.#field(resource, path);
+    const where = `${resource} ${record.id} ${path}`;
+    const [result] = await this.#openItems(
+      resource,
+      spec,
+      [record],
+      [{ record: 0, path, type, where, text }],
+    );
+    const { bytes, stale, stamp } = result as {
+      bytes: Uint8Array;
+      stale: boolean;
+      stamp: FieldStamp;
+    };
+    return { value: bytesToValue(bytes, type, where), stale, stamp };
+  }
+
+  async currentWriter(
+    resource: string,
+    path: string,
+  ): Promise<Pick<FieldStamp, "provider" | "keyId">> {
+    const { spec } = this.#field(resource, path);
+    if (spec.route === "engine") return this.#needEngine().transformerFor(resource).currentWriter();
+    return { provider: FIELD_SERVICE, keyId: await this.#needService().primaryKeyId() };
+  }
+
+  async close(): Promise<void> {
+    this.#engine?.close();
+    this.#fieldService?.close();
+  }
+
+  #field(resource: string, path: string): { spec: ResourceFields; type: FieldType } {
+    const spec = this.#map.resources.get(resource);
+    const type = spec?.fields.get(path);
+    if (spec === undefined || type === undefined)
+      throw new InvalidRequestError(
+        `the field map lists no encrypted field ${path} for ${resource}`,
+      );
+    return { spec, type };
+  }
+
+  /** Listed fields present in each record; null and absent fields are left as they are. */
+  #items(resource: string, spec: ResourceFields, records: readonly FieldRecord[]) {
+    const items: (FieldItem & { value: FieldValue })[] = [];
+    for (const [record, { id, document }] of records.entries())
+      for (const [path, type] of spec.fields) {
+        const value = getPath(document, path);
+        if (value !== undefined && value !== null)
+          items.push({ record, path, type, where: `${resource} ${id} ${path}`, value });
+      }
+    return items;
+  }
+
+  async #sealItems(
+    resource: string,
+    spec: ResourceFields,
+    records: readonly { id: string; workspace?: string }[],
+    items: readonly PlainItem[],
+  ): Promise<{ text: string; stamp: FieldStamp }[]> {
+    if (spec.route === "engine") {
+      const engine = this.#needEngine();
+      return Promise.all(
+        items.map(async (item) => {
+          const id = (records[item.record] as { id: string }).id;
+          const stored = await engine.encrypt(
+            resource,
+            item.bytes,
+            fieldAuthenticatedData(resource, item.path, id),
+          );
+          return {
+            text: Buffer.from(stored.data).toString("base64"),
+            stamp: { path: item.path, route: "engine" as const, ...stored.writer },
+          };
+        }),
+      );
+    }
+    const answer = await this.#needService().seal(
+      resource,
+      this.#batch(resource, records, items, (item) => item.bytes),
+    );
+    return items.map((item) => ({
+      text: answer.records[item.record]?.fields[item.path] as string,
+      stamp: {
+        path: item.path,
+        route: "field-service",
+        provider: FIELD_SERVICE,
+        keyId: answer.keyId,
+      },
+    }));
+  }
+
+  async #openItems(
+    resource: string,
+    spec: ResourceFields,
+    records: readonly { id: string; workspace?: string }[],
+    items: readonly StoredItem[],
+  ): Promise<{ bytes: Uint8Array; stale: boolean; stamp: FieldStamp }[]> {
+    if (spec.route === "engine") {
+      const engine = this.#needEngine();
+      return Promise.all(
+        items.map(async (item) => {
+          const data = decodeCanonicalBase64(item.text);
+          if (data === undefined)
+            throw new MalformedCiphertextError(`${item.where} is not standard base64`);
+          const id = (records[item.record] as { id: string }).id;
+          const read = await engine.decrypt(
+            resource,
+            data,
+            fieldAuthenticatedData(resource, item.path, id),
+          );
+          return {
+            bytes: read.plaintext,
+            stale: read.stale,
+            stamp: { path: item.path, route: "engine" as const, ...read.writer },
+          };
+        }),
+      );
+    }
+    const service = this.#needService();
+    const keyIds = items.map((item) => parseFieldValue(item.text).keyId);
+    const answer = await service.open(
+      resource,
+      this.#batch(resource, records, items, (item) => item.text),
+    );
+    // The daemon says whether anything in the batch was stale; the key ids say which fields.
+    const primary = answer.stale ? await service.primaryKeyId() : undefined;
+    return items.map((item, i) => {
+      const keyId = keyIds[i] as string;
+      return {
+        bytes: answer.records[item.record]?.fields[item.path] ?? new Uint8Array(),
+        stale: primary !== undefined && keyId !== primary,
+        stamp: { path: item.path, route: "field-service", provider: FIELD_SERVICE, keyId },
+      };
+    });
+  }
+
+  /** One field-service record per input record, holding its items' values. */
+  #batch<Item extends FieldItem, Value>(
+    resource: string,
+    records: readonly { id: string; workspace?: string }[],
+    items: readonly Item[],
+    pick: (item: Item) => Value,
+  ) {
+    return records.map((record, index) => {
+      if (record.workspace === undefined || record.workspace === "")
+        throw new InvalidRequestError(
+          `${resource} ${record.id}: fields sealed by the field service need a workspace (--workspace)`,
+        );
+      const fields: Record<string, Value> = {};
+      for (const item of items) if (item.record === index) fields[item.path] = pick(item);
+      return { workspace: record.workspace, recordId: record.id, fields };
+    });
+  }
+
+  #needEngine(): EncryptionEngine {
+    if (this.#engine === undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        "the field map routes resources through the engine: give an EncryptionConfiguration (--config)",
+      );
+    return this.#engine;
+  }
+
+  #needService(): FieldServiceClient {
+    if (this.#fieldService === undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        "the field map routes resources through the field service: give the daemon socket (--socket)",
+      );
+    return this.#fieldService;
+  }
+}

@@ -1,0 +1,116 @@
+import { readFile } from "node:fs/promises";
+import { parse } from "yaml";
+import { z } from "zod";
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldRoute } from "./field-codec.js";
+
+/**
+ * How a field's value becomes bytes: `string` as its UTF-8 bytes, `json` as the JSON text of
+ * any value (so numbers, objects and booleans come back with their type), `bytes` for binary
+ * data (Uint8Array in the library, standard base64 text inside JSON documents).
+ */
+export type FieldType = "string" | "json" | "bytes";
+
+export interface ResourceFields {
+  readonly resource: string;
+  readonly route: FieldRoute;
+  /** Encrypted fields: dot-separated path to its type, in the order the map lists them. */
+  readonly fields: ReadonlyMap<string, FieldType>;
+  /** Plaintext fields the store's credential guard inspects (never encrypted). */
+  readonly plaintextChecked: readonly string[];
+}
+
+export interface FieldMap {
+  readonly resources: ReadonlyMap<string, ResourceFields>;
+}
+
+const PATH = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$/;
+
+const schema = z.strictObject({
+  apiVersion: z.literal("kms-envelope/v1"),
+  kind: z.literal("FieldMap"),
+  resources: z
+    .array(
+      z.strictObject({
+        resource: z.string().min(1),
+        route: z.enum(["engine", "field-service"]),
+        fields: z
+          .record(
+            z.string().regex(PATH, "must be a field name or dot-separated path"),
+            z.enum(["string", "json", "bytes"]),
+          )
+          .refine((fields) => Object.keys(fields).length > 0, "list at least one field"),
+        plaintextChecked: z.array(z.string().regex(PATH)).optional(),
+      }),
+    )
+    .min(1),
+});
+
+function overlapping(paths: readonly string[]): [string, string] | undefined {
+  for (const a of paths) for (const b of paths) if (a !== b && b.startsWith(`${a}.`)) return [a, b];
+  return undefined;
+}
+
+/** Decodes a field map (YAML or JSON) strictly; problems name the offending path. */
+export function parseFieldMap(text: string, source = "field map"): FieldMap {
+  let document: unknown;
+  try {
+    document = parse(text);
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `${source}: not YAML: ${(error as Error).message}`,
+    );
+  }
+  const result = schema.safeParse(document);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `${source}: ${issue?.path.join(".") || "(document)"}: ${issue?.message ?? "invalid"}`,
+    );
+  }
+  const resources = new Map<string, ResourceFields>();
+  for (const [index, entry] of result.data.resources.entries()) {
+    if (resources.has(entry.resource))
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}.resource: ${entry.resource} is listed twice; merge the entries`,
+      );
+    const paths = Object.keys(entry.fields);
+    const clash = overlapping(paths);
+    if (clash !== undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}.fields: ${clash[1]} is inside ${clash[0]}, which is already encrypted whole; list one of them`,
+      );
+    const plaintextChecked = entry.plaintextChecked ?? [];
+    const both = plaintextChecked.find((path) => paths.includes(path));
+    if (both !== undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}.plaintextChecked: ${both} is also an encrypted field`,
+      );
+    resources.set(entry.resource, {
+      resource: entry.resource,
+      route: entry.route,
+      fields: new Map(Object.entries(entry.fields)),
+      plaintextChecked,
+    });
+  }
+  return { resources };
+}
+
+export async function loadFieldMap(path: string): Promise<FieldMap> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `cannot read field map ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return parseFieldMap(text, path);
+}
