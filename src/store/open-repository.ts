@@ -1,0 +1,37 @@
+/**
+ * Picks the backend from a store URL: `sqlite:///absolute/path.db` (or `sqlite:relative.db`)
+ * for the embedded default, `postgres://…` / `postgresql://…` for a shared server.
+ */
+import { resolve } from "node:path";
+import { KmsEnvelopeError } from "../errors.js";
+import { openPostgresRepository } from "./postgres-repository.js";
+import type { RecordRepository } from "./repository.js";
+import { openSqliteRepository } from "./sqlite-repository.js";
+
+/** The SQLite file of a `sqlite:` URL, or undefined for another scheme. */
+export function sqlitePath(url: string): string | undefined {
+  if (!url.startsWith("sqlite:")) return undefined;
+  const rest = url.slice("sqlite:".length);
+  // sqlite:///abs → "/abs"; sqlite://rel would name a host, which a file has not.
+  const path = rest.startsWith("//") ? rest.slice(2) : rest;
+  if (path === "" || (rest.startsWith("//") && !path.startsWith("/"))) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `--store ${url}: expected sqlite:///absolute/path.db or sqlite:relative/path.db`,
+    );
+  }
+  return resolve(path);
+}
+
+/** Opens the repository a store URL names (creating and migrating its schema). */
+export async function openRepository(url: string): Promise<RecordRepository> {
+  const path = sqlitePath(url);
+  if (path !== undefined) return openSqliteRepository(path);
+  if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
+    return openPostgresRepository(url);
+  }
+  throw new KmsEnvelopeError(
+    "INVALID_CONFIG",
+    "--store must be sqlite:///PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+  );
+}

@@ -1,0 +1,357 @@
+/**
+ * The backend for several instances: a PostgreSQL database reached by connection string (see
+ * postgres-connection.ts for the TLS policy). Batches are written with one statement per table
+ * through unnest(), inside transactions that the optimistic version check makes safe to run
+ * beside the application.
+ */
+import pg from "pg";
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldStamp } from "../fields/field-codec.js";
+import { postgresSettings } from "./postgres-connection.js";
+import {
+  checkStamps,
+  documentText,
+  inKeyOrder,
+  notUnderCondition,
+  type RecordRow,
+  type StampRow,
+  stampsById,
+  toStoredRecord,
+} from "./record-rows.js";
+import type {
+  NewRecord,
+  PathWriter,
+  RecordKey,
+  RecordReplacement,
+  RecordRepository,
+  ReplaceOutcome,
+  StoredRecord,
+  WriterCount,
+} from "./repository.js";
+import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from "./schema.js";
+
+const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
+// Serialises migrations of instances that start together (any constant shared by all of them).
+const MIGRATION_LOCK = 0x6b6d7365;
+// deadlock_detected and serialization_failure: PostgreSQL rolled the transaction back and asks
+// for it to be run again.
+const RETRYABLE = new Set(["40P01", "40001"]);
+const TRANSACTION_ATTEMPTS = 3;
+
+type RawRecordRow = Omit<RecordRow, "updated_at"> & { updated_at: Date };
+
+function recordRow(row: RawRecordRow): RecordRow {
+  return { ...row, updated_at: row.updated_at.toISOString() };
+}
+
+function unavailable(description: string, error: unknown): KmsEnvelopeError {
+  return new KmsEnvelopeError(
+    "STORE_UNAVAILABLE",
+    `cannot use the PostgreSQL store ${description}: ${error instanceof Error ? error.message : String(error)}; check that the server is up, the credentials and the TLS settings`,
+    { cause: error },
+  );
+}
+
+/** Connects to (and migrates) a PostgreSQL store; `poolSize` bounds its connections. */
+export async function openPostgresRepository(
+  connectionString: string,
+  poolSize = 4,
+): Promise<RecordRepository> {
+  const settings = postgresSettings(connectionString);
+  const pool = new pg.Pool({ ...settings.client, max: poolSize });
+  // An idle client's error (server restart) must not crash the process; the next query reports it.
+  pool.on("error", () => undefined);
+  const repository = new PostgresRepository(pool, settings.description);
+  try {
+    await repository.migrate();
+  } catch (error) {
+    await pool.end();
+    throw error instanceof KmsEnvelopeError ? error : unavailable(settings.description, error);
+  }
+  return repository;
+}
+
+class PostgresRepository implements RecordRepository {
+  readonly backend = "postgres";
+  readonly #pool: pg.Pool;
+  readonly #description: string;
+  #closed = false;
+
+  constructor(pool: pg.Pool, description: string) {
+    this.#pool = pool;
+    this.#description = description;
+  }
+
+  async migrate(): Promise<void> {
+    await this.#transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`,
+      );
+      const { rows } = await client.query<{ current: number }>(
+        `SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`,
+      );
+      const current = rows[0]?.current ?? 0;
+      if (current > SCHEMA_VERSION) {
+        throw new KmsEnvelopeError(
+          "STORE_UNAVAILABLE",
+          `the store ${this.#description} has schema version ${current}, newer than this kms-envelope knows (${SCHEMA_VERSION}); upgrade kms-envelope`,
+        );
+      }
+      for (const migration of MIGRATIONS.filter((entry) => entry.version > current)) {
+        await client.query(migration.postgres);
+        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} VALUES ($1, $2, now())`, [
+          migration.version,
+          migration.description,
+        ]);
+      }
+    });
+  }
+
+  async insert(record: NewRecord): Promise<StoredRecord> {
+    checkStamps(record.id, record.stamps);
+    try {
+      return await this.#transaction(async (client) => {
+        const { rows } = await client.query<RawRecordRow>(
+          `INSERT INTO kmse_records (${RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 1, now()) RETURNING ${RECORD_COLUMNS}`,
+          [
+            record.resource,
+            record.id,
+            record.subjectId,
+            record.workspace,
+            documentText(record.document),
+          ],
+        );
+        await insertStamps(client, record.resource, [[record.id, record.stamps]]);
+        return toStoredRecord(recordRow(rows[0] as RawRecordRow), record.stamps);
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === "23505") {
+        throw new KmsEnvelopeError(
+          "STORE_CONFLICT",
+          `record ${JSON.stringify(record.id)} of ${record.resource} already exists; update it instead`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async get(key: RecordKey): Promise<StoredRecord | undefined> {
+    return (await this.getMany(key.resource, [key.id]))[0];
+  }
+
+  async getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]> {
+    if (ids.length === 0) return [];
+    // REPEATABLE READ: records and stamps come from one snapshot even while rewrap writes.
+    return this.#transaction(async (client) => {
+      const records = await client.query<RawRecordRow>(
+        `SELECT ${RECORD_COLUMNS} FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[])`,
+        [resource, ids],
+      );
+      const stamps = await client.query<StampRow>(
+        "SELECT record_id, path, route, provider, key_id FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[]) ORDER BY record_id, path",
+        [resource, ids],
+      );
+      const byId = stampsById(stamps.rows);
+      return records.rows.map((row) => toStoredRecord(recordRow(row), byId.get(row.id) ?? []));
+    }, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  }
+
+  async replace(
+    resource: string,
+    replacements: readonly RecordReplacement[],
+  ): Promise<ReplaceOutcome> {
+    for (const replacement of replacements) checkStamps(replacement.id, replacement.stamps);
+    if (replacements.length === 0) return { written: new Map(), conflicts: [] };
+    return this.#transaction(async (client) => {
+      // Locking the rows in key order first means two batch writers (two rewraps) queue behind
+      // each other instead of deadlocking.
+      await client.query(
+        "SELECT 1 FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+        [resource, replacements.map((entry) => entry.id)],
+      );
+      // The version check in WHERE is re-evaluated against a row another transaction changed
+      // meanwhile, so a stale replacement updates nothing and becomes a conflict.
+      const { rows } = await client.query<{ id: string; version: number }>(
+        `UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
+         FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
+         WHERE r.resource = $1 AND r.id = u.id AND r.version = u.version
+         RETURNING r.id, r.version`,
+        [
+          resource,
+          replacements.map((entry) => entry.id),
+          replacements.map((entry) => documentText(entry.document)),
+          replacements.map((entry) => entry.expectedVersion),
+        ],
+      );
+      const written = new Map(rows.map((row) => [row.id, row.version]));
+      const writtenIds = [...written.keys()];
+      await client.query(
+        "DELETE FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[])",
+        [resource, writtenIds],
+      );
+      await insertStamps(
+        client,
+        resource,
+        replacements
+          .filter((entry) => written.has(entry.id))
+          .map((entry) => [entry.id, entry.stamps] as const),
+      );
+      const conflicts = replacements
+        .filter((entry) => !written.has(entry.id))
+        .map((entry) => entry.id);
+      return { written, conflicts };
+    });
+  }
+
+  async delete(key: RecordKey, expectedVersion?: number): Promise<boolean> {
+    const result =
+      expectedVersion === undefined
+        ? await this.#query("DELETE FROM kmse_records WHERE resource = $1 AND id = $2", [
+            key.resource,
+            key.id,
+          ])
+        : await this.#query(
+            "DELETE FROM kmse_records WHERE resource = $1 AND id = $2 AND version = $3",
+            [key.resource, key.id, expectedVersion],
+          );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async resources(): Promise<string[]> {
+    const { rows } = await this.#query<{ resource: string }>(
+      "SELECT DISTINCT resource FROM kmse_records ORDER BY resource",
+    );
+    return rows.map((row) => row.resource);
+  }
+
+  async countRecords(resource: string): Promise<number> {
+    const { rows } = await this.#query<{ count: number }>(
+      "SELECT count(*)::int AS count FROM kmse_records WHERE resource = $1",
+      [resource],
+    );
+    return rows[0]?.count ?? 0;
+  }
+
+  async recordIds(resource: string, afterId: string, limit: number): Promise<string[]> {
+    const { rows } = await this.#query<{ id: string }>(
+      "SELECT id FROM kmse_records WHERE resource = $1 AND id > $2 ORDER BY id LIMIT $3",
+      [resource, afterId, limit],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  async subjectRecords(
+    subjectId: string,
+    after: RecordKey | undefined,
+    limit: number,
+  ): Promise<StoredRecord[]> {
+    const { rows } = await this.#query<RecordKey>(
+      "SELECT resource, id FROM kmse_records WHERE subject_id = $1 AND (resource, id) > ($2, $3) ORDER BY resource, id LIMIT $4",
+      [subjectId, after?.resource ?? "", after?.id ?? "", limit],
+    );
+    return inKeyOrder(rows, (resource, ids) => this.getMany(resource, ids));
+  }
+
+  async writerCounts(): Promise<WriterCount[]> {
+    const { rows } = await this.#query<WriterCount>(
+      `SELECT resource, path, provider, key_id AS "keyId", count(*)::int AS fields FROM kmse_field_stamps
+       GROUP BY resource, path, provider, key_id ORDER BY resource, path, provider, key_id`,
+    );
+    return rows;
+  }
+
+  async recordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    afterId: string,
+    limit: number,
+  ): Promise<string[]> {
+    const condition = notUnderCondition(current, (index) => `$${index + 4}`);
+    const { rows } = await this.#query<{ record_id: string }>(
+      `SELECT DISTINCT record_id FROM kmse_field_stamps WHERE resource = $1 AND record_id > $2 AND ${condition.sql} ORDER BY record_id LIMIT $3`,
+      [resource, afterId, limit, ...condition.parameters],
+    );
+    return rows.map((row) => row.record_id);
+  }
+
+  async countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number> {
+    const condition = notUnderCondition(current, (index) => `$${index + 2}`);
+    const { rows } = await this.#query<{ count: number }>(
+      `SELECT count(DISTINCT record_id)::int AS count FROM kmse_field_stamps WHERE resource = $1 AND ${condition.sql}`,
+      [resource, ...condition.parameters],
+    );
+    return rows[0]?.count ?? 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+
+  async #query<Row extends pg.QueryResultRow>(
+    sql: string,
+    parameters: unknown[] = [],
+  ): Promise<pg.QueryResult<Row>> {
+    try {
+      return await this.#pool.query<Row>(sql, parameters);
+    } catch (error) {
+      throw classify(error, this.#description);
+    }
+  }
+
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = "BEGIN"): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (error) {
+        throw unavailable(this.#description, error);
+      }
+      try {
+        await client.query(begin);
+        const result = await work(client);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        const code = (error as { code?: string }).code;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < TRANSACTION_ATTEMPTS) continue;
+        throw classify(error, this.#description);
+      } finally {
+        client.release();
+      }
+    }
+  }
+}
+
+// Errors of ours and constraint violations the caller interprets pass through; anything else
+// from the driver (connection lost, server gone) is the store being unavailable.
+function classify(error: unknown, description: string): unknown {
+  if (error instanceof KmsEnvelopeError) return error;
+  const code = (error as { code?: string }).code;
+  if (code !== undefined && /^2[23]/.test(code)) return error;
+  return unavailable(description, error);
+}
+
+async function insertStamps(
+  client: pg.PoolClient,
+  resource: string,
+  records: readonly (readonly [string, readonly FieldStamp[]])[],
+): Promise<void> {
+  const rows = records.flatMap(([id, stamps]) => stamps.map((stamp) => ({ id, stamp })));
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO kmse_field_stamps (resource, record_id, path, route, provider, key_id)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])`,
+    [
+      resource,
+      rows.map((row) => row.id),
+      rows.map((row) => row.stamp.path),
+      rows.map((row) => row.stamp.route),
+      rows.map((row) => row.stamp.provider),
+      rows.map((row) => row.stamp.keyId),
+    ],
+  );
+}

@@ -1,0 +1,122 @@
+/**
+ * Conversions between repository records and database rows that both backends share: documents
+ * as JSON text, stamps as rows of their own table.
+ */
+
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldRoute, FieldStamp, JsonObject } from "../fields/field-codec.js";
+import type { PathWriter, RecordKey, StoredRecord } from "./repository.js";
+
+/** A kmse_records row as both drivers return it (updated_at normalised by the caller). */
+export interface RecordRow {
+  resource: string;
+  id: string;
+  subject_id: string | null;
+  workspace: string | null;
+  document: string;
+  version: number;
+  updated_at: string;
+}
+
+/** A kmse_field_stamps row. */
+export interface StampRow {
+  record_id: string;
+  path: string;
+  route: string;
+  provider: string;
+  key_id: string;
+}
+
+/** Serialises a document; refuses anything that is not a JSON object so reads never fail. */
+export function documentText(document: JsonObject): string {
+  if (typeof document !== "object" || document === null || Array.isArray(document)) {
+    throw new KmsEnvelopeError("INVALID_REQUEST", "a record document must be a JSON object");
+  }
+  return JSON.stringify(document);
+}
+
+/** Checks that a record's stamps name each path once, before anything is written. */
+export function checkStamps(id: string, stamps: readonly FieldStamp[]): void {
+  const paths = new Set<string>();
+  for (const stamp of stamps) {
+    if (paths.has(stamp.path)) {
+      throw new KmsEnvelopeError(
+        "INVALID_REQUEST",
+        `record ${JSON.stringify(id)} has two stamps for field ${JSON.stringify(stamp.path)}; the codec must stamp each field once`,
+      );
+    }
+    paths.add(stamp.path);
+  }
+}
+
+/** Groups stamp rows by record id. */
+export function stampsById(rows: readonly StampRow[]): Map<string, FieldStamp[]> {
+  const byId = new Map<string, FieldStamp[]>();
+  for (const row of rows) {
+    const stamp: FieldStamp = {
+      path: row.path,
+      route: row.route as FieldRoute,
+      provider: row.provider,
+      keyId: row.key_id,
+    };
+    const list = byId.get(row.record_id);
+    if (list === undefined) byId.set(row.record_id, [stamp]);
+    else list.push(stamp);
+  }
+  return byId;
+}
+
+/** Builds the repository's view of a row and its stamps. */
+export function toStoredRecord(row: RecordRow, stamps: readonly FieldStamp[]): StoredRecord {
+  return {
+    resource: row.resource,
+    id: row.id,
+    subjectId: row.subject_id,
+    workspace: row.workspace,
+    document: JSON.parse(row.document) as JsonObject,
+    stamps,
+    version: row.version,
+    updatedAt: row.updated_at,
+  };
+}
+
+/**
+ * The WHERE clause (after the resource and cursor conditions) that selects stamps at one of the
+ * `current` paths written by someone else; `placeholder(n)` renders the n-th extra parameter.
+ */
+export function notUnderCondition(
+  current: readonly PathWriter[],
+  placeholder: (index: number) => string,
+): { sql: string; parameters: string[] } {
+  if (current.length === 0) return { sql: "FALSE", parameters: [] };
+  const parameters: string[] = [];
+  const clauses = current.map((writer) => {
+    const base = parameters.length;
+    parameters.push(writer.path, writer.provider, writer.keyId);
+    return `(path = ${placeholder(base)} AND (provider <> ${placeholder(base + 1)} OR key_id <> ${placeholder(base + 2)}))`;
+  });
+  return { sql: `(${clauses.join(" OR ")})`, parameters };
+}
+
+/**
+ * Loads the records of `keys` resource by resource and returns them in the order of `keys` (the
+ * database's order, which pagination cursors rely on); keys deleted meanwhile are left out.
+ */
+export async function inKeyOrder(
+  keys: readonly RecordKey[],
+  load: (resource: string, ids: string[]) => Promise<StoredRecord[]>,
+): Promise<StoredRecord[]> {
+  const groups = new Map<string, string[]>();
+  for (const key of keys) {
+    const ids = groups.get(key.resource);
+    if (ids === undefined) groups.set(key.resource, [key.id]);
+    else ids.push(key.id);
+  }
+  const loaded = new Map<string, StoredRecord>();
+  for (const [resource, ids] of groups) {
+    for (const record of await load(resource, ids)) {
+      loaded.set(JSON.stringify([record.resource, record.id]), record);
+    }
+  }
+  return keys.flatMap((key) => loaded.get(JSON.stringify([key.resource, key.id])) ?? []);
+}

@@ -1,0 +1,112 @@
+/**
+ * The one repository interface behind which the SQLite and PostgreSQL backends keep records.
+ * A repository never sees keys or plaintext of encrypted fields: documents arrive sealed by a
+ * FieldCodec (src/fields/field-codec.ts) and their stamps are kept beside them, so "which fields
+ * are not under the current writer" is a query over stamps, not a scan of ciphertexts.
+ */
+import type { FieldStamp, JsonObject } from "../fields/field-codec.js";
+
+/** Identifies one record: its resource (as the field map names it) and its id there. */
+export interface RecordKey {
+  readonly resource: string;
+  readonly id: string;
+}
+
+/** A record as stored: encrypted fields are the text the codec produced. */
+export interface StoredRecord extends RecordKey {
+  /** The data subject (owner) the record belongs to, for exports; null for system records. */
+  readonly subjectId: string | null;
+  /** Workspace whose key seals field-service fields; null when the resource needs none. */
+  readonly workspace: string | null;
+  readonly document: JsonObject;
+  /** One stamp per encrypted field present in the document. */
+  readonly stamps: readonly FieldStamp[];
+  /** Starts at 1 and grows by one with every write: the optimistic-concurrency token. */
+  readonly version: number;
+  /** ISO 8601 time of the last write. */
+  readonly updatedAt: string;
+}
+
+/** What a caller supplies to create a record. */
+export interface NewRecord extends RecordKey {
+  readonly subjectId: string | null;
+  readonly workspace: string | null;
+  readonly document: JsonObject;
+  readonly stamps: readonly FieldStamp[];
+}
+
+/** A replacement of a record's document that only applies while it is still at `expectedVersion`. */
+export interface RecordReplacement {
+  readonly id: string;
+  readonly expectedVersion: number;
+  readonly document: JsonObject;
+  readonly stamps: readonly FieldStamp[];
+}
+
+/** Result of a batch of replacements applied in one transaction. */
+export interface ReplaceOutcome {
+  /** New version of each record that was written, by id. */
+  readonly written: ReadonlyMap<string, number>;
+  /** Ids left untouched because someone else changed (or deleted) them since they were read. */
+  readonly conflicts: readonly string[];
+}
+
+/** The writer one encrypted field path of a resource should be under. */
+export interface PathWriter {
+  readonly path: string;
+  readonly provider: string;
+  readonly keyId: string;
+}
+
+/** How many stored fields of a resource path one writer (provider, key id) wrote. */
+export interface WriterCount extends PathWriter {
+  readonly resource: string;
+  readonly fields: number;
+}
+
+/** Storage of records and their field stamps; implementations are safe across processes. */
+export interface RecordRepository {
+  /** "sqlite" or "postgres", for logs and summaries. */
+  readonly backend: string;
+  /** Creates a record at version 1; STORE_CONFLICT when the key exists. */
+  insert(record: NewRecord): Promise<StoredRecord>;
+  get(key: RecordKey): Promise<StoredRecord | undefined>;
+  /** The records of `resource` among `ids` that exist, in no particular order. */
+  getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]>;
+  /**
+   * Replaces documents and stamps in one transaction. A record whose version is no longer the
+   * expected one is left alone and reported as a conflict, so stale data never overwrites a
+   * newer write.
+   */
+  replace(resource: string, replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
+  /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
+  delete(key: RecordKey, expectedVersion?: number): Promise<boolean>;
+  /** Every resource that has records. */
+  resources(): Promise<string[]>;
+  /** How many records a resource has. */
+  countRecords(resource: string): Promise<number>;
+  /** Ids of a resource after `afterId` in id order, at most `limit`. */
+  recordIds(resource: string, afterId: string, limit: number): Promise<string[]>;
+  /** Records of a data subject after `after` in (resource, id) order, at most `limit`. */
+  subjectRecords(
+    subjectId: string,
+    after: RecordKey | undefined,
+    limit: number,
+  ): Promise<StoredRecord[]>;
+  /** Stored encrypted fields grouped by resource, path and writer. */
+  writerCounts(): Promise<WriterCount[]>;
+  /**
+   * Ids (after `afterId`, in id order, at most `limit`) of records of `resource` with a field
+   * at one of the `current` paths whose stamp names another writer.
+   */
+  recordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    afterId: string,
+    limit: number,
+  ): Promise<string[]>;
+  /** How many records `recordsNotUnder` would list from the start. */
+  countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number>;
+  /** Releases the database; idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,294 @@
+/**
+ * The embedded default backend: one SQLite file in WAL mode, so the application, rewrap and
+ * export can use it from several processes at once (readers never block the writer).
+ */
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldStamp } from "../fields/field-codec.js";
+import {
+  checkStamps,
+  documentText,
+  inKeyOrder,
+  notUnderCondition,
+  type RecordRow,
+  type StampRow,
+  stampsById,
+  toStoredRecord,
+} from "./record-rows.js";
+import type {
+  NewRecord,
+  PathWriter,
+  RecordKey,
+  RecordReplacement,
+  RecordRepository,
+  ReplaceOutcome,
+  StoredRecord,
+  WriterCount,
+} from "./repository.js";
+import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from "./schema.js";
+
+/** How long a write waits for another process's transaction before failing. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
+
+/** Opens (creating when missing, mode 0600 in a 0700 directory) and migrates a SQLite store. */
+export function openSqliteRepository(path: string): RecordRepository {
+  let database: Database.Database;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // The file holds ciphertexts and plain fields; SQLite gives its -wal and -shm files the same
+    // mode as the database, so creating it 0600 first covers all three.
+    closeSync(openSync(path, "a", 0o600));
+    database = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    // WAL lets readers run beside a writer; FULL makes each commit durable before rewrap moves
+    // on, so a power cut cannot undo rows an operator then retires the old key for.
+    database.pragma("journal_mode = WAL");
+    database.pragma("synchronous = FULL");
+    database.pragma("foreign_keys = ON");
+  } catch (error) {
+    throw new KmsEnvelopeError(
+      "STORE_UNAVAILABLE",
+      `cannot open the SQLite store ${path}: ${error instanceof Error ? error.message : String(error)}; check the path and its permissions`,
+      { cause: error },
+    );
+  }
+  migrate(database, path);
+  return new SqliteRepository(database);
+}
+
+function migrate(database: Database.Database, path: string): void {
+  database
+    .transaction(() => {
+      database.exec(
+        `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)`,
+      );
+      const { current } = database
+        .prepare(`SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`)
+        .get() as { current: number };
+      if (current > SCHEMA_VERSION) {
+        throw new KmsEnvelopeError(
+          "STORE_UNAVAILABLE",
+          `the store ${path} has schema version ${current}, newer than this kms-envelope knows (${SCHEMA_VERSION}); upgrade kms-envelope`,
+        );
+      }
+      for (const migration of MIGRATIONS.filter((entry) => entry.version > current)) {
+        database.exec(migration.sqlite);
+        database
+          .prepare(`INSERT INTO ${MIGRATIONS_TABLE} VALUES (?, ?, ?)`)
+          .run(migration.version, migration.description, new Date().toISOString());
+      }
+    })
+    // IMMEDIATE takes the write lock up front, so two processes starting together cannot both
+    // read "version 0" and then both try to create the tables.
+    .immediate();
+}
+
+class SqliteRepository implements RecordRepository {
+  readonly backend = "sqlite";
+  readonly #database: Database.Database;
+
+  constructor(database: Database.Database) {
+    this.#database = database;
+  }
+
+  async insert(record: NewRecord): Promise<StoredRecord> {
+    checkStamps(record.id, record.stamps);
+    const updatedAt = new Date().toISOString();
+    const row: RecordRow = {
+      resource: record.resource,
+      id: record.id,
+      subject_id: record.subjectId,
+      workspace: record.workspace,
+      document: documentText(record.document),
+      version: 1,
+      updated_at: updatedAt,
+    };
+    try {
+      this.#database
+        .transaction(() => {
+          this.#database
+            .prepare(`INSERT INTO kmse_records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+            .run(
+              row.resource,
+              row.id,
+              row.subject_id,
+              row.workspace,
+              row.document,
+              row.version,
+              row.updated_at,
+            );
+          this.#insertStamps(record.resource, record.id, record.stamps);
+        })
+        .immediate();
+    } catch (error) {
+      if ((error as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+        throw new KmsEnvelopeError(
+          "STORE_CONFLICT",
+          `record ${JSON.stringify(record.id)} of ${record.resource} already exists; update it instead`,
+        );
+      }
+      throw error;
+    }
+    return toStoredRecord(row, record.stamps);
+  }
+
+  async get(key: RecordKey): Promise<StoredRecord | undefined> {
+    return (await this.getMany(key.resource, [key.id]))[0];
+  }
+
+  async getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]> {
+    if (ids.length === 0) return [];
+    // One read transaction, so every record and its stamps come from the same snapshot.
+    return this.#database.transaction(() => {
+      const idList = JSON.stringify(ids);
+      const rows = this.#database
+        .prepare(
+          `SELECT ${RECORD_COLUMNS} FROM kmse_records WHERE resource = ? AND id IN (SELECT value FROM json_each(?))`,
+        )
+        .all(resource, idList) as RecordRow[];
+      const stamps = stampsById(
+        this.#database
+          .prepare(
+            "SELECT record_id, path, route, provider, key_id FROM kmse_field_stamps WHERE resource = ? AND record_id IN (SELECT value FROM json_each(?)) ORDER BY record_id, path",
+          )
+          .all(resource, idList) as StampRow[],
+      );
+      return rows.map((row) => toStoredRecord(row, stamps.get(row.id) ?? []));
+    })();
+  }
+
+  async replace(
+    resource: string,
+    replacements: readonly RecordReplacement[],
+  ): Promise<ReplaceOutcome> {
+    for (const replacement of replacements) checkStamps(replacement.id, replacement.stamps);
+    const update = this.#database.prepare(
+      "UPDATE kmse_records SET document = ?, version = version + 1, updated_at = ? WHERE resource = ? AND id = ? AND version = ?",
+    );
+    const deleteStamps = this.#database.prepare(
+      "DELETE FROM kmse_field_stamps WHERE resource = ? AND record_id = ?",
+    );
+    return this.#database
+      .transaction(() => {
+        const written = new Map<string, number>();
+        const conflicts: string[] = [];
+        const updatedAt = new Date().toISOString();
+        for (const replacement of replacements) {
+          const changed = update.run(
+            documentText(replacement.document),
+            updatedAt,
+            resource,
+            replacement.id,
+            replacement.expectedVersion,
+          ).changes;
+          if (changed === 0) {
+            conflicts.push(replacement.id);
+            continue;
+          }
+          deleteStamps.run(resource, replacement.id);
+          this.#insertStamps(resource, replacement.id, replacement.stamps);
+          written.set(replacement.id, replacement.expectedVersion + 1);
+        }
+        return { written, conflicts };
+      })
+      .immediate();
+  }
+
+  async delete(key: RecordKey, expectedVersion?: number): Promise<boolean> {
+    const result =
+      expectedVersion === undefined
+        ? this.#database
+            .prepare("DELETE FROM kmse_records WHERE resource = ? AND id = ?")
+            .run(key.resource, key.id)
+        : this.#database
+            .prepare("DELETE FROM kmse_records WHERE resource = ? AND id = ? AND version = ?")
+            .run(key.resource, key.id, expectedVersion);
+    return result.changes > 0;
+  }
+
+  async resources(): Promise<string[]> {
+    return (
+      this.#database
+        .prepare("SELECT DISTINCT resource FROM kmse_records ORDER BY resource")
+        .all() as { resource: string }[]
+    ).map((row) => row.resource);
+  }
+
+  async countRecords(resource: string): Promise<number> {
+    const { count } = this.#database
+      .prepare("SELECT count(*) AS count FROM kmse_records WHERE resource = ?")
+      .get(resource) as { count: number };
+    return count;
+  }
+
+  async recordIds(resource: string, afterId: string, limit: number): Promise<string[]> {
+    return (
+      this.#database
+        .prepare("SELECT id FROM kmse_records WHERE resource = ? AND id > ? ORDER BY id LIMIT ?")
+        .all(resource, afterId, limit) as { id: string }[]
+    ).map((row) => row.id);
+  }
+
+  async subjectRecords(
+    subjectId: string,
+    after: RecordKey | undefined,
+    limit: number,
+  ): Promise<StoredRecord[]> {
+    const keys = this.#database
+      .prepare(
+        "SELECT resource, id FROM kmse_records WHERE subject_id = ? AND (resource, id) > (?, ?) ORDER BY resource, id LIMIT ?",
+      )
+      .all(subjectId, after?.resource ?? "", after?.id ?? "", limit) as RecordKey[];
+    return inKeyOrder(keys, (resource, ids) => this.getMany(resource, ids));
+  }
+
+  async writerCounts(): Promise<WriterCount[]> {
+    return this.#database
+      .prepare(
+        "SELECT resource, path, provider, key_id AS keyId, count(*) AS fields FROM kmse_field_stamps GROUP BY resource, path, provider, key_id ORDER BY resource, path, provider, key_id",
+      )
+      .all() as WriterCount[];
+  }
+
+  async recordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    afterId: string,
+    limit: number,
+  ): Promise<string[]> {
+    const condition = notUnderCondition(current, () => "?");
+    return (
+      this.#database
+        .prepare(
+          `SELECT DISTINCT record_id FROM kmse_field_stamps WHERE resource = ? AND record_id > ? AND ${condition.sql} ORDER BY record_id LIMIT ?`,
+        )
+        .all(resource, afterId, ...condition.parameters, limit) as { record_id: string }[]
+    ).map((row) => row.record_id);
+  }
+
+  async countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number> {
+    const condition = notUnderCondition(current, () => "?");
+    const { count } = this.#database
+      .prepare(
+        `SELECT count(DISTINCT record_id) AS count FROM kmse_field_stamps WHERE resource = ? AND ${condition.sql}`,
+      )
+      .get(resource, ...condition.parameters) as { count: number };
+    return count;
+  }
+
+  async close(): Promise<void> {
+    if (this.#database.open) this.#database.close();
+  }
+
+  #insertStamps(resource: string, recordId: string, stamps: readonly FieldStamp[]): void {
+    const insert = this.#database.prepare(
+      "INSERT INTO kmse_field_stamps (resource, record_id, path, route, provider, key_id) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    for (const stamp of stamps) {
+      insert.run(resource, recordId, stamp.path, stamp.route, stamp.provider, stamp.keyId);
+    }
+  }
+}

@@ -1,0 +1,341 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import Database from "better-sqlite3";
+import pg from "pg";
+import type { FieldStamp } from "../../src/fields/field-codec.js";
+import { openRepository } from "../../src/store/open-repository.js";
+import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
+import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
+
+interface Backend {
+  name: string;
+  /** A fresh, empty store URL. */
+  newStore(): Promise<string>;
+  /** Sets the recorded schema version of a store (to simulate a newer kms-envelope). */
+  setSchemaVersion(url: string, version: number): Promise<void>;
+  setUp(): Promise<void>;
+  tearDown(): Promise<void>;
+}
+
+function sqliteBackend(): Backend {
+  let directory = "";
+  let count = 0;
+  return {
+    name: "sqlite",
+    async setUp() {
+      directory = await mkdtemp(join(tmpdir(), "kms-envelope-store-"));
+    },
+    async newStore() {
+      return `sqlite://${join(directory, `store-${++count}.db`)}`;
+    },
+    async setSchemaVersion(url, version) {
+      const database = new Database(url.slice("sqlite://".length));
+      database
+        .prepare("INSERT INTO kmse_schema_migrations VALUES (?, 'future', 'now')")
+        .run(version);
+      database.close();
+    },
+    async tearDown() {
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgresBackend(): Backend {
+  let server: PostgresServer | undefined;
+  return {
+    name: "postgres",
+    async setUp() {
+      server = await startPostgres();
+    },
+    async newStore() {
+      const database = await (server as PostgresServer).createDatabase();
+      return (server as PostgresServer).tcpUrl(database);
+    },
+    async setSchemaVersion(url, version) {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query("INSERT INTO kmse_schema_migrations VALUES ($1, 'future', now())", [
+        version,
+      ]);
+      await client.end();
+    },
+    async tearDown() {
+      await server?.stop();
+    },
+  };
+}
+
+const stamp = (path: string, keyId: string, provider = "secretbox"): FieldStamp => ({
+  path,
+  route: "engine",
+  provider,
+  keyId,
+});
+
+function record(id: string, overrides: Partial<NewRecord> = {}): NewRecord {
+  return {
+    resource: "credentials",
+    id,
+    subjectId: "alice",
+    workspace: "ws-1",
+    document: { name: id, secrets: `ciphertext-of-${id}` },
+    stamps: [stamp("secrets", "key-1")],
+    ...overrides,
+  };
+}
+
+for (const backend of [sqliteBackend(), postgresBackend()]) {
+  describe(`record repository (${backend.name})`, () => {
+    let repository: RecordRepository;
+    let url: string;
+    before(async () => {
+      await backend.setUp();
+      url = await backend.newStore();
+      repository = await openRepository(url);
+    });
+    after(async () => {
+      await repository?.close();
+      await backend.tearDown();
+    });
+
+    test("a created record reads back at version 1 with its document and stamps", async () => {
+      const document = {
+        name: "ünïcödé ✓ 𝄞",
+        nested: { list: [1, 2.5, true, null, "x"], empty: {} },
+        secrets: "ciphertext",
+        big: 12345678901234,
+      };
+      const created = await repository.insert(
+        record("create-1", { document, stamps: [stamp("secrets", "key-1")] }),
+      );
+      assert.equal(created.version, 1, "new records start at version 1");
+      const read = await repository.get({ resource: "credentials", id: "create-1" });
+      assert.ok(read !== undefined, "the record exists");
+      assert.deepEqual(read.document, document);
+      assert.deepEqual(read.stamps, [stamp("secrets", "key-1")]);
+      assert.equal(read.subjectId, "alice");
+      assert.equal(read.workspace, "ws-1");
+      assert.equal(read.version, 1);
+      assert.ok(!Number.isNaN(Date.parse(read.updatedAt)), "updatedAt is an ISO time");
+      assert.equal(await repository.get({ resource: "credentials", id: "missing" }), undefined);
+      assert.equal(await repository.get({ resource: "other", id: "create-1" }), undefined);
+    });
+
+    test("creating a record that exists is STORE_CONFLICT and changes nothing", async () => {
+      await repository.insert(record("dup-1"));
+      await assert.rejects(
+        repository.insert(record("dup-1", { document: { name: "other" } })),
+        (error: Error & { code?: string }) =>
+          error.code === "STORE_CONFLICT" &&
+          /already exists; update it instead/.test(error.message),
+      );
+      const read = await repository.get({ resource: "credentials", id: "dup-1" });
+      assert.equal(read?.document.name, "dup-1");
+    });
+
+    test("a record with two stamps for one field is refused before anything is written", async () => {
+      await assert.rejects(
+        repository.insert(
+          record("two-stamps", { stamps: [stamp("secrets", "a"), stamp("secrets", "b")] }),
+        ),
+        (error: Error & { code?: string }) =>
+          error.code === "INVALID_REQUEST" && /two stamps for field "secrets"/.test(error.message),
+      );
+      assert.equal(await repository.get({ resource: "credentials", id: "two-stamps" }), undefined);
+    });
+
+    test("replace writes only records still at the expected version; the rest are conflicts", async () => {
+      await repository.insert(record("replace-1"));
+      await repository.insert(record("replace-2"));
+      const outcome = await repository.replace("credentials", [
+        {
+          id: "replace-1",
+          expectedVersion: 1,
+          document: { name: "replace-1", secrets: "new", token: "t" },
+          stamps: [stamp("secrets", "key-2"), stamp("token", "key-2")],
+        },
+        { id: "replace-2", expectedVersion: 7, document: { name: "stale" }, stamps: [] },
+        { id: "never-existed", expectedVersion: 1, document: {}, stamps: [] },
+      ]);
+      assert.deepEqual([...outcome.written], [["replace-1", 2]]);
+      assert.deepEqual([...outcome.conflicts].sort(), ["never-existed", "replace-2"]);
+      const one = await repository.get({ resource: "credentials", id: "replace-1" });
+      assert.equal(one?.version, 2);
+      assert.deepEqual(one?.document, { name: "replace-1", secrets: "new", token: "t" });
+      assert.deepEqual(
+        [...(one?.stamps ?? [])].sort((a, b) => a.path.localeCompare(b.path)),
+        [stamp("secrets", "key-2"), stamp("token", "key-2")],
+      );
+      const two = await repository.get({ resource: "credentials", id: "replace-2" });
+      assert.equal(two?.version, 1, "a conflicting record is untouched");
+      assert.equal(two?.document.name, "replace-2");
+      // Stamps follow the document: a field that is gone loses its stamp.
+      await repository.replace("credentials", [
+        { id: "replace-1", expectedVersion: 2, document: { name: "replace-1" }, stamps: [] },
+      ]);
+      assert.deepEqual(
+        (await repository.get({ resource: "credentials", id: "replace-1" }))?.stamps,
+        [],
+      );
+    });
+
+    test("two writers that read the same version: exactly one wins (no lost update)", async () => {
+      await repository.insert(record("race-1"));
+      const other = await openRepository(url);
+      try {
+        const results = await Promise.all(
+          [repository, other].map((writer, index) =>
+            writer.replace("credentials", [
+              {
+                id: "race-1",
+                expectedVersion: 1,
+                document: { name: `writer-${index}` },
+                stamps: [],
+              },
+            ]),
+          ),
+        );
+        assert.equal(
+          results.filter((result) => result.written.has("race-1")).length,
+          1,
+          "exactly one writer applies",
+        );
+        assert.equal(results.filter((result) => result.conflicts.includes("race-1")).length, 1);
+        const read = await other.get({ resource: "credentials", id: "race-1" });
+        assert.equal(read?.version, 2);
+      } finally {
+        await other.close();
+      }
+    });
+
+    test("delete honours the expected version and takes the stamps with the record", async () => {
+      await repository.insert(record("delete-1", { resource: "deletions" }));
+      const key = { resource: "deletions", id: "delete-1" };
+      assert.equal(await repository.delete(key, 5), false, "wrong version: nothing deleted");
+      assert.ok(await repository.get(key), "still there");
+      assert.equal(await repository.delete(key, 1), true);
+      assert.equal(await repository.delete(key), false, "already gone");
+      const counts = await repository.writerCounts();
+      assert.equal(
+        counts.filter((count) => count.resource === "deletions").length,
+        0,
+        "no stamp outlives its record",
+      );
+    });
+
+    test("fields not under the current writer are found by query, page by page", async () => {
+      const resource = "rotation";
+      for (let index = 0; index < 25; index++) {
+        const id = `r-${String(index).padStart(3, "0")}`;
+        const old = index % 3 === 0;
+        await repository.insert(
+          record(id, {
+            resource,
+            document: { a: "x", b: "y" },
+            stamps: [
+              stamp("a", old ? "key-1" : "key-2"),
+              stamp("b", index % 5 === 0 ? "key-1" : "key-2"),
+            ],
+          }),
+        );
+      }
+      const current = [
+        { path: "a", provider: "secretbox", keyId: "key-2" },
+        { path: "b", provider: "secretbox", keyId: "key-2" },
+      ];
+      const expected = Array.from({ length: 25 }, (_, index) => index)
+        .filter((index) => index % 3 === 0 || index % 5 === 0)
+        .map((index) => `r-${String(index).padStart(3, "0")}`);
+      assert.equal(await repository.countRecordsNotUnder(resource, current), expected.length);
+      const found: string[] = [];
+      let cursor = "";
+      for (;;) {
+        const page = await repository.recordsNotUnder(resource, current, cursor, 4);
+        if (page.length === 0) break;
+        assert.ok(page.length <= 4, "a page holds at most the limit");
+        found.push(...page);
+        cursor = page[page.length - 1] as string;
+      }
+      assert.deepEqual(found, expected, "each record once, in id order");
+      // Only the listed paths count; a provider change counts like a key change.
+      assert.equal(
+        await repository.countRecordsNotUnder(resource, [current[0] as (typeof current)[0]]),
+        9,
+      );
+      assert.equal(
+        await repository.countRecordsNotUnder(resource, [
+          { path: "a", provider: "aesgcm", keyId: "key-2" },
+        ]),
+        25,
+      );
+      assert.equal(await repository.countRecordsNotUnder(resource, []), 0);
+      const counts = (await repository.writerCounts()).filter((c) => c.resource === resource);
+      assert.deepEqual(counts, [
+        { resource, path: "a", provider: "secretbox", keyId: "key-1", fields: 9 },
+        { resource, path: "a", provider: "secretbox", keyId: "key-2", fields: 16 },
+        { resource, path: "b", provider: "secretbox", keyId: "key-1", fields: 5 },
+        { resource, path: "b", provider: "secretbox", keyId: "key-2", fields: 20 },
+      ]);
+      assert.equal(await repository.countRecords(resource), 25);
+      const ids = await repository.recordIds(resource, "r-020", 100);
+      assert.deepEqual(ids, ["r-021", "r-022", "r-023", "r-024"]);
+      assert.ok((await repository.resources()).includes(resource), "resource listed");
+    });
+
+    test("a subject's records come in (resource, id) order across pages; others' never", async () => {
+      for (const [resource, id, subjectId] of [
+        ["users", "u-2", "bob"],
+        ["credentials", "bob-c", "bob"],
+        ["users", "u-1", "bob"],
+        ["audit", "a-9", "bob"],
+        ["users", "u-3", "carol"],
+        ["audit", "a-1", null],
+      ] as const) {
+        await repository.insert(record(id, { resource, subjectId }));
+      }
+      const seen: string[] = [];
+      let after: { resource: string; id: string } | undefined;
+      for (;;) {
+        const page = await repository.subjectRecords("bob", after, 2);
+        seen.push(...page.map((entry) => `${entry.resource}/${entry.id}`));
+        assert.ok(
+          page.every((entry) => entry.subjectId === "bob"),
+          "only bob's records",
+        );
+        if (page.length < 2) break;
+        after = page[page.length - 1];
+      }
+      assert.deepEqual(seen, ["audit/a-9", "credentials/bob-c", "users/u-1", "users/u-2"]);
+    });
+
+    test("reopening migrates nothing twice; a newer schema is refused with what to do", async () => {
+      const fresh = await backend.newStore();
+      const first = await openRepository(fresh);
+      await first.insert(record("kept"));
+      await first.close();
+      const second = await openRepository(fresh);
+      assert.equal((await second.get({ resource: "credentials", id: "kept" }))?.version, 1);
+      await second.close();
+      await backend.setSchemaVersion(fresh, 99);
+      await assert.rejects(
+        openRepository(fresh),
+        (error: Error & { code?: string }) =>
+          error.code === "STORE_UNAVAILABLE" &&
+          /schema version 99, newer than this kms-envelope knows \(1\); upgrade kms-envelope/.test(
+            error.message,
+          ),
+      );
+    });
+
+    test("stores opened at the same moment migrate once", async () => {
+      const fresh = await backend.newStore();
+      const repositories = await Promise.all([1, 2, 3].map(() => openRepository(fresh)));
+      await repositories[0]?.insert(record("concurrent-open"));
+      for (const entry of repositories) await entry.close();
+    });
+  });
+}
