@@ -2,6 +2,8 @@
 import { Command, CommanderError } from "commander";
 import { KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
+import { etcdCommand } from "./etcd-command.js";
+import { decryptCommand, encryptCommand } from "./field-commands.js";
 import { keygenCommand } from "./keygen-command.js";
 import { retireCommand, rotateCommand } from "./rotate-command.js";
 import { serveCommand } from "./serve-command.js";
@@ -23,8 +25,12 @@ for (const command of [
   keygenCommand(),
   rotateCommand(),
   retireCommand(),
+  encryptCommand(),
+  decryptCommand(),
+  etcdCommand(),
 ]) {
-  command.showHelpAfterError("(run with --help for usage)").exitOverride();
+  for (const each of [command, ...command.commands])
+    each.showHelpAfterError("(run with --help for usage)").exitOverride();
   if (command !== program) program.addCommand(command);
 }
 

@@ -1,0 +1,144 @@
+import { createInterface } from "node:readline";
+import { Command } from "commander";
+import { InvalidRequestError } from "../errors.js";
+import type { FieldRecord, JsonObject, JsonValue } from "../fields/field-codec.js";
+import { getPath } from "../fields/field-paths.js";
+import {
+  addFieldLayerFlags,
+  type FieldLayerFlags,
+  fieldLayerFromFlags,
+} from "./field-layer-flags.js";
+
+interface FieldCommandFlags extends FieldLayerFlags {
+  resource: string;
+  id?: string;
+  idField?: string;
+  workspace?: string;
+  workspaceField?: string;
+  ndjson?: boolean;
+}
+
+// NDJSON lines go to the daemon in batches: one round trip per batch, bounded memory.
+const BATCH = 100;
+
+function parseDocument(line: string, where: string): JsonObject {
+  let value: JsonValue;
+  try {
+    value = JSON.parse(line) as JsonValue;
+  } catch {
+    throw new InvalidRequestError(`${where} is not JSON`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new InvalidRequestError(`${where} must be a JSON object`);
+  return value;
+}
+
+function textAt(document: JsonObject, field: string, where: string, flag: string): string {
+  const value = getPath(document, field);
+  if (typeof value === "string" && value !== "") return value;
+  if (typeof value === "number") return String(value);
+  throw new InvalidRequestError(`${where} has no ${field} for ${flag}`);
+}
+
+function toRecord(document: JsonObject, flags: FieldCommandFlags, where: string): FieldRecord {
+  const id =
+    flags.idField === undefined ? flags.id : textAt(document, flags.idField, where, "--id-field");
+  if (id === undefined || id === "")
+    throw new InvalidRequestError("give the record id with --id (or --id-field for NDJSON input)");
+  const workspace =
+    flags.workspaceField === undefined
+      ? flags.workspace
+      : textAt(document, flags.workspaceField, where, "--workspace-field");
+  return { id, document, workspace };
+}
+
+async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): Promise<void> {
+  const layer = await fieldLayerFromFlags(flags);
+  let stale = 0;
+  let total = 0;
+  const flush = async (batch: FieldRecord[]) => {
+    if (batch.length === 0) return;
+    const out =
+      direction === "encrypt"
+        ? await layer.seal(flags.resource, batch)
+        : await layer.open(flags.resource, batch);
+    for (const record of out) {
+      if ("stale" in record && record.stale) stale++;
+      process.stdout.write(`${JSON.stringify(record.document)}\n`);
+    }
+    total += batch.length;
+  };
+  try {
+    if (flags.ndjson) await runLines(flags, flush);
+    else {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      await flush([
+        toRecord(
+          parseDocument(Buffer.concat(chunks).toString("utf8"), "the input"),
+          flags,
+          "the input",
+        ),
+      ]);
+    }
+  } finally {
+    await layer.close();
+  }
+  if (stale > 0)
+    process.stderr.write(
+      `kms-envelope: ${stale} of ${total} records were written by an older provider or key: run kms-envelope rewrap\n`,
+    );
+}
+
+async function runLines(
+  flags: FieldCommandFlags,
+  flush: (batch: FieldRecord[]) => Promise<void>,
+): Promise<void> {
+  if (flags.idField === undefined)
+    throw new InvalidRequestError("--ndjson needs --id-field: each line is its own record");
+  let batch: FieldRecord[] = [];
+  let number = 0;
+  for await (const line of createInterface({
+    input: process.stdin,
+    crlfDelay: Number.POSITIVE_INFINITY,
+  })) {
+    number++;
+    if (line.trim() === "") continue;
+    const where = `line ${number}`;
+    batch.push(toRecord(parseDocument(line, where), flags, where));
+    if (batch.length === BATCH) {
+      await flush(batch);
+      batch = [];
+    }
+  }
+  await flush(batch);
+}
+
+function fieldCommand(direction: "encrypt" | "decrypt"): Command {
+  const command = new Command(direction)
+    .description(
+      direction === "encrypt"
+        ? "encrypt the sensitive fields of JSON records read on stdin (field map decides which)"
+        : "decrypt the sensitive fields of JSON records read on stdin; reports stale records",
+    )
+    .requiredOption(
+      "--resource <resource>",
+      "resource the records belong to, as the field map names it",
+    )
+    .option("--id <id>", "record id (authenticated with every field)")
+    .option("--ndjson", "read one JSON record per line and write one per line")
+    .option("--id-field <path>", "NDJSON: take each record's id from this field")
+    .option("--workspace <workspace>", "workspace of field-service resources")
+    .option("--workspace-field <path>", "NDJSON: take each record's workspace from this field");
+  return addFieldLayerFlags(command).action((flags: FieldCommandFlags) => run(direction, flags));
+}
+
+/** `kms-envelope encrypt`: the field map's fields of stdin records, encrypted, on stdout. */
+export function encryptCommand(): Command {
+  return fieldCommand("encrypt");
+}
+
+/** `kms-envelope decrypt`: the reverse; stale records are counted on stderr. */
+export function decryptCommand(): Command {
+  return fieldCommand("decrypt");
+}

@@ -1,0 +1,51 @@
+import { type Command, Option } from "commander";
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldLayer } from "../fields/field-layer.js";
+import { openFieldLayer } from "../fields/open-field-layer.js";
+import { durationSchema } from "./duration.js";
+import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
+
+export interface FieldLayerFlags {
+  fields: string;
+  config?: string;
+  allowKmsV1?: boolean;
+  socket?: string;
+  timeout: string;
+}
+
+/** The flags every command that encrypts or decrypts application fields shares. */
+export function addFieldLayerFlags(command: Command): Command {
+  return command
+    .addOption(
+      new Option("--fields <file>", "field map: which fields of which resources are encrypted")
+        .env("KMS_ENVELOPE_FIELD_MAP")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--config <file>",
+        "EncryptionConfiguration for resources the field map routes through the engine",
+      ).env("KMS_ENVELOPE_ENCRYPTION_CONFIG"),
+    )
+    .option("--allow-kms-v1", "accept deprecated kms apiVersion v1 providers (KMSv1 gate)")
+    .addOption(
+      new Option(
+        "--socket <path>",
+        `kms-envelope daemon socket for field-service resources (default <run-dir>/${SOCKET_FILE_NAME})`,
+      ).env("KMS_ENVELOPE_SOCKET"),
+    )
+    .option("--timeout <duration>", "per-call timeout toward the daemon", "5s");
+}
+
+export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer> {
+  const timeout = durationSchema.safeParse(flags.timeout);
+  if (!timeout.success)
+    throw new KmsEnvelopeError("INVALID_CONFIG", `--timeout ${timeout.error.issues[0]?.message}`);
+  return openFieldLayer({
+    fieldMapPath: flags.fields,
+    encryptionConfigPath: flags.config,
+    allowKmsV1: flags.allowKmsV1,
+    daemonSocket: flags.socket ?? `${defaultRunDirectory()}/${SOCKET_FILE_NAME}`,
+    daemonTimeoutMs: timeout.data,
+  });
+}

@@ -1,0 +1,56 @@
+import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
+import { EncryptionEngine, type EngineOptions } from "../engine/encryption-engine.js";
+import { KmsEnvelopeError } from "../errors.js";
+import { FieldLayer } from "./field-layer.js";
+import { loadFieldMap } from "./field-map.js";
+import { FieldServiceClient } from "./field-service-client.js";
+
+export interface FieldLayerSources extends EngineOptions {
+  /** Field map file (YAML or JSON). */
+  readonly fieldMapPath: string;
+  /** EncryptionConfiguration file; needed when the map routes a resource through the engine. */
+  readonly encryptionConfigPath?: string;
+  /** Accept kms apiVersion v1 providers (kube-apiserver's KMSv1 feature gate). */
+  readonly allowKmsV1?: boolean;
+  /** The kms-envelope daemon socket; needed when the map routes a resource through it. */
+  readonly daemonSocket?: string;
+  /** Per-call timeout toward the daemon's field service (default 5 s). */
+  readonly daemonTimeoutMs?: number;
+}
+
+/**
+ * Builds the field layer an application or a CLI command uses: loads the field map, starts
+ * the engine when the map has engine resources, and connects to the daemon when it has
+ * field-service resources. This is the FieldCodec the store is given.
+ */
+export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldLayer> {
+  const fieldMap = await loadFieldMap(sources.fieldMapPath);
+  const routes = new Set([...fieldMap.resources.values()].map((spec) => spec.route));
+  let engine: EncryptionEngine | undefined;
+  if (routes.has("engine")) {
+    if (sources.encryptionConfigPath === undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${sources.fieldMapPath} routes resources through the engine: give an EncryptionConfiguration (--config)`,
+      );
+    const config = await loadEncryptionConfiguration(sources.encryptionConfigPath, {
+      allowKmsV1: sources.allowKmsV1,
+    });
+    engine = await EncryptionEngine.start(config, sources);
+  }
+  let fieldService: FieldServiceClient | undefined;
+  if (routes.has("field-service")) {
+    if (sources.daemonSocket === undefined) {
+      engine?.close();
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${sources.fieldMapPath} routes resources through the field service: give the daemon socket (--socket)`,
+      );
+    }
+    fieldService = new FieldServiceClient({
+      socketPath: sources.daemonSocket,
+      timeoutMs: sources.daemonTimeoutMs ?? 5_000,
+    });
+  }
+  return new FieldLayer({ fieldMap, engine, fieldService });
+}
