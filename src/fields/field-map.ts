@@ -35,12 +35,9 @@ const schema = z.strictObject({
         resource: z.string().min(1),
         route: z.enum(["engine", "field-service"]),
         fields: z
-          .record(
-            z.string().regex(PATH, "must be a field name or dot-separated path"),
-            z.enum(["string", "json", "bytes"]),
-          )
+          .record(z.string(), z.enum(["string", "json", "bytes"]))
           .refine((fields) => Object.keys(fields).length > 0, "list at least one field"),
-        plaintextChecked: z.array(z.string().regex(PATH)).optional(),
+        plaintextChecked: z.array(z.string()).optional(),
       }),
     )
     .min(1),
@@ -78,6 +75,12 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
         `${source}: resources.${index}.resource: ${entry.resource} is listed twice; merge the entries`,
       );
     const paths = Object.keys(entry.fields);
+    const badPath = [...paths, ...(entry.plaintextChecked ?? [])].find((path) => !PATH.test(path));
+    if (badPath !== undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}: ${JSON.stringify(badPath)} must be a field name or a dot-separated path of names`,
+      );
     const clash = overlapping(paths);
     if (clash !== undefined)
       throw new KmsEnvelopeError(

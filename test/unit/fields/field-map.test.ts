@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { loadFieldMap, parseFieldMap } from "../../../src/fields/field-map.js";
+import { getPath, withPath } from "../../../src/fields/field-paths.js";
+import { bytesToValue, valueToBytes } from "../../../src/fields/field-values.js";
+import { PACKAGE_ROOT } from "../../../src/package-info.js";
+
+const header = "apiVersion: kms-envelope/v1\nkind: FieldMap\n";
+
+describe("field maps", () => {
+  it("the shipped maps load and list the resources the seed platforms encrypt", async () => {
+    const obot = await loadFieldMap(join(PACKAGE_ROOT, "config/field-map-obot.yaml"));
+    assert.deepEqual([...obot.resources.keys()].sort(), [
+      "credentials",
+      "identities.obot.obot.ai",
+      "mcpauditlogs.obot.obot.ai",
+      "mcpoauthtokens.obot.obot.ai",
+      "runstates.obot.obot.ai",
+      "sessioncookies.obot.obot.ai",
+      "users.obot.obot.ai",
+    ]);
+    assert.equal(obot.resources.get("runstates.obot.obot.ai")?.fields.get("chatState"), "bytes");
+    const atelyaos = await loadFieldMap(join(PACKAGE_ROOT, "config/field-map-atelyaos.yaml"));
+    for (const resource of [
+      "messages",
+      "integrations",
+      "webhook_bridges",
+      "mcp_servers",
+      "whatsapp_accounts",
+      "a2a_inbox",
+    ])
+      assert.equal(atelyaos.resources.get(resource)?.route, "field-service", resource);
+  });
+
+  const invalid: [string, string, RegExp][] = [
+    [
+      "unknown key",
+      `${header}resources: [{ resource: a, route: engine, fields: { x: string }, extra: 1 }]`,
+      /resources.0: Unrecognized key/,
+    ],
+    [
+      "bad route",
+      `${header}resources: [{ resource: a, route: vault, fields: { x: string } }]`,
+      /resources.0.route/,
+    ],
+    [
+      "bad type",
+      `${header}resources: [{ resource: a, route: engine, fields: { x: text } }]`,
+      /resources.0.fields.x/,
+    ],
+    [
+      "no fields",
+      `${header}resources: [{ resource: a, route: engine, fields: {} }]`,
+      /list at least one field/,
+    ],
+    [
+      "bad path",
+      `${header}resources: [{ resource: a, route: engine, fields: { "a..b": string } }]`,
+      /dot-separated path/,
+    ],
+    [
+      "duplicate resource",
+      `${header}resources: [{ resource: a, route: engine, fields: { x: string } }, { resource: a, route: engine, fields: { y: string } }]`,
+      /resources.1.resource: a is listed twice/,
+    ],
+    [
+      "nested overlap",
+      `${header}resources: [{ resource: a, route: engine, fields: { config: json, config.secret: string } }]`,
+      /config.secret is inside config/,
+    ],
+    [
+      "plaintext and encrypted",
+      `${header}resources: [{ resource: a, route: engine, fields: { x: string }, plaintextChecked: [x] }]`,
+      /x is also an encrypted field/,
+    ],
+    ["wrong kind", "apiVersion: kms-envelope/v1\nkind: Other\nresources: []", /kind/],
+  ];
+  for (const [name, text, message] of invalid)
+    it(`refuses: ${name}`, () => assert.throws(() => parseFieldMap(text), message));
+});
+
+describe("field paths and values", () => {
+  it("reads and replaces nested paths without modifying the input", () => {
+    const document = { a: { b: { c: "x" }, keep: 1 }, top: true };
+    const changed = withPath(document, "a.b.c", "y");
+    assert.equal(getPath(changed, "a.b.c"), "y");
+    assert.equal(getPath(document, "a.b.c"), "x");
+    assert.equal(getPath(changed, "a.keep"), 1);
+    assert.equal(getPath(document, "a.missing.c"), undefined);
+  });
+
+  it("encodes strings as UTF-8, JSON values as JSON text and bytes as bytes, and restores them", () => {
+    assert.equal(Buffer.from(valueToBytes("é", "string", "f")).toString("hex"), "c3a9");
+    assert.equal(Buffer.from(valueToBytes({ n: 1 }, "json", "f")).toString(), '{"n":1}');
+    assert.equal(Buffer.from(valueToBytes("AAE=", "bytes", "f")).toString("hex"), "0001");
+    assert.deepEqual(bytesToValue(Buffer.from("[1,true]"), "json", "f"), [1, true]);
+    assert.throws(() => valueToBytes("not base64!", "bytes", "f"), /bytes field/);
+    assert.throws(() => bytesToValue(Buffer.from([0xff]), "string", "f"), /not UTF-8 text/);
+  });
+});
