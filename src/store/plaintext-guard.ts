@@ -1,0 +1,122 @@
+/**
+ * The plaintext-field guard: before a record is written, the fields that will be stored in the
+ * clear (everything the field map does not encrypt) are checked for credential shapes, and the
+ * write is warned about or refused. Findings name the resource, record, field and detector,
+ * never the value.
+ */
+import { z } from "zod";
+import { KmsEnvelopeError } from "../errors.js";
+import type { JsonObject, JsonValue } from "../fields/field-codec.js";
+import { credentialShapes, DETECTOR_NAMES, type DetectorName } from "./credential-shapes.js";
+
+/** One plaintext field that looks like a credential. */
+export interface GuardFinding {
+  readonly resource: string;
+  readonly recordId: string;
+  /** Dot-separated path of the field (array elements by index). */
+  readonly path: string;
+  readonly detectors: readonly DetectorName[];
+}
+
+const optionsSchema = z.strictObject({
+  /** off: no checks; warn: report and write; refuse: report and reject the write. */
+  mode: z.enum(["off", "warn", "refuse"]),
+  /** Detectors to run (default: all). */
+  detectors: z.array(z.enum(DETECTOR_NAMES)).optional(),
+  /** Shortest token the high-entropy detector considers (default 32). */
+  minEntropyLength: z.number().int().min(16).optional(),
+  /**
+   * Plaintext paths to check per resource (a field map's `plaintextChecked`); a resource not
+   * listed has every plaintext field checked.
+   */
+  checkedPaths: z.record(z.string(), z.array(z.string())).optional(),
+  /** "resource:path" fields never checked, e.g. a column that legitimately holds a hash. */
+  ignore: z.array(z.string().regex(/^[^:]+:.+$/, 'must be "resource:path"')).optional(),
+});
+
+/** Configuration of the guard, as a config file or library caller gives it. */
+export type PlaintextGuardOptions = z.input<typeof optionsSchema>;
+
+/** Where warnings go: a logger's warn, typically. Receives the finding only. */
+export type FindingSink = (finding: GuardFinding) => void;
+
+/** Checks plaintext fields of documents about to be stored. */
+export class PlaintextGuard {
+  readonly #options: z.output<typeof optionsSchema>;
+  readonly #detectors: ReadonlySet<DetectorName>;
+  readonly #ignore: ReadonlySet<string>;
+  readonly #warn: FindingSink;
+
+  /** Validates `options` (INVALID_CONFIG naming the setting); warnings go to `warn`. */
+  constructor(options: PlaintextGuardOptions, warn: FindingSink) {
+    const parsed = optionsSchema.safeParse(options);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `plaintext guard: ${issue?.path.join(".") || "(options)"}: ${issue?.message ?? "invalid"}`,
+      );
+    }
+    this.#options = parsed.data;
+    this.#detectors = new Set(parsed.data.detectors ?? DETECTOR_NAMES);
+    this.#ignore = new Set(parsed.data.ignore ?? []);
+    this.#warn = warn;
+  }
+
+  /** The findings for one document; `encryptedPaths` are the fields the codec will encrypt. */
+  inspect(
+    resource: string,
+    recordId: string,
+    document: JsonObject,
+    encryptedPaths: readonly string[],
+  ): GuardFinding[] {
+    if (this.#options.mode === "off") return [];
+    const checked = this.#options.checkedPaths?.[resource];
+    const findings: GuardFinding[] = [];
+    const visit = (value: JsonValue, path: string): void => {
+      if (encryptedPaths.includes(path) || this.#ignore.has(`${resource}:${path}`)) return;
+      if (typeof value === "string") {
+        if (checked !== undefined && !checked.some((entry) => isWithin(path, entry))) return;
+        const detectors = credentialShapes(value, this.#detectors, {
+          minEntropyLength: this.#options.minEntropyLength,
+        });
+        if (detectors.length > 0) findings.push({ resource, recordId, path, detectors });
+      } else if (Array.isArray(value)) {
+        value.forEach((item, index) => {
+          visit(item, `${path}.${index}`);
+        });
+      } else if (value !== null && typeof value === "object") {
+        for (const [key, item] of Object.entries(value)) visit(item, path ? `${path}.${key}` : key);
+      }
+    };
+    visit(document, "");
+    return findings;
+  }
+
+  /** Warns about (mode warn) or refuses (mode refuse, PLAINTEXT_CREDENTIAL) a document. */
+  check(
+    resource: string,
+    recordId: string,
+    document: JsonObject,
+    encryptedPaths: readonly string[],
+  ): void {
+    const findings = this.inspect(resource, recordId, document, encryptedPaths);
+    if (findings.length === 0) return;
+    if (this.#options.mode === "warn") {
+      for (const finding of findings) this.#warn(finding);
+      return;
+    }
+    const first = findings[0] as GuardFinding;
+    throw new KmsEnvelopeError(
+      "PLAINTEXT_CREDENTIAL",
+      `refused to store ${resource} ${JSON.stringify(recordId)}: plaintext field ${first.path} looks like a credential (${first.detectors.join(", ")})` +
+        `${findings.length > 1 ? ` and ${findings.length - 1} more field(s) do too` : ""}; ` +
+        "move the secret into an encrypted field (list it in the field map) or remove it",
+    );
+  }
+}
+
+// A checked path covers itself and everything beneath it.
+function isWithin(path: string, checked: string): boolean {
+  return path === checked || path.startsWith(`${checked}.`);
+}
