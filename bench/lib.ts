@@ -392,7 +392,17 @@ export function runFieldLoad(
   durationMs: number,
   flags: string[],
 ): Promise<string> {
-  const script = join(REPO_ROOT, "bench", "field-load.ts");
+  return runBenchClient("field-load.ts", socketPath, durationMs, flags);
+}
+
+/** Runs a bench/ load client script (same contract as runFieldLoad) against the daemon. */
+export function runBenchClient(
+  scriptName: string,
+  socketPath: string,
+  durationMs: number,
+  flags: string[],
+): Promise<string> {
+  const script = join(REPO_ROOT, "bench", scriptName);
   const args = [
     "--import",
     "tsx",
@@ -412,14 +422,14 @@ export function runFieldLoad(
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    // Up to 3 batch sizes × 2 phases, plus warm-up and setup; far more than enough.
+    // Up to 3 routes or batch sizes × 2 phases, plus warm-up and setup; far more than enough.
     const timer = setTimeout(() => child.kill("SIGKILL"), 6 * durationMs + 120_000);
     child.on("error", reject);
     child.on("exit", (code, signal) => {
       clearTimeout(timer);
       const line = stdout.trim().split("\n").pop() ?? "";
       if ((code === 0 || code === 1) && line.startsWith("{")) resolve(line);
-      else reject(new Error(`field-load failed (exit ${code ?? signal}): ${stderr.trim()}`));
+      else reject(new Error(`${scriptName} failed (exit ${code ?? signal}): ${stderr.trim()}`));
     });
   });
 }

@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
+import type { EngineFieldsReport } from "./engine-fields.js";
 import type { FieldLoadReport } from "./field-load.js";
 import {
   DAEMON_MAIN,
@@ -29,6 +30,7 @@ import {
   readCpuSeconds,
   readMachineCpu,
   readMemory,
+  runBenchClient,
   runFieldLoad,
   runKmsload,
   waitForQuiet,
@@ -133,6 +135,7 @@ function markdown(results: {
   field: FieldLoadReport | undefined;
   fieldDaemonCpuS: number | undefined;
   fieldMachineBusyCores: number | undefined;
+  engineFields: EngineFieldsReport | undefined;
   memory: Record<string, MemorySample>;
   minimum: { roundtripC64: number | undefined; required: number; met: boolean };
 }): string {
@@ -210,6 +213,7 @@ function markdown(results: {
     }
     lines.push("");
   }
+  lines.push(...engineFieldsSection(results.engineFields));
   lines.push("## Daemon memory (VmRSS)", "");
   lines.push("| when | RSS | peak (VmHWM) |", "|---|---:|---:|");
   for (const [when, sample] of Object.entries(memory)) {
@@ -217,6 +221,26 @@ function markdown(results: {
   }
   lines.push("");
   return lines.join("\n");
+}
+
+function engineFieldsSection(report: EngineFieldsReport | undefined): string[] {
+  const lines = ["## Field layer (library in a separate process)", ""];
+  if (report === undefined) return [...lines, "Not measured (see latest.json).", ""];
+  lines.push(
+    `Records of ${report.fieldsPerRecord} fields × ${report.valueBytes} bytes, ${report.batchRecords} records per ` +
+      `seal/open, ${report.concurrency} batches in flight. "engine" runs kube-apiserver's transformers ` +
+      "in process (kms v2: one seed from the daemon, then no plugin call per field); " +
+      '"field service" is one daemon round trip per batch.',
+    "",
+    "| route | op | fields/s | records/s | mismatches |",
+    "|---|---|---:|---:|---:|",
+  );
+  for (const row of report.results)
+    lines.push(
+      `| ${row.route} | ${row.op} | ${row.fieldsPerS.toLocaleString("en-US")} | ${Math.round(row.records / row.elapsedS).toLocaleString("en-US")} | ${row.mismatches} |`,
+    );
+  lines.push("");
+  return lines;
 }
 
 function isBestSweep(row: KmsRow, all: KmsRow[]): boolean {
@@ -259,6 +283,8 @@ async function main(): Promise<number> {
   let fieldError: string | undefined;
   let fieldDaemonCpuS: number | undefined;
   let fieldMachineBusyCores: number | undefined;
+  let engineFields: EngineFieldsReport | undefined;
+  let engineFieldsError: string | undefined;
   let daemonExit: number | null = null;
   try {
     memory["idle (after start)"] = readMemory(daemon.pid);
@@ -323,6 +349,19 @@ async function main(): Promise<number> {
     fieldMachineBusyCores =
       Math.round((100 * (readMachineCpu().busyS - machineBefore.busyS)) / fieldWallS) / 100;
     memory["after field load"] = readMemory(daemon.pid);
+
+    log(
+      "field layer: engine (secretbox, kms v2) and field service, records of 10 fields × 100 bytes",
+    );
+    await waitForQuiet(quietWaitMs);
+    try {
+      engineFields = JSON.parse(
+        await runBenchClient("engine-fields.ts", daemon.socketPath, fieldDurationMs, []),
+      ) as EngineFieldsReport;
+    } catch (error) {
+      engineFieldsError = error instanceof Error ? error.message : String(error);
+      log(`field layer load failed: ${engineFieldsError}`);
+    }
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
@@ -340,7 +379,9 @@ async function main(): Promise<number> {
     met: (mainRoundtrip?.report.calls_per_s ?? 0) >= MINIMUM_ROUNDTRIP_C64,
   };
   const kmsErrors = kms.reduce((sum, row) => sum + row.report.errors, 0);
-  const fieldErrors = field?.errors ?? 0;
+  const fieldErrors =
+    (field?.errors ?? 0) +
+    (engineFields?.results.reduce((sum, row) => sum + row.mismatches, 0) ?? 0);
   const results = {
     machine,
     settings: {
@@ -357,6 +398,8 @@ async function main(): Promise<number> {
     fieldError,
     fieldDaemonCpuS,
     fieldMachineBusyCores,
+    engineFields,
+    engineFieldsError,
     memory,
     daemonExitCode: daemonExit,
     minimum,
@@ -374,7 +417,12 @@ async function main(): Promise<number> {
       `BELOW MINIMUM: KMS v2 roundtrip at concurrency 64 reached ${Math.round(minimum.roundtripC64 ?? 0)} calls/s; the project's minimum is ${MINIMUM_ROUNDTRIP_C64} calls/s.\n`,
     );
   }
-  if (kmsErrors > 0 || fieldErrors > 0 || fieldError !== undefined) {
+  if (
+    kmsErrors > 0 ||
+    fieldErrors > 0 ||
+    fieldError !== undefined ||
+    engineFieldsError !== undefined
+  ) {
     process.stdout.write(
       `BENCH FAILED: ${kmsErrors} KMS errors, ${fieldErrors} field-service errors${fieldError === undefined ? "" : `, field load client failed: ${fieldError}`}.\n`,
     );
