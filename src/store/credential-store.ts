@@ -1,0 +1,97 @@
+/**
+ * Credentials kept the way the seed platform keeps them: the whole secret map of a credential
+ * is one encrypted value (the `secrets` field of the `credentials` resource, a `json` field in
+ * the field map), beside its plain name and context. One value per credential means one seal,
+ * one stamp and one rewrap per credential, and no key of the map ever lands in the clear.
+ */
+
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldCodec, JsonObject } from "../fields/field-codec.js";
+import type { EncryptedStore } from "./encrypted-store.js";
+
+/** The resource and field the field map must encrypt for credentials. */
+export const CREDENTIALS_RESOURCE = "credentials";
+export const SECRETS_FIELD = "secrets";
+
+/** One credential as applications see it. */
+export interface Credential {
+  readonly name: string;
+  /** Which tool or server the credential is for (plain, for listing). */
+  readonly context: string;
+  readonly secrets: Readonly<Record<string, string>>;
+  readonly version: number;
+}
+
+/** Stores credentials through an EncryptedStore whose codec encrypts `credentials.secrets`. */
+export class CredentialStore {
+  readonly #store: EncryptedStore;
+
+  /** Refuses (INVALID_CONFIG) a codec whose field map would leave the secret map in the clear. */
+  constructor(store: EncryptedStore, codec: FieldCodec) {
+    if (!codec.encryptedPaths(CREDENTIALS_RESOURCE).includes(SECRETS_FIELD)) {
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `the field map does not encrypt ${CREDENTIALS_RESOURCE}.${SECRETS_FIELD}; add it (type json) before storing credentials`,
+      );
+    }
+    this.#store = store;
+  }
+
+  /** Creates or replaces a credential; an existing one is replaced only at `expectedVersion`. */
+  async put(
+    credential: Omit<Credential, "version">,
+    options: { subjectId?: string; workspace?: string; expectedVersion?: number } = {},
+  ): Promise<Credential> {
+    const document: JsonObject = {
+      name: credential.name,
+      context: credential.context,
+      [SECRETS_FIELD]: { ...credential.secrets },
+    };
+    const record =
+      options.expectedVersion === undefined
+        ? await this.#store.create(CREDENTIALS_RESOURCE, {
+            id: credentialId(credential.name, credential.context),
+            subjectId: options.subjectId ?? null,
+            workspace: options.workspace ?? null,
+            document,
+          })
+        : await this.#store.update(
+            CREDENTIALS_RESOURCE,
+            credentialId(credential.name, credential.context),
+            options.expectedVersion,
+            document,
+          );
+    return { ...credential, secrets: { ...credential.secrets }, version: record.version };
+  }
+
+  /** Reads a credential; undefined when there is none. */
+  async get(name: string, context: string): Promise<Credential | undefined> {
+    const record = await this.#store.read(CREDENTIALS_RESOURCE, credentialId(name, context));
+    if (record === undefined) return undefined;
+    return {
+      name,
+      context,
+      secrets: record.document[SECRETS_FIELD] as Record<string, string>,
+      version: record.version,
+    };
+  }
+
+  /** Deletes a credential; false when there was none. */
+  delete(name: string, context: string): Promise<boolean> {
+    return this.#store.delete(CREDENTIALS_RESOURCE, credentialId(name, context));
+  }
+}
+
+/**
+ * A credential's record id: context and name, each percent-encoded, joined by "/", so two
+ * different pairs never share an id (and so never share authenticated data).
+ */
+export function credentialId(name: string, context: string): string {
+  if (name === "" || context === "") {
+    throw new KmsEnvelopeError(
+      "INVALID_REQUEST",
+      "a credential needs a non-empty name and context",
+    );
+  }
+  return `${encodeURIComponent(context)}/${encodeURIComponent(name)}`;
+}

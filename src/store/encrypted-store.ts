@@ -1,0 +1,139 @@
+/**
+ * What applications use: records whose listed fields are sealed by a FieldCodec before they
+ * reach the repository and opened after they leave it. Writes are optimistic: an update names
+ * the version it read and fails with STORE_CONFLICT if someone (rewrap included) wrote since.
+ */
+
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldCodec, JsonObject } from "../fields/field-codec.js";
+import type { PlaintextGuard } from "./plaintext-guard.js";
+import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js";
+
+/** A record as the application sees it: encrypted fields opened. */
+export interface PlainRecord extends RecordKey {
+  readonly subjectId: string | null;
+  readonly workspace: string | null;
+  readonly document: JsonObject;
+  readonly version: number;
+  readonly updatedAt: string;
+  /** True when some field was written by an earlier key or provider (rewrap will move it). */
+  readonly stale: boolean;
+}
+
+/** A record to create. */
+export interface RecordInput {
+  readonly id: string;
+  readonly subjectId?: string | null;
+  readonly workspace?: string | null;
+  readonly document: JsonObject;
+}
+
+/** Seals on write, opens on read, checks plaintext fields with the guard. */
+export class EncryptedStore {
+  readonly #repository: RecordRepository;
+  readonly #codec: FieldCodec;
+  readonly #guard: PlaintextGuard | undefined;
+
+  constructor(options: {
+    repository: RecordRepository;
+    codec: FieldCodec;
+    guard?: PlaintextGuard;
+  }) {
+    this.#repository = options.repository;
+    this.#codec = options.codec;
+    this.#guard = options.guard;
+  }
+
+  /** Creates a record (STORE_CONFLICT if it exists); returns it as stored would be read. */
+  async create(resource: string, input: RecordInput): Promise<PlainRecord> {
+    const workspace = input.workspace ?? null;
+    const [sealed] = await this.#seal(resource, input.id, workspace, input.document);
+    const stored = await this.#repository.insert({
+      resource,
+      id: input.id,
+      subjectId: input.subjectId ?? null,
+      workspace,
+      document: sealed.document,
+      stamps: sealed.stamps,
+    });
+    return plain(stored, input.document, false);
+  }
+
+  /** Reads and opens a record; undefined when there is none. */
+  async read(resource: string, id: string): Promise<PlainRecord | undefined> {
+    const stored = await this.#repository.get({ resource, id });
+    if (stored === undefined) return undefined;
+    const [opened] = await this.#codec.open(resource, [
+      { id, document: stored.document, ...workspaceOf(stored) },
+    ]);
+    if (opened === undefined) throw new Error(`the codec returned no record for ${resource} ${id}`);
+    return plain(stored, opened.document, opened.stale);
+  }
+
+  /**
+   * Replaces a record's document if it is still at `expectedVersion`; otherwise STORE_CONFLICT
+   * (read it again, apply the change, retry). Returns the new state.
+   */
+  async update(
+    resource: string,
+    id: string,
+    expectedVersion: number,
+    document: JsonObject,
+  ): Promise<PlainRecord> {
+    const current = await this.#repository.get({ resource, id });
+    if (current === undefined) {
+      throw new KmsEnvelopeError(
+        "STORE_CONFLICT",
+        `${resource} ${JSON.stringify(id)} does not exist (deleted meanwhile?); create it instead`,
+      );
+    }
+    const [sealed] = await this.#seal(resource, id, current.workspace, document);
+    const outcome = await this.#repository.replace(resource, [
+      { id, expectedVersion, document: sealed.document, stamps: sealed.stamps },
+    ]);
+    const version = outcome.written.get(id);
+    if (version === undefined) {
+      throw new KmsEnvelopeError(
+        "STORE_CONFLICT",
+        `${resource} ${JSON.stringify(id)} changed since version ${expectedVersion} was read; read it again and retry`,
+      );
+    }
+    return {
+      ...plain(current, document, false),
+      version,
+      updatedAt: new Date().toISOString(),
+    };
+  }
+
+  /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
+  delete(resource: string, id: string, expectedVersion?: number): Promise<boolean> {
+    return this.#repository.delete({ resource, id }, expectedVersion);
+  }
+
+  async #seal(resource: string, id: string, workspace: string | null, document: JsonObject) {
+    this.#guard?.check(resource, id, document, this.#codec.encryptedPaths(resource));
+    const sealed = await this.#codec.seal(resource, [
+      { id, document, ...(workspace === null ? {} : { workspace }) },
+    ]);
+    if (sealed.length !== 1) throw new Error(`the codec returned no record for ${resource} ${id}`);
+    return sealed as [(typeof sealed)[number]];
+  }
+}
+
+/** The workspace argument the codec expects for a stored record. */
+export function workspaceOf(record: StoredRecord): { workspace?: string } {
+  return record.workspace === null ? {} : { workspace: record.workspace };
+}
+
+function plain(stored: StoredRecord, document: JsonObject, stale: boolean): PlainRecord {
+  return {
+    resource: stored.resource,
+    id: stored.id,
+    subjectId: stored.subjectId,
+    workspace: stored.workspace,
+    document,
+    version: stored.version,
+    updatedAt: stored.updatedAt,
+    stale,
+  };
+}

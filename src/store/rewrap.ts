@@ -1,0 +1,275 @@
+/**
+ * Rewrap: moves every stored encrypted field that is not under its current writer (the primary
+ * key of the engine provider or of the daemon) onto it, while the application keeps running.
+ *
+ * Why it is safe to run at any time and to kill at any point:
+ * - what needs work is found from stamps (a query), so a rerun starts where a killed run
+ *   stopped and a finished run finds nothing (idempotent);
+ * - each batch is opened, resealed and written in one transaction, and each record is replaced
+ *   only if its version is still the one read, so a record the application changed meanwhile
+ *   is re-read rather than overwritten with old data;
+ * - a record is only ever replaced by a complete, freshly sealed document, and the old key
+ *   keeps decrypting until the operator retires it, so no field is lost or left undecryptable.
+ */
+
+import { KmsEnvelopeError } from "../errors.js";
+import type { FieldCodec, OpenedRecord } from "../fields/field-codec.js";
+import { workspaceOf } from "./encrypted-store.js";
+import type { PathWriter, RecordRepository, StoredRecord, WriterCount } from "./repository.js";
+
+/** How rewrap reports progress (a terminal bar or log lines; see rewrap-progress.ts). */
+export interface RewrapProgress {
+  begin(resource: string, total: number): void;
+  advance(records: number): void;
+  end(): void;
+}
+
+export interface RewrapOptions {
+  readonly repository: RecordRepository;
+  readonly codec: FieldCodec;
+  /** Records per transaction. */
+  readonly batchSize: number;
+  /** Count what would change; write nothing. */
+  readonly dryRun: boolean;
+  /** Only these resources (default: every resource with records). */
+  readonly resources?: readonly string[];
+  /**
+   * Also open records whose stamps already name the current writer and rewrap those the codec
+   * reports stale (after editing the field map or the EncryptionConfiguration by hand).
+   */
+  readonly openAll?: boolean;
+  readonly progress: RewrapProgress;
+  /** Stops after the batch in flight (SIGINT/SIGTERM); the summary says it was interrupted. */
+  readonly signal?: AbortSignal;
+}
+
+/** One (path, old writer) group of fields. */
+export interface StaleFields extends PathWriter {
+  readonly fields: number;
+}
+
+/** What rewrap found and did for one resource. */
+export interface ResourceSummary {
+  readonly resource: string;
+  /** The writer each encrypted path should be under. */
+  readonly current: readonly PathWriter[];
+  /** Fields under another writer when the run started, by path and writer. */
+  readonly staleFields: readonly StaleFields[];
+  /** Records with at least one such field when the run started. */
+  readonly recordsNeeding: number;
+  recordsRewrapped: number;
+  fieldsRewrapped: number;
+  /** Records changed by someone else between read and write, then re-read. */
+  conflictsRetried: number;
+  /** Records that could not be opened (corrupt or under a key no longer loaded), by id. */
+  readonly failed: { id: string; code: string }[];
+  /** Records still not under the current writer at the end. */
+  remaining: number;
+}
+
+/** The result of a run. */
+export interface RewrapSummary {
+  readonly backend: string;
+  readonly dryRun: boolean;
+  readonly resources: ResourceSummary[];
+  /** Stored fields of resources the field map no longer encrypts (left alone). */
+  readonly unmapped: readonly WriterCount[];
+  interrupted: boolean;
+  elapsedMs: number;
+}
+
+// A record that keeps changing under rewrap is re-read this many times per pass before it is
+// left for the next pass; passes end when one moves nothing.
+const CONFLICT_RETRIES = 3;
+// Failures that belong to one stored value; anything else (daemon down, provider outage)
+// stops the run, since no later batch would fare better.
+const RECORD_FAILURES = new Set([
+  "DECRYPTION_FAILED",
+  "MALFORMED_CIPHERTEXT",
+  "UNKNOWN_KEY_ID",
+  "KEY_RETIRED",
+  "KEY_ID_MISMATCH",
+]);
+
+/** True when a field (a stamp or a writer count) is under its path's current writer. */
+function isCurrent(field: PathWriter, current: readonly PathWriter[]): boolean {
+  const writer = current.find((entry) => entry.path === field.path);
+  return (
+    writer === undefined || (writer.provider === field.provider && writer.keyId === field.keyId)
+  );
+}
+
+/** Runs rewrap (or, with dryRun, counts what it would do). */
+export async function rewrap(options: RewrapOptions): Promise<RewrapSummary> {
+  const started = Date.now();
+  const { repository, codec } = options;
+  const counts = await repository.writerCounts();
+  const resources = options.resources ?? (await repository.resources());
+  const summary: RewrapSummary = {
+    backend: repository.backend,
+    dryRun: options.dryRun,
+    resources: [],
+    unmapped: counts.filter((count) => !codec.encryptedPaths(count.resource).includes(count.path)),
+    interrupted: false,
+    elapsedMs: 0,
+  };
+  for (const resource of resources) {
+    const paths = codec.encryptedPaths(resource);
+    if (paths.length === 0) continue;
+    const current = await Promise.all(
+      paths.map(async (path) => ({ path, ...(await codec.currentWriter(resource, path)) })),
+    );
+    const resourceSummary: ResourceSummary = {
+      resource,
+      current,
+      staleFields: counts
+        .filter((count) => count.resource === resource && paths.includes(count.path))
+        .filter((count) => !isCurrent(count, current))
+        .map(({ path, provider, keyId, fields }) => ({ path, provider, keyId, fields })),
+      recordsNeeding: await repository.countRecordsNotUnder(resource, current),
+      recordsRewrapped: 0,
+      fieldsRewrapped: 0,
+      conflictsRetried: 0,
+      failed: [],
+      remaining: 0,
+    };
+    summary.resources.push(resourceSummary);
+    if (options.dryRun) {
+      resourceSummary.remaining = resourceSummary.recordsNeeding;
+      continue;
+    }
+    await new ResourceRewrap(options, resourceSummary).run();
+    if (options.signal?.aborted) {
+      summary.interrupted = true;
+      break;
+    }
+  }
+  summary.elapsedMs = Date.now() - started;
+  return summary;
+}
+
+/** The passes over one resource. */
+class ResourceRewrap {
+  readonly #options: RewrapOptions;
+  readonly #summary: ResourceSummary;
+  readonly #failed = new Set<string>();
+
+  constructor(options: RewrapOptions, summary: ResourceSummary) {
+    this.#options = options;
+    this.#summary = summary;
+  }
+
+  async run(): Promise<void> {
+    const { repository, progress, signal } = this.#options;
+    const { resource, current } = this.#summary;
+    progress.begin(
+      resource,
+      this.#options.openAll
+        ? await repository.countRecords(resource)
+        : this.#summary.recordsNeeding,
+    );
+    try {
+      for (let pass = 1; !signal?.aborted; pass++) {
+        // The first pass of --all visits every record; later passes (and every pass otherwise)
+        // only those whose stamps name another writer.
+        const everyRecord = this.#options.openAll === true && pass === 1;
+        const before = this.#summary.recordsRewrapped;
+        let cursor = "";
+        while (!signal?.aborted) {
+          const ids = everyRecord
+            ? await repository.recordIds(resource, cursor, this.#options.batchSize)
+            : await repository.recordsNotUnder(resource, current, cursor, this.#options.batchSize);
+          if (ids.length === 0) break;
+          cursor = ids[ids.length - 1] as string;
+          const pending = ids.filter((id) => !this.#failed.has(id));
+          await this.#batch(pending, everyRecord, CONFLICT_RETRIES);
+          // Later passes only retry what moved under us; the bar tracks the first.
+          if (pass === 1) progress.advance(ids.length);
+        }
+        if (this.#summary.recordsRewrapped === before && !everyRecord) break;
+      }
+    } finally {
+      progress.end();
+    }
+    this.#summary.remaining = await repository.countRecordsNotUnder(resource, current);
+  }
+
+  async #batch(ids: readonly string[], everyRecord: boolean, retries: number): Promise<void> {
+    if (ids.length === 0) return;
+    const { repository, codec } = this.#options;
+    const { resource, current } = this.#summary;
+    const rows = await repository.getMany(resource, ids);
+    const needing = everyRecord
+      ? rows
+      : rows.filter((row) => row.stamps.some((stamp) => !isCurrent(stamp, current)));
+    const opened = await this.#open(needing);
+    const toWrite = opened.filter(
+      ({ row, record }) =>
+        !everyRecord || record.stale || row.stamps.some((stamp) => !isCurrent(stamp, current)),
+    );
+    if (toWrite.length === 0) return;
+    const sealed = await codec.seal(
+      resource,
+      toWrite.map(({ row, record }) => ({
+        id: row.id,
+        document: record.document,
+        ...workspaceOf(row),
+      })),
+    );
+    const outcome = await repository.replace(
+      resource,
+      sealed.map((record, index) => ({
+        id: record.id,
+        expectedVersion: (toWrite[index] as { row: StoredRecord }).row.version,
+        document: record.document,
+        stamps: record.stamps,
+      })),
+    );
+    this.#summary.recordsRewrapped += outcome.written.size;
+    for (const record of sealed) {
+      if (outcome.written.has(record.id)) this.#summary.fieldsRewrapped += record.stamps.length;
+    }
+    if (outcome.conflicts.length > 0) {
+      this.#summary.conflictsRetried += outcome.conflicts.length;
+      // Re-read: the application's newer write decides; if it is already under the current
+      // writer there is nothing left to do for it.
+      if (retries > 0) await this.#batch(outcome.conflicts, everyRecord, retries - 1);
+    }
+  }
+
+  /** Opens rows as one batch, or one by one to set aside the rows that cannot be opened. */
+  async #open(
+    rows: readonly StoredRecord[],
+  ): Promise<{ row: StoredRecord; record: OpenedRecord }[]> {
+    const { codec } = this.#options;
+    const { resource } = this.#summary;
+    const request = (row: StoredRecord) => ({
+      id: row.id,
+      document: row.document,
+      ...workspaceOf(row),
+    });
+    try {
+      const opened = await codec.open(resource, rows.map(request));
+      return rows.map((row, index) => ({ row, record: opened[index] as OpenedRecord }));
+    } catch (error) {
+      if (!isRecordFailure(error)) throw error;
+      if (rows.length === 1) {
+        this.#fail(rows[0] as StoredRecord, error);
+        return [];
+      }
+    }
+    // Opening is all or nothing per batch: one bad value fails it, so retry row by row.
+    const results: { row: StoredRecord; record: OpenedRecord }[] = [];
+    for (const row of rows) results.push(...(await this.#open([row])));
+    return results;
+  }
+
+  #fail(row: StoredRecord, error: KmsEnvelopeError): void {
+    this.#failed.add(row.id);
+    this.#summary.failed.push({ id: row.id, code: error.code });
+  }
+}
+
+function isRecordFailure(error: unknown): error is KmsEnvelopeError {
+  return error instanceof KmsEnvelopeError && RECORD_FAILURES.has(error.code);
+}

@@ -1,0 +1,76 @@
+/**
+ * Data-subject export: every record of one subject, as stored. Encrypted fields stay the
+ * ciphertext text the store holds (SPEC.md §5: exports carry them as ciphertext, never
+ * decrypted), and each record lists which fields are encrypted and by whom, so the recipient
+ * can tell ciphertext from plain values. No codec is involved: nothing here can decrypt.
+ */
+import type { FieldStamp, JsonObject } from "../fields/field-codec.js";
+import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js";
+
+/** NDJSON: one record per line; JSON: one document with a `records` array. */
+export type ExportFormat = "ndjson" | "json";
+
+/** One exported record. */
+export interface ExportedRecord {
+  readonly resource: string;
+  readonly id: string;
+  readonly subjectId: string;
+  readonly workspace: string | null;
+  readonly version: number;
+  readonly updatedAt: string;
+  /** The document as stored: encrypted fields are ciphertext text. */
+  readonly document: JsonObject;
+  /** The fields of `document` that are ciphertext. */
+  readonly encryptedFields: readonly FieldStamp[];
+}
+
+const PAGE = 500;
+
+/** Reads a subject's records page by page, in (resource, id) order. */
+export async function* subjectRecords(
+  repository: RecordRepository,
+  subjectId: string,
+): AsyncGenerator<ExportedRecord> {
+  let after: RecordKey | undefined;
+  for (;;) {
+    const page = await repository.subjectRecords(subjectId, after, PAGE);
+    for (const record of page) yield exported(record, subjectId);
+    if (page.length < PAGE) return;
+    after = page[page.length - 1];
+  }
+}
+
+function exported(record: StoredRecord, subjectId: string): ExportedRecord {
+  return {
+    resource: record.resource,
+    id: record.id,
+    subjectId,
+    workspace: record.workspace,
+    version: record.version,
+    updatedAt: record.updatedAt,
+    document: record.document,
+    encryptedFields: record.stamps,
+  };
+}
+
+/** Writes a subject's export to `write` (awaited per chunk); returns the record count. */
+export async function writeSubjectExport(
+  repository: RecordRepository,
+  subjectId: string,
+  format: ExportFormat,
+  write: (chunk: string) => Promise<void>,
+): Promise<number> {
+  let count = 0;
+  if (format === "json") {
+    await write(
+      `{"subjectId":${JSON.stringify(subjectId)},"exportedAt":${JSON.stringify(new Date().toISOString())},"records":[`,
+    );
+  }
+  for await (const record of subjectRecords(repository, subjectId)) {
+    const text = JSON.stringify(record);
+    await write(format === "json" ? `${count === 0 ? "\n" : ",\n"}${text}` : `${text}\n`);
+    count++;
+  }
+  if (format === "json") await write("\n]}\n");
+  return count;
+}
