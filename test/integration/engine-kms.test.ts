@@ -239,6 +239,50 @@ describe("kms v2 through a plugin socket (kube-apiserver's base64 test plugin)",
     });
   });
 
+  it("follows Status polling on its own: a new key id is picked up at the next poll", async () => {
+    await withPlugin("polling", async (plugin, socket) => {
+      const engine = await EncryptionEngine.start(kmsConfig(socket), {
+        kmsV2Timing: { healthyPollMs: 50, unhealthyPollMs: 50, writeTtlMs: 180_000 },
+      });
+      try {
+        assert.equal((await engine.encrypt("secrets", text("v"), SECRET_KEY)).writer.keyId, "1");
+        plugin.keyId = "2";
+        const deadline = Date.now() + 5_000;
+        while (
+          engine.transformerFor("secrets").currentWriter().keyId !== "2" &&
+          Date.now() < deadline
+        )
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.equal((await engine.encrypt("secrets", text("v"), SECRET_KEY)).writer.keyId, "2");
+        assert.equal(plugin.calls.encrypt, 2, "one Encrypt per key id");
+        assert.ok(plugin.calls.status >= 2, `Status was polled (${plugin.calls.status} calls)`);
+      } finally {
+        engine.close();
+      }
+    });
+  });
+
+  it("gives up on a hung plugin after the configured timeout", async () => {
+    await withPlugin("hung", async (plugin, socket) => {
+      plugin.hang = true;
+      const config = parseEncryptionConfiguration(
+        `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers: [{ kms: { apiVersion: v2, name: kube-test, endpoint: "unix://${socket}", timeout: 300ms } }]\n`,
+      );
+      const started = Date.now();
+      const engine = await EncryptionEngine.start(config, { kmsV2Timing: FAST });
+      const waited = Date.now() - started;
+      try {
+        assert.ok(
+          waited >= 250 && waited < 5_000,
+          `the first check waited ${waited} ms for a 300 ms timeout`,
+        );
+        assert.match(engine.health()[0]?.detail ?? "", /Status failed with DEADLINE_EXCEEDED/);
+      } finally {
+        engine.close();
+      }
+    });
+  });
+
   it("fails reads and writes with a clear error while the plugin has never been reachable, within the timeout", async () => {
     const socket = join(directory, "absent.sock");
     const started = Date.now();
