@@ -6,8 +6,13 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseEncryptionConfiguration } from "../../src/engine/config/encryption-configuration.js";
 import { EncryptionEngine } from "../../src/engine/encryption-engine.js";
-import { DekSourceType, decodeEncryptedObject } from "../../src/engine/kms/encrypted-object.js";
+import {
+  DekSourceType,
+  decodeEncryptedObject,
+  encodeEncryptedObject,
+} from "../../src/engine/kms/encrypted-object.js";
 import { cbcSeal } from "../../src/engine/transformers/aes-cbc.js";
+import { gcmSeal } from "../../src/engine/transformers/aes-gcm.js";
 import { hkdfExpandKey } from "../../src/engine/transformers/aes-gcm-extended-nonce.js";
 import { Base64KmsPlugin } from "../fixtures/base64-kms-plugin.js";
 
@@ -233,6 +238,31 @@ describe("kms v2 through a plugin socket (kube-apiserver's base64 test plugin)",
         plugin.healthy = true;
         await engine.checkNow();
         assert.equal((await engine.encrypt("secrets", text("v"), SECRET_KEY)).writer.keyId, "1");
+      } finally {
+        engine.close();
+      }
+    });
+  });
+
+  it("reads the Kubernetes 1.25-1.28 AES_GCM_KEY mode and reports it stale", async () => {
+    await withPlugin("legacy-mode", async (_plugin, socket) => {
+      const engine = await EncryptionEngine.start(kmsConfig(socket));
+      try {
+        const dek = Buffer.alloc(32, 9);
+        const legacy = encodeEncryptedObject({
+          encryptedData: gcmSeal(dek, text("written by 1.27"), SECRET_KEY),
+          keyId: "1",
+          encryptedDekSource: text(dek.toString("base64")),
+          annotations: new Map(),
+          dekSourceType: DekSourceType.AesGcmKey,
+        });
+        const read = await engine.decrypt(
+          "secrets",
+          Buffer.concat([text(PREFIX), legacy]),
+          SECRET_KEY,
+        );
+        assert.equal(Buffer.from(read.plaintext).toString(), "written by 1.27");
+        assert.equal(read.stale, true, "same key id, but the old DEK-source type");
       } finally {
         engine.close();
       }
