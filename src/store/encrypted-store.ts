@@ -48,15 +48,16 @@ export class EncryptedStore {
   async create(resource: string, input: RecordInput): Promise<PlainRecord> {
     const workspace = input.workspace ?? null;
     const [sealed] = await this.#seal(resource, input.id, workspace, input.document);
-    const stored = await this.#repository.insert({
-      resource,
-      id: input.id,
-      subjectId: input.subjectId ?? null,
-      workspace,
-      document: sealed.document,
-      stamps: sealed.stamps,
-    });
-    return plain(stored, input.document, false);
+    const [stored] = await this.#repository.insert(resource, [
+      {
+        id: input.id,
+        subjectId: input.subjectId ?? null,
+        workspace,
+        document: sealed.document,
+        stamps: sealed.stamps,
+      },
+    ]);
+    return plain(stored as StoredRecord, input.document, false);
   }
 
   /** Reads and opens a record; undefined when there is none. */

@@ -9,6 +9,7 @@ import { KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp } from "../fields/field-codec.js";
 import { postgresSettings } from "./postgres-connection.js";
 import {
+  alreadyExists,
   checkStamps,
   documentText,
   inKeyOrder,
@@ -108,29 +109,41 @@ class PostgresRepository implements RecordRepository {
     });
   }
 
-  async insert(record: NewRecord): Promise<StoredRecord> {
-    checkStamps(record.id, record.stamps);
+  async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
+    for (const record of records) checkStamps(record.id, record.stamps);
+    if (records.length === 0) return [];
     try {
       return await this.#transaction(async (client) => {
         const { rows } = await client.query<RawRecordRow>(
-          `INSERT INTO kmse_records (${RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 1, now()) RETURNING ${RECORD_COLUMNS}`,
+          `INSERT INTO kmse_records (${RECORD_COLUMNS})
+           SELECT $1, u.id, u.subject_id, u.workspace, u.document, 1, now()
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, subject_id, workspace, document)
+           RETURNING ${RECORD_COLUMNS}`,
           [
-            record.resource,
-            record.id,
-            record.subjectId,
-            record.workspace,
-            documentText(record.document),
+            resource,
+            records.map((record) => record.id),
+            records.map((record) => record.subjectId),
+            records.map((record) => record.workspace),
+            records.map((record) => documentText(record.document)),
           ],
         );
-        await insertStamps(client, record.resource, [[record.id, record.stamps]]);
-        return toStoredRecord(recordRow(rows[0] as RawRecordRow), record.stamps);
+        await insertStamps(
+          client,
+          resource,
+          records.map((record) => [record.id, record.stamps] as const),
+        );
+        const byId = new Map(rows.map((row) => [row.id, recordRow(row)]));
+        return records.map((record) =>
+          toStoredRecord(byId.get(record.id) as RecordRow, record.stamps),
+        );
       });
     } catch (error) {
       if ((error as { code?: string }).code === "23505") {
-        throw new KmsEnvelopeError(
-          "STORE_CONFLICT",
-          `record ${JSON.stringify(record.id)} of ${record.resource} already exists; update it instead`,
-        );
+        // The detail names the key, e.g. "Key (resource, id)=(credentials, c-1) already exists."
+        const id = /=\(.*?, (.*)\) already exists/.exec(
+          (error as { detail?: string }).detail ?? "",
+        )?.[1];
+        throw alreadyExists(resource, id);
       }
       throw error;
     }

@@ -49,6 +49,14 @@ export function checkStamps(id: string, stamps: readonly FieldStamp[]): void {
   }
 }
 
+/** STORE_CONFLICT for creating a record that exists (`id` when the database said which). */
+export function alreadyExists(resource: string, id: string | undefined): KmsEnvelopeError {
+  return new KmsEnvelopeError(
+    "STORE_CONFLICT",
+    `${id === undefined ? "a record" : `record ${JSON.stringify(id)}`} of ${resource} already exists; update it instead`,
+  );
+}
+
 /** Groups stamp rows by record id. */
 export function stampsById(rows: readonly StampRow[]): Map<string, FieldStamp[]> {
   const byId = new Map<string, FieldStamp[]>();

@@ -28,7 +28,8 @@ export interface StoredRecord extends RecordKey {
 }
 
 /** What a caller supplies to create a record. */
-export interface NewRecord extends RecordKey {
+export interface NewRecord {
+  readonly id: string;
   readonly subjectId: string | null;
   readonly workspace: string | null;
   readonly document: JsonObject;
@@ -68,8 +69,11 @@ export interface WriterCount extends PathWriter {
 export interface RecordRepository {
   /** "sqlite" or "postgres", for logs and summaries. */
   readonly backend: string;
-  /** Creates a record at version 1; STORE_CONFLICT when the key exists. */
-  insert(record: NewRecord): Promise<StoredRecord>;
+  /**
+   * Creates records of one resource at version 1 in one transaction (all or nothing);
+   * STORE_CONFLICT when one exists.
+   */
+  insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]>;
   get(key: RecordKey): Promise<StoredRecord | undefined>;
   /** The records of `resource` among `ids` that exist, in no particular order. */
   getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]>;

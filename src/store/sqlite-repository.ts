@@ -8,6 +8,7 @@ import Database from "better-sqlite3";
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp } from "../fields/field-codec.js";
 import {
+  alreadyExists,
   checkStamps,
   documentText,
   inKeyOrder,
@@ -94,24 +95,28 @@ class SqliteRepository implements RecordRepository {
     this.#database = database;
   }
 
-  async insert(record: NewRecord): Promise<StoredRecord> {
-    checkStamps(record.id, record.stamps);
+  async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
+    for (const record of records) checkStamps(record.id, record.stamps);
     const updatedAt = new Date().toISOString();
-    const row: RecordRow = {
-      resource: record.resource,
+    const rows: RecordRow[] = records.map((record) => ({
+      resource,
       id: record.id,
       subject_id: record.subjectId,
       workspace: record.workspace,
       document: documentText(record.document),
       version: 1,
       updated_at: updatedAt,
-    };
+    }));
+    const insert = this.#database.prepare(
+      `INSERT INTO kmse_records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    let current: NewRecord | undefined;
     try {
       this.#database
         .transaction(() => {
-          this.#database
-            .prepare(`INSERT INTO kmse_records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-            .run(
+          for (const [index, row] of rows.entries()) {
+            current = records[index] as NewRecord;
+            insert.run(
               row.resource,
               row.id,
               row.subject_id,
@@ -120,19 +125,17 @@ class SqliteRepository implements RecordRepository {
               row.version,
               row.updated_at,
             );
-          this.#insertStamps(record.resource, record.id, record.stamps);
+            this.#insertStamps(resource, row.id, current.stamps);
+          }
         })
         .immediate();
     } catch (error) {
       if ((error as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
-        throw new KmsEnvelopeError(
-          "STORE_CONFLICT",
-          `record ${JSON.stringify(record.id)} of ${record.resource} already exists; update it instead`,
-        );
+        throw alreadyExists(resource, current?.id);
       }
       throw error;
     }
-    return toStoredRecord(row, record.stamps);
+    return rows.map((row, index) => toStoredRecord(row, (records[index] as NewRecord).stamps));
   }
 
   async get(key: RecordKey): Promise<StoredRecord | undefined> {

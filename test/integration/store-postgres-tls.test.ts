@@ -43,14 +43,9 @@ describe("PostgreSQL store transport (real server, test CA, certificate for DNS:
     }
     const repository = await openRepository(url);
     try {
-      await repository.insert({
-        resource: "credentials",
-        id: "tls-1",
-        subjectId: null,
-        workspace: null,
-        document: { secrets: "ciphertext" },
-        stamps: [],
-      });
+      await repository.insert("credentials", [
+        { id: "tls-1", subjectId: null, workspace: null, document: { secrets: "x" }, stamps: [] },
+      ]);
       assert.equal((await repository.get({ resource: "credentials", id: "tls-1" }))?.version, 1);
     } finally {
       await repository.close();

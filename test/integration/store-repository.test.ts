@@ -76,16 +76,25 @@ const stamp = (path: string, keyId: string, provider = "secretbox"): FieldStamp 
   keyId,
 });
 
-function record(id: string, overrides: Partial<NewRecord> = {}): NewRecord {
-  return {
-    resource: "credentials",
-    id,
-    subjectId: "alice",
-    workspace: "ws-1",
-    document: { name: id, secrets: `ciphertext-of-${id}` },
-    stamps: [stamp("secrets", "key-1")],
-    ...overrides,
-  };
+/** A record to insert, with its resource (credentials unless overridden). */
+function record(
+  id: string,
+  overrides: Partial<NewRecord> & { resource?: string } = {},
+): [string, NewRecord[]] {
+  const { resource = "credentials", ...rest } = overrides;
+  return [
+    resource,
+    [
+      {
+        id,
+        subjectId: "alice",
+        workspace: "ws-1",
+        document: { name: id, secrets: `ciphertext-of-${id}` },
+        stamps: [stamp("secrets", "key-1")],
+        ...rest,
+      },
+    ],
+  ];
 }
 
 for (const backend of [sqliteBackend(), postgresBackend()]) {
@@ -109,10 +118,10 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         secrets: "ciphertext",
         big: 12345678901234,
       };
-      const created = await repository.insert(
-        record("create-1", { document, stamps: [stamp("secrets", "key-1")] }),
+      const [created] = await repository.insert(
+        ...record("create-1", { document, stamps: [stamp("secrets", "key-1")] }),
       );
-      assert.equal(created.version, 1, "new records start at version 1");
+      assert.equal(created?.version, 1, "new records start at version 1");
       const read = await repository.get({ resource: "credentials", id: "create-1" });
       assert.ok(read !== undefined, "the record exists");
       assert.deepEqual(read.document, document);
@@ -125,22 +134,29 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.equal(await repository.get({ resource: "other", id: "create-1" }), undefined);
     });
 
-    test("creating a record that exists is STORE_CONFLICT and changes nothing", async () => {
-      await repository.insert(record("dup-1"));
+    test("creating a record that exists is STORE_CONFLICT naming it, and the batch changes nothing", async () => {
+      await repository.insert(...record("dup-1"));
+      const [, [fresh]] = record("dup-0");
+      const [, [again]] = record("dup-1", { document: { name: "other" } });
       await assert.rejects(
-        repository.insert(record("dup-1", { document: { name: "other" } })),
+        repository.insert("credentials", [fresh as NewRecord, again as NewRecord]),
         (error: Error & { code?: string }) =>
           error.code === "STORE_CONFLICT" &&
-          /already exists; update it instead/.test(error.message),
+          /^record "dup-1" of credentials already exists; update it instead$/.test(error.message),
       );
       const read = await repository.get({ resource: "credentials", id: "dup-1" });
       assert.equal(read?.document.name, "dup-1");
+      assert.equal(
+        await repository.get({ resource: "credentials", id: "dup-0" }),
+        undefined,
+        "all or nothing",
+      );
     });
 
     test("a record with two stamps for one field is refused before anything is written", async () => {
       await assert.rejects(
         repository.insert(
-          record("two-stamps", { stamps: [stamp("secrets", "a"), stamp("secrets", "b")] }),
+          ...record("two-stamps", { stamps: [stamp("secrets", "a"), stamp("secrets", "b")] }),
         ),
         (error: Error & { code?: string }) =>
           error.code === "INVALID_REQUEST" && /two stamps for field "secrets"/.test(error.message),
@@ -149,8 +165,8 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     });
 
     test("replace writes only records still at the expected version; the rest are conflicts", async () => {
-      await repository.insert(record("replace-1"));
-      await repository.insert(record("replace-2"));
+      await repository.insert(...record("replace-1"));
+      await repository.insert(...record("replace-2"));
       const outcome = await repository.replace("credentials", [
         {
           id: "replace-1",
@@ -184,7 +200,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     });
 
     test("two writers that read the same version: exactly one wins (no lost update)", async () => {
-      await repository.insert(record("race-1"));
+      await repository.insert(...record("race-1"));
       const other = await openRepository(url);
       try {
         const results = await Promise.all(
@@ -213,7 +229,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     });
 
     test("delete honours the expected version and takes the stamps with the record", async () => {
-      await repository.insert(record("delete-1", { resource: "deletions" }));
+      await repository.insert(...record("delete-1", { resource: "deletions" }));
       const key = { resource: "deletions", id: "delete-1" };
       assert.equal(await repository.delete(key, 5), false, "wrong version: nothing deleted");
       assert.ok(await repository.get(key), "still there");
@@ -233,7 +249,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         const id = `r-${String(index).padStart(3, "0")}`;
         const old = index % 3 === 0;
         await repository.insert(
-          record(id, {
+          ...record(id, {
             resource,
             document: { a: "x", b: "y" },
             stamps: [
@@ -295,7 +311,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         ["users", "u-3", "carol"],
         ["audit", "a-1", null],
       ] as const) {
-        await repository.insert(record(id, { resource, subjectId }));
+        await repository.insert(...record(id, { resource, subjectId }));
       }
       const seen: string[] = [];
       let after: { resource: string; id: string } | undefined;
@@ -315,7 +331,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     test("reopening migrates nothing twice; a newer schema is refused with what to do", async () => {
       const fresh = await backend.newStore();
       const first = await openRepository(fresh);
-      await first.insert(record("kept"));
+      await first.insert(...record("kept"));
       await first.close();
       const second = await openRepository(fresh);
       assert.equal((await second.get({ resource: "credentials", id: "kept" }))?.version, 1);
@@ -334,7 +350,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     test("stores opened at the same moment migrate once", async () => {
       const fresh = await backend.newStore();
       const repositories = await Promise.all([1, 2, 3].map(() => openRepository(fresh)));
-      await repositories[0]?.insert(record("concurrent-open"));
+      await repositories[0]?.insert(...record("concurrent-open"));
       for (const entry of repositories) await entry.close();
     });
   });
