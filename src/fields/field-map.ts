@@ -1,6 +1,5 @@
-import { readFile } from "node:fs/promises";
-import { parse } from "yaml";
 import { z } from "zod";
+import { parseYamlText, readConfigText } from "../config-text.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldRoute } from "./field-codec.js";
 
@@ -50,15 +49,7 @@ function overlapping(paths: readonly string[]): [string, string] | undefined {
 
 /** Decodes a field map (YAML or JSON) strictly; problems name the offending path. */
 export function parseFieldMap(text: string, source = "field map"): FieldMap {
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${source}: not YAML: ${(error as Error).message}`,
-    );
-  }
+  const document = parseYamlText(text, source);
   const result = schema.safeParse(document);
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -105,15 +96,5 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
 }
 
 export async function loadFieldMap(path: string): Promise<FieldMap> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot read field map ${path}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  return parseFieldMap(text, path);
+  return parseFieldMap(await readConfigText(path, "field map"), path);
 }

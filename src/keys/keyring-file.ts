@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
-import { parse, stringify } from "yaml";
+import { rename, writeFile } from "node:fs/promises";
+import { stringify } from "yaml";
 import { z } from "zod";
+import { parseYamlText, readConfigText } from "../config-text.js";
 import { KmsEnvelopeError } from "../errors.js";
 
 /** States of a master-key version (SPEC.md §3). */
@@ -74,26 +75,8 @@ export function validateKeyring(document: unknown, source: string): Keyring {
 
 /** Reads and validates a keyring file, returning it with the raw text (for change detection). */
 export async function readKeyring(path: string): Promise<{ keyring: Keyring; text: string }> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot read keyring ${path}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `keyring ${path} is not valid YAML: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
+  const text = await readConfigText(path, "keyring");
+  const document = parseYamlText(text, `keyring ${path}`);
   return { keyring: validateKeyring(document, path), text };
 }
 

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
-import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
 const BLOCK = 16;
 
@@ -45,25 +45,17 @@ export function cbcOpen(key: Uint8Array, data: Uint8Array): Uint8Array {
 }
 
 /** Kubernetes' `aescbc` provider key: confidentiality only, the authenticated data is ignored. */
-export class AesCbcTransformer implements Transformer {
-  readonly #key: Uint8Array;
-  readonly #writer: Writer;
-
+export class AesCbcTransformer extends KeyedTransformer {
   constructor(key: Uint8Array, writer: Writer) {
     cipherName(key);
-    this.#key = Uint8Array.from(key);
-    this.#writer = writer;
+    super(key, writer);
   }
 
-  async toStorage(plaintext: Uint8Array): Promise<Stored> {
-    return { data: cbcSeal(this.#key, plaintext), writer: this.#writer };
+  override async toStorage(plaintext: Uint8Array): Promise<Stored> {
+    return { data: cbcSeal(this.key, plaintext), writer: this.currentWriter() };
   }
 
-  async fromStorage(data: Uint8Array): Promise<Read> {
-    return { plaintext: cbcOpen(this.#key, data), stale: false, writer: this.#writer };
-  }
-
-  currentWriter(): Writer {
-    return this.#writer;
+  override async fromStorage(data: Uint8Array): Promise<Read> {
+    return { plaintext: cbcOpen(this.key, data), stale: false, writer: this.currentWriter() };
   }
 }

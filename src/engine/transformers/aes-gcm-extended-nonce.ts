@@ -1,7 +1,7 @@
 import { createHmac, randomFillSync } from "node:crypto";
 import { MalformedCiphertextError } from "../../errors.js";
 import { GCM_NONCE_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from "./aes-gcm.js";
-import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
 /** Seed (minimum) and per-write info sizes of Kubernetes' HKDF extended-nonce mode. */
 export const SEED_BYTES = 32;
@@ -19,46 +19,38 @@ export function hkdfExpandKey(seed: Uint8Array, info: Uint8Array): Buffer {
  * KMS v2 seed mode: every write draws a random 32-byte info, derives a one-use AES-256 key from
  * the seed, and stores info(32) ‖ nonce(12) ‖ ciphertext ‖ tag(16).
  */
-export class ExtendedNonceGcmTransformer implements Transformer {
-  readonly #seed: Uint8Array;
-  readonly #writer: Writer;
-
+export class ExtendedNonceGcmTransformer extends KeyedTransformer {
   constructor(seed: Uint8Array, writer: Writer) {
     if (seed.length < SEED_BYTES)
       throw new RangeError(`the seed must be at least ${SEED_BYTES} bytes, not ${seed.length}`);
-    this.#seed = Uint8Array.from(seed);
-    this.#writer = writer;
+    super(seed, writer);
   }
 
-  async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
+  override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
     const info = randomFillSync(Buffer.alloc(INFO_BYTES));
-    const key = hkdfExpandKey(this.#seed, info);
+    const key = hkdfExpandKey(this.key, info);
     try {
       return {
         data: Buffer.concat([info, gcmSeal(key, plaintext, authenticatedData)]),
-        writer: this.#writer,
+        writer: this.currentWriter(),
       };
     } finally {
       key.fill(0);
     }
   }
 
-  async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
+  override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     if (data.length < INFO_BYTES + GCM_NONCE_BYTES + GCM_TAG_BYTES)
       throw new MalformedCiphertextError("the stored data was shorter than the required size");
-    const key = hkdfExpandKey(this.#seed, data.subarray(0, INFO_BYTES));
+    const key = hkdfExpandKey(this.key, data.subarray(0, INFO_BYTES));
     try {
       return {
         plaintext: gcmOpen(key, data.subarray(INFO_BYTES), authenticatedData),
         stale: false,
-        writer: this.#writer,
+        writer: this.currentWriter(),
       };
     } finally {
       key.fill(0);
     }
-  }
-
-  currentWriter(): Writer {
-    return this.#writer;
   }
 }

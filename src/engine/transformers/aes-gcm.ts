@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
-import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
 // Kubernetes fixes the GCM nonce at 12 bytes ("all data in etcd will be broken if this ever
 // changes") and uses the standard 16-byte tag.
@@ -51,29 +51,21 @@ export function gcmOpen(key: Uint8Array, data: Uint8Array, aad: Uint8Array): Uin
 }
 
 /** Kubernetes' `aesgcm` provider key, and the kms v2 legacy AES_GCM_KEY mode on read. */
-export class AesGcmTransformer implements Transformer {
-  readonly #key: Uint8Array;
-  readonly #writer: Writer;
-
+export class AesGcmTransformer extends KeyedTransformer {
   constructor(key: Uint8Array, writer: Writer) {
     cipherName(key);
-    this.#key = Uint8Array.from(key);
-    this.#writer = writer;
+    super(key, writer);
   }
 
-  async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
-    return { data: gcmSeal(this.#key, plaintext, authenticatedData), writer: this.#writer };
+  override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
+    return { data: gcmSeal(this.key, plaintext, authenticatedData), writer: this.currentWriter() };
   }
 
-  async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
+  override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     return {
-      plaintext: gcmOpen(this.#key, data, authenticatedData),
+      plaintext: gcmOpen(this.key, data, authenticatedData),
       stale: false,
-      writer: this.#writer,
+      writer: this.currentWriter(),
     };
-  }
-
-  currentWriter(): Writer {
-    return this.#writer;
   }
 }

@@ -6,7 +6,7 @@ import {
   secretboxSeal,
 } from "../../crypto/secretbox.js";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
-import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
 export const SECRETBOX_KEY_BYTES = 32;
 
@@ -15,39 +15,31 @@ export const SECRETBOX_KEY_BYTES = 32;
  * which is libsodium's crypto_secretbox_easy layout. Like Kubernetes it ignores the
  * authenticated data: a value copied to another key still opens. Call loadSecretbox() first.
  */
-export class SecretboxTransformer implements Transformer {
-  readonly #key: Uint8Array;
-  readonly #writer: Writer;
-
+export class SecretboxTransformer extends KeyedTransformer {
   constructor(key: Uint8Array, writer: Writer) {
     if (key.length !== SECRETBOX_KEY_BYTES)
       throw new RangeError(`secretbox keys are ${SECRETBOX_KEY_BYTES} bytes, not ${key.length}`);
-    this.#key = Uint8Array.from(key);
-    this.#writer = writer;
+    super(key, writer);
   }
 
-  async toStorage(plaintext: Uint8Array): Promise<Stored> {
+  override async toStorage(plaintext: Uint8Array): Promise<Stored> {
     const nonce = randomFillSync(new Uint8Array(SECRETBOX_NONCE_BYTES));
-    const boxed = secretboxSeal(plaintext, nonce, this.#key);
+    const boxed = secretboxSeal(plaintext, nonce, this.key);
     const data = new Uint8Array(nonce.length + boxed.length);
     data.set(nonce);
     data.set(boxed, nonce.length);
-    return { data, writer: this.#writer };
+    return { data, writer: this.currentWriter() };
   }
 
-  async fromStorage(data: Uint8Array): Promise<Read> {
+  override async fromStorage(data: Uint8Array): Promise<Read> {
     if (data.length < SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES)
       throw new MalformedCiphertextError("the stored data was shorter than the required size");
     const plaintext = secretboxOpen(
       data.subarray(SECRETBOX_NONCE_BYTES),
       data.subarray(0, SECRETBOX_NONCE_BYTES),
-      this.#key,
+      this.key,
     );
     if (plaintext === undefined) throw new DecryptionFailedError();
-    return { plaintext, stale: false, writer: this.#writer };
-  }
-
-  currentWriter(): Writer {
-    return this.#writer;
+    return { plaintext, stale: false, writer: this.currentWriter() };
   }
 }

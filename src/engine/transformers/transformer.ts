@@ -30,3 +30,21 @@ export interface Transformer {
   /** Who would write a value now (for kms v2 this needs a healthy plugin state). */
   currentWriter(): Writer;
 }
+
+/** A transformer over one key: keeps its own copy of the key and the writer it reports. */
+export abstract class KeyedTransformer implements Transformer {
+  protected readonly key: Uint8Array;
+  readonly #writer: Writer;
+
+  constructor(key: Uint8Array, writer: Writer) {
+    this.key = Uint8Array.from(key);
+    this.#writer = writer;
+  }
+
+  abstract toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored>;
+  abstract fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read>;
+
+  currentWriter(): Writer {
+    return this.#writer;
+  }
+}
