@@ -3,8 +3,10 @@ import { Command, CommanderError } from "commander";
 import { KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { etcdCommand } from "./etcd-command.js";
+import { exportCommand } from "./export-command.js";
 import { decryptCommand, encryptCommand } from "./field-commands.js";
 import { keygenCommand } from "./keygen-command.js";
+import { rewrapCommand } from "./rewrap-command.js";
 import { retireCommand, rotateCommand } from "./rotate-command.js";
 import { serveCommand } from "./serve-command.js";
 import { statusCommand } from "./status-command.js";
@@ -28,6 +30,8 @@ for (const command of [
   encryptCommand(),
   decryptCommand(),
   etcdCommand(),
+  rewrapCommand(),
+  exportCommand(),
 ]) {
   for (const each of [command, ...command.commands])
     each.showHelpAfterError("(run with --help for usage)").exitOverride();

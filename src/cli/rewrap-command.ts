@@ -1,0 +1,141 @@
+import { Command, InvalidArgumentError } from "commander";
+import { type RewrapSummary, rewrap } from "../store/rewrap.js";
+import { progressFor } from "../store/rewrap-progress.js";
+import {
+  addFieldLayerFlags,
+  type FieldLayerFlags,
+  fieldLayerFromFlags,
+} from "./field-layer-flags.js";
+import { addStoreOptions, openStoreFromFlags, type StoreFlags } from "./store-flags.js";
+
+interface RewrapFlags extends FieldLayerFlags, StoreFlags {
+  batchSize: number;
+  dryRun?: boolean;
+  resource?: string[];
+  all?: boolean;
+  json?: boolean;
+}
+
+function batchSize(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 5_000) {
+    throw new InvalidArgumentError("must be a whole number from 1 to 5000");
+  }
+  return value;
+}
+
+const writer = (field: { provider: string; keyId: string }) =>
+  `${field.provider}${field.keyId === "" ? "" : ` ${field.keyId}`}`;
+
+/** The human-readable summary: what was found, what moved, what is left and what to do. */
+function describeSummary(summary: RewrapSummary): string {
+  const lines: string[] = [];
+  const verb = summary.dryRun ? "would rewrap" : "rewrapped";
+  for (const resource of summary.resources) {
+    lines.push(
+      `${resource.resource}: ${resource.recordsNeeding} records not under the current writer` +
+        (summary.dryRun
+          ? ""
+          : `; ${verb} ${resource.recordsRewrapped} records (${resource.fieldsRewrapped} fields)` +
+            `, ${resource.conflictsRetried} changed meanwhile and were re-read` +
+            `, ${resource.failed.length} could not be opened, ${resource.remaining} left`),
+    );
+    for (const current of resource.current) {
+      const stale = resource.staleFields.filter((entry) => entry.path === current.path);
+      lines.push(
+        `  ${current.path} → ${writer(current)}` +
+          (stale.length === 0
+            ? ""
+            : ` (${stale.map((entry) => `${entry.fields} under ${writer(entry)}`).join(", ")})`),
+      );
+    }
+    for (const failure of resource.failed.slice(0, 20)) {
+      lines.push(
+        `  cannot open ${resource.resource} ${JSON.stringify(failure.id)}: ${failure.code}`,
+      );
+    }
+  }
+  for (const entry of summary.unmapped) {
+    lines.push(
+      `${entry.resource}.${entry.path}: ${entry.fields} fields under ${writer(entry)} that the field map no longer lists (left alone)`,
+    );
+  }
+  const records = summary.resources.reduce((sum, entry) => sum + entry.recordsRewrapped, 0);
+  const seconds = summary.elapsedMs / 1000;
+  lines.push(
+    `${summary.dryRun ? "dry run" : summary.interrupted ? "interrupted" : "done"} (${summary.backend}) in ${seconds.toFixed(1)} s` +
+      (summary.dryRun || seconds === 0 ? "" : `, ${Math.round(records / seconds)} records/s`),
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * `kms-envelope rewrap`: re-encrypts every stored field not under the current writer (SPEC.md
+ * §6). Safe beside the running application, resumable after any kill, idempotent.
+ */
+export function rewrapCommand(): Command {
+  const command = new Command("rewrap")
+    .description(
+      "re-encrypt stored fields that are not under the current primary key (safe while the application runs; resumable)",
+    )
+    .option("--batch-size <n>", "records per transaction", batchSize, 200)
+    .option("--dry-run", "count what would be rewrapped; change nothing")
+    .option(
+      "--resource <name...>",
+      "only these resources (default: every resource in the store that the field map lists)",
+    )
+    .option(
+      "--all",
+      "also open records whose stamps look current and rewrap those the engine reports stale",
+    )
+    .option("--json", "print the summary as JSON");
+  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: RewrapFlags) => {
+    const codec = await fieldLayerFromFlags(flags);
+    const controller = new AbortController();
+    // A first Ctrl-C or SIGTERM finishes the batch in flight and prints the summary; rerunning
+    // continues from there. The default handlers come back so a second signal still kills.
+    const stop = () => {
+      process.stderr.write("rewrap: stopping after the current batch (signal again to abort)\n");
+      controller.abort();
+      removeHandlers();
+    };
+    const removeHandlers = () => {
+      process.removeListener("SIGINT", stop);
+      process.removeListener("SIGTERM", stop);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    try {
+      const repository = await openStoreFromFlags(flags);
+      try {
+        const summary = await rewrap({
+          repository,
+          codec,
+          batchSize: flags.batchSize,
+          dryRun: flags.dryRun === true,
+          resources: flags.resource,
+          openAll: flags.all === true,
+          progress: progressFor(process.stderr),
+          signal: controller.signal,
+        });
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(summary, null, 2)}\n` : describeSummary(summary),
+        );
+        const left = summary.resources.reduce((sum, entry) => sum + entry.remaining, 0);
+        if (!summary.dryRun && (summary.interrupted || left > 0)) {
+          process.stderr.write(
+            summary.interrupted
+              ? "kms-envelope: rewrap was interrupted; run it again to continue\n"
+              : `kms-envelope: ${left} records are still not under the current writer; fix or delete the ones that cannot be opened, then run rewrap again (do not retire the old key yet)\n`,
+          );
+          process.exitCode = 1;
+        }
+      } finally {
+        await repository.close();
+      }
+    } finally {
+      removeHandlers();
+      await codec.close();
+    }
+  });
+}

@@ -1,0 +1,48 @@
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { type Command, Option } from "commander";
+import { openRepository } from "../store/open-repository.js";
+import type { RecordRepository } from "../store/repository.js";
+
+/** The store's file name inside the data directory. */
+export const STORE_FILE_NAME = "store.db";
+
+/** Where the default SQLite store lives unless --data-dir or --store says otherwise. */
+export function defaultDataDirectory(): string {
+  if (process.getuid?.() === 0) return "/var/lib/kms-envelope";
+  return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "kms-envelope");
+}
+
+/** Flags shared by the commands that use the store. */
+export interface StoreFlags {
+  store?: string;
+  dataDir?: string;
+}
+
+/** Adds --store and --data-dir (with their KMS_ENVELOPE_* variables) to a command. */
+export function addStoreOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        "--store <url>",
+        `sqlite:///PATH or postgres://USER:PASSWORD@HOST/DB?sslmode=verify-full&sslrootcert=CA.pem (default sqlite under --data-dir)`,
+      ).env("KMS_ENVELOPE_STORE"),
+    )
+    .addOption(
+      new Option("--data-dir <dir>", "directory of the default SQLite store").env(
+        "KMS_ENVELOPE_DATA_DIR",
+      ),
+    );
+}
+
+/** The store URL the flags name. */
+export function storeUrl(flags: StoreFlags): string {
+  return (
+    flags.store ?? `sqlite://${join(flags.dataDir ?? defaultDataDirectory(), STORE_FILE_NAME)}`
+  );
+}
+
+/** Opens the store the flags name. */
+export function openStoreFromFlags(flags: StoreFlags): Promise<RecordRepository> {
+  return openRepository(storeUrl(flags));
+}
