@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
+import { conformanceCommand } from "./conformance-command.js";
 import { etcdCommand } from "./etcd-command.js";
 import { exportCommand } from "./export-command.js";
 import { decryptCommand, encryptCommand } from "./field-commands.js";
@@ -32,6 +33,7 @@ for (const command of [
   etcdCommand(),
   rewrapCommand(),
   exportCommand(),
+  conformanceCommand(),
 ]) {
   for (const each of [command, ...command.commands])
     each.showHelpAfterError("(run with --help for usage)").exitOverride();

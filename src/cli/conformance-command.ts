@@ -1,0 +1,136 @@
+import { Command } from "commander";
+import { z } from "zod";
+import { runPluginConformance } from "../conformance/plugin-rules.js";
+import { runProviderConformance } from "../conformance/provider-rules.js";
+import { moduleSubject } from "../conformance/provider-subject.js";
+import { type ConformanceReport, formatReport } from "../conformance/report.js";
+import { KmsEnvelopeError } from "../errors.js";
+import { durationSchema } from "./duration.js";
+
+interface ConformanceFlags {
+  endpoint?: string;
+  v1?: boolean;
+  json?: boolean;
+  timeout: string;
+  concurrency?: string;
+  samples: string;
+  provider?: string;
+  keyRef?: string;
+  otherKeyRef?: string;
+  providerTimeout: string;
+  providerAttempts: string;
+  providerEndpoint?: string;
+  region?: string;
+}
+
+const count = (maximum: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().min(1).max(maximum));
+
+const schema = z.object({
+  timeout: durationSchema.pipe(z.number().min(10, "must be at least 10ms")),
+  concurrency: count(10_000).optional(),
+  samples: count(100_000),
+  providerTimeout: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
+  providerAttempts: count(10),
+  providerEndpoint: z.url("must be a URL such as https://kms.example.internal").optional(),
+});
+
+function parseFlags(flags: ConformanceFlags): z.infer<typeof schema> {
+  const parsed = schema.safeParse(flags);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map(
+    (issue) =>
+      `--${String(issue.path[0]).replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)} ${issue.message}`,
+  );
+  throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+}
+
+/**
+ * `kms-envelope conformance`: checks a KMS plugin socket against the Kubernetes KMS contract
+ * (`--endpoint`), or a custody provider module against the provider contract (`--provider`).
+ * Exit 0 when it conforms (warnings allowed), 1 when a rule fails, 2 for a wrong invocation.
+ * Flags only, no KMS_ENVELOPE_* variables: a daemon's KMS_ENVELOPE_ENDPOINT (its key
+ * service) must never be taken for the plugin under test.
+ */
+export function conformanceCommand(): Command {
+  return new Command("conformance")
+    .description(
+      "check any KMS plugin socket against the Kubernetes KMS contract, or a custody provider module against the provider contract",
+    )
+    .option(
+      "--endpoint <endpoint>",
+      "plugin socket: unix:///path.sock, unix:///@abstract or a path",
+    )
+    .option("--v1", "also check the deprecated v1beta1 API on the socket")
+    .option("--timeout <duration>", "deadline of each plugin call (kube-apiserver's default)", "3s")
+    .option(
+      "--concurrency <n>",
+      "calls in flight at once in the concurrency rule (default 64 for a plugin, 200 for a provider)",
+    )
+    .option("--samples <n>", "sequential calls of each kind timed by the latency rule", "50")
+    .option(
+      "--provider <name|module>",
+      "custody provider to check: aws, azure, gcp, local, or a module path",
+    )
+    .option(
+      "--key-ref <ref>",
+      "the provider key to check with (AWS key ARN, Azure versioned key URL, …)",
+    )
+    .option("--other-key-ref <ref>", "a second key of the same provider, for the wrong-key rule")
+    .option(
+      "--provider-timeout <duration>",
+      "deadline of one provider call, retries included",
+      "10s",
+    )
+    .option("--provider-attempts <n>", "attempts per provider call", "3")
+    .option("--provider-endpoint <url>", "provider service endpoint (private endpoint, emulator)")
+    .option("--region <region>", "cloud region when the key reference does not name it")
+    .option("--json", "print the report as JSON (for CI)")
+    .action(async (flags: ConformanceFlags) => {
+      const parsed = parseFlags(flags);
+      if ((flags.endpoint === undefined) === (flags.provider === undefined)) {
+        throw new KmsEnvelopeError(
+          "INVALID_CONFIG",
+          "give either --endpoint unix:///path.sock (a KMS plugin) or --provider with --key-ref (a custody provider)",
+        );
+      }
+      let report: ConformanceReport;
+      if (flags.endpoint !== undefined) {
+        report = await runPluginConformance({
+          endpoint: flags.endpoint,
+          v1: flags.v1 === true,
+          timeoutMs: parsed.timeout,
+          concurrency: parsed.concurrency,
+          latencySamples: parsed.samples,
+        });
+      } else {
+        if (flags.keyRef === undefined) {
+          throw new KmsEnvelopeError(
+            "INVALID_CONFIG",
+            "--provider needs --key-ref, the key to check with (e.g. --key-ref arn:aws:kms:…)",
+          );
+        }
+        const subject = await moduleSubject({
+          specifier: flags.provider as string,
+          keyRef: flags.keyRef,
+          otherKeyRef: flags.otherKeyRef,
+          options: {
+            timeoutMs: parsed.providerTimeout,
+            maxAttempts: parsed.providerAttempts,
+            endpoint: parsed.providerEndpoint,
+            region: flags.region,
+            environment: process.env,
+          },
+        });
+        report = await runProviderConformance(subject, { concurrency: parsed.concurrency });
+      }
+      process.stdout.write(
+        flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report),
+      );
+      if (!report.conforms) process.exitCode = 1;
+    });
+}
