@@ -6,7 +6,8 @@
 // default BENCH_DURATION), BENCH_CONNS (comma list of --conns to try, default 1,2,4,8),
 // BENCH_FIELD_CONCURRENCY (default 16), BENCH_QUIET_WAIT (how long to wait for other jobs on the
 // machine to go quiet before each run, default 20s), BENCH_DAEMON_NODE_FLAGS (extra node flags
-// for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning).
+// for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning), BENCH_REWRAP_RECORDS
+// (records per rewrap run, default 10000).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
@@ -35,6 +36,7 @@ import {
   runKmsload,
   waitForQuiet,
 } from "./lib.js";
+import { measureRewrap, type RewrapReport, rewrapSection } from "./rewrap.js";
 
 /** The project's floor for KMS v2 roundtrip at concurrency 64, in calls/s. */
 const MINIMUM_ROUNDTRIP_C64 = 10_000;
@@ -136,6 +138,7 @@ function markdown(results: {
   fieldDaemonCpuS: number | undefined;
   fieldMachineBusyCores: number | undefined;
   engineFields: EngineFieldsReport | undefined;
+  rewrap: RewrapReport | undefined;
   memory: Record<string, MemorySample>;
   minimum: { roundtripC64: number | undefined; required: number; met: boolean };
 }): string {
@@ -214,6 +217,7 @@ function markdown(results: {
     lines.push("");
   }
   lines.push(...engineFieldsSection(results.engineFields));
+  lines.push(...rewrapSection(results.rewrap));
   lines.push("## Daemon memory (VmRSS)", "");
   lines.push("| when | RSS | peak (VmHWM) |", "|---|---:|---:|");
   for (const [when, sample] of Object.entries(memory)) {
@@ -285,6 +289,8 @@ async function main(): Promise<number> {
   let fieldMachineBusyCores: number | undefined;
   let engineFields: EngineFieldsReport | undefined;
   let engineFieldsError: string | undefined;
+  let rewrap: RewrapReport | undefined;
+  let rewrapError: string | undefined;
   let daemonExit: number | null = null;
   try {
     memory["idle (after start)"] = readMemory(daemon.pid);
@@ -362,6 +368,21 @@ async function main(): Promise<number> {
       engineFieldsError = error instanceof Error ? error.message : String(error);
       log(`field layer load failed: ${engineFieldsError}`);
     }
+
+    log("rewrap: SQLite and PostgreSQL, engine and field-service routes");
+    await waitForQuiet(quietWaitMs);
+    try {
+      rewrap = await measureRewrap(
+        daemon.socketPath,
+        Number(process.env.BENCH_REWRAP_RECORDS ?? "10000"),
+        200,
+      );
+      if (rewrap.results.some((row) => row.remaining !== 0))
+        rewrapError = "records were left under the old key";
+    } catch (error) {
+      rewrapError = error instanceof Error ? error.message : String(error);
+      log(`rewrap bench failed: ${rewrapError}`);
+    }
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
@@ -400,6 +421,8 @@ async function main(): Promise<number> {
     fieldMachineBusyCores,
     engineFields,
     engineFieldsError,
+    rewrap,
+    rewrapError,
     memory,
     daemonExitCode: daemonExit,
     minimum,
@@ -421,10 +444,11 @@ async function main(): Promise<number> {
     kmsErrors > 0 ||
     fieldErrors > 0 ||
     fieldError !== undefined ||
-    engineFieldsError !== undefined
+    engineFieldsError !== undefined ||
+    rewrapError !== undefined
   ) {
     process.stdout.write(
-      `BENCH FAILED: ${kmsErrors} KMS errors, ${fieldErrors} field-service errors${fieldError === undefined ? "" : `, field load client failed: ${fieldError}`}.\n`,
+      `BENCH FAILED: ${kmsErrors} KMS errors, ${fieldErrors} field-service errors${fieldError === undefined ? "" : `, field load client failed: ${fieldError}`}${rewrapError === undefined ? "" : `, rewrap: ${rewrapError}`}.\n`,
     );
     failed = true;
   }

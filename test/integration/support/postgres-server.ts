@@ -125,8 +125,11 @@ async function makeCertificates(directory: string): Promise<void> {
   chmodSync(file("server.key"), 0o600);
 }
 
-/** Starts a cluster; call stop() in an after() hook. */
-export async function startPostgres(): Promise<PostgresServer> {
+/**
+ * Starts a cluster; call stop() in an after() hook. Tests run it without fsync for speed;
+ * `durable` keeps PostgreSQL's default durability (for benchmarks that compare backends).
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresServer> {
   const bin = postgresBinDirectory();
   const directory = await mkdtemp(join(tmpdir(), "kms-envelope-pg-"));
   const data = join(directory, "data");
@@ -171,9 +174,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       `unix_socket_directories=${directory}`,
       // A throw-away cluster: durability settings off for speed (the store's own durability is
       // PostgreSQL's business in production, not what these tests measure).
-      "fsync=off",
-      "synchronous_commit=off",
-      "full_page_writes=off",
+      ...(options.durable ? [] : ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]),
       "ssl=on",
       `ssl_cert_file=${join(directory, "server.crt")}`,
       `ssl_key_file=${join(directory, "server.key")}`,
