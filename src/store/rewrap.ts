@@ -79,8 +79,11 @@ export interface RewrapSummary {
 }
 
 // A record that keeps changing under rewrap is re-read this many times per pass before it is
-// left for the next pass; passes end when one moves nothing.
+// left for the next pass; passes end when one moves nothing, or after MAX_PASSES if something
+// (an instance still writing with the old key) keeps producing work: the summary then reports
+// what is left and a later run picks it up.
 const CONFLICT_RETRIES = 3;
+const MAX_PASSES = 5;
 // Failures that belong to one stored value; anything else (daemon down, provider outage)
 // stops the run, since no later batch would fare better.
 const RECORD_FAILURES = new Set([
@@ -169,7 +172,7 @@ class ResourceRewrap {
         : this.#summary.recordsNeeding,
     );
     try {
-      for (let pass = 1; !signal?.aborted; pass++) {
+      for (let pass = 1; pass <= MAX_PASSES && !signal?.aborted; pass++) {
         // The first pass of --all visits every record; later passes (and every pass otherwise)
         // only those whose stamps name another writer.
         const everyRecord = this.#options.openAll === true && pass === 1;
