@@ -461,12 +461,14 @@ export const PROVIDER_RULES: readonly Rule<ProviderRun>[] = [
       const setup = await wrapped(run, findings);
       if (setup === undefined) return findings.outcome();
       const slack = Math.max(1000, timeoutMs / 2);
-      await faults.delay(timeoutMs * 3 + 1000);
+      // Longer than deadline plus slack, so a provider that waits it out is told apart.
+      const stallMs = timeoutMs + slack + 500;
+      await faults.delay(stallMs);
       try {
         const unwrap = await run.attempt(() => setup.provider.unwrapKey(setup.wrapped, CONTEXT));
         if (unwrap.ok)
           findings.fail(
-            `unwrapKey succeeded after ${unwrap.ms} ms although the service was stalled for ${timeoutMs * 3 + 1000} ms`,
+            `unwrapKey succeeded after ${unwrap.ms} ms although the service was stalled for ${stallMs} ms`,
           );
         else {
           findings.expect(
@@ -495,7 +497,8 @@ export const PROVIDER_RULES: readonly Rule<ProviderRun>[] = [
       const setup = await wrapped(run, findings);
       if (setup === undefined) return findings.outcome();
       const abortAfterMs = 200;
-      await faults.delay(5000);
+      const slack = 1000;
+      await faults.delay(abortAfterMs + slack + 500);
       try {
         const signal = AbortSignal.timeout(abortAfterMs);
         const unwrap = await run.attempt(() =>
@@ -507,7 +510,7 @@ export const PROVIDER_RULES: readonly Rule<ProviderRun>[] = [
           );
         else {
           findings.expect(
-            unwrap.ms <= abortAfterMs + 1000,
+            unwrap.ms <= abortAfterMs + slack,
             `unwrapKey ended ${unwrap.ms} ms after the call (caller gave up at ${abortAfterMs} ms)`,
           );
           findings.expect(unwrap.error instanceof ProviderError, `unwrapKey ${seen(unwrap)}`);

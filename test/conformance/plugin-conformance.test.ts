@@ -46,46 +46,41 @@ describe("plugin conformance against our daemon", () => {
   });
 });
 
-/** A broken plugin process on its own socket. */
-interface BrokenPlugin {
-  endpoint: string;
-  child: ChildProcess;
-}
-
-async function startBroken(directory: string, defect: Defect | "none"): Promise<BrokenPlugin> {
-  const socket = join(directory, `${defect}.sock`);
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      BROKEN_PLUGIN,
-      "--socket",
-      socket,
-      ...(defect === "none" ? [] : ["--defect", defect]),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+/**
+ * Starts one fixture process serving a plugin per entry, each on `<directory>/<name>.sock`
+ * with that defect ("none": a correct plugin); resolves with the process and the endpoints.
+ */
+async function startBroken(
+  directory: string,
+  names: readonly string[],
+): Promise<{ child: ChildProcess; endpoints: Map<string, string> }> {
+  const endpoints = new Map(
+    names.map((name) => [name, `unix://${join(directory, `${name}.sock`)}`]),
   );
+  const args = names.flatMap((name) => [
+    "--plugin",
+    `${join(directory, `${name}.sock`)}${name === "none" ? "" : `=${name}`}`,
+  ]);
+  const child = spawn(process.execPath, ["--import", "tsx", BROKEN_PLUGIN, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`broken plugin (${defect}) did not start: ${output}`)),
+      () => reject(new Error(`broken plugin did not start: ${output}`)),
       20_000,
     );
-    const onData = (chunk: Buffer) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes("listening")) {
         clearTimeout(timer);
         resolve();
       }
-    };
-    child.stdout?.on("data", onData);
+    });
     child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("exit", (code) =>
-      reject(new Error(`broken plugin (${defect}) exited ${code}: ${output}`)),
-    );
+    child.once("exit", (code) => reject(new Error(`broken plugin exited ${code}: ${output}`)));
   });
-  return { endpoint: `unix://${socket}`, child };
+  return { child, endpoints };
 }
 
 // Each defect and exactly the rules it must fail; every other rule must pass.
@@ -102,29 +97,37 @@ const EXPECTED: Record<Defect | "none", string[]> = {
 };
 
 describe("plugin conformance against a deliberately broken plugin", () => {
-  const plugins = new Map<string, BrokenPlugin>();
+  const endpoints = new Map<string, string>();
+  const children: ChildProcess[] = [];
   let directory: Awaited<ReturnType<typeof temporaryDirectory>> | undefined;
 
   before(async () => {
     directory = await temporaryDirectory();
     const path = directory.path;
-    const started = await Promise.all(
-      Object.keys(EXPECTED).map(
-        async (defect) => [defect, await startBroken(path, defect as Defect)] as const,
+    // A crash takes down its whole process, so that defect gets a process of its own.
+    const names = Object.keys(EXPECTED);
+    const started = await Promise.all([
+      startBroken(
+        path,
+        names.filter((name) => name !== "crash-on-garbage"),
       ),
-    );
-    for (const [defect, plugin] of started) plugins.set(defect, plugin);
+      startBroken(path, ["crash-on-garbage"]),
+    ]);
+    for (const { child, endpoints: served } of started) {
+      children.push(child);
+      for (const [name, endpoint] of served) endpoints.set(name, endpoint);
+    }
   });
   after(async () => {
-    for (const plugin of plugins.values()) plugin.child.kill("SIGKILL");
+    for (const child of children) child.kill("SIGKILL");
     await directory?.remove();
   });
 
   for (const [defect, expected] of Object.entries(EXPECTED)) {
     test(`${defect}: fails ${expected.length === 0 ? "no rule" : expected.join(", ")} and nothing else`, async () => {
-      const plugin = plugins.get(defect);
-      assert.ok(plugin !== undefined, `the ${defect} plugin did not start`);
-      const report = await runPluginConformance({ endpoint: plugin.endpoint, ...QUICK });
+      const endpoint = endpoints.get(defect);
+      assert.ok(endpoint !== undefined, `the ${defect} plugin did not start`);
+      const report = await runPluginConformance({ endpoint, ...QUICK });
       assert.deepEqual(failed(report), expected, `with defect ${defect}:\n${summary(report)}`);
       const warned = report.results.filter(
         (result) => result.status === "warn" || result.status === "skip",
@@ -145,9 +148,9 @@ describe("plugin conformance against a deliberately broken plugin", () => {
   }
 
   test("the CLI prints the failing rule with its evidence and exits 1", async () => {
-    const plugin = plugins.get("key-id-mismatch");
-    assert.ok(plugin !== undefined, "the key-id-mismatch plugin did not start");
-    const result = await runCli(["conformance", "--endpoint", plugin.endpoint, "--samples", "5"]);
+    const endpoint = endpoints.get("key-id-mismatch");
+    assert.ok(endpoint !== undefined, "the key-id-mismatch plugin did not start");
+    const result = await runCli(["conformance", "--endpoint", endpoint, "--samples", "5"]);
     assert.equal(result.code, 1, `exit ${result.code}: ${result.stderr}`);
     assert.match(result.stdout, /^FAIL {2}encrypt\.key-id-matches-status /m, result.stdout);
     assert.match(
@@ -179,18 +182,20 @@ describe("kms-envelope conformance invocation", () => {
   });
 
   test("wrong invocations exit 2 with advice", async () => {
-    for (const args of [
+    const invocations = [
       ["conformance"],
       ["conformance", "--endpoint", "tcp://127.0.0.1:1"],
       ["conformance", "--endpoint", "unix:///x.sock", "--timeout", "soon"],
       ["conformance", "--provider", "local"],
-    ]) {
-      const result = await runCli(args);
-      assert.equal(result.code, 2, `${args.join(" ")}: exit ${result.code}: ${result.stderr}`);
+    ];
+    const results = await Promise.all(invocations.map((args) => runCli(args)));
+    for (const [index, result] of results.entries()) {
+      const args = invocations[index]?.join(" ");
+      assert.equal(result.code, 2, `${args}: exit ${result.code}: ${result.stderr}`);
       assert.match(
         result.stderr,
         /^kms-envelope: .*(--endpoint|--timeout|--key-ref)/,
-        `${args.join(" ")}: ${result.stderr}`,
+        `${args}: ${result.stderr}`,
       );
     }
   });
