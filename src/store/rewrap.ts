@@ -84,8 +84,8 @@ export interface RewrapSummary {
 // what is left and a later run picks it up.
 const CONFLICT_RETRIES = 3;
 const MAX_PASSES = 5;
-// Failures that belong to one stored value; anything else (daemon down, provider outage)
-// stops the run, since no later batch would fare better.
+// Failures that belong to one stored value; for anything else (daemon down, provider outage)
+// the run stops, since no later batch would fare better.
 const RECORD_FAILURES = new Set([
   "DECRYPTION_FAILED",
   "MALFORMED_CIPHERTEXT",
@@ -255,7 +255,9 @@ class ResourceRewrap {
       const opened = await codec.open(resource, rows.map(request));
       return rows.map((row, index) => ({ row, record: opened[index] as OpenedRecord }));
     } catch (error) {
-      if (!isRecordFailure(error)) throw error;
+      // The daemon's field service reports a bad value as a failed call, like an outage; if the
+      // codec still answers, the failure belongs to the records, otherwise the run stops.
+      if (!isRecordFailure(error) && !(await this.#codecAnswers())) throw error;
       if (rows.length === 1) {
         this.#fail(rows[0] as StoredRecord, error);
         return [];
@@ -267,9 +269,22 @@ class ResourceRewrap {
     return results;
   }
 
-  #fail(row: StoredRecord, error: KmsEnvelopeError): void {
+  async #codecAnswers(): Promise<boolean> {
+    const { resource, current } = this.#summary;
+    try {
+      await this.#options.codec.currentWriter(resource, (current[0] as PathWriter).path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #fail(row: StoredRecord, error: unknown): void {
     this.#failed.add(row.id);
-    this.#summary.failed.push({ id: row.id, code: error.code });
+    this.#summary.failed.push({
+      id: row.id,
+      code: error instanceof KmsEnvelopeError ? error.code : "UNKNOWN",
+    });
   }
 }
 

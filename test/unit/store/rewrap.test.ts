@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import Database from "better-sqlite3";
+import { KmsEnvelopeError } from "../../../src/errors.js";
 import type { FieldCodec } from "../../../src/fields/field-codec.js";
 import { EncryptedStore } from "../../../src/store/encrypted-store.js";
 import type { RecordRepository } from "../../../src/store/repository.js";
@@ -222,9 +223,15 @@ describe("rewrap (SQLite, secretbox test codec)", () => {
   test("a failure that is not about one record (the codec is down) stops the run", async () => {
     await populate(3);
     codec.rotate();
+    // The daemon dies after rewrap has asked for the current writer: open and Status fail.
+    let writerCalls = 0;
     const down = withOverrides(codec, {
       open: async () => {
         throw new Error("daemon unreachable");
+      },
+      currentWriter: async () => {
+        if (++writerCalls > 1) throw new Error("daemon unreachable");
+        return codec.currentWriter();
       },
     });
     await assert.rejects(
@@ -244,6 +251,30 @@ describe("rewrap (SQLite, secretbox test codec)", () => {
       3,
       "nothing was half-written",
     );
+  });
+
+  test("a value the daemon refuses while it still answers is that record's failure, not an outage", async () => {
+    await populate(4);
+    codec.rotate();
+    // As through the field service: a bad value comes back as a failed call (no record code).
+    const refusing = withOverrides(codec, {
+      open: async (resource, records) => {
+        if (records.some((record) => record.id === "c-0001")) {
+          throw new KmsEnvelopeError("KMS_PLUGIN_FAILED", "Open failed with INVALID_ARGUMENT");
+        }
+        return codec.open(resource, records);
+      },
+    });
+    const summary = await rewrap({
+      repository,
+      codec: refusing,
+      batchSize: 10,
+      dryRun: false,
+      resources: ["credentials"],
+      progress: recordingProgress(),
+    });
+    assert.deepEqual(summary.resources[0]?.failed, [{ id: "c-0001", code: "KMS_PLUGIN_FAILED" }]);
+    assert.equal(summary.resources[0]?.recordsRewrapped, 3);
   });
 
   test("an abort signal stops after the batch in flight and the summary says so", async () => {
