@@ -553,9 +553,6 @@ export const PLUGIN_RULES: readonly Rule<PluginRun>[] = [
   },
 ];
 
-/** Rule ids a run can be limited to. */
-export const PLUGIN_RULE_IDS = PLUGIN_RULES.map((rule) => rule.id);
-
 /**
  * Runs the contract against one plugin socket. When Status does not answer at all, the rules
  * after it are skipped: there is nothing to judge, and one failure says why.

@@ -152,7 +152,7 @@ test("provider rules catch a sloppy provider, each naming the rule and what was 
     ["provider.health-revoked", /checkHealth under revoke succeeded/],
     ["provider.timeout", /gave up after \d+ ms|succeeded after/],
     ["provider.abort", /succeeded after \d+ ms although the caller gave up/],
-    ["provider.no-secrets", /an error exposes the whole key in hex/],
+    ["provider.no-secrets", /an error \(ProviderError\) exposes the whole key in hex/],
     ["provider.no-secrets", /stdout\/stderr during the run contain the whole key in hex/],
   ];
   for (const [id, evidence] of expectations) {
