@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { status } from "@grpc/grpc-js";
 import { PluginConnection } from "../engine/kms/plugin-client.js";
 import { services } from "../server/protos.js";
 
@@ -31,7 +32,16 @@ export class FieldServiceClient {
 
   constructor(options: { socketPath: string; timeoutMs: number }) {
     const label = `kms-envelope daemon at ${options.socketPath}`;
-    this.#field = new PluginConnection(services.field, { ...options, label });
+    // The daemon answers bad values with INVALID_ARGUMENT and unknown or retired key
+    // versions with NOT_FOUND (SPEC.md §4): those are the record's fault, not an outage.
+    this.#field = new PluginConnection(services.field, {
+      ...options,
+      label,
+      refusals: {
+        [status.INVALID_ARGUMENT]: "DECRYPTION_FAILED",
+        [status.NOT_FOUND]: "UNKNOWN_KEY_ID",
+      },
+    });
     this.#kms = new PluginConnection(services.kmsV2, { ...options, label });
   }
 

@@ -194,7 +194,7 @@ describe("field layer and CLI against the real daemon", () => {
         atelyaos.open("mcp_servers", [
           { ...server, workspace: "ws-other", document: sealed?.document ?? {} },
         ]),
-        /INVALID_ARGUMENT/,
+        { code: "DECRYPTION_FAILED" },
         "another workspace's key does not open it",
       );
       await assert.rejects(

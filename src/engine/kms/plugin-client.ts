@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { callUnary } from "../../client/call-unary.js";
-import { KmsEnvelopeError } from "../../errors.js";
+import { type ErrorCode, KmsEnvelopeError } from "../../errors.js";
 import { services } from "../../server/protos.js";
 
 /** grpc-js target for a socket path; a leading NUL marks a Linux abstract socket. */
@@ -19,11 +19,22 @@ export class PluginConnection {
   readonly #client: grpc.Client;
   readonly #label: string;
   readonly #timeoutMs: number;
+  readonly #refusals: Partial<Record<grpc.status, ErrorCode>>;
   #closed = false;
 
+  /**
+   * `refusals` names statuses that mean "this input is bad" rather than "the peer is down",
+   * for a peer whose contract says so (our daemon: INVALID_ARGUMENT, NOT_FOUND), so callers
+   * can set one record aside instead of stopping.
+   */
   constructor(
     service: grpc.ServiceClientConstructor,
-    options: { socketPath: string; label: string; timeoutMs: number },
+    options: {
+      socketPath: string;
+      label: string;
+      timeoutMs: number;
+      refusals?: Partial<Record<grpc.status, ErrorCode>>;
+    },
   ) {
     // A restarted plugin is usually back within a second; grpc-js's default backoff grows to
     // two minutes, which would outlast kube-apiserver's 10 s unhealthy re-poll many times.
@@ -33,6 +44,7 @@ export class PluginConnection {
     });
     this.#label = options.label;
     this.#timeoutMs = options.timeoutMs;
+    this.#refusals = options.refusals ?? {};
   }
 
   async call<Response>(method: string, request: object): Promise<Response> {
@@ -46,7 +58,8 @@ export class PluginConnection {
       const failure = error as Partial<grpc.ServiceError>;
       const code = failure.code === undefined ? "UNKNOWN" : grpc.status[failure.code];
       throw new KmsEnvelopeError(
-        "KMS_PLUGIN_FAILED",
+        (failure.code === undefined ? undefined : this.#refusals[failure.code]) ??
+          "KMS_PLUGIN_FAILED",
         `${this.#label}: ${method} failed with ${code}: ${failure.details ?? failure.message ?? "no detail"}; check that the plugin is running and healthy`,
         { cause: error },
       );
