@@ -1,5 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { fqdnProblem } from "./annotation-key.js";
+import {
+  ANNOTATIONS_MAX_BYTES,
+  ENCRYPTED_DEK_SOURCE_MAX_BYTES as CIPHERTEXT_MAX_BYTES,
+  fqdnProblem,
+  KEY_ID_MAX_BYTES,
+} from "../engine/kms/kms-v2-rules.js";
 import {
   type CallResult,
   type EncryptAnswer,
@@ -20,9 +25,6 @@ import {
 } from "./report.js";
 
 // kube-apiserver's limits on a KMS v2 plugin's answers (KMS-CONTRACT.md §2.1).
-const KEY_ID_MAX_BYTES = 1024;
-const CIPHERTEXT_MAX_BYTES = 1024;
-const ANNOTATIONS_MAX_BYTES = 32 * 1024;
 const V2_VERSIONS = ["v2", "v2beta1"];
 /** The apiserver always encrypts a 32-byte seed (KMS v2) or DEK (v1). */
 const SEED_BYTES = 32;

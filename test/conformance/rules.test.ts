@@ -6,10 +6,10 @@ import {
   ProviderError,
   type ProviderKeyDescription,
 } from "../../providers/types.js";
-import { fqdnProblem } from "../../src/conformance/annotation-key.js";
 import { pluginAddress } from "../../src/conformance/plugin-endpoint.js";
 import { percentile } from "../../src/conformance/plugin-rules.js";
 import { runProviderConformance } from "../../src/conformance/provider-rules.js";
+import { fqdnProblem } from "../../src/engine/kms/kms-v2-rules.js";
 import { KmsEnvelopeError } from "../../src/errors.js";
 
 describe("annotation keys (apimachinery IsFullyQualifiedDomainName)", () => {

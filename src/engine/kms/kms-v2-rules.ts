@@ -8,8 +8,8 @@ export const KEY_ID_MAX_BYTES = 1024;
 export const ENCRYPTED_DEK_SOURCE_MAX_BYTES = 1024;
 export const ANNOTATIONS_MAX_BYTES = 32 * 1024;
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
 
 export function keyIdProblem(keyId: string): string | undefined {
   if (keyId.length === 0) return "keyID is empty";
@@ -26,17 +26,22 @@ export function encryptedDekSourceProblem(source: Uint8Array): string | undefine
   return undefined;
 }
 
-/** apimachinery's IsFullyQualifiedDomainName: a DNS-1123 subdomain with at least two labels. */
-export function fullyQualifiedDomainNameProblem(name: string): string | undefined {
-  if (name.length === 0) return "must not be empty";
-  const trimmed = name.endsWith(".") ? name.slice(0, -1) : name;
-  if (trimmed.length > 253 || !DNS1123_SUBDOMAIN.test(trimmed))
-    return "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters)";
-  const labels = trimmed.split(".");
-  if (labels.length < 2) return "should be a domain with at least two segments separated by dots";
-  for (const label of labels)
-    if (label.length > 63 || !DNS1123_LABEL.test(label))
-      return `label ${JSON.stringify(label)} must be an RFC 1123 label of at most 63 characters`;
+/**
+ * apimachinery's `validation.IsFullyQualifiedDomainName`, which kube-apiserver applies to every
+ * annotation key: non-empty; one trailing dot dropped; a DNS-1123 subdomain (≤253 characters);
+ * at least two labels, each at most 63 characters. Returns why a key is refused, or undefined.
+ */
+export function fqdnProblem(key: string): string | undefined {
+  if (key.length === 0) return "is empty";
+  const name = key.endsWith(".") ? key.slice(0, -1) : key;
+  if (name.length > 253) return `is ${name.length} characters long (at most 253)`;
+  if (!DNS1123_SUBDOMAIN.test(name)) {
+    return "is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', starting and ending alphanumeric)";
+  }
+  const labels = name.split(".");
+  if (labels.length < 2) return "needs at least two dot-separated labels";
+  const long = labels.find((label) => label.length > 63);
+  if (long !== undefined) return `has a ${long.length}-character label (at most 63)`;
   return undefined;
 }
 
@@ -46,7 +51,7 @@ export function annotationsProblem(
   let total = 0;
   const entries = annotations instanceof Map ? [...annotations] : Object.entries(annotations);
   for (const [key, value] of entries) {
-    const problem = fullyQualifiedDomainNameProblem(key);
+    const problem = fqdnProblem(key);
     if (problem !== undefined)
       return `annotation key ${JSON.stringify(key.slice(0, 80))} ${problem}`;
     total += Buffer.byteLength(key, "utf8") + value.length;
