@@ -1,8 +1,10 @@
 import { createInterface } from "node:readline";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { InvalidRequestError } from "../errors.js";
 import type { FieldRecord, JsonObject, JsonValue } from "../fields/field-codec.js";
+import type { FieldMap } from "../fields/field-map.js";
 import { getPath } from "../fields/field-paths.js";
+import { PlaintextGuard } from "../store/plaintext-guard.js";
 import {
   addFieldLayerFlags,
   type FieldLayerFlags,
@@ -16,6 +18,7 @@ interface FieldCommandFlags extends FieldLayerFlags {
   workspace?: string;
   workspaceField?: string;
   ndjson?: boolean;
+  guard?: "off" | "warn" | "refuse";
 }
 
 // NDJSON lines go to the daemon in batches: one round trip per batch, bounded memory.
@@ -52,12 +55,38 @@ function toRecord(document: JsonObject, flags: FieldCommandFlags, where: string)
   return { id, document, workspace };
 }
 
+/**
+ * The plaintext-field guard over what stays in the clear: a resource's `plaintextChecked`
+ * fields when the field map names them, otherwise every unencrypted field.
+ */
+function guardFor(map: FieldMap, mode: "off" | "warn" | "refuse"): PlaintextGuard {
+  const checkedPaths = Object.fromEntries(
+    [...map.resources.values()]
+      .filter((spec) => spec.plaintextChecked.length > 0)
+      .map((spec) => [spec.resource, [...spec.plaintextChecked]]),
+  );
+  return new PlaintextGuard({ mode, checkedPaths }, (finding) =>
+    process.stderr.write(
+      `kms-envelope: warning: ${finding.resource} ${JSON.stringify(finding.recordId)}: plaintext field ${finding.path} looks like a credential (${finding.detectors.join(", ")}); encrypt it or remove it\n`,
+    ),
+  );
+}
+
 async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): Promise<void> {
   const layer = await fieldLayerFromFlags(flags);
+  const guard =
+    direction === "encrypt" ? guardFor(layer.fieldMap, flags.guard ?? "warn") : undefined;
   let stale = 0;
   let total = 0;
   const flush = async (batch: FieldRecord[]) => {
     if (batch.length === 0) return;
+    for (const record of batch)
+      guard?.check(
+        flags.resource,
+        record.id,
+        record.document,
+        layer.encryptedPaths(flags.resource),
+      );
     const out =
       direction === "encrypt"
         ? await layer.seal(flags.resource, batch)
@@ -130,6 +159,15 @@ function fieldCommand(direction: "encrypt" | "decrypt"): Command {
     .option("--id-field <path>", "NDJSON: take each record's id from this field")
     .option("--workspace <workspace>", "workspace of field-service resources")
     .option("--workspace-field <path>", "NDJSON: take each record's workspace from this field");
+  if (direction === "encrypt")
+    command.addOption(
+      new Option(
+        "--guard <mode>",
+        "plaintext fields that look like credentials: warn on stderr, refuse the input, or off",
+      )
+        .choices(["off", "warn", "refuse"])
+        .default("warn"),
+    );
   return addFieldLayerFlags(command).action((flags: FieldCommandFlags) => run(direction, flags));
 }
 

@@ -66,6 +66,11 @@ export class FieldLayer implements FieldCodec {
     }
   }
 
+  /** The field map this layer applies (e.g. its plaintextChecked paths for the guard). */
+  get fieldMap(): FieldMap {
+    return this.#map;
+  }
+
   encryptedPaths(resource: string): readonly string[] {
     return [...(this.#map.resources.get(resource)?.fields.keys() ?? [])];
   }

@@ -296,6 +296,48 @@ describe("field layer and CLI against the real daemon", () => {
       assert.match(noMap.stderr, /--fields/);
     });
 
+    it("encrypt warns about, or with --guard refuse refuses, a credential pasted into a plaintext field", async () => {
+      const args = [
+        "encrypt",
+        "--fields",
+        ATELYAOS_MAP,
+        "--resource",
+        "workrooms",
+        "--id",
+        "w1",
+        "--workspace",
+        "ws-acme",
+      ];
+      const token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+      const input = JSON.stringify({
+        title: "Q3 launch",
+        goal: `deploy with ${token}`,
+        pasteBlocks: ["notes"],
+      });
+      const warned = await runCli(args, env(), 20_000, input);
+      assert.equal(warned.code, 0, warned.stderr);
+      assert.match(
+        warned.stderr,
+        /warning: workrooms "w1": plaintext field goal looks like a credential/,
+      );
+      assert.doesNotMatch(warned.stderr, new RegExp(token), "the value itself is never printed");
+      assert.ok(
+        String(JSON.parse(warned.stdout).pasteBlocks).startsWith("kmse:v1:"),
+        "encrypted anyway",
+      );
+      const refused = await runCli([...args, "--guard", "refuse"], env(), 20_000, input);
+      assert.equal(refused.code, 1);
+      assert.equal(refused.stdout, "", "nothing is written");
+      assert.match(refused.stderr, /plaintext field goal looks like a credential/);
+      const clean = await runCli(
+        [...args, "--guard", "refuse"],
+        env(),
+        20_000,
+        JSON.stringify({ title: "Q3", goal: "ship it" }),
+      );
+      assert.equal(clean.code, 0, clean.stderr);
+    });
+
     it("etcd decode opens a value the way kube-apiserver stored it, naming provider and staleness", async () => {
       const key = "/registry/secrets/default/db";
       const engine = await EncryptionEngine.start(await loadEncryptionConfiguration(configPath));
