@@ -27,6 +27,7 @@ export class FakeProvider implements DirectKeyProvider {
   readonly calls: Record<FakeOperation, number> = { wrapKey: 0, unwrapKey: 0, checkHealth: 0 };
   readonly #masterKeys: Uint8Array[];
   readonly #kek = randomBytes(32);
+  #closed = false;
   readonly #script: FakeOutcome[] = [];
   #standing: FakeOutcome = "ok";
   #delayMs = 0;
@@ -97,11 +98,14 @@ export class FakeProvider implements DirectKeyProvider {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     wipe(this.#kek, ...this.#masterKeys);
   }
 
   async #answer(operation: FakeOperation, signal?: AbortSignal): Promise<void> {
     this.calls[operation] += 1;
+    // Like a real provider, a closed fake refuses rather than using its wiped keys.
+    if (this.#closed) throw new ProviderError("other", "fake: the provider is closed");
     if (this.#delayMs > 0) await abortableDelay(this.#delayMs, signal);
     const outcome = this.#script.shift() ?? this.#standing;
     if (outcome !== "ok") throw new ProviderError(outcome, `fake: scripted ${outcome} failure`);

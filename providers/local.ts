@@ -29,6 +29,7 @@ const WRAP_WORKSPACE = "kms-envelope/local-wrap";
 export class LocalProvider implements DirectKeyProvider {
   readonly name = "local";
   readonly #keys: Uint8Array[];
+  #closed = false;
 
   /** Reads and validates the keys now, so a bad variable fails start-up, not a request. */
   constructor(environment: NodeJS.ProcessEnv) {
@@ -56,10 +57,12 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   loadMasterKeys(): Uint8Array[] {
+    this.#assertOpen();
     return this.#keys.map((key) => Uint8Array.from(key));
   }
 
   async wrapKey(key: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    this.#assertOpen();
     await loadSecretbox();
     const kek = this.#primary();
     const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
@@ -72,6 +75,7 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   async unwrapKey(wrapped: Uint8Array, context: WrapContext): Promise<Uint8Array> {
+    this.#assertOpen();
     await loadSecretbox();
     let decoded: ReturnType<typeof decodeKmsCiphertext>;
     try {
@@ -98,7 +102,13 @@ export class LocalProvider implements DirectKeyProvider {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     wipe(...this.#keys);
+  }
+
+  // close() wiped the keys: answering afterwards would wrap under an all-zero key.
+  #assertOpen(): void {
+    if (this.#closed) throw new ProviderError("other", "the local provider is closed");
   }
 
   #primary(): Uint8Array {

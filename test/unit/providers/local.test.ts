@@ -150,11 +150,20 @@ describe("LocalProvider: reading the environment", () => {
     await new LocalProvider(environment(primary)).checkHealth();
   });
 
-  test("close wipes the held keys and may be called twice", async () => {
+  test("close may be called twice, and a closed provider refuses instead of using wiped keys", async () => {
     const provider = new LocalProvider(environment(primary, older));
+    const wrapped = await provider.wrapKey(randomBytes(32), { keyId: "k" });
     await provider.close();
     await provider.close();
-    for (const key of provider.loadMasterKeys()) assert.ok(key.every((byte) => byte === 0));
+    assert.throws(() => provider.loadMasterKeys(), /the local provider is closed/);
+    await assert.rejects(
+      provider.wrapKey(randomBytes(32), { keyId: "k" }),
+      /the local provider is closed/,
+    );
+    await assert.rejects(
+      provider.unwrapKey(wrapped, { keyId: "k" }),
+      /the local provider is closed/,
+    );
   });
 });
 
