@@ -14,6 +14,12 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 
+# better-sqlite3 (the store's embedded backend) is a native add-on: when no prebuilt binary
+# matches, node-gyp compiles it, which needs these. They stay in this stage only.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so this layer is reused while only the sources change.
 # --ignore-scripts: `npm ci` would otherwise run this package's `prepare` script (the
 # TypeScript build) before any source is copied. The dependencies' own install scripts
