@@ -18,6 +18,16 @@ export interface EngineOptions {
   readonly kmsV2Timing?: KmsV2Timing;
 }
 
+/**
+ * What the field layer and other callers need of an engine: the transformer for a resource
+ * (looked up on every use, so a reloaded configuration takes effect at once) and close().
+ */
+export interface ResourceTransformers {
+  transformerFor(resource: string): Transformer;
+  health(): KmsProviderHealth[];
+  close(): void;
+}
+
 /** Health of one kms provider, as kube-apiserver's `kms-provider-<i>` readyz check sees it. */
 export interface KmsProviderHealth {
   readonly name: string;
@@ -67,7 +77,7 @@ function keyedProvider(provider: Extract<ProviderConfig, { keys: unknown }>): Pr
  * every provider with a matching prefix may read, reporting stale reads. Bytes are exactly
  * kube-apiserver's, so values move freely between the engine, the apiserver and etcd.
  */
-export class EncryptionEngine {
+export class EncryptionEngine implements ResourceTransformers {
   readonly #config: EncryptionConfiguration;
   readonly #kms: readonly KmsProvider[];
   readonly #byProviders = new Map<readonly ProviderConfig[], Transformer>();

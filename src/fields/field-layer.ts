@@ -1,6 +1,6 @@
 import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
-import type { EncryptionEngine } from "../engine/encryption-engine.js";
+import type { ResourceTransformers } from "../engine/encryption-engine.js";
 import { InvalidRequestError, KmsEnvelopeError, MalformedCiphertextError } from "../errors.js";
 import type {
   FieldCodec,
@@ -49,12 +49,12 @@ interface StoredItem extends FieldItem {
  */
 export class FieldLayer implements FieldCodec {
   readonly #map: FieldMap;
-  readonly #engine: EncryptionEngine | undefined;
+  readonly #engine: ResourceTransformers | undefined;
   readonly #fieldService: FieldServiceClient | undefined;
 
   constructor(options: {
     fieldMap: FieldMap;
-    engine?: EncryptionEngine;
+    engine?: ResourceTransformers;
     fieldService?: FieldServiceClient;
   }) {
     this.#map = options.fieldMap;
@@ -223,11 +223,9 @@ export class FieldLayer implements FieldCodec {
       return Promise.all(
         items.map(async (item) => {
           const id = (records[item.record] as { id: string }).id;
-          const stored = await engine.encrypt(
-            resource,
-            item.bytes,
-            fieldAuthenticatedData(resource, item.path, id),
-          );
+          const stored = await engine
+            .transformerFor(resource)
+            .toStorage(item.bytes, fieldAuthenticatedData(resource, item.path, id));
           return {
             text: Buffer.from(stored.data).toString("base64"),
             stamp: { path: item.path, route: "engine" as const, ...stored.writer },
@@ -264,11 +262,9 @@ export class FieldLayer implements FieldCodec {
           if (data === undefined)
             throw new MalformedCiphertextError(`${item.where} is not standard base64`);
           const id = (records[item.record] as { id: string }).id;
-          const read = await engine.decrypt(
-            resource,
-            data,
-            fieldAuthenticatedData(resource, item.path, id),
-          );
+          const read = await engine
+            .transformerFor(resource)
+            .fromStorage(data, fieldAuthenticatedData(resource, item.path, id));
           return {
             bytes: read.plaintext,
             stale: read.stale,
@@ -313,7 +309,7 @@ export class FieldLayer implements FieldCodec {
     });
   }
 
-  #needEngine(): EncryptionEngine {
+  #needEngine(): ResourceTransformers {
     if (this.#engine === undefined)
       throw new KmsEnvelopeError(
         "INVALID_CONFIG",

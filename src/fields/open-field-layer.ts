@@ -1,5 +1,10 @@
 import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
-import { EncryptionEngine, type EngineOptions } from "../engine/encryption-engine.js";
+import {
+  EncryptionEngine,
+  type EngineOptions,
+  type ResourceTransformers,
+} from "../engine/encryption-engine.js";
+import { ReloadingEngine } from "../engine/reloading-engine.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { FieldLayer } from "./field-layer.js";
 import { loadFieldMap } from "./field-map.js";
@@ -10,6 +15,11 @@ export interface FieldLayerSources extends EngineOptions {
   readonly fieldMapPath: string;
   /** EncryptionConfiguration file; needed when the map routes a resource through the engine. */
   readonly encryptionConfigPath?: string;
+  /**
+   * Follow edits of the EncryptionConfiguration file, checking it this often (kube-apiserver's
+   * automatic reload polls every minute); unset, the file is read once.
+   */
+  readonly reloadIntervalMs?: number;
   /** Accept kms apiVersion v1 providers (kube-apiserver's KMSv1 feature gate). */
   readonly allowKmsV1?: boolean;
   /** The kms-envelope daemon socket; needed when the map routes a resource through it. */
@@ -26,17 +36,25 @@ export interface FieldLayerSources extends EngineOptions {
 export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldLayer> {
   const fieldMap = await loadFieldMap(sources.fieldMapPath);
   const routes = new Set([...fieldMap.resources.values()].map((spec) => spec.route));
-  let engine: EncryptionEngine | undefined;
+  let engine: ResourceTransformers | undefined;
   if (routes.has("engine")) {
     if (sources.encryptionConfigPath === undefined)
       throw new KmsEnvelopeError(
         "INVALID_CONFIG",
         `${sources.fieldMapPath} routes resources through the engine: give an EncryptionConfiguration (--config)`,
       );
-    const config = await loadEncryptionConfiguration(sources.encryptionConfigPath, {
-      allowKmsV1: sources.allowKmsV1,
-    });
-    engine = await EncryptionEngine.start(config, sources);
+    engine =
+      sources.reloadIntervalMs === undefined
+        ? await EncryptionEngine.start(
+            await loadEncryptionConfiguration(sources.encryptionConfigPath, {
+              allowKmsV1: sources.allowKmsV1,
+            }),
+            sources,
+          )
+        : await ReloadingEngine.start(sources.encryptionConfigPath, {
+            ...sources,
+            pollIntervalMs: sources.reloadIntervalMs,
+          });
   }
   let fieldService: FieldServiceClient | undefined;
   if (routes.has("field-service")) {
