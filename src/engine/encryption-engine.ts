@@ -1,6 +1,11 @@
 import { loadSecretbox } from "../crypto/secretbox.js";
 import { providersFor } from "./config/resource-lookup.js";
 import type { EncryptionConfiguration, ProviderConfig } from "./config/types.js";
+import {
+  type EngineMetrics,
+  MeteredTransformer,
+  type ObservedKmsProvider,
+} from "./engine-metrics.js";
 import { KmsV1Envelope } from "./kms/kms-v1-envelope.js";
 import { KmsV2Envelope, type KmsV2Timing } from "./kms/kms-v2-envelope.js";
 import { AesCbcTransformer } from "./transformers/aes-cbc.js";
@@ -16,6 +21,8 @@ import type { Read, Stored, Transformer } from "./transformers/transformer.js";
 export interface EngineOptions {
   /** kube-apiserver's KMS v2 timing by default; tests shorten it. */
   readonly kmsV2Timing?: KmsV2Timing;
+  /** Where to report transformations, plugin calls, provider health and cache sizes. */
+  readonly metrics?: EngineMetrics;
 }
 
 /**
@@ -43,6 +50,12 @@ type KmsConfig = Extract<ProviderConfig, { type: "kms" }>;
 interface KmsProvider {
   readonly config: KmsConfig;
   readonly envelope: KmsV1Envelope | KmsV2Envelope;
+  readonly observed: ObservedKmsProvider;
+}
+
+/** The provider label of metrics and writers: "identity", "aesgcm", "kms:v2:<name>" … */
+function providerLabel(provider: ProviderConfig): string {
+  return provider.type === "kms" ? `kms:${provider.apiVersion}:${provider.name}` : provider.type;
 }
 
 /** One plugin connection per distinct kms provider, however many rules list it. */
@@ -81,10 +94,16 @@ export class EncryptionEngine implements ResourceTransformers {
   readonly #config: EncryptionConfiguration;
   readonly #kms: readonly KmsProvider[];
   readonly #byProviders = new Map<readonly ProviderConfig[], Transformer>();
+  readonly #metrics: EngineMetrics | undefined;
 
-  private constructor(config: EncryptionConfiguration, kms: readonly KmsProvider[]) {
+  private constructor(
+    config: EncryptionConfiguration,
+    kms: readonly KmsProvider[],
+    metrics: EngineMetrics | undefined,
+  ) {
     this.#config = config;
     this.#kms = kms;
+    this.#metrics = metrics;
   }
 
   /**
@@ -98,17 +117,30 @@ export class EncryptionEngine implements ResourceTransformers {
   ): Promise<EncryptionEngine> {
     await loadSecretbox();
     const kms: KmsProvider[] = [];
+    const { metrics } = options;
     for (const rule of config.rules)
       for (const provider of rule.providers) {
         if (provider.type !== "kms" || kms.some((known) => sameKms(known.config, provider)))
           continue;
+        const label = providerLabel(provider);
+        const observe =
+          metrics === undefined
+            ? undefined
+            : (method: string, code: string, seconds: number) =>
+                metrics.kmsCall(label, method, code, seconds);
         const envelope =
           provider.apiVersion === "v2"
-            ? await KmsV2Envelope.start({ ...provider, timing: options.kmsV2Timing })
-            : new KmsV1Envelope(provider);
-        kms.push({ config: provider, envelope });
+            ? await KmsV2Envelope.start({ ...provider, timing: options.kmsV2Timing, observe })
+            : new KmsV1Envelope({ ...provider, observe });
+        const observed: ObservedKmsProvider = {
+          provider: label,
+          healthy: () => !(envelope instanceof KmsV2Envelope) || envelope.health().ok,
+          cachedSources: () => envelope.cachedSources,
+        };
+        metrics?.track(observed);
+        kms.push({ config: provider, envelope, observed });
       }
-    return new EncryptionEngine(config, kms);
+    return new EncryptionEngine(config, kms, metrics);
   }
 
   /** The transformer for a resource in `resource.group` form (`secrets`, `users.obot.obot.ai`). */
@@ -117,6 +149,12 @@ export class EncryptionEngine implements ResourceTransformers {
     let transformer = this.#byProviders.get(providers);
     if (transformer === undefined) {
       transformer = new PrefixTransformers(providers.map((provider) => this.#entry(provider)));
+      if (this.#metrics !== undefined)
+        transformer = new MeteredTransformer(
+          transformer,
+          this.#metrics,
+          providerLabel(providers[0] as ProviderConfig),
+        );
       this.#byProviders.set(providers, transformer);
     }
     return transformer;
@@ -160,6 +198,9 @@ export class EncryptionEngine implements ResourceTransformers {
 
   /** Closes plugin connections and stops the Status timers; idempotent. */
   close(): void {
-    for (const { envelope } of this.#kms) envelope.close();
+    for (const { envelope, observed } of this.#kms) {
+      envelope.close();
+      this.#metrics?.forget(observed);
+    }
   }
 }

@@ -4,7 +4,7 @@ import { KmsEnvelopeError, MalformedCiphertextError } from "../../errors.js";
 import { cbcOpen } from "../transformers/aes-cbc.js";
 import { gcmOpen, gcmSeal } from "../transformers/aes-gcm.js";
 import type { Read, Stored, Transformer, Writer } from "../transformers/transformer.js";
-import { KmsV1Plugin } from "./plugin-client.js";
+import { type CallObserver, KmsV1Plugin } from "./plugin-client.js";
 
 const DEK_BYTES = 32;
 const MAX_ENCRYPTED_DEK_BYTES = 0xffff;
@@ -15,6 +15,8 @@ export interface KmsV1EnvelopeOptions {
   readonly timeoutMs: number;
   /** Decrypted DEKs kept (Kubernetes' cachesize: default 1000, negative disables). */
   readonly cacheSize: number | undefined;
+  /** Told about every plugin call (method, gRPC code, seconds). */
+  readonly observe?: CallObserver;
 }
 
 /**
@@ -88,6 +90,11 @@ export class KmsV1Envelope implements Transformer {
 
   currentWriter(): Writer {
     return this.#writer;
+  }
+
+  /** Number of decrypted DEKs cached. */
+  get cachedSources(): number {
+    return this.#deks?.size ?? 0;
   }
 
   close(): void {

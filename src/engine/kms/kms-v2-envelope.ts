@@ -12,7 +12,7 @@ import {
   encodeEncryptedObject,
 } from "./encrypted-object.js";
 import { annotationsProblem, encryptedDekSourceProblem, keyIdProblem } from "./kms-v2-rules.js";
-import { KmsV2Plugin } from "./plugin-client.js";
+import { type CallObserver, KmsV2Plugin } from "./plugin-client.js";
 
 /** kube-apiserver's timing toward a KMS v2 plugin (KMS-CONTRACT.md §2.2); tests shorten it. */
 export interface KmsV2Timing {
@@ -39,6 +39,8 @@ export interface KmsV2EnvelopeOptions {
   readonly timing?: KmsV2Timing;
   /** Distinct stored DEK sources whose decryption is kept (default 1000). */
   readonly cacheSize?: number;
+  /** Told about every plugin call (method, gRPC code, seconds). */
+  readonly observe?: CallObserver;
 }
 
 interface WriteState {

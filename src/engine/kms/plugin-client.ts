@@ -10,6 +10,9 @@ function grpcTarget(socketPath: string): string {
     : `unix:${socketPath}`;
 }
 
+/** Told the method, gRPC status code name and duration of every call (for metrics). */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
 /**
  * A gRPC client for one KMS plugin socket with the configured per-call timeout. Failures
  * become KMS_PLUGIN_FAILED naming the provider, the method and the plugin's status, never the
@@ -20,6 +23,7 @@ export class PluginConnection {
   readonly #label: string;
   readonly #timeoutMs: number;
   readonly #refusals: Partial<Record<grpc.status, ErrorCode>>;
+  readonly #observe: CallObserver | undefined;
   #closed = false;
 
   /**
@@ -34,6 +38,7 @@ export class PluginConnection {
       label: string;
       timeoutMs: number;
       refusals?: Partial<Record<grpc.status, ErrorCode>>;
+      observe?: CallObserver;
     },
   ) {
     // A restarted plugin is usually back within a second; grpc-js's default backoff grows to
@@ -45,18 +50,23 @@ export class PluginConnection {
     this.#label = options.label;
     this.#timeoutMs = options.timeoutMs;
     this.#refusals = options.refusals ?? {};
+    this.#observe = options.observe;
   }
 
   async call<Response>(method: string, request: object): Promise<Response> {
     if (this.#closed)
       throw new KmsEnvelopeError("KMS_PLUGIN_FAILED", `${this.#label}: the engine is closed`);
+    const started = performance.now();
     try {
-      return await callUnary<Response>(this.#client, method, request, {
+      const answer = await callUnary<Response>(this.#client, method, request, {
         deadline: Date.now() + this.#timeoutMs,
       });
+      this.#observe?.(method, "OK", (performance.now() - started) / 1000);
+      return answer;
     } catch (error) {
       const failure = error as Partial<grpc.ServiceError>;
       const code = failure.code === undefined ? "UNKNOWN" : grpc.status[failure.code];
+      this.#observe?.(method, code, (performance.now() - started) / 1000);
       throw new KmsEnvelopeError(
         (failure.code === undefined ? undefined : this.#refusals[failure.code]) ??
           "KMS_PLUGIN_FAILED",
@@ -71,6 +81,13 @@ export class PluginConnection {
     this.#closed = true;
     this.#client.close();
   }
+}
+
+export interface PluginOptions {
+  readonly socketPath: string;
+  readonly name: string;
+  readonly timeoutMs: number;
+  readonly observe?: CallObserver;
 }
 
 export interface KmsV2StatusAnswer {
@@ -89,11 +106,12 @@ export interface KmsV2EncryptAnswer {
 export class KmsV2Plugin {
   readonly #connection: PluginConnection;
 
-  constructor(options: { socketPath: string; name: string; timeoutMs: number }) {
+  constructor(options: PluginOptions) {
     this.#connection = new PluginConnection(services.kmsV2, {
       socketPath: options.socketPath,
       label: `kms v2 provider ${JSON.stringify(options.name)}`,
       timeoutMs: options.timeoutMs,
+      observe: options.observe,
     });
   }
 
@@ -146,11 +164,12 @@ export class KmsV1Plugin {
   static readonly API_VERSION = "v1beta1";
   readonly #connection: PluginConnection;
 
-  constructor(options: { socketPath: string; name: string; timeoutMs: number }) {
+  constructor(options: PluginOptions) {
     this.#connection = new PluginConnection(services.kmsV1, {
       socketPath: options.socketPath,
       label: `kms v1 provider ${JSON.stringify(options.name)}`,
       timeoutMs: options.timeoutMs,
+      observe: options.observe,
     });
   }
 
