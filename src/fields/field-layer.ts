@@ -16,12 +16,8 @@ import { asJson, bytesToValue, type FieldValue, valueToBytes } from "./field-val
 
 const FIELD_SERVICE = "field-service";
 
-/** Authenticated data binding an engine-encrypted value to its place (issue 4). */
-export function fieldAuthenticatedData(
-  resource: string,
-  path: string,
-  recordId: string,
-): Uint8Array {
+/** Authenticated data binding an engine-encrypted value to its place (the field map README section). */
+function fieldAuthenticatedData(resource: string, path: string, recordId: string): Uint8Array {
   return Buffer.from(`${resource}/${path}/${recordId}`, "utf8");
 }
 

@@ -28,7 +28,7 @@ const root = protobuf.loadSync(
 const messageType = root.lookupType("v2.EncryptedObject");
 
 /** kube-apiserver's ValidateEncryptedObject: applied before writing and after reading. */
-export function validateEncryptedObject(object: EncryptedObject): void {
+function validateEncryptedObject(object: EncryptedObject): void {
   const problem =
     (object.encryptedData.length === 0 ? "encryptedData is empty" : undefined) ??
     keyIdProblem(object.keyId) ??

@@ -24,7 +24,7 @@ export interface KmsV2Timing {
   readonly writeTtlMs: number;
 }
 
-export const KUBE_APISERVER_TIMING: KmsV2Timing = {
+const KUBE_APISERVER_TIMING: KmsV2Timing = {
   healthyPollMs: 60_000,
   unhealthyPollMs: 10_000,
   writeTtlMs: 180_000,

@@ -5,7 +5,7 @@ import { KeyedTransformer, type Read, type Stored, type Writer } from "./transfo
 
 /** Seed (minimum) and per-write info sizes of Kubernetes' HKDF extended-nonce mode. */
 export const SEED_BYTES = 32;
-export const INFO_BYTES = 32;
+const INFO_BYTES = 32;
 
 /**
  * HKDF-Expand (RFC 5869 §2.3) with SHA-256 and L = 32: one block, T(1) = HMAC(PRK, info ‖ 1).

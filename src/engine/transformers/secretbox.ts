@@ -8,7 +8,7 @@ import {
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
 import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
-export const SECRETBOX_KEY_BYTES = 32;
+const SECRETBOX_KEY_BYTES = 32;
 
 /**
  * Kubernetes' `secretbox` provider key: nonce(24, random) ‖ NaCl secretbox (tag ‖ ciphertext),
