@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import { freshRandom } from "../../crypto/nonce-source.js";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
 import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
@@ -13,7 +14,7 @@ function cipherName(key: Uint8Array): "aes-128-cbc" | "aes-192-cbc" | "aes-256-c
 
 /** IV(16, random) ‖ AES-CBC(PKCS#7 plaintext), a whole padding block when already aligned. */
 export function cbcSeal(key: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const iv = randomFillSync(Buffer.alloc(BLOCK));
+  const iv = freshRandom(BLOCK);
   const cipher = createCipheriv(cipherName(key), key, iv);
   return Buffer.concat([iv, cipher.update(plaintext), cipher.final()]);
 }

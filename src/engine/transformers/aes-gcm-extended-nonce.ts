@@ -1,4 +1,5 @@
-import { createHmac, randomFillSync } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { freshRandom } from "../../crypto/nonce-source.js";
 import { MalformedCiphertextError } from "../../errors.js";
 import { GCM_NONCE_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from "./aes-gcm.js";
 import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
@@ -27,7 +28,7 @@ export class ExtendedNonceGcmTransformer extends KeyedTransformer {
   }
 
   override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
-    const info = randomFillSync(Buffer.alloc(INFO_BYTES));
+    const info = freshRandom(INFO_BYTES);
     const key = hkdfExpandKey(this.key, info);
     try {
       return {

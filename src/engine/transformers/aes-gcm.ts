@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import { freshRandom } from "../../crypto/nonce-source.js";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
 import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
 
@@ -22,7 +23,7 @@ function cipherName(key: Uint8Array): "aes-128-gcm" | "aes-192-gcm" | "aes-256-g
 
 /** nonce(12, random) ‖ ciphertext ‖ tag(16): the layout of every Kubernetes GCM value. */
 export function gcmSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  const nonce = randomFillSync(Buffer.alloc(GCM_NONCE_BYTES));
+  const nonce = freshRandom(GCM_NONCE_BYTES);
   const cipher = createCipheriv(cipherName(key), key, nonce, { authTagLength: GCM_TAG_BYTES });
   cipher.setAAD(aad);
   const body = cipher.update(plaintext);

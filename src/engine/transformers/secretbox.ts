@@ -1,4 +1,4 @@
-import { randomFillSync } from "node:crypto";
+import { freshNonce } from "../../crypto/nonce-source.js";
 import {
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
@@ -23,7 +23,7 @@ export class SecretboxTransformer extends KeyedTransformer {
   }
 
   override async toStorage(plaintext: Uint8Array): Promise<Stored> {
-    const nonce = randomFillSync(new Uint8Array(SECRETBOX_NONCE_BYTES));
+    const nonce = freshNonce();
     const boxed = secretboxSeal(plaintext, nonce, this.key);
     const data = new Uint8Array(nonce.length + boxed.length);
     data.set(nonce);
