@@ -38,7 +38,12 @@ export function parseSocketPath(value: string): string {
   return resolve(rest);
 }
 
-/** The address grpc-js binds or dials for a socket path. */
+/**
+ * The address grpc-js binds or dials for a socket path; a leading NUL marks a Linux abstract
+ * socket (the form kms endpoints `unix:///@name` resolve to).
+ */
 export function grpcAddress(socketPath: string): string {
-  return `unix:${socketPath}`;
+  return socketPath.startsWith("\0")
+    ? `unix-abstract:${socketPath.slice(1)}`
+    : `unix:${socketPath}`;
 }

@@ -2,13 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { callUnary } from "../../client/call-unary.js";
 import { type ErrorCode, KmsEnvelopeError } from "../../errors.js";
 import { services } from "../../server/protos.js";
-
-/** grpc-js target for a socket path; a leading NUL marks a Linux abstract socket. */
-function grpcTarget(socketPath: string): string {
-  return socketPath.startsWith("\0")
-    ? `unix-abstract:${socketPath.slice(1)}`
-    : `unix:${socketPath}`;
-}
+import { grpcAddress } from "../../server/socket-endpoint.js";
 
 /** Told the method, gRPC status code name and duration of every call (for metrics). */
 export type CallObserver = (method: string, code: string, seconds: number) => void;
@@ -43,7 +37,7 @@ export class PluginConnection {
   ) {
     // A restarted plugin is usually back within a second; grpc-js's default backoff grows to
     // two minutes, which would outlast kube-apiserver's 10 s unhealthy re-poll many times.
-    this.#client = new service(grpcTarget(options.socketPath), grpc.credentials.createInsecure(), {
+    this.#client = new service(grpcAddress(options.socketPath), grpc.credentials.createInsecure(), {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 2_000,
     });
