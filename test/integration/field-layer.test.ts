@@ -206,16 +206,17 @@ describe("field layer and CLI against the real daemon", () => {
 
   describe("CLI", () => {
     const env = () => ({ KMS_ENVELOPE_SOCKET: suite.daemon.socketPath });
+    const cookieArgs = () => [
+      "--config",
+      configPath,
+      "--fields",
+      OBOT_MAP,
+      "--resource",
+      "sessioncookies.obot.obot.ai",
+    ];
 
     it("encrypt then decrypt one JSON document; NDJSON with ids from a field", async () => {
-      const args = [
-        "--config",
-        configPath,
-        "--fields",
-        OBOT_MAP,
-        "--resource",
-        "sessioncookies.obot.obot.ai",
-      ];
+      const args = cookieArgs();
       const encrypted = await runCli(
         ["encrypt", ...args, "--id", "s1"],
         env(),
@@ -262,14 +263,7 @@ describe("field layer and CLI against the real daemon", () => {
     });
 
     it("reports bad input with a clear message and a non-zero exit", async () => {
-      const args = [
-        "--config",
-        configPath,
-        "--fields",
-        OBOT_MAP,
-        "--resource",
-        "sessioncookies.obot.obot.ai",
-      ];
+      const args = cookieArgs();
       const notJson = await runCli(["encrypt", ...args, "--id", "x"], env(), 20_000, "{nope");
       assert.equal(notJson.code, 1);
       assert.match(notJson.stderr, /kms-envelope: the input is not JSON/);
