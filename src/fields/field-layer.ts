@@ -6,6 +6,7 @@ import type {
   FieldCodec,
   FieldRecord,
   FieldStamp,
+  JsonObject,
   OpenedRecord,
   SealedRecord,
 } from "./field-codec.js";
@@ -80,17 +81,22 @@ export class FieldLayer implements FieldCodec {
       bytes: valueToBytes(value, item.type, item.where),
     }));
     const stored = await this.#sealItems(resource, spec, records, items);
-    return records.map((record, index) => {
-      let document = record.document;
-      const stamps: FieldStamp[] = [];
-      for (const [i, item] of items.entries()) {
-        if (item.record !== index) continue;
-        const result = stored[i] as { text: string; stamp: FieldStamp };
-        document = withPath(document, item.path, result.text);
-        stamps.push(result.stamp);
-      }
-      return { id: record.id, document, stamps };
-    });
+    const documents = records.map((record) => record.document);
+    const stamps = records.map((): FieldStamp[] => []);
+    for (const [i, item] of items.entries()) {
+      const result = stored[i] as { text: string; stamp: FieldStamp };
+      documents[item.record] = withPath(
+        documents[item.record] as JsonObject,
+        item.path,
+        result.text,
+      );
+      stamps[item.record]?.push(result.stamp);
+    }
+    return records.map((record, index) => ({
+      id: record.id,
+      document: documents[index] as JsonObject,
+      stamps: stamps[index] as FieldStamp[],
+    }));
   }
 
   async open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]> {
@@ -110,23 +116,22 @@ export class FieldLayer implements FieldCodec {
       return { ...item, text: value };
     });
     const opened = await this.#openItems(resource, spec, records, items);
-    return records.map((record, index) => {
-      let document = record.document;
-      let stale = false;
-      const stamps: FieldStamp[] = [];
-      for (const [i, item] of items.entries()) {
-        if (item.record !== index) continue;
-        const result = opened[i] as { bytes: Uint8Array; stale: boolean; stamp: FieldStamp };
-        document = withPath(
-          document,
-          item.path,
-          asJson(bytesToValue(result.bytes, item.type, item.where)),
-        );
-        stale ||= result.stale;
-        stamps.push(result.stamp);
-      }
-      return { id: record.id, document, stale, stamps };
-    });
+    const documents = records.map((record) => record.document);
+    const stamps = records.map((): FieldStamp[] => []);
+    const stale = records.map(() => false);
+    for (const [i, item] of items.entries()) {
+      const result = opened[i] as { bytes: Uint8Array; stale: boolean; stamp: FieldStamp };
+      const value = asJson(bytesToValue(result.bytes, item.type, item.where));
+      documents[item.record] = withPath(documents[item.record] as JsonObject, item.path, value);
+      stale[item.record] ||= result.stale;
+      stamps[item.record]?.push(result.stamp);
+    }
+    return records.map((record, index) => ({
+      id: record.id,
+      document: documents[index] as JsonObject,
+      stale: stale[index] as boolean,
+      stamps: stamps[index] as FieldStamp[],
+    }));
   }
 
   /** Encrypts one value of a listed field; bytes fields take a Uint8Array. */
@@ -294,15 +299,20 @@ export class FieldLayer implements FieldCodec {
     items: readonly Item[],
     pick: (item: Item) => Value,
   ) {
-    return records.map((record, index) => {
+    const batch = records.map((record) => {
       if (record.workspace === undefined || record.workspace === "")
         throw new InvalidRequestError(
           `${resource} ${record.id}: fields sealed by the field service need a workspace (--workspace)`,
         );
-      const fields: Record<string, Value> = {};
-      for (const item of items) if (item.record === index) fields[item.path] = pick(item);
-      return { workspace: record.workspace, recordId: record.id, fields };
+      return {
+        workspace: record.workspace,
+        recordId: record.id,
+        fields: {} as Record<string, Value>,
+      };
     });
+    for (const item of items)
+      (batch[item.record] as { fields: Record<string, Value> }).fields[item.path] = pick(item);
+    return batch;
   }
 
   #needEngine(): ResourceTransformers {
