@@ -18,6 +18,7 @@ export type ErrorCode =
   | "SOCKET_IN_USE"
   | "SOCKET_PATH_NOT_SOCKET"
   | "DAEMON_UNREACHABLE"
+  | "OVERLOADED"
   | "KMS_PLUGIN_FAILED"
   | "STORE_UNAVAILABLE"
   | "STORE_CONFLICT"
@@ -33,6 +34,11 @@ export class KmsEnvelopeError extends Error {
     this.name = "KmsEnvelopeError";
     this.code = code;
   }
+}
+
+/** The message of anything thrown, for logs and one-line errors (never a stack). */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**

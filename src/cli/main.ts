@@ -1,58 +1,10 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from "commander";
-import { KmsEnvelopeError } from "../errors.js";
-import { PACKAGE_VERSION } from "../package-info.js";
-import { conformanceCommand } from "./conformance-command.js";
-import { etcdCommand } from "./etcd-command.js";
-import { exportCommand } from "./export-command.js";
-import { decryptCommand, encryptCommand } from "./field-commands.js";
-import { keygenCommand } from "./keygen-command.js";
-import { rewrapCommand } from "./rewrap-command.js";
-import { retireCommand, rotateCommand } from "./rotate-command.js";
-import { serveCommand } from "./serve-command.js";
-import { statusCommand } from "./status-command.js";
+import { StopSignals } from "./stop-signals.js";
 
-// Exit codes: 1 = runtime failure, 2 = the invocation or configuration is wrong.
-const CONFIGURATION_CODES = new Set(["INVALID_CONFIG", "MISSING_MASTER_KEY", "INVALID_MASTER_KEY"]);
-
-const program = new Command("kms-envelope")
-  .description(
-    "Kubernetes KMS plugin and field-encryption service with pluggable master-key custody",
-  )
-  .version(PACKAGE_VERSION);
-// Commands built elsewhere do not inherit these settings from the program, so apply them to each.
-for (const command of [
-  program,
-  serveCommand(),
-  statusCommand(),
-  keygenCommand(),
-  rotateCommand(),
-  retireCommand(),
-  encryptCommand(),
-  decryptCommand(),
-  etcdCommand(),
-  rewrapCommand(),
-  exportCommand(),
-  conformanceCommand(),
-]) {
-  for (const each of [command, ...command.commands])
-    each.showHelpAfterError("(run with --help for usage)").exitOverride();
-  if (command !== program) program.addCommand(command);
-}
-
-try {
-  await program.parseAsync(process.argv);
-} catch (error) {
-  if (error instanceof CommanderError) {
-    // Commander already printed its message (or the help/version text).
-    process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof KmsEnvelopeError) {
-    process.stderr.write(`kms-envelope: ${error.message}\n`);
-    process.exitCode = CONFIGURATION_CODES.has(error.code) ? 2 : 1;
-  } else {
-    process.stderr.write(
-      `kms-envelope: unexpected failure: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  }
-}
+// `serve` catches stop signals before the rest of the CLI is loaded (which takes a noticeable
+// moment), so a SIGTERM at any point of its start-up is a clean exit 0; other commands keep
+// the default behaviour of a signal.
+const command = process.argv.slice(2).find((argument) => !argument.startsWith("-"));
+const stopSignals = command === "serve" ? StopSignals.install() : undefined;
+const { runProgram } = await import("./program.js");
+await runProgram(stopSignals);

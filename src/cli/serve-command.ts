@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
 import { KmsEnvelopeError } from "../errors.js";
@@ -5,11 +6,12 @@ import { DirectKeySource } from "../keys/env-key-source.js";
 import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
-import { startDaemon } from "../server/daemon.js";
+import { type Daemon, startDaemon } from "../server/daemon.js";
 import { applyConfigFile } from "./config-file.js";
 import { loadOrCreateDevKey } from "./dev-key.js";
 import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
+import { StopSignals } from "./stop-signals.js";
 
 function option(
   flags: string,
@@ -21,8 +23,11 @@ function option(
   return defaultValue === undefined ? created : created.default(defaultValue);
 }
 
-/** `kms-envelope serve`: the plugin daemon. */
-export function serveCommand(): Command {
+/**
+ * `kms-envelope serve`: the plugin daemon. `stopSignals` are caught from process start when
+ * main.ts knew the command; otherwise they are caught here.
+ */
+export function serveCommand(stopSignals?: StopSignals): Command {
   const command = new Command("serve")
     .description("serve KMS v2, KMS v1beta1, the field service and gRPC health on a Unix socket")
     .addOption(
@@ -109,9 +114,81 @@ export function serveCommand(): Command {
     .addOption(
       option(
         "--max-request-bytes <bytes>",
-        "largest accepted request message",
+        "largest accepted request message (bytes, or KiB/MiB)",
         "MAX_REQUEST_BYTES",
-        String(4 * 1024 * 1024),
+        "4MiB",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-connection-buffer-bytes <bytes>",
+        "request and response bytes one client connection may make the daemon hold",
+        "MAX_CONNECTION_BUFFER_BYTES",
+        "16MiB",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-buffer-bytes <bytes>",
+        "request and response bytes all connections together may make the daemon hold",
+        "MAX_BUFFER_BYTES",
+        "64MiB",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-streams-per-connection <count>",
+        "calls one connection may have open at once",
+        "MAX_STREAMS_PER_CONNECTION",
+        "100",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-connections <count>",
+        "client connections open at once; more are closed on arrival",
+        "MAX_CONNECTIONS",
+        "64",
+      ),
+    )
+    .addOption(
+      option(
+        "--call-timeout <duration>",
+        "longest a call may take from its first request byte to its last response byte",
+        "CALL_TIMEOUT",
+        "30s",
+      ),
+    )
+    .addOption(
+      option(
+        "--idle-timeout <duration>",
+        "a client connection with no call open for this long is closed",
+        "IDLE_TIMEOUT",
+        "5m",
+      ),
+    )
+    .addOption(
+      option(
+        "--field-workers <count>",
+        "worker threads that seal and open field-service batches (default: one per core)",
+        "FIELD_WORKERS",
+        String(availableParallelism()),
+      ),
+    )
+    .addOption(
+      option(
+        "--max-fields-per-request <count>",
+        "field values one field-service call may carry",
+        "MAX_FIELDS_PER_REQUEST",
+        "100000",
+      ),
+    )
+    .addOption(
+      option(
+        "--max-fields-per-record <count>",
+        "field values one record may carry",
+        "MAX_FIELDS_PER_RECORD",
+        "1000",
       ),
     )
     .addOption(
@@ -138,6 +215,7 @@ export function serveCommand(): Command {
   );
   return addProviderOptions(command).action(
     async (options: ServeOptionsInput & ProviderFlagsInput & { config?: string }) => {
+      const stop = stopSignals ?? StopSignals.install();
       if (options.config !== undefined) await applyConfigFile(command, options, options.config);
       const config = parseServeConfig(options);
       const logger = createLogger(config.logLevel);
@@ -167,19 +245,22 @@ export function serveCommand(): Command {
               registry: await providerRegistry(options, environment, observe, observeAttempt),
               pollMs: config.keyringPollMs,
             });
-      const daemon = await startDaemon(config, source, logger, metrics);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals): void => {
-          logger.info({ signal }, "draining in-flight calls");
-          daemon.shutdown().then(resolve, (error: unknown) => {
-            logger.error({ err: error }, "shutdown failed");
-            process.exitCode = 1;
-            resolve();
-          });
-        };
-        process.once("SIGTERM", stop);
-        process.once("SIGINT", stop);
-      });
+      let daemon: Daemon;
+      try {
+        daemon = await startDaemon(config, source, logger, metrics, stop.signal);
+      } catch (error) {
+        // A stop request during start-up is an orderly exit: startDaemon undid what it did.
+        if (!stop.signal.aborted) throw error;
+        logger.info({ signal: stop.received }, "stopped during start-up");
+        return;
+      }
+      logger.info({ signal: await stop.stopped() }, "draining in-flight calls");
+      try {
+        await daemon.shutdown();
+      } catch (error) {
+        logger.error({ err: error }, "shutdown failed");
+        process.exitCode = 1;
+      }
     },
   );
 }

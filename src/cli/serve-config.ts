@@ -3,11 +3,16 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
+import type { ServerLimits } from "../server/grpc-server.js";
 import { parseSocketPath } from "../server/socket-endpoint.js";
+import { byteSizeSchema } from "./byte-size.js";
 import { durationSchema } from "./duration.js";
 
 /** The file name of the socket inside the run directory. */
 export const SOCKET_FILE_NAME = "kms.sock";
+
+/** Longest Unix socket path Linux accepts (sun_path is 108 bytes including the NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 /** Where the socket and the development key live unless --run-dir says otherwise. */
 export function defaultRunDirectory(): string {
@@ -57,6 +62,8 @@ const owner = z
     return { uid, gid: gid ?? uid };
   });
 
+const count = z.string().trim().regex(/^\d+$/, "must be a whole number").transform(Number);
+
 const serveOptions = z.object({
   socket: z.string().optional(),
   runDir: z.string().trim().min(1).optional(),
@@ -77,17 +84,21 @@ const serveOptions = z.object({
   gracePeriod: durationSchema,
   keyring: z.string().trim().min(1).optional(),
   keyringPollInterval: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
-  maxRequestBytes: z
-    .string()
-    .trim()
-    .regex(/^\d+$/, "must be a whole number of bytes")
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .min(1024)
-        .max(64 * 1024 * 1024),
-    ),
+  maxRequestBytes: byteSizeSchema.pipe(
+    z
+      .number()
+      .min(1024, "must be at least 1KiB")
+      .max(64 * 1024 * 1024, "must be at most 64MiB"),
+  ),
+  maxConnectionBufferBytes: byteSizeSchema.pipe(z.number().min(1024, "must be at least 1KiB")),
+  maxBufferBytes: byteSizeSchema.pipe(z.number().min(1024, "must be at least 1KiB")),
+  maxStreamsPerConnection: count.pipe(z.number().min(1).max(65535)),
+  maxConnections: count.pipe(z.number().min(1)),
+  callTimeout: durationSchema.pipe(z.number().min(100, "must be at least 100ms")),
+  idleTimeout: durationSchema.pipe(z.number().min(1000, "must be at least 1s")),
+  fieldWorkers: count.pipe(z.number().min(1).max(256)),
+  maxFieldsPerRequest: count.pipe(z.number().min(1)),
+  maxFieldsPerRecord: count.pipe(z.number().min(1)),
 });
 
 /** Raw option values as the command line (or environment) gave them. */
@@ -108,7 +119,12 @@ export interface ServeConfig {
   readonly healthIntervalMs: number;
   readonly healthTimeoutMs: number;
   readonly gracePeriodMs: number;
-  readonly maxRequestBytes: number;
+  /** What one client may make the gRPC server hold, and for how long. */
+  readonly limits: ServerLimits;
+  /** Worker threads that seal and open field-service batches off the event loop. */
+  readonly fieldWorkers: number;
+  readonly maxFieldsPerRequest: number;
+  readonly maxFieldsPerRecord: number;
   /** Keyring file; without it the local provider's environment keys are used. */
   readonly keyring: string | undefined;
   readonly keyringPollMs: number;
@@ -125,8 +141,16 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   }
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
+  const socket = parseSocketPath(options.socket ?? join(runDir, SOCKET_FILE_NAME));
+  // sun_path holds 108 bytes with its NUL; a longer path would be bound truncated elsewhere.
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `--socket ${socket} is ${Buffer.byteLength(socket)} bytes long; Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes: choose a shorter path (or --run-dir)`,
+    );
+  }
   return Object.freeze({
-    socket: parseSocketPath(options.socket ?? join(runDir, SOCKET_FILE_NAME)),
+    socket,
     runDir,
     workspace: options.workspace,
     dev: options.dev,
@@ -138,7 +162,18 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
     healthIntervalMs: options.healthInterval,
     healthTimeoutMs: options.healthTimeout,
     gracePeriodMs: options.gracePeriod,
-    maxRequestBytes: options.maxRequestBytes,
+    limits: Object.freeze({
+      maxRequestBytes: options.maxRequestBytes,
+      maxConnectionBufferBytes: options.maxConnectionBufferBytes,
+      maxBufferBytes: options.maxBufferBytes,
+      maxStreamsPerConnection: options.maxStreamsPerConnection,
+      maxConnections: options.maxConnections,
+      callTimeoutMs: options.callTimeout,
+      idleTimeoutMs: options.idleTimeout,
+    }),
+    fieldWorkers: options.fieldWorkers,
+    maxFieldsPerRequest: options.maxFieldsPerRequest,
+    maxFieldsPerRecord: options.maxFieldsPerRecord,
     keyring: options.keyring === undefined ? undefined : resolve(options.keyring),
     keyringPollMs: options.keyringPollInterval,
   });

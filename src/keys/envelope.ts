@@ -1,5 +1,4 @@
-import { fieldContext, KMS_V1_CONTEXT, KMS_V2_CONTEXT } from "../crypto/contexts.js";
-import { formatFieldValue, parseFieldValue } from "../crypto/field-value.js";
+import { KMS_V1_CONTEXT, KMS_V2_CONTEXT } from "../crypto/contexts.js";
 import { decodeKmsCiphertext, encodeKmsCiphertext } from "../crypto/kms-ciphertext.js";
 import { open, seal } from "../crypto/sealed.js";
 import { KmsEnvelopeError } from "../errors.js";
@@ -9,28 +8,13 @@ import type { MasterKeySet } from "./master-key-set.js";
 /** Which Kubernetes KMS API a ciphertext belongs to; each has its own context (SPEC.md §2). */
 export type KmsApi = "v2" | "v1";
 
-/** A record of plaintext fields, as the field service receives and returns them. */
-export interface PlainRecord {
-  workspace: string;
-  resource: string;
-  recordId: string;
-  fields: Record<string, Uint8Array>;
-}
-
-/** A record of sealed field values (`kmse:v1:…`). */
-export interface SealedRecord {
-  workspace: string;
-  resource: string;
-  recordId: string;
-  fields: Record<string, string>;
-}
-
 const PROBE = Buffer.from("kms-envelope self-test");
 
 /**
- * The daemon's cryptographic service: seals and opens KMS ciphertexts and field values under
- * the master-key set, refusing to work once custody health has been lost for longer than the
- * grace period. The gRPC layer calls this and never touches key bytes itself.
+ * The daemon's KMS cryptographic service: seals and opens KMS ciphertexts under the
+ * master-key set, refusing to work once custody health has been lost for longer than the
+ * grace period. The gRPC layer calls this and never touches key bytes itself; field records
+ * are sealed in worker threads (keys/field-sealing.ts) after `requireUsable()` here.
  */
 export class Envelope {
   #keys: MasterKeySet;
@@ -46,6 +30,7 @@ export class Envelope {
   /**
    * Swaps in a new key set (a reloaded keyring) and returns the previous one for disposal.
    * Every operation here is synchronous, so no call is ever halfway through the old set.
+   * Field-service workers hold copies of their own (FieldWorkerPool.replaceKeys).
    */
   replaceKeys(keys: MasterKeySet): MasterKeySet {
     const previous = this.#keys;
@@ -65,7 +50,7 @@ export class Envelope {
 
   /** Seals a KMS plaintext (the apiserver's DEK seed) under the primary key. */
   encryptKms(api: KmsApi, plaintext: Uint8Array): { ciphertext: Uint8Array; keyId: string } {
-    this.#assertUsable();
+    this.requireUsable();
     const primary = this.#keys.primary;
     const sealed = seal(primary.workspaceKey(this.#kmsWorkspace), kmsContext(api), plaintext);
     return { ciphertext: encodeKmsCiphertext(primary.keyId, sealed), keyId: primary.keyId };
@@ -84,60 +69,8 @@ export class Envelope {
       );
     }
     const version = this.#keys.version(keyId);
-    this.#assertUsable();
+    this.requireUsable();
     return open(version.workspaceKey(this.#kmsWorkspace), kmsContext(api), sealed);
-  }
-
-  /** Seals every field of every record under the primary key; all or nothing. */
-  sealRecords(records: readonly PlainRecord[]): { records: SealedRecord[]; keyId: string } {
-    this.#assertUsable();
-    const primary = this.#keys.primary;
-    const sealedRecords = records.map((record) => {
-      const workspaceKey = primary.workspaceKey(record.workspace);
-      const fields: Record<string, string> = {};
-      for (const [field, value] of Object.entries(record.fields)) {
-        const context = fieldContext(record.resource, field, record.recordId);
-        fields[field] = formatFieldValue(primary.keyId, seal(workspaceKey, context, value));
-      }
-      return { ...record, fields };
-    });
-    return { records: sealedRecords, keyId: primary.keyId };
-  }
-
-  /**
-   * Opens every field of every record; all or nothing. `stale` is true when some value was
-   * sealed under a version other than the primary, so the caller knows to re-seal it.
-   */
-  openRecords(records: readonly SealedRecord[]): { records: PlainRecord[]; stale: boolean } {
-    this.#assertUsable();
-    const primaryKeyId = this.#keys.primary.keyId;
-    let stale = false;
-    const plainRecords = records.map((record, index) => {
-      const fields: Record<string, Uint8Array> = {};
-      for (const [field, value] of Object.entries(record.fields)) {
-        try {
-          const { keyId, sealed } = parseFieldValue(value);
-          if (keyId !== primaryKeyId) stale = true;
-          const workspaceKey = this.#keys.version(keyId).workspaceKey(record.workspace);
-          fields[field] = open(
-            workspaceKey,
-            fieldContext(record.resource, field, record.recordId),
-            sealed,
-          );
-        } catch (error) {
-          if (error instanceof KmsEnvelopeError) {
-            // Names the position, never the value, so the caller can find the bad row.
-            throw new KmsEnvelopeError(
-              error.code,
-              `record ${index} field ${JSON.stringify(field)}: ${error.message}`,
-            );
-          }
-          throw error;
-        }
-      }
-      return { ...record, fields };
-    });
-    return { records: plainRecords, stale };
   }
 
   /** Zeroes the current key set; the envelope is unusable afterwards. */
@@ -156,7 +89,11 @@ export class Envelope {
     }
   }
 
-  #assertUsable(): void {
+  /**
+   * Refuses every operation once custody has been lost for longer than the grace period
+   * (SPEC.md §3): revoking the provider key is honoured, for field batches too.
+   */
+  requireUsable(): void {
     const health = this.#health.snapshot();
     if (health.suspended) {
       throw new KmsEnvelopeError(

@@ -10,6 +10,8 @@ const WORKSPACE_CACHE_LIMIT = 4096;
 export class MasterKeyVersion {
   /** Public identifier of this version (SPEC.md §2). */
   readonly keyId: string;
+  /** The custody provider that keeps this version (the key id's prefix). */
+  readonly provider: string;
   readonly #masterKey: Uint8Array;
   readonly #workspaceKeys = new Map<string, Uint8Array>();
 
@@ -18,6 +20,7 @@ export class MasterKeyVersion {
       throw new KmsEnvelopeError("INVALID_MASTER_KEY", `a master key must be ${KEY_BYTES} bytes`);
     }
     this.#masterKey = Uint8Array.from(masterKey);
+    this.provider = provider;
     this.keyId = deriveKeyId(provider, this.#masterKey);
   }
 
@@ -38,6 +41,11 @@ export class MasterKeyVersion {
     const derived = deriveWorkspaceKey(this.#masterKey, workspace);
     this.#workspaceKeys.set(workspace, derived);
     return derived;
+  }
+
+  /** A fresh copy of the master key, for a worker thread; the receiver must wipe it. */
+  copyMasterKey(): Uint8Array {
+    return Uint8Array.from(this.#masterKey);
   }
 
   /** Zeroes the master key and every derived key. */
@@ -104,6 +112,24 @@ export class MasterKeySet {
       );
     }
     throw new UnknownKeyIdError(keyId);
+  }
+
+  /**
+   * Everything a worker thread needs to build an identical set of its own: fresh copies of
+   * every master key, primary first, which the receiver owns and must wipe, and the retired
+   * key ids.
+   */
+  copyForWorker(): {
+    keys: { provider: string; key: Uint8Array }[];
+    retiredKeyIds: string[];
+  } {
+    return {
+      keys: [...this.#byKeyId.values()].map((version) => ({
+        provider: version.provider,
+        key: version.copyMasterKey(),
+      })),
+      retiredKeyIds: [...this.#retiredKeyIds],
+    };
   }
 
   /** Zeroes every version. */

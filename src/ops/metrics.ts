@@ -26,6 +26,8 @@ export class DaemonMetrics {
   readonly #providerCalls: Counter<"provider" | "operation" | "result">;
   readonly #providerLatency: Histogram<"provider" | "operation">;
   readonly #providerFailedAttempts: Counter<"provider" | "result">;
+  readonly #connectionsRefused: Counter<"reason">;
+  #bufferedBytes: () => number = () => 0;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
@@ -100,6 +102,18 @@ export class DaemonMetrics {
       labelNames: ["provider", "result"],
       registers,
     });
+    this.#connectionsRefused = new Counter({
+      name: `${METRIC_PREFIX}connections_refused_total`,
+      help: "Client connections closed on arrival because a limit was reached, by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+    const bufferedBytes: Gauge = new Gauge({
+      name: `${METRIC_PREFIX}buffered_bytes`,
+      help: "Request and response bytes the gRPC server holds for calls in progress (bounded by --max-buffer-bytes).",
+      registers,
+      collect: () => bufferedBytes.set(this.#bufferedBytes()),
+    });
     this.#keyReloads = new Counter({
       name: `${METRIC_PREFIX}keyring_reloads_total`,
       help: "Keyring file changes picked up (ok) or refused, keeping the current keys (failed).",
@@ -117,6 +131,16 @@ export class DaemonMetrics {
   /** Counts one failed attempt inside a custody-provider call, even one retried successfully. */
   observeProviderAttempt(provider: string, errorClass: ProviderErrorClass): void {
     this.#providerFailedAttempts.labels(provider, errorClass).inc();
+  }
+
+  /** Counts a client connection closed on arrival because a limit was reached. */
+  countConnectionRefused(reason: "max_connections"): void {
+    this.#connectionsRefused.labels(reason).inc();
+  }
+
+  /** Reads the gRPC server's held bytes at each scrape. */
+  observeBufferedBytes(read: () => number): void {
+    this.#bufferedBytes = read;
   }
 
   /** Counts a keyring reload attempt. */

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { KmsEnvelopeError } from "../errors.js";
 import type { Logger } from "./logger.js";
 import type { DaemonMetrics } from "./metrics.js";
 import {
@@ -22,6 +23,21 @@ const PROBES: Record<string, (sources: ProbeSources) => ProbeResult> = {
   "/livez": checkLivez,
   "/readyz": checkReadyz,
 };
+
+/** An operator's mistake (a port in use or not allowed) says which flag to change. */
+function bindFailure(address: { host: string; port: number }, error: NodeJS.ErrnoException): Error {
+  const problems: Record<string, string> = {
+    EADDRINUSE: "is already in use by another process",
+    EACCES: "needs privileges this user does not have",
+    EADDRNOTAVAIL: "is not an address of this machine",
+  };
+  const problem = problems[error.code ?? ""];
+  if (problem === undefined) return error;
+  return new KmsEnvelopeError(
+    "INVALID_CONFIG",
+    `--http-address ${address.host}:${address.port} ${problem}: choose a free loopback port, or "off" to disable the probes`,
+  );
+}
 
 /** Serves /healthz, /livez, /readyz and /metrics on `host:port`. */
 export async function startOpsServer(options: {
@@ -64,7 +80,7 @@ export async function startOpsServer(options: {
       .end("not found: try /healthz, /livez, /readyz or /metrics\n");
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error: NodeJS.ErrnoException) => reject(bindFailure(options, error)));
     server.listen(options.port, options.host, () => {
       server.off("error", reject);
       resolve();

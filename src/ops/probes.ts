@@ -2,6 +2,8 @@ import type { HealthSnapshot } from "../keys/health-monitor.js";
 
 /** What the probes read; every source is in-memory, so a probe never calls the provider. */
 export interface ProbeSources {
+  /** True until the master keys are loaded; health() is only read once this is false. */
+  starting(): boolean;
   health(): HealthSnapshot;
   selfTest(): boolean;
   serving(): boolean;
@@ -18,6 +20,7 @@ export interface ProbeResult {
  * opens in memory. This is what Status.healthz reports to the apiserver.
  */
 export function checkHealthz(sources: ProbeSources): ProbeResult {
+  if (sources.starting()) return { ok: false, reason: "starting: master keys not loaded yet" };
   const health = sources.health();
   if (!health.healthy) {
     const state = health.suspended ? "suspended" : "failing";
@@ -38,6 +41,8 @@ export function checkHealthz(sources: ProbeSources): ProbeResult {
  * process and client may cure — or a broken key in memory fail it.
  */
 export function checkLivez(sources: ProbeSources): ProbeResult {
+  // A slow custody provider at start-up is not a reason to restart the process.
+  if (sources.starting()) return { ok: true, reason: "starting" };
   if (!sources.selfTest()) return { ok: false, reason: "primary master key failed its self-test" };
   const health = sources.health();
   const restartMayHelp = health.errorClass === "corrupt" || health.errorClass === "other";

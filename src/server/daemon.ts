@@ -1,13 +1,16 @@
 import type { ServeConfig } from "../cli/serve-config.js";
 import { loadSecretbox } from "../crypto/secretbox.js";
+import { errorMessage } from "../errors.js";
 import { Envelope } from "../keys/envelope.js";
 import { HealthMonitor } from "../keys/health-monitor.js";
 import type { KeySource } from "../keys/key-source.js";
+import type { MasterKeySet } from "../keys/master-key-set.js";
 import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
 import type { ProbeSources } from "../ops/probes.js";
 import { fieldService } from "./field-service.js";
+import { FieldWorkerPool } from "./field-worker-pool.js";
 import { GrpcServer } from "./grpc-server.js";
 import { healthService } from "./health-service.js";
 import { kmsV1Service } from "./kms-v1-service.js";
@@ -36,19 +39,27 @@ const SERVED_SERVICES = [
   "kms_envelope.field.v1.FieldService",
 ];
 
-/** Loads the keys, starts health checks, binds the socket and the probes. */
-export async function startDaemon(
+type Cleanup = () => unknown;
+
+/** Undoes start-up steps in reverse order; one failing step does not skip the others. */
+async function undo(cleanups: Cleanup[], logger: Logger): Promise<void> {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (error) {
+      logger.error({ reason: errorMessage(error) }, "clean-up after a failed start failed");
+    }
+  }
+}
+
+function healthMonitor(
   config: ServeConfig,
   source: KeySource,
+  providerName: string,
   logger: Logger,
-  metrics: DaemonMetrics = new DaemonMetrics(),
-): Promise<Daemon> {
-  await loadSecretbox();
-  const keys = await source.load();
-  const providerName = keys.primary.keyId.split(":")[0] as string;
-  metrics.setKeys(keys.primary.keyId, keys.keyIds.length);
-
-  const health = new HealthMonitor({
+  metrics: DaemonMetrics,
+): HealthMonitor {
+  return new HealthMonitor({
     check: (signal) => source.checkHealth(signal),
     intervalMs: config.healthIntervalMs,
     timeoutMs: config.healthTimeoutMs,
@@ -75,54 +86,144 @@ export async function startDaemon(
         );
     },
   });
-  await health.start();
+}
 
-  const envelope = new Envelope({ keys, kmsWorkspace: config.workspace, health });
+/**
+ * Starts the daemon. What the operator may have got wrong (the socket path and the probe
+ * address) is checked and taken before the custody provider is contacted; then the keys are
+ * loaded, health checks started and the socket bound. `signal` (a stop request) is honoured
+ * between every step: whatever was done is undone and the promise rejects.
+ */
+export async function startDaemon(
+  config: ServeConfig,
+  source: KeySource,
+  logger: Logger,
+  metrics: DaemonMetrics = new DaemonMetrics(),
+  signal?: AbortSignal,
+): Promise<Daemon> {
+  const cleanups: Cleanup[] = [() => source.close()];
+  const step = async <T>(work: () => Promise<T>, cleanup?: (value: T) => unknown): Promise<T> => {
+    signal?.throwIfAborted();
+    const value = await work();
+    if (cleanup !== undefined) cleanups.push(() => cleanup(value));
+    signal?.throwIfAborted();
+    return value;
+  };
+  let health: HealthMonitor | undefined;
+  let envelope: Envelope | undefined;
   let serving = false;
   const probes: ProbeSources = {
-    health: () => health.snapshot(),
-    selfTest: () => envelope.selfTest(),
+    starting: () => envelope === undefined,
+    health: () => (health as HealthMonitor).snapshot(),
+    selfTest: () => envelope?.selfTest() ?? false,
     serving: () => serving,
   };
-  const healthGrpc = healthService(SERVED_SERVICES, probes);
-  const server = new GrpcServer({ maxReceiveBytes: config.maxRequestBytes, logger, metrics });
-  server.addService(services.kmsV2.service, kmsV2Service(envelope, probes));
-  server.addService(services.kmsV1.service, kmsV1Service(envelope));
-  server.addService(services.field.service, fieldService(envelope, metrics));
-  server.addService(services.health.service, healthGrpc.handlers);
-
   const socketPath = config.socket;
   let socketId: Awaited<ReturnType<typeof socketIdentity>>;
   let ops: OpsServer | undefined;
   try {
-    await prepareSocketFile(socketPath);
-    await server.listen(socketPath);
+    await step(() => loadSecretbox());
+    const takeover = await step(() => prepareSocketFile(socketPath));
+    if (takeover === "stale-socket-removed") {
+      logger.warn(
+        { socket: socketPath },
+        "removed a stale socket left by a daemon that did not exit cleanly",
+      );
+    }
+    if (config.http !== undefined) {
+      const http = config.http;
+      ops = await step(
+        () => startOpsServer({ ...http, sources: probes, metrics, logger }),
+        (server) => server.close(),
+      );
+    }
+    const loaded = await step(
+      () => source.load(signal),
+      (set) => set.dispose(),
+    );
+    const providerName = loaded.primary.keyId.split(":")[0] as string;
+    metrics.setKeys(loaded.primary.keyId, loaded.keyIds.length);
+    const monitor = healthMonitor(config, source, providerName, logger, metrics);
+    health = monitor;
+    await step(
+      () => monitor.start(),
+      () => monitor.stop(),
+    );
+    const workers = await step(
+      () =>
+        FieldWorkerPool.start({ size: config.fieldWorkers, keys: loaded, limits: config, logger }),
+      (pool) => pool.close(),
+    );
+    envelope = new Envelope({ keys: loaded, kmsWorkspace: config.workspace, health: monitor });
+    const healthGrpc = healthService(SERVED_SERVICES, probes);
+    const server = new GrpcServer({ limits: config.limits, logger, metrics });
+    server.addService(services.kmsV2.service, kmsV2Service(envelope, probes));
+    server.addService(services.kmsV1.service, kmsV1Service(envelope));
+    server.addService(services.field.service, fieldService(envelope, workers, metrics));
+    server.addService(services.health.service, healthGrpc.handlers);
+    await step(
+      () => server.listen(socketPath),
+      () => server.shutdown(0),
+    );
+    cleanups.push(() => removeSocketFile(socketPath, socketId));
     try {
       await secureSocketFile(socketPath, config.socketMode, config.socketOwner);
     } finally {
       // Taken after chmod/chown, which change ctime, so shutdown recognises the file.
       socketId = await socketIdentity(socketPath);
     }
-    if (config.http !== undefined) {
-      ops = await startOpsServer({ ...config.http, sources: probes, metrics, logger });
-    }
+    signal?.throwIfAborted();
+    return serve({
+      config,
+      source,
+      logger,
+      metrics,
+      keys: loaded,
+      envelope,
+      workers,
+      server,
+      monitor,
+      closeWatches: () => healthGrpc.closeWatches(),
+      ops,
+      socketId,
+      setServing: (value) => {
+        serving = value;
+      },
+    });
   } catch (error) {
-    await server.shutdown(0);
-    health.stop();
-    envelope.dispose();
-    await removeSocketFile(socketPath, socketId);
-    await source.close();
+    envelope = undefined;
+    await undo(cleanups, logger);
     throw error;
   }
-  serving = true;
+}
+
+/** The running phase: key reloads from the source, and an orderly shutdown. */
+function serve(parts: {
+  config: ServeConfig;
+  source: KeySource;
+  logger: Logger;
+  metrics: DaemonMetrics;
+  keys: MasterKeySet;
+  envelope: Envelope;
+  workers: FieldWorkerPool;
+  server: GrpcServer;
+  monitor: HealthMonitor;
+  closeWatches: () => void;
+  ops: OpsServer | undefined;
+  socketId: string | undefined;
+  setServing: (serving: boolean) => void;
+}): Daemon {
+  const { config, source, logger, metrics, envelope, workers, server, monitor, ops } = parts;
+  parts.setServing(true);
   logger.info(
     {
-      socket: socketPath,
+      socket: config.socket,
       providers: source.describe(),
-      keyId: keys.primary.keyId,
-      keyVersions: keys.keyIds,
+      keyId: parts.keys.primary.keyId,
+      keyVersions: parts.keys.keyIds,
       workspace: config.workspace,
       http: ops?.address ?? "off",
+      fieldWorkers: config.fieldWorkers,
     },
     "kms-envelope serving",
   );
@@ -135,6 +236,7 @@ export async function startDaemon(
     reloading = true;
     try {
       const next = await source.load();
+      workers.replaceKeys(next);
       envelope.replaceKeys(next).dispose();
       metrics.setKeys(next.primary.keyId, next.keyIds.length);
       metrics.countKeyReload("ok");
@@ -142,7 +244,7 @@ export async function startDaemon(
     } catch (error) {
       metrics.countKeyReload("failed");
       logger.error(
-        { reason: (error as Error).message },
+        { reason: errorMessage(error) },
         "keyring reload failed; keeping the current keys",
       );
     } finally {
@@ -153,13 +255,14 @@ export async function startDaemon(
 
   let stopping: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
-    serving = false;
-    healthGrpc.closeWatches();
+    parts.setServing(false);
+    parts.closeWatches();
     await server.shutdown(config.shutdownTimeoutMs);
+    await workers.close();
     stopWatching();
-    health.stop();
+    monitor.stop();
     await ops?.close();
-    await removeSocketFile(socketPath, socketId);
+    await removeSocketFile(config.socket, parts.socketId);
     envelope.dispose();
     await source.close();
     logger.info("kms-envelope stopped");

@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import type { status } from "@grpc/grpc-js";
 
 /** gRPC message prefix: 1 byte compressed flag, 4 bytes big-endian length (gRPC over HTTP/2). */
 export const FRAME_HEADER_BYTES = 5;
@@ -21,38 +21,6 @@ export function frameMessage(message: Uint8Array): Buffer {
   framed.writeUInt32BE(message.length, 1);
   framed.set(message, FRAME_HEADER_BYTES);
   return framed;
-}
-
-/** Declared length of the message whose prefix starts `body`, or undefined while incomplete. */
-export function declaredLength(body: Buffer): number | undefined {
-  return body.length < FRAME_HEADER_BYTES ? undefined : body.readUInt32BE(1);
-}
-
-/**
- * The one message of a unary or server-streaming request body. Compression is refused rather
- * than implemented: we never advertise it, and kube-apiserver never sends it.
- */
-export function unframeSingleMessage(body: Buffer): Buffer {
-  const length = declaredLength(body);
-  if (length === undefined) {
-    throw new CallRejection(
-      status.INVALID_ARGUMENT,
-      "the request carries no message: send exactly one",
-    );
-  }
-  if (body[0] !== 0) {
-    throw new CallRejection(
-      status.UNIMPLEMENTED,
-      "compressed messages are not supported: send grpc-encoding identity",
-    );
-  }
-  if (body.length !== FRAME_HEADER_BYTES + length) {
-    throw new CallRejection(
-      status.INVALID_ARGUMENT,
-      "the request body is not exactly one length-prefixed message",
-    );
-  }
-  return body.subarray(FRAME_HEADER_BYTES);
 }
 
 /**

@@ -1,19 +1,16 @@
 import * as http2 from "node:http2";
+import type { Socket } from "node:net";
 import { type MethodDefinition, type ServiceDefinition, status } from "@grpc/grpc-js";
+import { LogThrottle } from "../ops/log-throttle.js";
 import type { Logger } from "../ops/logger.js";
 import type { DaemonMetrics } from "../ops/metrics.js";
 import { toCallFailure } from "./error-status.js";
-import {
-  CallRejection,
-  declaredLength,
-  encodeGrpcMessage,
-  FRAME_HEADER_BYTES,
-  frameMessage,
-  unframeSingleMessage,
-} from "./grpc-framing.js";
+import { CallRejection, encodeGrpcMessage, frameMessage } from "./grpc-framing.js";
+import { MemoryBudget } from "./memory-budget.js";
+import { RequestBody } from "./request-body.js";
 
-/** A unary method: request in, response out, synchronously; failures are thrown. */
-export type UnaryHandler = (request: never) => object;
+/** A unary method: request in, response out; failures are thrown (or rejected). */
+export type UnaryHandler = (request: never) => object | Promise<object>;
 
 /** The response side of a server-streaming call. */
 export interface ResponseStream {
@@ -26,20 +23,82 @@ export interface ResponseStream {
 /** A server-streaming method. */
 export type StreamHandler = (request: never, stream: ResponseStream) => void;
 
+/** What a raw handler answers: the serialized response, or the failure, and the call's uid. */
+export interface RawOutcome {
+  response?: Uint8Array;
+  error?: unknown;
+  uid?: string;
+}
+
+/**
+ * A unary method that takes the serialized request and answers serialized bytes, so that
+ * decoding, work and encoding can all happen off the event loop (a worker thread).
+ */
+export interface RawHandler {
+  readonly raw: (message: Buffer) => Promise<RawOutcome>;
+}
+
 /** Handlers of one service, by the method names of its proto. */
-export type ServiceHandlers = Record<string, UnaryHandler | StreamHandler>;
+export type ServiceHandlers = Record<string, UnaryHandler | StreamHandler | RawHandler>;
+
+/** What one client may make the daemon hold, and for how long (documented as serve flags). */
+export interface ServerLimits {
+  /** Largest request message (--max-request-bytes). */
+  readonly maxRequestBytes: number;
+  /** Request and response bytes one connection may hold at once. */
+  readonly maxConnectionBufferBytes: number;
+  /** Request and response bytes all connections together may hold at once. */
+  readonly maxBufferBytes: number;
+  /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxStreamsPerConnection: number;
+  /** Connections open at once; more are closed as they arrive. */
+  readonly maxConnections: number;
+  /** Longest a unary call may take, from its first byte to its last response byte. */
+  readonly callTimeoutMs: number;
+  /** A connection with no call open for this long is closed (GOAWAY). */
+  readonly idleTimeoutMs: number;
+}
 
 interface RegisteredMethod {
   definition: MethodDefinition<object, object>;
-  handler: UnaryHandler | StreamHandler;
+  handler: UnaryHandler | StreamHandler | RawHandler;
+}
+
+interface Connection {
+  readonly session: http2.ServerHttp2Session;
+  readonly budget: MemoryBudget;
+  openCalls: number;
+  /** When the last call ended (ms, monotonic), while no call is open. */
+  idleSince: number;
+}
+
+/** One call's state, kept until its stream closes. */
+interface Call {
+  readonly stream: http2.ServerHttp2Stream;
+  readonly path: string;
+  readonly started: bigint;
+  readonly connection: Connection;
+  readonly body: RequestBody;
+  /** Monotonic ms after which a unary call is cut; Infinity once a stream handler owns it. */
+  deadline: number;
+  /** Response bytes counted in the connection's budget until the stream closes. */
+  responseBytes: number;
+  /** True while a handler may still read the request bytes, which must not be zeroed yet. */
+  inHandler: boolean;
+  answered: boolean;
 }
 
 const STATUS_NAMES = Object.fromEntries(
   Object.entries(status).map(([name, value]) => [value, name]),
 ) as Record<number, string>;
 const CONTENT_TYPE = "application/grpc";
-// Bounds what one connection may buffer; generous enough for 64 concurrent 1 MiB calls.
-const MAX_SESSION_MEMORY_MB = 256;
+// nghttp2's own buffers per connection; request and response bytes are bounded by the budgets.
+const MAX_SESSION_MEMORY_MB = 32;
+// The budget's share kept for small (KMS) calls, so bulk batches never crowd kube-apiserver out.
+const SMALL_CALL_RESERVE_BYTES = 8 * 1024 * 1024;
+// Deadlines and idle connections are checked by one sweep rather than a timer per call,
+// which would cost more than the KMS calls themselves at 10,000 calls/s.
+const SWEEP_INTERVAL_MS = 250;
 
 // The uid is the apiserver's correlation id; cap it so a hostile client cannot bloat logs.
 function correlationId(request: object | undefined): string | undefined {
@@ -49,6 +108,10 @@ function correlationId(request: object | undefined): string | undefined {
 
 function isOpen(stream: http2.ServerHttp2Stream): boolean {
   return !stream.destroyed && !stream.closed;
+}
+
+function isRaw(handler: RegisteredMethod["handler"]): handler is RawHandler {
+  return typeof handler === "object";
 }
 
 function sendMessageHeaders(stream: http2.ServerHttp2Stream): void {
@@ -77,31 +140,53 @@ function sendStatusOnly(stream: http2.ServerHttp2Stream, code: status, message: 
  * keep the daemon under its 10,000 calls/s floor; node:http2 directly costs about half.
  * Clients (tests, `status`, the engine) still use grpc-js, so interop is tested both ways, and
  * the Go client in bench/ (kmsload) checks it against grpc-go.
+ *
+ * The daemon sits on kube-apiserver's critical path, so no client may make it hold unbounded
+ * memory or time: requests accumulate into one buffer each, counted against a per-connection
+ * and a daemon-wide budget; calls and idle connections have deadlines; past any limit the
+ * call is refused with RESOURCE_EXHAUSTED (or cut) and everyone else is still served.
  */
 export class GrpcServer {
   readonly #methods = new Map<string, RegisteredMethod>();
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #connections = new Map<http2.ServerHttp2Session, Connection>();
+  readonly #sockets = new Set<Socket>();
+  readonly #calls = new Set<Call>();
   readonly #server: http2.Http2Server;
-  readonly #maxReceiveBytes: number;
+  readonly #limits: ServerLimits;
+  readonly #budget: MemoryBudget;
   readonly #logger: Logger;
+  readonly #throttle: LogThrottle;
   readonly #metrics: DaemonMetrics;
+  #sweep: NodeJS.Timeout | undefined;
 
-  constructor(options: { maxReceiveBytes: number; logger: Logger; metrics: DaemonMetrics }) {
-    this.#maxReceiveBytes = options.maxReceiveBytes;
+  constructor(options: { limits: ServerLimits; logger: Logger; metrics: DaemonMetrics }) {
+    this.#limits = options.limits;
     this.#logger = options.logger;
+    this.#throttle = new LogThrottle(options.logger);
     this.#metrics = options.metrics;
+    this.#budget = new MemoryBudget(this.#limits.maxBufferBytes, {
+      smallReserve: Math.min(SMALL_CALL_RESERVE_BYTES, this.#limits.maxBufferBytes / 4),
+    });
+    this.#metrics.observeBufferedBytes(() => this.#budget.used);
     this.#server = http2.createServer({
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      settings: { maxConcurrentStreams: 1000 },
+      settings: { maxConcurrentStreams: this.#limits.maxStreamsPerConnection },
     });
-    this.#server.on("session", (session) => {
-      this.#sessions.add(session);
-      session.on("close", () => this.#sessions.delete(session));
-      // A peer that breaks the connection mid-call is not a daemon fault; the stream is gone.
-      session.on("error", (error) =>
-        this.#logger.debug({ err: error }, "client connection failed"),
+    this.#server.maxConnections = this.#limits.maxConnections;
+    this.#server.on("drop", () => {
+      this.#metrics.countConnectionRefused("max_connections");
+      this.#throttle.write(
+        "warn",
+        "connection-dropped",
+        { maxConnections: this.#limits.maxConnections },
+        "connection refused: too many open connections (--max-connections)",
       );
     });
+    this.#server.on("connection", (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once("close", () => this.#sockets.delete(socket));
+    });
+    this.#server.on("session", (session) => this.#onSession(session));
     this.#server.on("stream", (stream, headers) => this.#onStream(stream, headers));
   }
 
@@ -132,6 +217,7 @@ export class GrpcServer {
         this.#server.on("error", (error) =>
           this.#logger.error({ err: error }, "socket server failed"),
         );
+        this.#sweep = setInterval(() => this.#enforceDeadlines(), SWEEP_INTERVAL_MS).unref();
         resolve();
       });
     });
@@ -139,20 +225,47 @@ export class GrpcServer {
 
   /**
    * Stops accepting connections, sends GOAWAY so clients open no new calls, lets calls in
-   * flight finish, and after `timeoutMs` cuts whatever is left. Resolves when all is closed.
+   * flight finish, and after `timeoutMs` destroys every connection whatever its peer does.
+   * Resolves when every connection is gone.
    */
   shutdown(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const deadline = setTimeout(() => {
-        this.#logger.warn({ timeoutMs }, "drain timed out; cancelling remaining calls");
-        for (const session of this.#sessions) session.destroy();
+        if (this.#sockets.size > 0) {
+          this.#logger.warn(
+            { timeoutMs, connections: this.#sockets.size },
+            "drain timed out; closing the remaining connections",
+          );
+        }
+        for (const { session } of this.#connections.values()) session.destroy();
+        for (const socket of this.#sockets) socket.destroy();
       }, timeoutMs);
       this.#server.close(() => {
         clearTimeout(deadline);
+        clearInterval(this.#sweep);
+        this.#throttle.flush();
         resolve();
       });
-      for (const session of this.#sessions) session.close();
+      // A connection with no call open has nothing to drain: close it now rather than wait
+      // for a peer that may never hang up; busy ones get GOAWAY and close when their calls end.
+      for (const connection of this.#connections.values()) {
+        if (connection.openCalls === 0) connection.session.destroy();
+        else connection.session.close();
+      }
     });
+  }
+
+  #onSession(session: http2.ServerHttp2Session): void {
+    const connection: Connection = {
+      session,
+      budget: new MemoryBudget(this.#limits.maxConnectionBufferBytes, { parent: this.#budget }),
+      openCalls: 0,
+      idleSince: performance.now(),
+    };
+    this.#connections.set(session, connection);
+    session.on("close", () => this.#connections.delete(session));
+    // A peer that breaks the connection mid-call is not a daemon fault; the stream is gone.
+    session.on("error", (error) => this.#logger.debug({ err: error }, "client connection failed"));
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -171,65 +284,84 @@ export class GrpcServer {
           { ":status": headers[":method"] === "POST" ? 415 : 405 },
           { endStream: true },
         );
+      stream.resume();
       return;
     }
+    const connection = this.#connections.get(stream.session as http2.ServerHttp2Session);
     const path = headers[":path"] ?? "";
     const method = this.#methods.get(path);
+    if (connection === undefined) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const call: Call = {
+      stream,
+      path: method === undefined ? "unknown" : path,
+      started,
+      connection,
+      body: new RequestBody({
+        maxMessageBytes: this.#limits.maxRequestBytes,
+        budget: connection.budget,
+      }),
+      deadline: performance.now() + this.#limits.callTimeoutMs,
+      responseBytes: 0,
+      inHandler: false,
+      answered: false,
+    };
+    connection.openCalls += 1;
+    this.#calls.add(call);
+    stream.once("close", () => this.#onCallClosed(call));
     if (method === undefined) {
-      this.#finish(
-        stream,
-        "unknown",
-        started,
-        undefined,
+      this.#refuse(
+        call,
         new CallRejection(status.UNIMPLEMENTED, `unknown method ${path.slice(0, 128)}`),
       );
       return;
     }
-    const chunks: Buffer[] = [];
-    let received = 0;
-    let expected: number | undefined;
-    let refused = false;
     stream.on("data", (chunk: Buffer) => {
-      if (refused) return;
-      received += chunk.length;
-      chunks.push(chunk);
-      // The prefix declares the message length: refuse an oversized call before buffering it.
-      expected ??= declaredLength(chunks.length === 1 ? chunk : Buffer.concat(chunks));
-      if (
-        (expected ?? 0) > this.#maxReceiveBytes ||
-        received > this.#maxReceiveBytes + FRAME_HEADER_BYTES
-      ) {
-        refused = true;
-        chunks.length = 0;
-        const rejection = new CallRejection(
-          status.RESOURCE_EXHAUSTED,
-          `request larger than the ${this.#maxReceiveBytes} bytes allowed (--max-request-bytes)`,
-        );
-        this.#finish(stream, path, started, undefined, rejection);
+      if (call.answered) return;
+      try {
+        call.body.append(chunk);
+      } catch (error) {
+        this.#refuse(call, error);
       }
     });
     stream.on("end", () => {
-      if (!refused)
-        this.#dispatch(
-          stream,
-          path,
-          method,
-          chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received),
-          started,
-        );
+      if (!call.answered) this.#dispatch(call, method);
     });
   }
 
-  #dispatch(
-    stream: http2.ServerHttp2Stream,
-    path: string,
-    method: RegisteredMethod,
-    body: Buffer,
-    started: bigint,
-  ): void {
+  #onCallClosed(call: Call): void {
+    this.#calls.delete(call);
+    if (!call.inHandler) call.body.release();
+    if (call.responseBytes > 0) call.connection.budget.release(call.responseBytes);
+    call.responseBytes = 0;
+    const connection = call.connection;
+    connection.openCalls -= 1;
+    if (connection.openCalls === 0) connection.idleSince = performance.now();
+  }
+
+  /** Refuses a call before its handler ran; the peer is told to stop sending its body. */
+  #refuse(call: Call, error: unknown): void {
+    this.#finish(call, undefined, error);
+    if (!call.inHandler) call.body.release();
+    // RST_STREAM(NO_ERROR) after the status: the client stops sending a body nobody reads.
+    if (isOpen(call.stream)) call.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
+  #dispatch(call: Call, method: RegisteredMethod): void {
     let request: object | undefined;
     try {
-      const message = unframeSingleMessage(body);
+      const message = call.body.finish();
+      const handler = method.handler;
+      if (isRaw(handler)) {
+        call.inHandler = true;
+        handler.raw(message).then(
+          (outcome) => this.#answerRaw(call, outcome),
+          (error: unknown) => this.#settle(call, undefined, undefined, error),
+        );
+        return;
+      }
       try {
         request = method.definition.requestDeserialize(message);
       } catch {
@@ -239,33 +371,71 @@ export class GrpcServer {
         );
       }
       if (method.definition.responseStream) {
-        (method.handler as (request: object, stream: ResponseStream) => void)(
+        call.deadline = Number.POSITIVE_INFINITY;
+        (handler as (request: object, stream: ResponseStream) => void)(
           request,
-          this.#responseStream(stream, method.definition),
+          this.#responseStream(call.stream, method.definition),
         );
-        this.#metrics.observeCall(path, "OK", Number(process.hrtime.bigint() - started) / 1e9);
+        this.#metrics.observeCall(
+          call.path,
+          "OK",
+          Number(process.hrtime.bigint() - call.started) / 1e9,
+        );
         return;
       }
-      const response = (method.handler as (request: object) => object)(request);
-      const bytes = method.definition.responseSerialize(response);
-      if (isOpen(stream)) {
-        sendMessageHeaders(stream);
-        stream.end(frameMessage(bytes));
+      const result = (handler as (request: object) => object | Promise<object>)(request);
+      if (result instanceof Promise) {
+        call.inHandler = true;
+        const decoded = request;
+        result.then(
+          (response) => this.#settle(call, decoded, method.definition.responseSerialize(response)),
+          (error: unknown) => this.#settle(call, decoded, undefined, error),
+        );
+        return;
       }
-      this.#finish(stream, path, started, request, undefined);
+      this.#answer(call, method.definition.responseSerialize(result));
+      this.#finish(call, request, undefined);
     } catch (error) {
-      this.#finish(stream, path, started, request, error);
+      this.#finish(call, request, error);
     }
   }
 
-  /** Answers a failure (when there is one), then records the call in metrics and logs. */
-  #finish(
-    stream: http2.ServerHttp2Stream,
-    path: string,
-    started: bigint,
+  #answerRaw(call: Call, outcome: RawOutcome): void {
+    const request = outcome.uid === undefined ? undefined : { uid: outcome.uid };
+    this.#settle(call, request, outcome.response, outcome.error);
+  }
+
+  /** Ends an asynchronous handler's call: its request bytes may be zeroed from now on. */
+  #settle(
+    call: Call,
     request: object | undefined,
-    error: unknown,
+    response: Uint8Array | undefined,
+    error?: unknown,
   ): void {
+    call.inHandler = false;
+    if (error === undefined && response !== undefined) {
+      this.#answer(call, response);
+      this.#finish(call, request, undefined);
+    } else {
+      this.#finish(call, request, error ?? new Error("the handler gave no response"));
+    }
+    if (!isOpen(call.stream)) call.body.release();
+  }
+
+  #answer(call: Call, response: Uint8Array): void {
+    if (!isOpen(call.stream)) return;
+    // Counted until the stream closes, so a peer that never reads its answers cannot pile
+    // them up in memory: the next calls are refused instead.
+    call.responseBytes += response.length;
+    call.connection.budget.forceReserve(response.length);
+    sendMessageHeaders(call.stream);
+    call.stream.end(frameMessage(response));
+  }
+
+  /** Answers a failure (when there is one), then records the call in metrics and logs. */
+  #finish(call: Call, request: object | undefined, error: unknown): void {
+    if (call.answered) return;
+    call.answered = true;
     let code = status.OK;
     if (error !== undefined) {
       const failure =
@@ -273,23 +443,60 @@ export class GrpcServer {
           ? { code: error.code, details: error.message, unexpected: false }
           : toCallFailure(error);
       code = failure.code;
-      sendStatusOnly(stream, failure.code, failure.details);
-      const fields = {
-        method: path,
-        uid: correlationId(request),
-        grpcCode: STATUS_NAMES[failure.code],
-      };
-      if (failure.unexpected)
-        this.#logger.error({ ...fields, err: error }, "call failed unexpectedly");
-      else this.#logger.warn({ ...fields, reason: failure.details }, "call refused");
+      sendStatusOnly(call.stream, failure.code, failure.details);
+      const grpcCode = STATUS_NAMES[failure.code];
+      const fields = { method: call.path, uid: correlationId(request), grpcCode };
+      if (failure.unexpected) {
+        this.#throttle.write(
+          "error",
+          `unexpected|${call.path}`,
+          { ...fields, err: error },
+          "call failed unexpectedly",
+        );
+      } else {
+        this.#throttle.write(
+          "warn",
+          `refused|${call.path}|${grpcCode}`,
+          { ...fields, reason: failure.details },
+          "call refused",
+        );
+      }
     } else if (this.#logger.isLevelEnabled("debug")) {
-      this.#logger.debug({ method: path, uid: correlationId(request) }, "call served");
+      this.#logger.debug({ method: call.path, uid: correlationId(request) }, "call served");
     }
     this.#metrics.observeCall(
-      path,
+      call.path,
       STATUS_NAMES[code] ?? "UNKNOWN",
-      Number(process.hrtime.bigint() - started) / 1e9,
+      Number(process.hrtime.bigint() - call.started) / 1e9,
     );
+  }
+
+  /** Cuts unary calls past their deadline and closes connections idle for too long. */
+  #enforceDeadlines(): void {
+    const now = performance.now();
+    for (const call of this.#calls) {
+      if (now < call.deadline) continue;
+      call.deadline = Number.POSITIVE_INFINITY;
+      if (!call.answered) {
+        this.#refuse(
+          call,
+          new CallRejection(
+            status.DEADLINE_EXCEEDED,
+            `the call did not complete within ${this.#limits.callTimeoutMs} ms (--call-timeout): send the request body promptly and read the answer`,
+          ),
+        );
+      } else if (isOpen(call.stream)) {
+        // Answered, but the peer has not read the answer: reset it to free the bytes.
+        call.stream.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    }
+    for (const connection of this.#connections.values()) {
+      if (connection.openCalls === 0 && now - connection.idleSince >= this.#limits.idleTimeoutMs) {
+        connection.idleSince = Number.POSITIVE_INFINITY;
+        this.#logger.debug("closing an idle client connection (--idle-timeout)");
+        connection.session.close();
+      }
+    }
   }
 
   #responseStream(

@@ -1,4 +1,5 @@
-import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname } from "node:path";
 import { KmsEnvelopeError } from "../errors.js";
@@ -28,18 +29,43 @@ function socketIsLive(path: string): Promise<boolean> {
   });
 }
 
+/** What preparing the socket path found there. */
+export type SocketPathState = "free" | "stale-socket-removed";
+
+/** Creates the socket's directory (0700) when missing, and refuses one that cannot hold it. */
+async function prepareDirectory(path: string): Promise<void> {
+  const directory = dirname(path);
+  try {
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    await access(directory, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const code = errorCode(error);
+    const problem =
+      code === "ENOTDIR" || code === "EEXIST"
+        ? "is not a directory (or lies under a file)"
+        : code === "EACCES" || code === "EPERM" || code === "EROFS"
+          ? "cannot be written by this user"
+          : `cannot be created (${code ?? "unknown error"})`;
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `--socket ${path}: its directory ${directory} ${problem}; choose another --socket or fix the directory`,
+    );
+  }
+}
+
 /**
  * Makes `path` ready to bind (SPEC.md §4): a missing parent directory is created (0700); a
- * stale socket left by a crash is removed; a socket another process still serves is refused;
- * anything that is not a socket is refused and left untouched.
+ * stale socket left by a crash is removed (and reported, so the takeover is logged); a socket
+ * another process still serves is refused; anything that is not a socket is refused and left
+ * untouched.
  */
-export async function prepareSocketFile(path: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+export async function prepareSocketFile(path: string): Promise<SocketPathState> {
+  await prepareDirectory(path);
   let stats: Awaited<ReturnType<typeof lstat>>;
   try {
     stats = await lstat(path);
   } catch (error) {
-    if (errorCode(error) === "ENOENT") return;
+    if (errorCode(error) === "ENOENT") return "free";
     throw error;
   }
   if (!stats.isSocket()) {
@@ -60,6 +86,7 @@ export async function prepareSocketFile(path: string): Promise<void> {
     );
   }
   await unlink(path);
+  return "stale-socket-removed";
 }
 
 /** Applies the configured mode and owner to a freshly bound socket file. */

@@ -19,7 +19,16 @@ const DEFAULTS: ServeOptionsInput = {
   healthInterval: "30s",
   healthTimeout: "5s",
   gracePeriod: "5m",
-  maxRequestBytes: String(4 * 1024 * 1024),
+  maxRequestBytes: "4MiB",
+  maxConnectionBufferBytes: "16MiB",
+  maxBufferBytes: "64MiB",
+  maxStreamsPerConnection: "100",
+  maxConnections: "64",
+  callTimeout: "30s",
+  idleTimeout: "5m",
+  fieldWorkers: "2",
+  maxFieldsPerRequest: "100000",
+  maxFieldsPerRecord: "1000",
   keyringPollInterval: "10s",
 };
 
@@ -49,11 +58,23 @@ describe("parseServeConfig: defaults", () => {
       healthIntervalMs: 30_000,
       healthTimeoutMs: 5_000,
       gracePeriodMs: 300_000,
-      maxRequestBytes: 4 * 1024 * 1024,
+      limits: {
+        maxRequestBytes: 4 * 1024 * 1024,
+        maxConnectionBufferBytes: 16 * 1024 * 1024,
+        maxBufferBytes: 64 * 1024 * 1024,
+        maxStreamsPerConnection: 100,
+        maxConnections: 64,
+        callTimeoutMs: 30_000,
+        idleTimeoutMs: 300_000,
+      },
+      fieldWorkers: 2,
+      maxFieldsPerRequest: 100_000,
+      maxFieldsPerRecord: 1000,
       keyring: undefined,
       keyringPollMs: 10_000,
     });
     assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.limits));
   });
 
   test("without --run-dir the socket lives in the default run directory", () => {
@@ -165,6 +186,20 @@ describe("parseServeConfig: every other flag's bad value names the flag", () => 
     ["--max-request-bytes", { maxRequestBytes: "1500.5" }, /./],
     ["--max-request-bytes", { maxRequestBytes: String(128 * 1024 * 1024) }, /./],
     ["--workspace", { workspace: "" }, /must not be empty/],
+    ["--max-request-bytes", { maxRequestBytes: "4MB" }, /KiB, MiB or GiB/],
+    ["--max-request-bytes", { maxRequestBytes: "65MiB" }, /at most 64MiB/],
+    ["--max-buffer-bytes", { maxBufferBytes: "lots" }, /whole number of bytes/],
+    ["--max-connection-buffer-bytes", { maxConnectionBufferBytes: "12" }, /at least 1KiB/],
+    ["--max-streams-per-connection", { maxStreamsPerConnection: "0" }, /./],
+    ["--max-streams-per-connection", { maxStreamsPerConnection: "70000" }, /./],
+    ["--max-connections", { maxConnections: "-1" }, /whole number/],
+    ["--call-timeout", { callTimeout: "10" }, /duration such as/],
+    ["--call-timeout", { callTimeout: "1ms" }, /at least 100ms/],
+    ["--idle-timeout", { idleTimeout: "10ms" }, /at least 1s/],
+    ["--field-workers", { fieldWorkers: "0" }, /./],
+    ["--field-workers", { fieldWorkers: "two" }, /whole number/],
+    ["--max-fields-per-request", { maxFieldsPerRequest: "0" }, /./],
+    ["--max-fields-per-record", { maxFieldsPerRecord: "1.5" }, /whole number/],
   ];
   for (const [flag, override, detail] of cases) {
     test(`${flag} ${JSON.stringify(Object.values(override)[0])} is INVALID_CONFIG naming ${flag}`, () => {
@@ -174,6 +209,29 @@ describe("parseServeConfig: every other flag's bad value names the flag", () => 
       );
     });
   }
+
+  test("byte sizes take KiB, MiB and GiB", () => {
+    const config = parseServeConfig({
+      ...DEFAULTS,
+      maxRequestBytes: "512KiB",
+      maxBufferBytes: "1GiB",
+      maxConnectionBufferBytes: "2048",
+    });
+    assert.equal(config.limits.maxRequestBytes, 512 * 1024);
+    assert.equal(config.limits.maxBufferBytes, 1024 ** 3);
+    assert.equal(config.limits.maxConnectionBufferBytes, 2048);
+  });
+
+  test("a socket path over the 107-byte Unix limit is INVALID_CONFIG naming --socket", () => {
+    const long = `/tmp/${"s".repeat(98)}.sock`;
+    assert.equal(Buffer.byteLength(long), 108);
+    assert.throws(
+      () => parseServeConfig({ ...DEFAULTS, socket: long }),
+      invalidConfig("--socket", /108 bytes long; Unix socket paths are limited to 107 bytes/),
+    );
+    const longest = `/tmp/${"s".repeat(97)}.sock`;
+    assert.equal(parseServeConfig({ ...DEFAULTS, socket: longest }).socket, longest);
+  });
 
   test("several bad flags are all reported in one error", () => {
     assert.throws(

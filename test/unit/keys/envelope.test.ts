@@ -2,14 +2,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
 import { FakeProvider } from "../../../providers/fake.js";
-import { fieldContext, KMS_V2_CONTEXT } from "../../../src/crypto/contexts.js";
 import { deriveKeyId } from "../../../src/crypto/derivation.js";
-import { parseFieldValue } from "../../../src/crypto/field-value.js";
 import { decodeKmsCiphertext } from "../../../src/crypto/kms-ciphertext.js";
-import { open } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
-import { Envelope, type SealedRecord } from "../../../src/keys/envelope.js";
+import { Envelope } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
 
@@ -184,6 +181,12 @@ describe("Envelope: KMS ciphertexts", () => {
     );
   });
 
+  test("ENCRYPTION_SUSPENDED: requireUsable, which field batches pass first, refuses too", async () => {
+    rig().envelope.requireUsable();
+    const { envelope } = await suspended();
+    assert.throws(() => envelope.requireUsable(), hasCode("ENCRYPTION_SUSPENDED"));
+  });
+
   test("an unhealthy provider inside the grace period does not stop encryption", async () => {
     const { envelope, fake, monitor } = rig();
     fake.setStanding("throttled");
@@ -205,128 +208,8 @@ describe("Envelope: KMS ciphertexts", () => {
     const { envelope, fake } = rig();
     const { ciphertext } = envelope.encryptKms("v2", seed);
     envelope.decryptKms("v2", ciphertext);
-    envelope.sealRecords([{ workspace: "w", resource: "r", recordId: "1", fields: {} }]);
+    envelope.requireUsable();
     assert.deepEqual(fake.calls, { wrapKey: 0, unwrapKey: 0, checkHealth: 0 });
-  });
-});
-
-describe("Envelope: field records", () => {
-  const plain = {
-    workspace: "tenant-a",
-    resource: "credentials",
-    recordId: "cred-1",
-    fields: {
-      token: Buffer.from("ghp_exampleTokenValue"),
-      empty: new Uint8Array(0),
-    },
-  };
-
-  test("seal/open round-trips every field and keeps the record identity", () => {
-    const { envelope } = rig();
-    const { records, keyId } = envelope.sealRecords([plain]);
-    assert.equal(keyId, envelope.primaryKeyId);
-    const [sealedRecord] = records as [SealedRecord];
-    assert.equal(sealedRecord.workspace, plain.workspace);
-    assert.equal(sealedRecord.resource, plain.resource);
-    assert.equal(sealedRecord.recordId, plain.recordId);
-    for (const value of Object.values(sealedRecord.fields)) {
-      assert.match(value, /^kmse:v1:local:[A-Za-z0-9_-]{16}:[A-Za-z0-9+/]+={0,2}$/);
-      assert.equal(parseFieldValue(value).keyId, keyId);
-    }
-    const opened = envelope.openRecords(records);
-    assert.equal(opened.stale, false);
-    assert.deepEqual(
-      Object.fromEntries(
-        Object.entries(opened.records[0]?.fields ?? {}).map(([k, v]) => [k, Buffer.from(v)]),
-      ),
-      { token: Buffer.from("ghp_exampleTokenValue"), empty: Buffer.alloc(0) },
-    );
-  });
-
-  test("a sealed field opens with the SPEC §2 field context directly", () => {
-    const { envelope } = rig();
-    const [record] = envelope.sealRecords([plain]).records as [SealedRecord];
-    const { sealed } = parseFieldValue(record.fields.token as string);
-    const workspaceKey = MasterKeySet.of("local", [currentKey]).primary.workspaceKey("tenant-a");
-    const context = fieldContext("credentials", "token", "cred-1");
-    assert.deepEqual(Buffer.from(open(workspaceKey, context, sealed)), plain.fields.token);
-    assert.throws(() => open(workspaceKey, KMS_V2_CONTEXT, sealed), hasCode("DECRYPTION_FAILED"));
-  });
-
-  const moves: [string, (record: SealedRecord) => SealedRecord][] = [
-    ["record id", (record) => ({ ...record, recordId: "cred-2" })],
-    ["resource", (record) => ({ ...record, resource: "users" })],
-    ["workspace", (record) => ({ ...record, workspace: "tenant-b" })],
-    ["field", (record) => ({ ...record, fields: { other: record.fields.token as string } })],
-  ];
-  for (const [what, move] of moves) {
-    test(`a value moved to another ${what} fails with DECRYPTION_FAILED`, () => {
-      const { envelope } = rig();
-      const [record] = envelope.sealRecords([plain]).records as [SealedRecord];
-      const moved = move({ ...record, fields: { token: record.fields.token as string } });
-      assert.throws(() => envelope.openRecords([moved]), hasCode("DECRYPTION_FAILED"));
-    });
-  }
-
-  test("the open error names the record index and field but never the value", () => {
-    const { envelope } = rig();
-    const sealedRecords = envelope.sealRecords([plain, { ...plain, recordId: "cred-2" }]).records;
-    const token = sealedRecords[1]?.fields.token as string;
-    const swapped: SealedRecord[] = [
-      sealedRecords[0] as SealedRecord,
-      { ...(sealedRecords[1] as SealedRecord), fields: { secret: token } },
-    ];
-    assert.throws(
-      () => envelope.openRecords(swapped),
-      (error: unknown) => {
-        assert.ok(error instanceof KmsEnvelopeError);
-        assert.equal(error.code, "DECRYPTION_FAILED");
-        assert.equal(error.message, `record 1 field "secret": ${GENERIC_MESSAGE}`);
-        assert.ok(!error.message.includes(token));
-        assert.ok(!error.message.includes(token.slice(token.lastIndexOf(":") + 1)));
-        return true;
-      },
-    );
-  });
-
-  test("a plaintext passed where a sealed value belongs is MALFORMED and not echoed", () => {
-    const { envelope } = rig();
-    const record = { ...plain, fields: { password: "hunter2-plaintext" } };
-    assert.throws(
-      () => envelope.openRecords([record]),
-      (error: unknown) => {
-        assert.ok(error instanceof KmsEnvelopeError);
-        assert.equal(error.code, "MALFORMED_CIPHERTEXT");
-        assert.match(error.message, /^record 0 field "password": malformed ciphertext/);
-        assert.ok(!error.message.includes("hunter2"));
-        return true;
-      },
-    );
-  });
-
-  test("a value under a key this daemon does not hold is UNKNOWN_KEY_ID with its position", () => {
-    const [record] = rig([strangerKey]).envelope.sealRecords([plain]).records as [SealedRecord];
-    assert.throws(
-      () => rig().envelope.openRecords([record]),
-      hasCode("UNKNOWN_KEY_ID", /^record 0 field "token": unknown key id/),
-    );
-  });
-
-  test("stale is true when a value was sealed under a non-primary version", () => {
-    const [old] = rig([previousKey]).envelope.sealRecords([plain]).records as [SealedRecord];
-    const { envelope } = rig([currentKey, previousKey]);
-    const [fresh] = envelope.sealRecords([plain]).records as [SealedRecord];
-    assert.equal(envelope.openRecords([fresh]).stale, false);
-    const opened = envelope.openRecords([fresh, old]);
-    assert.equal(opened.stale, true);
-    assert.deepEqual(Buffer.from(opened.records[1]?.fields.token ?? []), plain.fields.token);
-  });
-
-  test("ENCRYPTION_SUSPENDED: sealing and opening fields are refused once suspended", async () => {
-    const sealedRecords = rig().envelope.sealRecords([plain]).records;
-    const { envelope } = await suspended();
-    assert.throws(() => envelope.sealRecords([plain]), hasCode("ENCRYPTION_SUSPENDED"));
-    assert.throws(() => envelope.openRecords(sealedRecords), hasCode("ENCRYPTION_SUSPENDED"));
   });
 });
 

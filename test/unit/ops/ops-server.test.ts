@@ -48,6 +48,7 @@ describe("startOpsServer on 127.0.0.1 port 0", () => {
   let serving = false;
   const metrics = new DaemonMetrics();
   const sources: ProbeSources = {
+    starting: () => false,
     health: () => health,
     selfTest: () => true,
     serving: () => serving,
@@ -150,7 +151,12 @@ describe("startOpsServer on 127.0.0.1 port 0", () => {
 
 describe("startOpsServer lifecycle", () => {
   const options = {
-    sources: { health: () => HEALTHY, selfTest: () => true, serving: () => true },
+    sources: {
+      starting: () => false,
+      health: () => HEALTHY,
+      selfTest: () => true,
+      serving: () => true,
+    },
     metrics: new DaemonMetrics(),
     logger: createLogger("silent"),
   };
@@ -165,12 +171,13 @@ describe("startOpsServer lifecycle", () => {
     }
   });
 
-  test("a port already in use rejects start-up instead of serving nothing", async () => {
+  test("a port already in use rejects start-up with INVALID_CONFIG naming --http-address", async () => {
     const first = await startOpsServer({ ...options, host: "127.0.0.1", port: 0 });
     try {
       const port = Number(first.address.split(":").at(-1));
       await assert.rejects(startOpsServer({ ...options, host: "127.0.0.1", port }), {
-        code: "EADDRINUSE",
+        code: "INVALID_CONFIG",
+        message: `--http-address 127.0.0.1:${port} is already in use by another process: choose a free loopback port, or "off" to disable the probes`,
       });
     } finally {
       await first.close();

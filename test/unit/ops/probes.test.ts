@@ -42,6 +42,7 @@ function daemonSources(): {
   });
   return {
     sources: {
+      starting: () => false,
       health: () => monitor.snapshot(),
       selfTest: () => envelope.selfTest(),
       serving: () => serving,

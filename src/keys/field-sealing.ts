@@ -1,0 +1,80 @@
+import { fieldContext } from "../crypto/contexts.js";
+import { formatFieldValue, parseFieldValue } from "../crypto/field-value.js";
+import { open, seal } from "../crypto/sealed.js";
+import { KmsEnvelopeError } from "../errors.js";
+import type { MasterKeySet } from "./master-key-set.js";
+
+/** A record of plaintext fields, as the field service receives and returns them. */
+export interface PlainRecord {
+  workspace: string;
+  resource: string;
+  recordId: string;
+  fields: Record<string, Uint8Array>;
+}
+
+/** A record of sealed field values (`kmse:v1:…`). */
+export interface SealedRecord {
+  workspace: string;
+  resource: string;
+  recordId: string;
+  fields: Record<string, string>;
+}
+
+/**
+ * Seals every field of every record under the primary key (SPEC.md §2, field context); all
+ * or nothing. Pure over the key set, so a worker thread can run it with its own copy of it.
+ */
+export function sealRecords(
+  keys: MasterKeySet,
+  records: readonly PlainRecord[],
+): { records: SealedRecord[]; keyId: string } {
+  const primary = keys.primary;
+  const sealedRecords = records.map((record) => {
+    const workspaceKey = primary.workspaceKey(record.workspace);
+    const fields: Record<string, string> = {};
+    for (const [field, value] of Object.entries(record.fields)) {
+      const context = fieldContext(record.resource, field, record.recordId);
+      fields[field] = formatFieldValue(primary.keyId, seal(workspaceKey, context, value));
+    }
+    return { ...record, fields };
+  });
+  return { records: sealedRecords, keyId: primary.keyId };
+}
+
+/**
+ * Opens every field of every record; all or nothing. `stale` is true when some value was
+ * sealed under a version other than the primary, so the caller knows to re-seal it.
+ */
+export function openRecords(
+  keys: MasterKeySet,
+  records: readonly SealedRecord[],
+): { records: PlainRecord[]; stale: boolean } {
+  const primaryKeyId = keys.primary.keyId;
+  let stale = false;
+  const plainRecords = records.map((record, index) => {
+    const fields: Record<string, Uint8Array> = {};
+    for (const [field, value] of Object.entries(record.fields)) {
+      try {
+        const { keyId, sealed } = parseFieldValue(value);
+        if (keyId !== primaryKeyId) stale = true;
+        const workspaceKey = keys.version(keyId).workspaceKey(record.workspace);
+        fields[field] = open(
+          workspaceKey,
+          fieldContext(record.resource, field, record.recordId),
+          sealed,
+        );
+      } catch (error) {
+        if (error instanceof KmsEnvelopeError) {
+          // Names the position, never the value, so the caller can find the bad row.
+          throw new KmsEnvelopeError(
+            error.code,
+            `record ${index} field ${JSON.stringify(field)}: ${error.message}`,
+          );
+        }
+        throw error;
+      }
+    }
+    return { ...record, fields };
+  });
+  return { records: plainRecords, stale };
+}

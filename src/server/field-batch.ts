@@ -1,0 +1,153 @@
+import type { MethodDefinition } from "@grpc/grpc-js";
+import { wipe } from "../crypto/wipe.js";
+import { InvalidRequestError } from "../errors.js";
+import {
+  openRecords,
+  type PlainRecord,
+  type SealedRecord,
+  sealRecords,
+} from "../keys/field-sealing.js";
+import type { MasterKeySet } from "../keys/master-key-set.js";
+import { services } from "./protos.js";
+
+/** The field service's methods, by their proto names. */
+export type FieldMethod = "Seal" | "Open";
+
+/** Most records one Seal or Open call may carry; larger jobs are split by the client. */
+export const MAX_RECORDS_PER_BATCH = 10_000;
+// Names end up inside length prefixes (≤ 65535 bytes); far smaller caps catch misuse early.
+const MAX_NAME_BYTES = 1024;
+
+/** How much one batch may ask for, so no single call can occupy a worker for long. */
+export interface FieldBatchLimits {
+  readonly maxFieldsPerRequest: number;
+  readonly maxFieldsPerRecord: number;
+}
+
+/** One batch's answer: the serialized response, its correlation id and its size. */
+export interface FieldBatchResult {
+  response: Uint8Array;
+  uid: string | undefined;
+  fields: number;
+}
+
+interface WireRecord<Value> {
+  workspace: string;
+  resource: string;
+  record_id: string;
+  fields: Record<string, Value>;
+}
+
+const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
+
+function checkName(value: string, what: string, index: number): void {
+  if (value === "") throw new InvalidRequestError(`records[${index}].${what} is required`);
+  if (Buffer.byteLength(value) > MAX_NAME_BYTES) {
+    throw new InvalidRequestError(
+      `records[${index}].${what} is longer than ${MAX_NAME_BYTES} bytes`,
+    );
+  }
+}
+
+/** Validates the batch at the edge and counts its fields; names the first bad record. */
+function fromWire<Value>(
+  records: WireRecord<Value>[],
+  limits: FieldBatchLimits,
+): {
+  records: {
+    workspace: string;
+    resource: string;
+    recordId: string;
+    fields: Record<string, Value>;
+  }[];
+  fields: number;
+} {
+  if (records.length > MAX_RECORDS_PER_BATCH) {
+    throw new InvalidRequestError(
+      `a batch holds at most ${MAX_RECORDS_PER_BATCH} records; split it`,
+    );
+  }
+  let total = 0;
+  const checked = records.map((record, index) => {
+    checkName(record.workspace, "workspace", index);
+    checkName(record.resource, "resource", index);
+    checkName(record.record_id, "record_id", index);
+    const names = Object.keys(record.fields);
+    if (names.length > limits.maxFieldsPerRecord) {
+      throw new InvalidRequestError(
+        `records[${index}] has ${names.length} fields; a record may have at most ${limits.maxFieldsPerRecord} (--max-fields-per-record)`,
+      );
+    }
+    total += names.length;
+    if (total > limits.maxFieldsPerRequest) {
+      throw new InvalidRequestError(
+        `the batch has more than ${limits.maxFieldsPerRequest} fields (--max-fields-per-request): split it into smaller batches`,
+      );
+    }
+    for (const field of names) checkName(field, "fields key", index);
+    return {
+      workspace: record.workspace,
+      resource: record.resource,
+      recordId: record.record_id,
+      fields: record.fields,
+    };
+  });
+  return { records: checked, fields: total };
+}
+
+function toWire<Value>(record: {
+  workspace: string;
+  resource: string;
+  recordId: string;
+  fields: Record<string, Value>;
+}): WireRecord<Value> {
+  return {
+    workspace: record.workspace,
+    resource: record.resource,
+    record_id: record.recordId,
+    fields: record.fields,
+  };
+}
+
+function decode<Request>(method: FieldMethod, message: Uint8Array): Request {
+  try {
+    const bytes = Buffer.from(message.buffer, message.byteOffset, message.length);
+    return definition[method].requestDeserialize(bytes) as Request;
+  } catch {
+    throw new InvalidRequestError("request is not a valid protobuf message for this method");
+  }
+}
+
+/**
+ * Runs one field-service call from serialized request to serialized response: decode,
+ * validate, seal or open under `keys`, encode. Opened plaintexts are zeroed once encoded.
+ */
+export function runFieldBatch(
+  keys: MasterKeySet,
+  method: FieldMethod,
+  message: Uint8Array,
+  limits: FieldBatchLimits,
+): FieldBatchResult {
+  if (method === "Seal") {
+    const request = decode<{ records: WireRecord<Buffer>[]; uid: string }>(method, message);
+    const plain = fromWire(request.records, limits);
+    const sealed = sealRecords(keys, plain.records as PlainRecord[]);
+    const response = definition.Seal.responseSerialize({
+      records: sealed.records.map(toWire),
+      key_id: sealed.keyId,
+    });
+    return { response, uid: request.uid, fields: plain.fields };
+  }
+  const request = decode<{ records: WireRecord<string>[]; uid: string }>(method, message);
+  const sealed = fromWire(request.records, limits);
+  const opened = openRecords(keys, sealed.records as SealedRecord[]);
+  try {
+    const response = definition.Open.responseSerialize({
+      records: opened.records.map(toWire),
+      stale: opened.stale,
+    });
+    return { response, uid: request.uid, fields: sealed.fields };
+  } finally {
+    for (const record of opened.records) wipe(...Object.values(record.fields));
+  }
+}
