@@ -6,6 +6,7 @@ import { DirectKeySource } from "../keys/env-key-source.js";
 import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
+import { PACKAGE_VERSION } from "../package-info.js";
 import { type Daemon, startDaemon } from "../server/daemon.js";
 import { applyConfigFile } from "./config-file.js";
 import { loadOrCreateDevKey } from "./dev-key.js";
@@ -219,6 +220,7 @@ export function serveCommand(stopSignals?: StopSignals): Command {
       if (options.config !== undefined) await applyConfigFile(command, options, options.config);
       const config = parseServeConfig(options);
       const logger = createLogger(config.logLevel);
+      logger.info({ version: PACKAGE_VERSION, pid: process.pid }, "kms-envelope starting");
       let environment = process.env;
       if (config.dev) {
         if (process.env[MASTER_KEY_VARIABLE]) {

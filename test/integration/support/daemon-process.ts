@@ -29,36 +29,72 @@ export interface CliResult {
   stderr: string;
 }
 
+// A failed assertion can skip a test's stop(); a daemon left running would keep the test file
+// alive forever, so whatever is still running when the file's tests end is killed.
+const liveDaemons = new Set<ChildProcess>();
+after(() => {
+  for (const child of liveDaemons) child.kill("SIGKILL");
+});
+
+/** A CLI process started from source, whose output is collected as it runs. */
+export interface CliProcess {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** The exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts the CLI (from source) without waiting for it; the caller ends it. */
+export function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  input?: string | Uint8Array,
+): CliProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
+    env: { ...cleanEnvironment(), ...env },
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+  });
+  liveDaemons.add(child);
+  child.stdin?.end(input);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on("exit", (code) => {
+      liveDaemons.delete(child);
+      resolve(code);
+    }),
+  );
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
 /** Runs the CLI (from source) to completion, with `input` on its stdin when given. */
-export function runCli(
+export async function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   timeoutMs = 20_000,
   input?: string | Uint8Array,
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-      env: { ...cleanEnvironment(), ...env },
-      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    });
-    child.stdin?.end(input);
-    let stdout = "";
-    let stderr = "";
-    child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
+  const cli = startCli(args, env, input);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      cli.child.kill("SIGKILL");
       reject(
         new Error(
-          `CLI ${args.join(" ")} did not finish in ${timeoutMs} ms; stdout=${stdout} stderr=${stderr}`,
+          `CLI ${args.join(" ")} did not finish in ${timeoutMs} ms; stdout=${cli.stdout()} stderr=${cli.stderr()}`,
         ),
       );
     }, timeoutMs);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
   });
+  try {
+    const code = await Promise.race([cli.exited, timedOut]);
+    return { code, stdout: cli.stdout(), stderr: cli.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // The test runner's own KMS_ENVELOPE_* or key variables must not leak into the daemons.
@@ -102,13 +138,6 @@ export function dial(socketPath: string): DaemonClients {
     },
   };
 }
-
-// A failed assertion can skip a test's stop(); a daemon left running would keep the test file
-// alive forever, so whatever is still running when the file's tests end is killed.
-const liveDaemons = new Set<ChildProcess>();
-after(() => {
-  for (const child of liveDaemons) child.kill("SIGKILL");
-});
 
 /** A daemon started as a real child process on a temporary socket. */
 export class DaemonProcess {
