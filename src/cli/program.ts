@@ -15,6 +15,7 @@ import type { StopSignals } from "./stop-signals.js";
 // Exit codes: 1 = runtime failure, 2 = the invocation or configuration is wrong.
 const CONFIGURATION_CODES = new Set([
   "INVALID_CONFIG",
+  "UNMAPPED_RESOURCE",
   "MISSING_MASTER_KEY",
   "INVALID_MASTER_KEY",
   "SOCKET_IN_USE",

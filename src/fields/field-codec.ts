@@ -58,14 +58,23 @@ export interface OpenedRecord {
   readonly stamps: readonly FieldStamp[];
 }
 
+/**
+ * seal and open refuse (UNMAPPED_RESOURCE) a resource the codec has no entry for, unless it was
+ * built to let such resources through: a mistyped resource name must not store plaintext.
+ */
 export interface FieldCodec {
   /** Encrypts the listed fields of each record of one resource; all or nothing. */
   seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]>;
   /** Decrypts the listed fields of each record of one resource; all or nothing. */
   open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]>;
+  /**
+   * The check seal and open make, for callers that touch a resource without them (a read of a
+   * missing record, a delete) or that must fail before other work.
+   */
+  checkResource(resource: string): void;
   /** The (provider, keyId) a field of this resource would be written with now. */
   currentWriter(resource: string, path: string): Promise<Pick<FieldStamp, "provider" | "keyId">>;
-  /** The encrypted field paths the field map lists for a resource ([] when none). */
+  /** The encrypted field paths the field map lists for a resource ([] when none; never refuses). */
   encryptedPaths(resource: string): readonly string[];
   /** Releases connections to plugins and the daemon; idempotent. */
   close(): Promise<void>;

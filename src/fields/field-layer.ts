@@ -5,6 +5,7 @@ import { InvalidRequestError, KmsEnvelopeError, MalformedCiphertextError } from 
 import type {
   FieldCodec,
   FieldRecord,
+  FieldRoute,
   FieldStamp,
   JsonObject,
   OpenedRecord,
@@ -14,6 +15,7 @@ import type { FieldMap, FieldType, ResourceFields } from "./field-map.js";
 import { getPath, withPath } from "./field-paths.js";
 import type { FieldServiceClient } from "./field-service-client.js";
 import { asJson, bytesToValue, type FieldValue, valueToBytes } from "./field-values.js";
+import { UnmappedResourceError } from "./unmapped-resource.js";
 
 const FIELD_SERVICE = "field-service";
 
@@ -42,24 +44,30 @@ interface StoredItem extends FieldItem {
  * Encrypts the fields a field map lists, per resource, through the in-process engine
  * (Kubernetes formats, stored as base64) or the daemon's field service (`kmse:v1:` values).
  * Unlisted fields are never touched; null and absent listed fields stay as they are; an
- * empty string is encrypted like any other value.
+ * empty string is encrypted like any other value. A resource the map does not list is refused
+ * (UNMAPPED_RESOURCE) unless `allowUnmapped`, so a mistyped name cannot store plaintext; an
+ * entry with no fields passes its records through unchanged.
  */
 export class FieldLayer implements FieldCodec {
   readonly #map: FieldMap;
   readonly #engine: ResourceTransformers | undefined;
   readonly #fieldService: FieldServiceClient | undefined;
+  readonly #allowUnmapped: boolean;
 
   constructor(options: {
     fieldMap: FieldMap;
     engine?: ResourceTransformers;
     fieldService?: FieldServiceClient;
+    /** Pass records of resources the map does not list through unchanged instead of refusing them. */
+    allowUnmapped?: boolean;
   }) {
     this.#map = options.fieldMap;
     this.#engine = options.engine;
     this.#fieldService = options.fieldService;
+    this.#allowUnmapped = options.allowUnmapped === true;
     for (const spec of this.#map.resources.values()) {
       if (spec.route === "engine") this.#needEngine();
-      else this.#needService();
+      else if (spec.route === "field-service") this.#needService();
     }
   }
 
@@ -68,19 +76,24 @@ export class FieldLayer implements FieldCodec {
     return this.#map;
   }
 
+  // A query, not a use: rewrap asks it about stored resources the map no longer lists.
   encryptedPaths(resource: string): readonly string[] {
     return [...(this.#map.resources.get(resource)?.fields.keys() ?? [])];
   }
 
+  checkResource(resource: string): void {
+    this.#spec(resource);
+  }
+
   async seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]> {
-    const spec = this.#map.resources.get(resource);
-    if (spec === undefined)
+    const spec = this.#spec(resource);
+    if (spec?.route === undefined)
       return records.map((record) => ({ id: record.id, document: record.document, stamps: [] }));
     const items: PlainItem[] = this.#items(resource, spec, records).map(({ value, ...item }) => ({
       ...item,
       bytes: valueToBytes(value, item.type, item.where),
     }));
-    const stored = await this.#sealItems(resource, spec, records, items);
+    const stored = await this.#sealItems(resource, spec.route, records, items);
     const documents = records.map((record) => record.document);
     const stamps = records.map((): FieldStamp[] => []);
     for (const [i, item] of items.entries()) {
@@ -100,8 +113,8 @@ export class FieldLayer implements FieldCodec {
   }
 
   async open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]> {
-    const spec = this.#map.resources.get(resource);
-    if (spec === undefined)
+    const spec = this.#spec(resource);
+    if (spec?.route === undefined)
       return records.map((record) => ({
         id: record.id,
         document: record.document,
@@ -115,7 +128,7 @@ export class FieldLayer implements FieldCodec {
         );
       return { ...item, text: value };
     });
-    const opened = await this.#openItems(resource, spec, records, items);
+    const opened = await this.#openItems(resource, spec.route, records, items);
     const documents = records.map((record) => record.document);
     const stamps = records.map((): FieldStamp[] => []);
     const stale = records.map(() => false);
@@ -141,7 +154,7 @@ export class FieldLayer implements FieldCodec {
     record: { id: string; workspace?: string },
     value: FieldValue,
   ): Promise<{ text: string; stamp: FieldStamp }> {
-    const { spec, type } = this.#field(resource, path);
+    const { route, type } = this.#field(resource, path);
     const where = `${resource} ${record.id} ${path}`;
     const item: PlainItem = {
       record: 0,
@@ -150,7 +163,7 @@ export class FieldLayer implements FieldCodec {
       where,
       bytes: valueToBytes(value, type, where),
     };
-    const [result] = await this.#sealItems(resource, spec, [record], [item]);
+    const [result] = await this.#sealItems(resource, route, [record], [item]);
     return result as { text: string; stamp: FieldStamp };
   }
 
@@ -161,11 +174,11 @@ export class FieldLayer implements FieldCodec {
     record: { id: string; workspace?: string },
     text: string,
   ): Promise<{ value: FieldValue; stale: boolean; stamp: FieldStamp }> {
-    const { spec, type } = this.#field(resource, path);
+    const { route, type } = this.#field(resource, path);
     const where = `${resource} ${record.id} ${path}`;
     const [result] = await this.#openItems(
       resource,
-      spec,
+      route,
       [record],
       [{ record: 0, path, type, where, text }],
     );
@@ -181,8 +194,8 @@ export class FieldLayer implements FieldCodec {
     resource: string,
     path: string,
   ): Promise<Pick<FieldStamp, "provider" | "keyId">> {
-    const { spec } = this.#field(resource, path);
-    if (spec.route === "engine") return this.#needEngine().transformerFor(resource).currentWriter();
+    const { route } = this.#field(resource, path);
+    if (route === "engine") return this.#needEngine().transformerFor(resource).currentWriter();
     return { provider: FIELD_SERVICE, keyId: await this.#needService().primaryKeyId() };
   }
 
@@ -191,14 +204,22 @@ export class FieldLayer implements FieldCodec {
     this.#fieldService?.close();
   }
 
-  #field(resource: string, path: string): { spec: ResourceFields; type: FieldType } {
+  /** The map's entry for a resource; undefined only for an unlisted one that is allowed. */
+  #spec(resource: string): ResourceFields | undefined {
     const spec = this.#map.resources.get(resource);
+    if (spec === undefined && !this.#allowUnmapped)
+      throw new UnmappedResourceError(resource, [...this.#map.resources.keys()]);
+    return spec;
+  }
+
+  #field(resource: string, path: string): { route: FieldRoute; type: FieldType } {
+    const spec = this.#spec(resource);
     const type = spec?.fields.get(path);
-    if (spec === undefined || type === undefined)
+    if (spec?.route === undefined || type === undefined)
       throw new InvalidRequestError(
         `the field map lists no encrypted field ${path} for ${resource}`,
       );
-    return { spec, type };
+    return { route: spec.route, type };
   }
 
   /** Listed fields present in each record; null and absent fields are left as they are. */
@@ -215,11 +236,11 @@ export class FieldLayer implements FieldCodec {
 
   async #sealItems(
     resource: string,
-    spec: ResourceFields,
+    route: FieldRoute,
     records: readonly { id: string; workspace?: string }[],
     items: readonly PlainItem[],
   ): Promise<{ text: string; stamp: FieldStamp }[]> {
-    if (spec.route === "engine") {
+    if (route === "engine") {
       const engine = this.#needEngine();
       return Promise.all(
         items.map(async (item) => {
@@ -251,11 +272,11 @@ export class FieldLayer implements FieldCodec {
 
   async #openItems(
     resource: string,
-    spec: ResourceFields,
+    route: FieldRoute,
     records: readonly { id: string; workspace?: string }[],
     items: readonly StoredItem[],
   ): Promise<{ bytes: Uint8Array; stale: boolean; stamp: FieldStamp }[]> {
-    if (spec.route === "engine") {
+    if (route === "engine") {
       const engine = this.#needEngine();
       return Promise.all(
         items.map(async (item) => {

@@ -12,7 +12,8 @@ export type FieldType = "string" | "json" | "bytes";
 
 export interface ResourceFields {
   readonly resource: string;
-  readonly route: FieldRoute;
+  /** Undefined when the entry lists no fields: the resource is stored in the clear on purpose. */
+  readonly route: FieldRoute | undefined;
   /** Encrypted fields: dot-separated path to its type, in the order the map lists them. */
   readonly fields: ReadonlyMap<string, FieldType>;
   /** Plaintext fields the store's credential guard inspects (never encrypted). */
@@ -32,10 +33,8 @@ const schema = z.strictObject({
     .array(
       z.strictObject({
         resource: z.string().min(1),
-        route: z.enum(["engine", "field-service"]),
-        fields: z
-          .record(z.string(), z.enum(["string", "json", "bytes"]))
-          .refine((fields) => Object.keys(fields).length > 0, "list at least one field"),
+        route: z.enum(["engine", "field-service"]).optional(),
+        fields: z.record(z.string(), z.enum(["string", "json", "bytes"])).optional(),
         plaintextChecked: z.array(z.string()).optional(),
       }),
     )
@@ -65,7 +64,19 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
         "INVALID_CONFIG",
         `${source}: resources.${index}.resource: ${entry.resource} is listed twice; merge the entries`,
       );
-    const paths = Object.keys(entry.fields);
+    const paths = Object.keys(entry.fields ?? {});
+    // An entry without fields is how a resource is declared plain on purpose (the field layer
+    // refuses resources the map does not list); a route there would promise encryption.
+    if (paths.length > 0 && entry.route === undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}.route: give route: engine or route: field-service for the fields of ${entry.resource}`,
+      );
+    if (paths.length === 0 && entry.route !== undefined)
+      throw new KmsEnvelopeError(
+        "INVALID_CONFIG",
+        `${source}: resources.${index}.fields: list at least one field to encrypt, or drop route to store ${entry.resource} in the clear on purpose`,
+      );
     const badPath = [...paths, ...(entry.plaintextChecked ?? [])].find((path) => !PATH.test(path));
     if (badPath !== undefined)
       throw new KmsEnvelopeError(
@@ -88,7 +99,7 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
     resources.set(entry.resource, {
       resource: entry.resource,
       route: entry.route,
-      fields: new Map(Object.entries(entry.fields)),
+      fields: new Map(Object.entries(entry.fields ?? {})),
       plaintextChecked,
     });
   }

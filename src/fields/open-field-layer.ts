@@ -26,6 +26,11 @@ export interface FieldLayerSources extends EngineOptions {
   readonly daemonSocket?: string;
   /** Per-call timeout toward the daemon's field service (default 5 s). */
   readonly daemonTimeoutMs?: number;
+  /**
+   * Pass records of resources the field map does not list through unchanged; by default they
+   * are refused (UNMAPPED_RESOURCE). A map entry with no fields does the same for one resource.
+   */
+  readonly allowUnmapped?: boolean;
 }
 
 /**
@@ -70,5 +75,10 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
       timeoutMs: sources.daemonTimeoutMs ?? 5_000,
     });
   }
-  return new FieldLayer({ fieldMap, engine, fieldService });
+  return new FieldLayer({
+    fieldMap,
+    engine,
+    fieldService,
+    allowUnmapped: sources.allowUnmapped,
+  });
 }

@@ -28,7 +28,11 @@ export interface RecordInput {
   readonly document: JsonObject;
 }
 
-/** Seals on write, opens on read, checks plaintext fields with the guard. */
+/**
+ * Seals on write, opens on read, checks plaintext fields with the guard. Every call first asks
+ * the codec whether it knows the resource, so a mistyped name fails (UNMAPPED_RESOURCE) before
+ * the guard or the repository is involved, reads and deletes included.
+ */
 export class EncryptedStore {
   readonly #repository: RecordRepository;
   readonly #codec: FieldCodec;
@@ -46,6 +50,7 @@ export class EncryptedStore {
 
   /** Creates a record (STORE_CONFLICT if it exists); returns it as stored would be read. */
   async create(resource: string, input: RecordInput): Promise<PlainRecord> {
+    this.#codec.checkResource(resource);
     const workspace = input.workspace ?? null;
     const [sealed] = await this.#seal(resource, input.id, workspace, input.document);
     const [stored] = await this.#repository.insert(resource, [
@@ -62,6 +67,7 @@ export class EncryptedStore {
 
   /** Reads and opens a record; undefined when there is none. */
   async read(resource: string, id: string): Promise<PlainRecord | undefined> {
+    this.#codec.checkResource(resource);
     const stored = await this.#repository.get({ resource, id });
     if (stored === undefined) return undefined;
     const [opened] = await this.#codec.open(resource, [
@@ -81,6 +87,7 @@ export class EncryptedStore {
     expectedVersion: number,
     document: JsonObject,
   ): Promise<PlainRecord> {
+    this.#codec.checkResource(resource);
     const current = await this.#repository.get({ resource, id });
     if (current === undefined) {
       throw new KmsEnvelopeError(
@@ -107,7 +114,8 @@ export class EncryptedStore {
   }
 
   /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
-  delete(resource: string, id: string, expectedVersion?: number): Promise<boolean> {
+  async delete(resource: string, id: string, expectedVersion?: number): Promise<boolean> {
+    this.#codec.checkResource(resource);
     return this.#repository.delete({ resource, id }, expectedVersion);
   }
 

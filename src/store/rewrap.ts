@@ -31,7 +31,10 @@ export interface RewrapOptions {
   readonly batchSize: number;
   /** Count what would change; write nothing. */
   readonly dryRun: boolean;
-  /** Only these resources (default: every resource with records). */
+  /**
+   * Only these resources (default: every resource with records); each must be one the codec
+   * knows, so a mistyped name is refused instead of reporting nothing left to do.
+   */
   readonly resources?: readonly string[];
   /**
    * Also open records whose stamps already name the current writer and rewrap those the codec
@@ -106,6 +109,7 @@ function isCurrent(field: PathWriter, current: readonly PathWriter[]): boolean {
 export async function rewrap(options: RewrapOptions): Promise<RewrapSummary> {
   const started = Date.now();
   const { repository, codec } = options;
+  for (const resource of options.resources ?? []) codec.checkResource(resource);
   const counts = await repository.writerCounts();
   const resources = options.resources ?? (await repository.resources());
   const summary: RewrapSummary = {

@@ -50,9 +50,14 @@ describe("field maps", () => {
       /resources.0.fields.x/,
     ],
     [
-      "no fields",
+      "a route with no fields",
       `${header}resources: [{ resource: a, route: engine, fields: {} }]`,
-      /list at least one field/,
+      /resources.0.fields: list at least one field to encrypt, or drop route to store a in the clear/,
+    ],
+    [
+      "fields with no route",
+      `${header}resources: [{ resource: a, fields: { x: string } }]`,
+      /resources.0.route: give route: engine or route: field-service for the fields of a/,
     ],
     [
       "bad path",
@@ -78,6 +83,19 @@ describe("field maps", () => {
   ];
   for (const [name, text, message] of invalid)
     it(`refuses: ${name}`, () => assert.throws(() => parseFieldMap(text), message));
+
+  it("an entry with no fields (and no route) declares a resource stored in the clear on purpose", () => {
+    const map = parseFieldMap(
+      `${header}resources:\n  - resource: notes\n  - { resource: drafts, fields: {}, plaintextChecked: [title] }\n`,
+    );
+    assert.deepEqual(map.resources.get("notes"), {
+      resource: "notes",
+      route: undefined,
+      fields: new Map(),
+      plaintextChecked: [],
+    });
+    assert.deepEqual(map.resources.get("drafts")?.plaintextChecked, ["title"]);
+  });
 });
 
 describe("field paths and values", () => {

@@ -14,6 +14,7 @@ import {
 } from "../../../../src/crypto/secretbox.js";
 import {
   DecryptionFailedError,
+  KmsEnvelopeError,
   MalformedCiphertextError,
   UnknownKeyIdError,
 } from "../../../../src/errors.js";
@@ -70,11 +71,18 @@ export class SecretboxCodec implements FieldCodec {
     return this.#fields.get(resource) ?? [];
   }
 
+  /** Like the field layer: a resource given no fields (even []) is known, any other is refused. */
+  checkResource(resource: string): void {
+    if (!this.#fields.has(resource))
+      throw new KmsEnvelopeError("UNMAPPED_RESOURCE", `test codec: no entry for ${resource}`);
+  }
+
   async currentWriter(): Promise<Pick<FieldStamp, "provider" | "keyId">> {
     return { provider: PROVIDER, keyId: this.#primary };
   }
 
   async seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]> {
+    this.checkResource(resource);
     this.calls.seal++;
     return records.map((record) => {
       const document: JsonObject = { ...record.document };
@@ -93,6 +101,7 @@ export class SecretboxCodec implements FieldCodec {
   }
 
   async open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]> {
+    this.checkResource(resource);
     this.calls.open++;
     return records.map((record) => {
       const document: JsonObject = { ...record.document };
