@@ -98,6 +98,8 @@ async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): 
     total += batch.length;
   };
   try {
+    // Before stdin is read, so a mistyped --resource fails at once and prints nothing.
+    layer.checkResource(flags.resource);
     if (flags.ndjson) await runLines(flags, flush);
     else {
       const chunks: Buffer[] = [];

@@ -9,6 +9,7 @@ export interface FieldLayerFlags {
   fields: string;
   config?: string;
   allowKmsV1?: boolean;
+  allowUnmapped?: boolean;
   socket?: string;
   timeout: string;
 }
@@ -28,6 +29,12 @@ export function addFieldLayerFlags(command: Command): Command {
       ).env("KMS_ENVELOPE_ENCRYPTION_CONFIG"),
     )
     .option("--allow-kms-v1", "accept deprecated kms apiVersion v1 providers (KMSv1 gate)")
+    .option(
+      // No environment variable: Commander turns any value of one (even "0") into true, and an
+      // exception to failing closed belongs on the command line where it is seen.
+      "--allow-unmapped",
+      "pass records of resources the field map does not list through unchanged (in the clear) instead of refusing them",
+    )
     .addOption(
       new Option(
         "--socket <path>",
@@ -45,6 +52,7 @@ export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer>
     fieldMapPath: flags.fields,
     encryptionConfigPath: flags.config,
     allowKmsV1: flags.allowKmsV1,
+    allowUnmapped: flags.allowUnmapped,
     daemonSocket: flags.socket ?? `${defaultRunDirectory()}/${SOCKET_FILE_NAME}`,
     daemonTimeoutMs: timeout.data,
   });

@@ -290,6 +290,78 @@ describe("field layer and CLI against the real daemon", () => {
       assert.match(noMap.stderr, /--fields/);
     });
 
+    it("refuses a resource the field map does not list (exit 2, nothing on stdout) in both directions", async () => {
+      const obotArgs = ["--config", configPath, "--fields", OBOT_MAP, "--id", "s1"];
+      const input = '{"cookie":"cookie-secret-abc","user":"u1"}';
+      for (const direction of ["encrypt", "decrypt"]) {
+        const refused = await runCli(
+          [direction, ...obotArgs, "--resource", "sessioncookie.obot.obot.ai"],
+          env(),
+          20_000,
+          input,
+        );
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.equal(refused.stdout, "", `${direction}: no record is printed`);
+        assert.match(
+          refused.stderr,
+          /^kms-envelope: resource "sessioncookie\.obot\.obot\.ai" is not in the field map, so none of its fields would be encrypted \(did you mean "sessioncookies\.obot\.obot\.ai"\?\); known resources: "credentials", .*"users\.obot\.obot\.ai"; to store it in the clear on purpose, list it in the field map with no fields \(- resource: "sessioncookie\.obot\.obot\.ai"\) or pass --allow-unmapped/,
+        );
+        assert.equal(refused.stderr.split("\n").length, 2, "one line");
+        assert.ok(!refused.stderr.includes("cookie-secret-abc"), "the value is never printed");
+      }
+      const message = await runCli(
+        ["encrypt", "--fields", ATELYAOS_MAP, "--resource", "message", "--id", "m1"],
+        env(),
+        20_000,
+        '{"content":"private words"}',
+      );
+      assert.equal(message.code, 2, message.stderr);
+      assert.equal(message.stdout, "");
+      assert.match(
+        message.stderr,
+        /resource "message" is not in the field map.*did you mean "messages"\?/,
+      );
+    });
+
+    it("stores an unlisted resource in the clear only when asked: --allow-unmapped or a map entry with no fields", async () => {
+      const input = { cookie: "kept plain on purpose", user: "u1" };
+      const allowed = await runCli(
+        [
+          "encrypt",
+          "--config",
+          configPath,
+          "--fields",
+          OBOT_MAP,
+          "--resource",
+          "sessioncookie.obot.obot.ai",
+          "--id",
+          "s1",
+          "--allow-unmapped",
+        ],
+        env(),
+        20_000,
+        JSON.stringify(input),
+      );
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.deepEqual(JSON.parse(allowed.stdout), input);
+
+      const plainMap = join(directory.path, "plain-map.yaml");
+      await writeFile(
+        plainMap,
+        "apiVersion: kms-envelope/v1\nkind: FieldMap\nresources:\n  - resource: notes\n",
+      );
+      for (const direction of ["encrypt", "decrypt"]) {
+        const plain = await runCli(
+          [direction, "--fields", plainMap, "--resource", "notes", "--id", "n1"],
+          env(),
+          20_000,
+          JSON.stringify(input),
+        );
+        assert.equal(plain.code, 0, plain.stderr);
+        assert.deepEqual(JSON.parse(plain.stdout), input, `${direction} passes it through`);
+      }
+    });
+
     it("encrypt warns about, or with --guard refuse refuses, a credential pasted into a plaintext field", async () => {
       const args = [
         "encrypt",
