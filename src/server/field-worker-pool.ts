@@ -25,7 +25,7 @@ interface Slot {
 // Jobs waiting for a worker; the request bytes they hold are already bounded by the server's
 // budgets, this only keeps the wait (and so the answer's latency) bounded too.
 const MAX_QUEUED_JOBS = 256;
-// A worker may use this much heap; a batch that needs more kills only that worker.
+// A worker may use this much heap by default; a batch that needs more kills only that worker.
 const WORKER_HEAP_MB = 512;
 // A worker that dies this soon after starting is restarted after a pause, not in a loop.
 const RESTART_PAUSE_MS = 1000;
@@ -40,25 +40,41 @@ export class FieldWorkerPool {
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
   readonly #limits: FieldBatchLimits;
+  readonly #heapMb: number;
   readonly #logger: Logger;
   #keys: MasterKeySet;
   #nextId = 0;
   #closed = false;
 
-  private constructor(keys: MasterKeySet, limits: FieldBatchLimits, logger: Logger) {
+  private constructor(
+    keys: MasterKeySet,
+    limits: FieldBatchLimits,
+    heapMb: number,
+    logger: Logger,
+  ) {
     this.#keys = keys;
     this.#limits = limits;
+    this.#heapMb = heapMb;
     this.#logger = logger;
   }
 
-  /** Starts `size` workers and resolves once each has loaded libsodium and its keys. */
+  /**
+   * Starts `size` workers and resolves once each has loaded libsodium and its keys. `heapMb`
+   * caps each worker's heap (default 512 MiB).
+   */
   static async start(options: {
     size: number;
     keys: MasterKeySet;
     limits: FieldBatchLimits;
     logger: Logger;
+    heapMb?: number;
   }): Promise<FieldWorkerPool> {
-    const pool = new FieldWorkerPool(options.keys, options.limits, options.logger);
+    const pool = new FieldWorkerPool(
+      options.keys,
+      options.limits,
+      options.heapMb ?? WORKER_HEAP_MB,
+      options.logger,
+    );
     try {
       await Promise.all(Array.from({ length: options.size }, () => pool.#addWorker()));
     } catch (error) {
@@ -143,7 +159,7 @@ export class FieldWorkerPool {
   }
 
   #addWorker(): Promise<void> {
-    const worker = spawnWorker(this.#limits);
+    const worker = spawnWorker(this.#limits, this.#heapMb);
     const slot: Slot = { worker, job: undefined, startedAt: performance.now() };
     this.#slots.push(slot);
     this.#sendKeys(worker);
@@ -196,10 +212,13 @@ export class FieldWorkerPool {
   }
 }
 
-function spawnWorker(limits: FieldBatchLimits): Worker {
+function spawnWorker(limits: FieldBatchLimits, heapMb: number): Worker {
   const options = {
-    workerData: limits,
-    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
+    workerData: {
+      maxFieldsPerRequest: limits.maxFieldsPerRequest,
+      maxFieldsPerRecord: limits.maxFieldsPerRecord,
+    },
+    resourceLimits: { maxOldGenerationSizeMb: heapMb },
   };
   const worker = import.meta.url.endsWith(".ts")
     ? // Run from source (tsx): on Node 20 a worker does not inherit the TypeScript loader.
