@@ -69,7 +69,13 @@ export function decodeEncryptedObject(bytes: Uint8Array): EncryptedObject {
     encryptedData: decoded.encryptedData as Uint8Array,
     keyId: decoded.keyID as string,
     encryptedDekSource: decoded.encryptedDEKSource as Uint8Array,
-    annotations: new Map(Object.entries((decoded.annotations ?? {}) as Record<string, Uint8Array>)),
+    annotations: new Map(
+      Object.entries((decoded.annotations ?? {}) as Record<string, ArrayLike<number>>).map(
+        // protobufjs fills a map entry that omits its value with [] instead of empty bytes; an
+        // omitted field is its default, as Go reads it, and the cache key hashes real bytes.
+        ([key, value]) => [key, Buffer.isBuffer(value) ? value : Buffer.from(value)],
+      ),
+    ),
     dekSourceType: decoded.encryptedDEKSourceType as DekSourceType,
   };
   validateEncryptedObject(object);
