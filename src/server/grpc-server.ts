@@ -356,6 +356,8 @@ export class GrpcServer {
       const handler = method.handler;
       if (isRaw(handler)) {
         call.inHandler = true;
+        if (this.#logger.isLevelEnabled("debug"))
+          this.#logger.debug({ method: call.path }, "call handed off the event loop");
         handler.raw(message).then(
           (outcome) => this.#answerRaw(call, outcome),
           (error: unknown) => this.#settle(call, undefined, undefined, error),
