@@ -241,13 +241,21 @@ export class FieldLayer implements FieldCodec {
     items: readonly PlainItem[],
   ): Promise<{ text: string; stamp: FieldStamp }[]> {
     if (route === "engine") {
-      const engine = this.#needEngine();
+      const transformer = this.#needEngine().transformerFor(resource);
+      // A field the map calls sensitive must never be written by identity: that is what a
+      // missing or mistyped EncryptionConfiguration rule (or identity listed first) does.
+      if (items.length > 0 && transformer.currentWriter().provider === "identity")
+        throw new KmsEnvelopeError(
+          "INVALID_CONFIG",
+          `the EncryptionConfiguration writes ${JSON.stringify(resource)} with identity (no rule matches it, or identity comes first), so its encrypted fields would be stored in the clear: add a rule for it whose first provider encrypts, or list it in the field map with no fields to store it in the clear on purpose`,
+        );
       return Promise.all(
         items.map(async (item) => {
           const id = (records[item.record] as { id: string }).id;
-          const stored = await engine
-            .transformerFor(resource)
-            .toStorage(item.bytes, fieldAuthenticatedData(resource, item.path, id));
+          const stored = await transformer.toStorage(
+            item.bytes,
+            fieldAuthenticatedData(resource, item.path, id),
+          );
           return {
             text: Buffer.from(stored.data).toString("base64"),
             stamp: { path: item.path, route: "engine" as const, ...stored.writer },

@@ -204,3 +204,49 @@ describe("EncryptedStore and rewrap over the field layer", () => {
     }
   });
 });
+
+describe("field layer: a sensitive field is never written by identity", () => {
+  const configs = {
+    "no rule matches the resource": `
+  - resources: [messages]
+    providers: [{ aesgcm: { keys: [{ name: k1, secret: "${KEY}" }] } }]`,
+    "identity comes first": `
+  - resources: ["*.*"]
+    providers: [{ identity: {} }, { aesgcm: { keys: [{ name: k1, secret: "${KEY}" }] } }]`,
+  };
+  for (const [why, rules] of Object.entries(configs)) {
+    it(`seal and sealValue refuse when ${why}, and nothing is written`, async () => {
+      const layer = new FieldLayer({
+        fieldMap: MAP,
+        engine: await EncryptionEngine.start(
+          parseEncryptionConfiguration(
+            `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:${rules}\n`,
+          ),
+        ),
+      });
+      try {
+        const refusal = (error: unknown) => {
+          assert.ok(error instanceof Error && "code" in error, String(error));
+          assert.equal(error.code, "INVALID_CONFIG");
+          assert.match(
+            error.message,
+            new RegExp(
+              `^the EncryptionConfiguration writes "${COOKIE.replaceAll(".", "\\.")}" with identity .* its encrypted fields would be stored in the clear: add a rule for it whose first provider encrypts`,
+            ),
+          );
+          assert.ok(!error.message.includes(SECRET));
+          return true;
+        };
+        await assert.rejects(
+          layer.seal(COOKIE, [{ id: "s1", document: { cookie: SECRET } }]),
+          refusal,
+        );
+        await assert.rejects(layer.sealValue(COOKIE, "cookie", { id: "s1" }, SECRET), refusal);
+        const none = await layer.seal(COOKIE, [{ id: "s2", document: { other: "x" } }]);
+        assert.deepEqual(none[0]?.document, { other: "x" }, "a record without the field is fine");
+      } finally {
+        await layer.close();
+      }
+    });
+  }
+});
