@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { z } from "zod";
 import { runPluginConformance } from "../conformance/plugin-rules.js";
-import { runProviderConformance } from "../conformance/provider-rules.js";
+import { runProviderConformance } from "../conformance/provider/index.js";
 import { moduleSubject } from "../conformance/provider-subject.js";
 import { type ConformanceReport, formatReport } from "../conformance/report.js";
 import { KmsEnvelopeError } from "../errors.js";

@@ -3,7 +3,7 @@ import {
   loadProviderModule,
   type ProviderOptions,
 } from "../../providers/registry.js";
-import type { ProviderFaults, ProviderSubject } from "./provider-rules.js";
+import type { ProviderFaults, ProviderSubject } from "./provider/index.js";
 
 /** A provider module (built-in name, path or package) as the daemon would load it. */
 export interface ModuleSubjectOptions {

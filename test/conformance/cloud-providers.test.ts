@@ -3,7 +3,7 @@ import type { AccessToken, TokenCredential } from "@azure/identity";
 import { AwsKmsProvider } from "../../providers/aws.js";
 import { AzureKeyVaultProvider } from "../../providers/azure.js";
 import { GcpKmsProvider } from "../../providers/gcp.js";
-import type { ProviderSubject } from "../../src/conformance/provider-rules.js";
+import type { ProviderSubject } from "../../src/conformance/provider/index.js";
 import { AwsKmsEmulator } from "../emulators/aws-kms/server.js";
 import { AzureKeyVaultEmulator } from "../emulators/azure-key-vault/server.js";
 import { GcpKmsEmulator } from "../emulators/gcp-kms/server.js";

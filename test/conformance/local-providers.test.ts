@@ -8,7 +8,7 @@ import { FakeProvider } from "../../providers/fake.js";
 import { LOCAL_KEY_REF } from "../../providers/local.js";
 import type { ProviderOptions } from "../../providers/registry.js";
 import type { CustodyProvider } from "../../providers/types.js";
-import type { ProviderSubject } from "../../src/conformance/provider-rules.js";
+import type { ProviderSubject } from "../../src/conformance/provider/index.js";
 import { moduleSubject } from "../../src/conformance/provider-subject.js";
 import { providerConformance } from "./provider-suite.js";
 

@@ -5,7 +5,7 @@ import {
   ProviderRun,
   type ProviderSubject,
   runProviderRule,
-} from "../../src/conformance/provider-rules.js";
+} from "../../src/conformance/provider/index.js";
 
 /**
  * Registers the provider conformance suite for one subject: one node:test test per rule, in

@@ -8,7 +8,7 @@ import {
 } from "../../providers/types.js";
 import { pluginAddress } from "../../src/conformance/plugin-endpoint.js";
 import { percentile } from "../../src/conformance/plugin-rules.js";
-import { runProviderConformance } from "../../src/conformance/provider-rules.js";
+import { runProviderConformance } from "../../src/conformance/provider/index.js";
 import { fqdnProblem } from "../../src/engine/kms/kms-v2-rules.js";
 import { KmsEnvelopeError } from "../../src/errors.js";
 
