@@ -5,6 +5,7 @@ import {
   type KeyClientOptions,
   type KeyVaultKey,
 } from "@azure/keyvault-keys";
+import { MASTER_KEY_BYTES } from "../src/crypto/master-key.js";
 import { KmsEnvelopeError } from "../src/errors.js";
 import { type CallAbort, type CallOptions, type CallState, KeyVaultCalls } from "./azure-calls.js";
 import { defaultCredential } from "./azure-credential.js";
@@ -49,7 +50,6 @@ export interface AzureKeyVaultProviderOptions {
   onAttemptFailed?: (errorClass: ProviderErrorClass) => void;
 }
 
-const MASTER_KEY_BYTES = 32;
 const MAX_WRAPPED_BYTES = 1024;
 
 /**

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { deriveWorkspaceKey } from "../src/crypto/derivation.js";
+import { generateMasterKey } from "../src/crypto/master-key.js";
 import { open, seal } from "../src/crypto/sealed.js";
 import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
@@ -34,7 +35,7 @@ export class FakeProvider implements DirectKeyProvider {
 
   constructor(options: { name?: string; masterKeys?: Uint8Array[] } = {}) {
     this.name = options.name ?? "fake";
-    this.#masterKeys = options.masterKeys ?? [randomBytes(32)];
+    this.#masterKeys = options.masterKeys ?? [generateMasterKey()];
   }
 
   /** Queues outcomes for the next calls, in order, before the standing outcome applies. */

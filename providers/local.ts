@@ -1,11 +1,11 @@
 import { deriveKeyId, deriveWorkspaceKey } from "../src/crypto/derivation.js";
 import { decodeKmsCiphertext, encodeKmsCiphertext } from "../src/crypto/kms-ciphertext.js";
 import { lengthPrefixed } from "../src/crypto/length-prefix.js";
+import { decodeMasterKey } from "../src/crypto/master-key.js";
 import { open, seal } from "../src/crypto/sealed.js";
 import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
-import { decodeMasterKey } from "./master-key-encoding.js";
 import type { ProviderOptions } from "./registry.js";
 import {
   type DirectKeyProvider,

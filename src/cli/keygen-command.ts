@@ -1,5 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { Command } from "commander";
+import { encodeMasterKey, generateMasterKey } from "../crypto/master-key.js";
+import { wipe } from "../crypto/wipe.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { generateVersion } from "../keys/keyring-edits.js";
 import { readKeyring } from "../keys/keyring-file.js";
@@ -38,9 +39,9 @@ export function keygenCommand(): Command {
     .option("--keyring <file>", "keyring file to create or append to");
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
     if (options.keyring === undefined) {
-      const key = randomBytes(32);
-      process.stdout.write(`${key.toString("base64")}\n`);
-      key.fill(0);
+      const key = generateMasterKey();
+      process.stdout.write(`${encodeMasterKey(key)}\n`);
+      wipe(key);
       return;
     }
     if (options.provider === undefined || options.keyRef === undefined) {

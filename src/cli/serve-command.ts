@@ -2,14 +2,16 @@ import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
 import { KmsEnvelopeError } from "../errors.js";
+import { DevKeySource } from "../keys/dev-key-source.js";
 import { DirectKeySource } from "../keys/env-key-source.js";
+import type { KeySource } from "../keys/key-source.js";
 import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { type Daemon, startDaemon } from "../server/daemon.js";
 import { applyConfigFile } from "./config-file.js";
-import { loadOrCreateDevKey } from "./dev-key.js";
+import { ensureDevKeyFile } from "./dev-key.js";
 import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
 import { StopSignals } from "./stop-signals.js";
@@ -221,32 +223,33 @@ export function serveCommand(stopSignals?: StopSignals): Command {
       const config = parseServeConfig(options);
       const logger = createLogger(config.logLevel);
       logger.info({ version: PACKAGE_VERSION, pid: process.pid }, "kms-envelope starting");
-      let environment = process.env;
+      const metrics = new DaemonMetrics();
+      const observe = metrics.observeProviderCall.bind(metrics);
+      const observeAttempt = metrics.observeProviderAttempt.bind(metrics);
+      let source: KeySource;
       if (config.dev) {
-        if (process.env[MASTER_KEY_VARIABLE]) {
-          throw new KmsEnvelopeError(
-            "INVALID_CONFIG",
-            `--dev and ${MASTER_KEY_VARIABLE} are both set: drop one`,
-          );
+        const other = process.env[MASTER_KEY_VARIABLE]
+          ? MASTER_KEY_VARIABLE
+          : config.keyring && "--keyring";
+        if (other) {
+          // --dev brings its own key; another key source beside it would be silently ignored.
+          throw new KmsEnvelopeError("INVALID_CONFIG", `--dev and ${other} are both set: drop one`);
         }
-        const devKey = await loadOrCreateDevKey(config.runDir);
-        environment = { ...process.env, [MASTER_KEY_VARIABLE]: devKey.key };
+        const devKey = await ensureDevKeyFile(config.runDir);
         logger.warn(
           { keyFile: devKey.path, created: devKey.created },
           "DEVELOPMENT MODE: the master key is a local file, not protected custody. Never use --dev in production.",
         );
+        source = new DevKeySource(devKey.path);
+      } else if (config.keyring === undefined) {
+        source = new DirectKeySource(new LocalProvider(process.env), observe);
+      } else {
+        source = new KeyringKeySource({
+          path: config.keyring,
+          registry: await providerRegistry(options, process.env, observe, observeAttempt),
+          pollMs: config.keyringPollMs,
+        });
       }
-      const metrics = new DaemonMetrics();
-      const observe = metrics.observeProviderCall.bind(metrics);
-      const observeAttempt = metrics.observeProviderAttempt.bind(metrics);
-      const source =
-        config.keyring === undefined
-          ? new DirectKeySource(new LocalProvider(environment), observe)
-          : new KeyringKeySource({
-              path: config.keyring,
-              registry: await providerRegistry(options, environment, observe, observeAttempt),
-              pollMs: config.keyringPollMs,
-            });
       let daemon: Daemon;
       try {
         daemon = await startDaemon(config, source, logger, metrics, stop.signal);

@@ -1,4 +1,5 @@
-const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Standard, padded base64 (RFC 4648 §4) as a whole string; says nothing of padding bits. */
+export const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
  * Decodes standard, padded base64 in its one canonical spelling, or returns undefined.

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { lengthPrefixed } from "./length-prefix.js";
 
-/** Size in bytes of the master key, workspace keys and record keys. */
+/** Size in bytes of workspace keys and record keys (HMAC-SHA256 output). */
 export const KEY_BYTES = 32;
 
 const KEY_ID_LABEL = "kms-envelope/v1/key-id";

@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
 import type { CustodyProvider } from "../../providers/types.js";
 import { deriveKeyId } from "../crypto/derivation.js";
+import { generateMasterKey } from "../crypto/master-key.js";
 import { wipe } from "../crypto/wipe.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { Keyring, KeyringVersion } from "./keyring-file.js";
@@ -16,7 +16,7 @@ export async function generateVersion(
   state: KeyringVersion["state"],
   now: Date = new Date(),
 ): Promise<KeyringVersion> {
-  const masterKey = randomBytes(32);
+  const masterKey = generateMasterKey();
   let unwrapped: Uint8Array | undefined;
   try {
     const keyId = deriveKeyId(provider.name, masterKey);

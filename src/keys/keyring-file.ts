@@ -3,6 +3,7 @@ import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
 import { parseYamlText, readConfigText } from "../config-text.js";
+import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
 import { KmsEnvelopeError } from "../errors.js";
 
 /** States of a master-key version (SPEC.md §3). */
@@ -10,8 +11,6 @@ export const VERSION_STATES = ["primary", "active", "retired"] as const;
 
 /** What a keyring version is for: encrypt (primary), decrypt only (active), nothing (retired). */
 export type VersionState = (typeof VERSION_STATES)[number];
-
-const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 const versionSchema = z.strictObject({
   keyId: z.string().min(1).max(1024),

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import type { ProviderRegistry } from "../../providers/registry.js";
 import { ProviderError, type ProviderKeyDescription } from "../../providers/types.js";
 import { deriveKeyId } from "../crypto/derivation.js";
+import { MASTER_KEY_BYTES } from "../crypto/master-key.js";
 import { wipe } from "../crypto/wipe.js";
 import type { KeySource } from "./key-source.js";
 import { type Keyring, type KeyringVersion, primaryVersion, readKeyring } from "./keyring-file.js";
@@ -20,7 +21,7 @@ export async function unwrapVersion(
     { keyId: version.keyId },
     signal,
   );
-  if (key.length !== 32 || deriveKeyId(provider.name, key) !== version.keyId) {
+  if (key.length !== MASTER_KEY_BYTES || deriveKeyId(provider.name, key) !== version.keyId) {
     wipe(key);
     throw new ProviderError(
       "corrupt",

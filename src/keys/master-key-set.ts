@@ -1,4 +1,5 @@
-import { deriveKeyId, deriveWorkspaceKey, KEY_BYTES } from "../crypto/derivation.js";
+import { deriveKeyId, deriveWorkspaceKey } from "../crypto/derivation.js";
+import { MASTER_KEY_BYTES } from "../crypto/master-key.js";
 import { wipe } from "../crypto/wipe.js";
 import { KmsEnvelopeError, UnknownKeyIdError } from "../errors.js";
 
@@ -16,8 +17,11 @@ export class MasterKeyVersion {
   readonly #workspaceKeys = new Map<string, Uint8Array>();
 
   constructor(provider: string, masterKey: Uint8Array) {
-    if (masterKey.length !== KEY_BYTES) {
-      throw new KmsEnvelopeError("INVALID_MASTER_KEY", `a master key must be ${KEY_BYTES} bytes`);
+    if (masterKey.length !== MASTER_KEY_BYTES) {
+      throw new KmsEnvelopeError(
+        "INVALID_MASTER_KEY",
+        `a master key must be ${MASTER_KEY_BYTES} bytes`,
+      );
     }
     this.#masterKey = Uint8Array.from(masterKey);
     this.provider = provider;

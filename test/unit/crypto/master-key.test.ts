@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
-import { decodeMasterKey } from "../../../providers/master-key-encoding.js";
+import { decodeMasterKey } from "../../../src/crypto/master-key.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
 
 function invalid(source: string, value: string, detail: RegExp) {

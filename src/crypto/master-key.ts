@@ -1,11 +1,18 @@
-import { KmsEnvelopeError } from "../src/errors.js";
+import { randomFillSync } from "node:crypto";
+import { KmsEnvelopeError } from "../errors.js";
+import { STANDARD_BASE64 } from "./canonical-base64.js";
 
-const MASTER_KEY_BYTES = 32;
-const STANDARD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Size of a master key M (SPEC.md §2), and of the keys derived from it. */
+export const MASTER_KEY_BYTES = 32;
+
+/** A fresh master key from the CSPRNG, in a buffer of its own (never Node's shared pool). */
+export function generateMasterKey(): Uint8Array {
+  return randomFillSync(new Uint8Array(MASTER_KEY_BYTES));
+}
 
 /**
  * Decodes one base64 master key, insisting on exactly 32 bytes. The error names where the key
- * came from and never echoes the value.
+ * came from (`source`, e.g. the variable) and never echoes the value.
  */
 export function decodeMasterKey(text: string, source: string): Uint8Array {
   const trimmed = text.trim();
@@ -28,4 +35,12 @@ export function decodeMasterKey(text: string, source: string): Uint8Array {
   const key = Uint8Array.from(bytes);
   bytes.fill(0);
   return key;
+}
+
+/**
+ * The base64 text of a master key, only for handing a new key to its operator (`keygen`'s
+ * output, the development key file); nothing else turns a key into a string.
+ */
+export function encodeMasterKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("base64");
 }
