@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { z } from "zod";
-import { runPluginConformance } from "../conformance/plugin-rules.js";
+import { runPluginConformance } from "../conformance/plugin/index.js";
 import { runProviderConformance } from "../conformance/provider/index.js";
 import { moduleSubject } from "../conformance/provider-subject.js";
 import { type ConformanceReport, formatReport } from "../conformance/report.js";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runPluginConformance } from "../../src/conformance/plugin-rules.js";
+import { runPluginConformance } from "../../src/conformance/plugin/index.js";
 import type { ConformanceReport } from "../../src/conformance/report.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import type { Defect } from "../fixtures/broken-kms-plugin.js";

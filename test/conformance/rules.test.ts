@@ -6,8 +6,8 @@ import {
   ProviderError,
   type ProviderKeyDescription,
 } from "../../providers/types.js";
+import { percentile } from "../../src/conformance/plugin/index.js";
 import { pluginAddress } from "../../src/conformance/plugin-endpoint.js";
-import { percentile } from "../../src/conformance/plugin-rules.js";
 import { runProviderConformance } from "../../src/conformance/provider/index.js";
 import { fqdnProblem } from "../../src/engine/kms/kms-v2-rules.js";
 import { KmsEnvelopeError } from "../../src/errors.js";
