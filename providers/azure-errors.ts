@@ -1,3 +1,4 @@
+import { errorMessage } from "../src/errors.js";
 import type { AzureKeyReference } from "./azure-key-ref.js";
 import { ProviderError } from "./types.js";
 
@@ -136,7 +137,7 @@ interface RestErrorShape {
 // One line, bounded: service and SDK messages name keys and codes, never tokens or key bytes.
 function describeError(error: unknown): { name: string; message: string } {
   const name = error instanceof Error ? error.name : typeof error;
-  const raw = error instanceof Error ? error.message : String(error);
+  const raw = errorMessage(error);
   const line = raw.replace(/\s+/g, " ").trim();
   return { name, message: line.length > 240 ? `${line.slice(0, 240)}…` : line };
 }

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { KmsEnvelopeError } from "../src/errors.js";
+import { errorMessage, KmsEnvelopeError } from "../src/errors.js";
 import {
   instrument,
   type ProviderAttemptObserver,
@@ -102,7 +102,7 @@ export async function loadProviderModule(specifier: string): Promise<ProviderMod
   } catch (error) {
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `cannot load provider ${JSON.stringify(specifier)}: ${(error as Error).message}; give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
+      `cannot load provider ${JSON.stringify(specifier)}: ${errorMessage(error)}; give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
       { cause: error },
     );
   }

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
-import { KmsEnvelopeError } from "./errors.js";
+import { errorMessage, KmsEnvelopeError } from "./errors.js";
 
 /** Reads a configuration file as UTF-8; `what` names it in the error ("keyring", "field map"). */
 export async function readConfigText(path: string, what: string): Promise<string> {
@@ -9,7 +9,7 @@ export async function readConfigText(path: string, what: string): Promise<string
   } catch (error) {
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `cannot read ${what} ${path}: ${(error as Error).message}`,
+      `cannot read ${what} ${path}: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -22,7 +22,7 @@ export function parseYamlText(text: string, what: string): unknown {
   } catch (error) {
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `${what} is not valid YAML: ${(error as Error).message}`,
+      `${what} is not valid YAML: ${errorMessage(error)}`,
       { cause: error },
     );
   }

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { parse } from "yaml";
-import { KmsEnvelopeError } from "../errors.js";
+import { errorMessage, KmsEnvelopeError } from "../errors.js";
 
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
@@ -24,7 +24,7 @@ export async function applyConfigFile(
   } catch (error) {
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `cannot read config file ${path}: ${(error as Error).message}`,
+      `cannot read config file ${path}: ${errorMessage(error)}`,
       { cause: error },
     );
   }

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { KmsEnvelopeError } from "../errors.js";
+import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { conformanceCommand } from "./conformance-command.js";
 import { etcdCommand } from "./etcd-command.js";
@@ -59,9 +59,7 @@ export async function runProgram(stopSignals: StopSignals | undefined): Promise<
       process.stderr.write(`kms-envelope: ${error.message}\n`);
       process.exitCode = CONFIGURATION_CODES.has(error.code) ? 2 : 1;
     } else {
-      process.stderr.write(
-        `kms-envelope: unexpected failure: ${error instanceof Error ? error.message : String(error)}\n`,
-      );
+      process.stderr.write(`kms-envelope: unexpected failure: ${errorMessage(error)}\n`);
       process.exitCode = 1;
     }
   }

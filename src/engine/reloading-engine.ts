@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { errorMessage } from "../errors.js";
 import {
   type EncryptionConfigurationOptions,
   loadEncryptionConfiguration,
@@ -45,10 +46,6 @@ function drainMs(config: EncryptionConfiguration): number {
       if (provider.type === "kms")
         total += provider.apiVersion === "v1" ? 2 * provider.timeoutMs : provider.timeoutMs;
   return 2 * total;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -135,7 +132,7 @@ export class ReloadingEngine implements ResourceTransformers {
       return this.#tell({
         status: "refused",
         hash: undefined,
-        reason: `cannot read ${this.#path}: ${errorText(error)}`,
+        reason: `cannot read ${this.#path}: ${errorMessage(error)}`,
       });
     }
     const hash = sha256(bytes);
@@ -146,7 +143,7 @@ export class ReloadingEngine implements ResourceTransformers {
       config = parseEncryptionConfiguration(bytes, { ...this.#options, source: this.#path });
       engine = await EncryptionEngine.start(config, this.#options);
     } catch (error) {
-      return this.#tell({ status: "refused", hash, reason: errorText(error) });
+      return this.#tell({ status: "refused", hash, reason: errorMessage(error) });
     }
     const unhealthy = await this.#awaitHealthy(engine);
     if (unhealthy !== undefined || this.#closed) {

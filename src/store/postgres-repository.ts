@@ -5,7 +5,7 @@
  * beside the application.
  */
 import pg from "pg";
-import { KmsEnvelopeError } from "../errors.js";
+import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp } from "../fields/field-codec.js";
 import { postgresSettings } from "./postgres-connection.js";
 import {
@@ -48,7 +48,7 @@ function recordRow(row: RawRecordRow): RecordRow {
 function unavailable(description: string, error: unknown): KmsEnvelopeError {
   return new KmsEnvelopeError(
     "STORE_UNAVAILABLE",
-    `cannot use the PostgreSQL store ${description}: ${error instanceof Error ? error.message : String(error)}; check that the server is up, the credentials and the TLS settings`,
+    `cannot use the PostgreSQL store ${description}: ${errorMessage(error)}; check that the server is up, the credentials and the TLS settings`,
     { cause: error },
   );
 }

@@ -5,7 +5,7 @@
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { KmsEnvelopeError } from "../errors.js";
+import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp } from "../fields/field-codec.js";
 import {
   alreadyExists,
@@ -52,7 +52,7 @@ export function openSqliteRepository(path: string): RecordRepository {
   } catch (error) {
     throw new KmsEnvelopeError(
       "STORE_UNAVAILABLE",
-      `cannot open the SQLite store ${path}: ${error instanceof Error ? error.message : String(error)}; check the path and its permissions`,
+      `cannot open the SQLite store ${path}: ${errorMessage(error)}; check the path and its permissions`,
       { cause: error },
     );
   }

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { LineCounter, parseAllDocuments } from "yaml";
+import { errorMessage } from "../../errors.js";
 import { buildModel } from "./build-model.js";
 import { type ConfigProblem, InvalidEncryptionConfigurationError } from "./config-error.js";
 import { decodeEncryptionConfiguration } from "./decode.js";
@@ -122,6 +123,6 @@ function readFirstDocument(content: string, fail: (problems: ConfigProblem[]) =>
   try {
     return first.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    return fail([{ path: "", message: `not valid YAML: ${(error as Error).message}` }]);
+    return fail([{ path: "", message: `not valid YAML: ${errorMessage(error)}` }]);
   }
 }

@@ -1,3 +1,4 @@
+import { errorMessage } from "../../errors.js";
 /**
  * The parts of Go's net/url.Parse that decide a KMS endpoint's fate in kube-apiserver: whether
  * parsing fails (and with which message), the scheme (Go lowercases it) and the unescaped
@@ -29,13 +30,13 @@ export function parseGoUrl(raw: string): GoUrlResult {
   try {
     result = parseWithoutFragment(beforeFragment);
   } catch (error) {
-    return { ok: false, error: `parse ${quote(beforeFragment)}: ${(error as Error).message}` };
+    return { ok: false, error: `parse ${quote(beforeFragment)}: ${errorMessage(error)}` };
   }
   if (hash >= 0) {
     try {
       unescapeUrl(raw.slice(hash + 1), "fragment");
     } catch (error) {
-      return { ok: false, error: `parse ${quote(raw)}: ${(error as Error).message}` };
+      return { ok: false, error: `parse ${quote(raw)}: ${errorMessage(error)}` };
     }
   }
   return { ok: true, ...result };

@@ -1,6 +1,6 @@
 import { createHash, randomFillSync, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { KmsEnvelopeError } from "../../errors.js";
+import { errorMessage, KmsEnvelopeError } from "../../errors.js";
 import { AesGcmTransformer } from "../transformers/aes-gcm.js";
 import { ExtendedNonceGcmTransformer, SEED_BYTES } from "../transformers/aes-gcm-extended-nonce.js";
 import type { Read, Stored, Transformer, Writer } from "../transformers/transformer.js";
@@ -203,7 +203,7 @@ export class KmsV2Envelope implements Transformer {
       }
       this.#lastProblem = undefined;
     } catch (error) {
-      this.#lastProblem = error instanceof Error ? error.message : String(error);
+      this.#lastProblem = errorMessage(error);
     }
   }
 
