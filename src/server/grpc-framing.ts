@@ -1,18 +1,5 @@
-import type { status } from "@grpc/grpc-js";
-
 /** gRPC message prefix: 1 byte compressed flag, 4 bytes big-endian length (gRPC over HTTP/2). */
 export const FRAME_HEADER_BYTES = 5;
-
-/** A protocol-level refusal, answered with this status before any handler runs. */
-export class CallRejection extends Error {
-  readonly code: status;
-
-  constructor(code: status, message: string) {
-    super(message);
-    this.name = "CallRejection";
-    this.code = code;
-  }
-}
 
 /** Wraps one serialized message in its length prefix (never compressed). */
 export function frameMessage(message: Uint8Array): Buffer {

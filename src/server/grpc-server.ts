@@ -1,11 +1,12 @@
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
 import { type MethodDefinition, type ServiceDefinition, status } from "@grpc/grpc-js";
+import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
 import { LogThrottle } from "../ops/log-throttle.js";
 import type { Logger } from "../ops/logger.js";
 import type { DaemonMetrics } from "../ops/metrics.js";
 import { toCallFailure } from "./error-status.js";
-import { CallRejection, encodeGrpcMessage, frameMessage } from "./grpc-framing.js";
+import { encodeGrpcMessage, frameMessage } from "./grpc-framing.js";
 import { MemoryBudget } from "./memory-budget.js";
 import { RequestBody } from "./request-body.js";
 
@@ -314,7 +315,7 @@ export class GrpcServer {
     if (method === undefined) {
       this.#refuse(
         call,
-        new CallRejection(status.UNIMPLEMENTED, `unknown method ${path.slice(0, 128)}`),
+        new KmsEnvelopeError("METHOD_NOT_FOUND", `unknown method ${path.slice(0, 128)}`),
       );
       return;
     }
@@ -367,10 +368,7 @@ export class GrpcServer {
       try {
         request = method.definition.requestDeserialize(message);
       } catch {
-        throw new CallRejection(
-          status.INVALID_ARGUMENT,
-          "request is not a valid protobuf message for this method",
-        );
+        throw new InvalidRequestError("request is not a valid protobuf message for this method");
       }
       if (method.definition.responseStream) {
         call.deadline = Number.POSITIVE_INFINITY;
@@ -440,10 +438,7 @@ export class GrpcServer {
     call.answered = true;
     let code = status.OK;
     if (error !== undefined) {
-      const failure =
-        error instanceof CallRejection
-          ? { code: error.code, details: error.message, unexpected: false }
-          : toCallFailure(error);
+      const failure = toCallFailure(error);
       code = failure.code;
       sendStatusOnly(call.stream, failure.code, failure.details);
       const grpcCode = STATUS_NAMES[failure.code];
@@ -482,8 +477,8 @@ export class GrpcServer {
       if (!call.answered) {
         this.#refuse(
           call,
-          new CallRejection(
-            status.DEADLINE_EXCEEDED,
+          new KmsEnvelopeError(
+            "CALL_TIMEOUT",
             `the call did not complete within ${this.#limits.callTimeoutMs} ms (--call-timeout): send the request body promptly and read the answer`,
           ),
         );

@@ -1,5 +1,5 @@
-import { status } from "@grpc/grpc-js";
-import { CallRejection, FRAME_HEADER_BYTES } from "./grpc-framing.js";
+import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
+import { FRAME_HEADER_BYTES } from "./grpc-framing.js";
 import type { MemoryBudget } from "./memory-budget.js";
 
 /** Requests up to this size are "small": KMS calls, which may use the budget's reserve. */
@@ -40,7 +40,7 @@ export class RequestBody {
     return this.#reserved;
   }
 
-  /** Takes one DATA chunk; throws a CallRejection when the body can no longer be valid. */
+  /** Takes one DATA chunk; throws a KmsEnvelopeError when the body can no longer be valid. */
   append(chunk: Buffer): void {
     let offset = 0;
     if (this.#headerFilled < FRAME_HEADER_BYTES) {
@@ -53,10 +53,7 @@ export class RequestBody {
     const rest = chunk.length - offset;
     if (rest === 0) return;
     if (this.#filled + rest > this.#declared) {
-      throw new CallRejection(
-        status.INVALID_ARGUMENT,
-        "the request body is not exactly one length-prefixed message",
-      );
+      throw new InvalidRequestError("the request body is not exactly one length-prefixed message");
     }
     this.#ensureCapacity(this.#filled + rest);
     chunk.copy(this.#message as Buffer, this.#filled, offset);
@@ -66,16 +63,10 @@ export class RequestBody {
   /** The complete message once the client has ended its side; throws when it is incomplete. */
   finish(): Buffer {
     if (this.#headerFilled < FRAME_HEADER_BYTES) {
-      throw new CallRejection(
-        status.INVALID_ARGUMENT,
-        "the request carries no message: send exactly one",
-      );
+      throw new InvalidRequestError("the request carries no message: send exactly one");
     }
     if (this.#filled !== this.#declared) {
-      throw new CallRejection(
-        status.INVALID_ARGUMENT,
-        "the request body is not exactly one length-prefixed message",
-      );
+      throw new InvalidRequestError("the request body is not exactly one length-prefixed message");
     }
     return (this.#message as Buffer).subarray(0, this.#filled);
   }
@@ -96,15 +87,15 @@ export class RequestBody {
     // Compression is refused rather than implemented: we never advertise it, and
     // kube-apiserver never sends it.
     if (this.#header[0] !== 0) {
-      throw new CallRejection(
-        status.UNIMPLEMENTED,
+      throw new KmsEnvelopeError(
+        "UNSUPPORTED_ENCODING",
         "compressed messages are not supported: send grpc-encoding identity",
       );
     }
     this.#declared = this.#header.readUInt32BE(1);
     if (this.#declared > this.#limits.maxMessageBytes) {
-      throw new CallRejection(
-        status.RESOURCE_EXHAUSTED,
+      throw new KmsEnvelopeError(
+        "REQUEST_TOO_LARGE",
         `request larger than the ${this.#limits.maxMessageBytes} bytes allowed (--max-request-bytes)`,
       );
     }
@@ -117,8 +108,8 @@ export class RequestBody {
     const capacity = Math.min(this.#declared, Math.max(needed, current * 2, FIRST_CAPACITY));
     const extra = capacity - this.#reserved;
     if (!this.#limits.budget.tryReserve(extra, this.#declared <= SMALL_CALL_BYTES)) {
-      throw new CallRejection(
-        status.RESOURCE_EXHAUSTED,
+      throw new KmsEnvelopeError(
+        "OVERLOADED",
         "the daemon is holding as many request bytes as it allows (--max-connection-buffer-bytes, --max-buffer-bytes): retry later or send smaller batches",
       );
     }

@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { status } from "@grpc/grpc-js";
-import { CallRejection, frameMessage } from "../../../src/server/grpc-framing.js";
+import { KmsEnvelopeError } from "../../../src/errors.js";
+import { frameMessage } from "../../../src/server/grpc-framing.js";
 import { MemoryBudget } from "../../../src/server/memory-budget.js";
 import { RequestBody } from "../../../src/server/request-body.js";
 
 const MiB = 1024 * 1024;
 
-function rejection(code: status, message: RegExp) {
+function rejection(code: string, message: RegExp) {
   return (error: unknown): boolean => {
-    assert.ok(error instanceof CallRejection, `expected a CallRejection, got ${error}`);
+    assert.ok(error instanceof KmsEnvelopeError, `expected a KmsEnvelopeError, got ${error}`);
     assert.equal(error.code, code);
     assert.match(error.message, message);
     return true;
@@ -65,48 +65,45 @@ describe("RequestBody: one message, one buffer", () => {
 });
 
 describe("RequestBody: refusals at the byte that breaks the rule", () => {
-  test("a declared length over --max-request-bytes is RESOURCE_EXHAUSTED before any body byte", () => {
+  test("a declared length over --max-request-bytes is REQUEST_TOO_LARGE (RESOURCE_EXHAUSTED) before any body byte", () => {
     const { body: request, budget } = body(1024);
     const prefix = Buffer.alloc(5);
     prefix.writeUInt32BE(1025, 1);
     assert.throws(
       () => request.append(prefix),
-      rejection(
-        status.RESOURCE_EXHAUSTED,
-        /larger than the 1024 bytes allowed \(--max-request-bytes\)/,
-      ),
+      rejection("REQUEST_TOO_LARGE", /larger than the 1024 bytes allowed \(--max-request-bytes\)/),
     );
     assert.equal(budget.used, 0);
   });
 
-  test("a compressed message is UNIMPLEMENTED", () => {
+  test("a compressed message is UNSUPPORTED_ENCODING (UNIMPLEMENTED)", () => {
     const { body: request } = body();
     const framed = frameMessage(Buffer.from("x"));
     framed[0] = 1;
-    assert.throws(() => request.append(framed), rejection(status.UNIMPLEMENTED, /compressed/));
+    assert.throws(() => request.append(framed), rejection("UNSUPPORTED_ENCODING", /compressed/));
   });
 
-  test("bytes past the declared length (a second message) are INVALID_ARGUMENT at once", () => {
+  test("bytes past the declared length (a second message) are INVALID_REQUEST at once", () => {
     const { body: request } = body();
     assert.throws(
       () => request.append(Buffer.concat([frameMessage(Buffer.from("a")), Buffer.from("b")])),
-      rejection(status.INVALID_ARGUMENT, /not exactly one length-prefixed message/),
+      rejection("INVALID_REQUEST", /not exactly one length-prefixed message/),
     );
   });
 
-  test("a body that ends early, or has no message at all, is INVALID_ARGUMENT", () => {
+  test("a body that ends early, or has no message at all, is INVALID_REQUEST", () => {
     const short = body().body;
     short.append(frameMessage(Buffer.from("abcdef")).subarray(0, 8));
     assert.throws(
       () => short.finish(),
-      rejection(status.INVALID_ARGUMENT, /not exactly one length-prefixed message/),
+      rejection("INVALID_REQUEST", /not exactly one length-prefixed message/),
     );
     const empty = body().body;
     empty.append(Buffer.of(0, 0));
-    assert.throws(() => empty.finish(), rejection(status.INVALID_ARGUMENT, /carries no message/));
+    assert.throws(() => empty.finish(), rejection("INVALID_REQUEST", /carries no message/));
   });
 
-  test("a body the budget cannot hold is RESOURCE_EXHAUSTED naming the flags, and holds nothing", () => {
+  test("a body the budget cannot hold is OVERLOADED (RESOURCE_EXHAUSTED) naming the flags, and holds nothing", () => {
     const budget = new MemoryBudget(100 * 1024);
     const { body: request } = body(4 * MiB, budget);
     const prefix = Buffer.alloc(5);
@@ -114,7 +111,7 @@ describe("RequestBody: refusals at the byte that breaks the rule", () => {
     request.append(prefix);
     assert.throws(
       () => request.append(Buffer.alloc(80 * 1024)),
-      rejection(status.RESOURCE_EXHAUSTED, /--max-connection-buffer-bytes, --max-buffer-bytes/),
+      rejection("OVERLOADED", /--max-connection-buffer-bytes, --max-buffer-bytes/),
     );
     request.release();
     assert.equal(budget.used, 0);
