@@ -142,6 +142,10 @@ export interface DaemonOptions {
   nodeFlags?: string[];
   /** How long to wait for the socket to answer Status. */
   startTimeoutMs?: number;
+  /** --http-address for /metrics and the probes; "off" unless given. */
+  httpAddress?: string;
+  /** --log-level; "warn" unless given. */
+  logLevel?: string;
 }
 
 /** The kms-envelope daemon running as a child process on a temporary socket. */
@@ -150,6 +154,7 @@ export class DaemonProcess {
   readonly socketPath: string;
   readonly lines: string[] = [];
   readonly #directory: string;
+  #stdoutBytes = 0;
   readonly #exited: Promise<number | null>;
 
   private constructor(child: ChildProcess, socketPath: string, directory: string) {
@@ -157,6 +162,9 @@ export class DaemonProcess {
     this.socketPath = socketPath;
     this.#directory = directory;
     this.#exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    child.stdout?.on("data", (chunk: Buffer) => {
+      this.#stdoutBytes += chunk.length;
+    });
     for (const stream of [child.stdout, child.stderr]) {
       let pending = "";
       stream?.on("data", (chunk: Buffer) => {
@@ -166,6 +174,11 @@ export class DaemonProcess {
         this.lines.push(...parts.filter((line) => line !== ""));
       });
     }
+  }
+
+  /** Bytes the daemon has written to stdout, where its log goes. */
+  get stdoutBytes(): number {
+    return this.#stdoutBytes;
   }
 
   /** Process id of the daemon (node itself, no shell in between). */
@@ -193,9 +206,9 @@ export class DaemonProcess {
         "--socket",
         socketPath,
         "--http-address",
-        "off",
+        options.httpAddress ?? "off",
         "--log-level",
-        "warn",
+        options.logLevel ?? "warn",
       ],
       {
         env: { ...environment, ENCRYPTION_MASTER_KEY: randomBytes(32).toString("base64") },

@@ -7,11 +7,16 @@
 // BENCH_FIELD_CONCURRENCY (default 16), BENCH_QUIET_WAIT (how long to wait for other jobs on the
 // machine to go quiet before each run, default 20s), BENCH_DAEMON_NODE_FLAGS (extra node flags
 // for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning), BENCH_REWRAP_RECORDS
-// (records per rewrap run, default 10000).
+// (records per rewrap run, default 10000). The abuse phase (bench/abuse.ts) ends every run;
+// BENCH_ONLY=abuse runs it alone and replaces only its section of the results. Its own
+// variables: BENCH_ABUSE_DURATION (per scenario, default 15s), BENCH_ABUSE_SETTLE (wait before
+// the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
+// BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
+import { type AbuseReport, abuseSection, fieldRequirementMet, measureAbuse } from "./abuse.js";
 import type { EngineFieldsReport } from "./engine-fields.js";
 import type { FieldLoadReport } from "./field-load.js";
 import {
@@ -141,6 +146,8 @@ function markdown(results: {
   rewrap: RewrapReport | undefined;
   memory: Record<string, MemorySample>;
   minimum: { roundtripC64: number | undefined; required: number; met: boolean };
+  abuse: AbuseReport | undefined;
+  abuseError?: string;
 }): string {
   const { machine, kms, field, memory } = results;
   const git = machine.git as { commit: string; dirty: boolean };
@@ -224,6 +231,7 @@ function markdown(results: {
     lines.push(`| ${when} | ${kib(sample)} | ${(sample.hwmKiB / 1024).toFixed(1)} MiB |`);
   }
   lines.push("");
+  lines.push(...abuseSection(results.abuse, results.abuseError));
   return lines.join("\n");
 }
 
@@ -255,7 +263,88 @@ function isBestSweep(row: KmsRow, all: KmsRow[]): boolean {
   return best === row;
 }
 
+async function runAbusePhase(
+  kmsload: string,
+  machine: Record<string, unknown>,
+  quietWaitMs: number,
+): Promise<{ abuse?: AbuseReport; abuseError?: string }> {
+  try {
+    const only = process.env.BENCH_ABUSE_SCENARIOS;
+    return {
+      abuse: await measureAbuse(kmsload, {
+        machine,
+        attackMs: parseDurationMs(process.env.BENCH_ABUSE_DURATION ?? "15s"),
+        settleMs: parseDurationMs(process.env.BENCH_ABUSE_SETTLE ?? "5s"),
+        quietWaitMs,
+        fieldConcurrency: Number(process.env.BENCH_ABUSE_FIELD_CONCURRENCY ?? "3"),
+        floodCalls: Number(process.env.BENCH_ABUSE_FLOOD_CALLS ?? "100000"),
+        ...(only === undefined ? {} : { only: only.split(",").map((entry) => entry.trim()) }),
+      }),
+    };
+  } catch (error) {
+    const abuseError = error instanceof Error ? error.message : String(error);
+    log(`abuse phase failed: ${abuseError}`);
+    return { abuseError };
+  }
+}
+
+/** Prints what the abuse phase calls for; true when it failed as a benchmark run. */
+function abuseFailed(abuse: AbuseReport | undefined, abuseError: string | undefined): boolean {
+  if (abuse === undefined) {
+    process.stdout.write(`BENCH FAILED: abuse phase: ${abuseError ?? "not run"}.\n`);
+    return true;
+  }
+  if (!fieldRequirementMet(abuse)) {
+    process.stdout.write(
+      "UNDER ABUSE: KMS v2 p99 reached 50 ms while maximum-size field batches ran (see latest.md).\n",
+    );
+  }
+  const broken = abuse.rows.filter(
+    (row) => row.daemonExit !== undefined || row.attackerError !== undefined,
+  );
+  for (const row of broken) {
+    process.stdout.write(
+      `BENCH FAILED: abuse ${row.scenario}: ${row.daemonExit === undefined ? `attacker failed: ${row.attackerError}` : `the daemon died (${row.daemonExit})`}.\n`,
+    );
+  }
+  if (abuse.daemonExitCode !== 0) {
+    process.stdout.write(
+      `BENCH FAILED: the abuse daemon exited with ${abuse.daemonExitCode} after SIGTERM.\n`,
+    );
+  }
+  return broken.length > 0 || abuse.daemonExitCode !== 0;
+}
+
+/** BENCH_ONLY=abuse: the abuse phase alone; the other sections of latest.* are kept. */
+async function abuseOnly(
+  kmsload: string,
+  machine: Record<string, unknown>,
+  quietWaitMs: number,
+): Promise<number> {
+  const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
+  const path = join(RESULTS_DIR, "latest.json");
+  const previous = existsSync(path)
+    ? (JSON.parse(readFileSync(path, "utf8")) as Omit<
+        Parameters<typeof markdown>[0],
+        "durationMs"
+      > & { settings: { durationMs: number } })
+    : undefined;
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(path, `${JSON.stringify({ ...previous, abuse, abuseError }, null, 2)}\n`);
+  const summary =
+    previous === undefined
+      ? ["# kms-envelope benchmark", "", ...abuseSection(abuse, abuseError)].join("\n")
+      : markdown({ ...previous, abuse, abuseError, durationMs: previous.settings.durationMs });
+  writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
+  process.stdout.write(`${summary}\n`);
+  return abuseFailed(abuse, abuseError) ? 1 : 0;
+}
+
 async function main(): Promise<number> {
+  const only = process.env.BENCH_ONLY;
+  if (only !== undefined && only !== "abuse") {
+    throw new Error(`BENCH_ONLY=${only}: the only phase that runs alone is "abuse"`);
+  }
   const durationMs = parseDurationMs(process.env.BENCH_DURATION ?? "10s");
   const fieldDurationMs = parseDurationMs(
     process.env.BENCH_FIELD_DURATION ?? goDuration(durationMs),
@@ -278,6 +367,7 @@ async function main(): Promise<number> {
   }
   const rebuilt = ensureDaemonBuilt();
   const machine = { ...machineInfo(), distRebuilt: rebuilt, daemonNodeFlags: daemonNodeFlags() };
+  if (only === "abuse") return abuseOnly(kmsload, machine, quietWaitMs);
 
   log(`starting daemon (${relative(REPO_ROOT, DAEMON_MAIN)})`);
   const daemon = await DaemonProcess.start();
@@ -386,6 +476,7 @@ async function main(): Promise<number> {
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
+  const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
 
   const mainRoundtrip = kms
     .filter((row) => row.op === "roundtrip" && row.concurrency === 64)
@@ -427,6 +518,8 @@ async function main(): Promise<number> {
     daemonExitCode: daemonExit,
     minimum,
     errors: { kms: kmsErrors, field: fieldErrors },
+    abuse,
+    abuseError,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -456,6 +549,7 @@ async function main(): Promise<number> {
     process.stdout.write(`BENCH FAILED: the daemon exited with ${daemonExit} after SIGTERM.\n`);
     failed = true;
   }
+  if (abuseFailed(abuse, abuseError)) failed = true;
   return failed ? 1 : 0;
 }
 

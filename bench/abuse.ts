@@ -1,0 +1,451 @@
+// The abuse phase of `npm run bench` (issue 11): one daemon with default limits, attacked by
+// bench/abuse-client.ts (its own process) in one scenario after another, while kmsload measures
+// KMS v2 Status and roundtrip latency at concurrency 1 and the daemon's RSS is sampled. The
+// numbers are reported, not asserted.
+import type { AttackReport, Scenario } from "./abuse-client.js";
+import {
+  DaemonProcess,
+  goDuration,
+  log,
+  readCpuSeconds,
+  readMemory,
+  runBenchClient,
+  runKmsload,
+  waitForQuiet,
+} from "./lib.js";
+
+/** KMS v2 latency seen by kmsload during one scenario, or why it could not be measured. */
+export interface KmsLatency {
+  calls: number;
+  errors: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  firstError?: string;
+  /** kmsload could not run at all (e.g. it could not connect). */
+  failed?: string;
+}
+
+/** One scenario's measurements. */
+export interface AbuseRow {
+  scenario: Scenario | "none";
+  title: string;
+  busyCoresBefore: number;
+  rssKiB: { before: number; peak: number; after: number; samples: number };
+  /** Average cores the daemon used while attacked (all threads). */
+  daemonCores: number;
+  status: KmsLatency;
+  roundtrip: KmsLatency;
+  attacker?: AttackReport;
+  attackerError?: string;
+  /** Calls the daemon counted meanwhile (/metrics), by "method code". */
+  daemonCalls: Record<string, number>;
+  /** Connections the daemon closed on arrival (/metrics). */
+  connectionsRefused: number;
+  /** Log the daemon wrote from the attack's start to the "after" sample. */
+  logBytes: number;
+  logLines: number;
+  /** Set when the daemon was no longer running after the scenario. */
+  daemonExit?: string;
+}
+
+/** The abuse phase's section of latest.json. */
+export interface AbuseReport {
+  /** When and on what the phase ran (it may run alone, after the other sections). */
+  machine: Record<string, unknown>;
+  settings: {
+    attackMs: number;
+    rampMs: number;
+    kmsMs: number;
+    settleMs: number;
+    fieldConcurrency: number;
+    floodCalls: number;
+  };
+  rows: AbuseRow[];
+  daemonExitCode: number | null;
+}
+
+interface Plan {
+  scenario: Scenario | "none";
+  title: string;
+  flags: string[];
+  /** Longer than the default when what is measured arrives later (the log throttle's summary). */
+  settleMs?: number;
+}
+
+const RAMP_MS = 2000;
+const SAMPLE_MS = 100;
+const KMS_SIZE = 32;
+// Issue 11: KMS v2 Status/Decrypt p99 under this while maximum-size field batches run.
+const FIELD_P99_LIMIT_US = 50_000;
+// The log throttle reports suppressed lines when its 10 s window ends.
+const LOG_WINDOW_MS = 11_000;
+
+function plans(fieldConcurrency: number, floodCalls: number): Plan[] {
+  return [
+    { scenario: "none", title: "none (baseline)", flags: [] },
+    {
+      scenario: "slow-body",
+      title: "slow body: 2 connections × 100 Encrypt streams declaring 4 MiB, 1-byte DATA frames",
+      flags: ["--connections", "2", "--streams", "100"],
+    },
+    {
+      scenario: "bulk",
+      title: "unfinished bulk: 4 connections × 100 streams of 4 MiB in full frames, never ended",
+      flags: ["--connections", "4", "--streams", "100", "--max-bytes", String(4 * 1024 ** 3)],
+    },
+    {
+      scenario: "idle",
+      title: "200 idle connections",
+      flags: ["--connections", "200"],
+    },
+    {
+      scenario: "field-batches",
+      title: `field Seal of 10,000 records × 10 fields × 16 B, ${fieldConcurrency} in flight`,
+      flags: [
+        "--connections",
+        String(fieldConcurrency),
+        "--records",
+        "10000",
+        "--fields",
+        "10",
+        "--value-bytes",
+        "16",
+      ],
+    },
+    {
+      scenario: "flood",
+      title: `${floodCalls.toLocaleString("en-US")} calls to an unknown method`,
+      flags: ["--connections", "2", "--streams", "50", "--calls", String(floodCalls)],
+      settleMs: LOG_WINDOW_MS,
+    },
+  ];
+}
+
+/** The probe address the daemon bound, from its "kms-envelope serving" log line. */
+async function servedHttpAddress(daemon: DaemonProcess): Promise<string> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    for (const line of daemon.lines) {
+      if (!line.includes('"kms-envelope serving"')) continue;
+      const { http } = JSON.parse(line) as { http?: string };
+      if (http !== undefined && http !== "off") return http;
+    }
+    await sleep(50);
+  }
+  throw new Error(`the daemon did not log its probe address:\n${daemon.lines.join("\n")}`);
+}
+
+/** Counters of interest from /metrics: calls by "method code", connections refused. */
+async function scrape(httpAddress: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://${httpAddress}/metrics`)).text();
+  const counters = new Map<string, number>();
+  for (const match of text.matchAll(
+    /^kms_envelope_grpc_requests_total\{method="([^"]*)",code="([^"]*)"\} (\d+)$/gm,
+  )) {
+    counters.set(`${match[1]} ${match[2]}`, Number(match[3]));
+  }
+  const refused = /^kms_envelope_connections_refused_total\{[^}]*\} (\d+)$/m.exec(text);
+  counters.set("connections refused", Number(refused?.[1] ?? 0));
+  return counters;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function measureKms(
+  kmsload: string,
+  socketPath: string,
+  op: "status" | "roundtrip",
+  durationMs: number,
+): Promise<KmsLatency> {
+  try {
+    const { report } = await runKmsload(kmsload, socketPath, {
+      op,
+      concurrency: 1,
+      conns: 1,
+      size: KMS_SIZE,
+      durationMs,
+    });
+    return {
+      calls: report.calls,
+      errors: report.errors,
+      p50Us: report.p50_us,
+      p99Us: report.p99_us,
+      maxUs: report.max_us,
+      ...(report.first_error === undefined ? {} : { firstError: report.first_error }),
+    };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { calls: 0, errors: 0, p50Us: 0, p99Us: 0, maxUs: 0, failed: message };
+  }
+}
+
+async function measureScenario(
+  daemon: DaemonProcess,
+  httpAddress: string,
+  kmsload: string,
+  plan: Plan,
+  settings: AbuseReport["settings"] & { quietWaitMs: number },
+): Promise<AbuseRow> {
+  log(`abuse: ${plan.title}`);
+  const quiet = await waitForQuiet(settings.quietWaitMs);
+  const countersBefore = await scrape(httpAddress);
+  const logBytesBefore = daemon.stdoutBytes;
+  const logLinesBefore = daemon.lines.length;
+  const before = readMemory(daemon.pid).rssKiB;
+  const cpuBefore = readCpuSeconds(daemon.pid);
+  const started = Date.now();
+  let peak = before;
+  let samples = 0;
+  // The sampler stops reading once the daemon is gone rather than failing the phase.
+  const sampler = setInterval(() => {
+    try {
+      peak = Math.max(peak, readMemory(daemon.pid).rssKiB);
+      samples += 1;
+    } catch {
+      clearInterval(sampler);
+    }
+  }, SAMPLE_MS);
+  const attack =
+    plan.scenario === "none"
+      ? sleep(settings.attackMs).then(() => undefined)
+      : runBenchClient("abuse-client.ts", daemon.socketPath, settings.attackMs, [
+          "--scenario",
+          plan.scenario,
+          ...plan.flags,
+        ]).then((line) => JSON.parse(line) as AttackReport);
+  const attacker = attack.then(
+    (report) => ({ report, error: undefined }),
+    (error: unknown) => ({
+      report: undefined,
+      error: error instanceof Error ? error.message : String(error),
+    }),
+  );
+  await sleep(settings.rampMs);
+  const status = await measureKms(kmsload, daemon.socketPath, "status", settings.kmsMs);
+  const roundtrip = await measureKms(kmsload, daemon.socketPath, "roundtrip", settings.kmsMs);
+  const outcome = await attacker;
+  clearInterval(sampler);
+  const wallS = (Date.now() - started) / 1000;
+  const alive = daemon.child.exitCode === null && daemon.child.signalCode === null;
+  const daemonCores = alive ? (readCpuSeconds(daemon.pid) - cpuBefore) / wallS : 0;
+  await sleep(plan.settleMs ?? settings.settleMs);
+  const stillAlive = daemon.child.exitCode === null && daemon.child.signalCode === null;
+  const countersAfter = stillAlive ? await scrape(httpAddress) : countersBefore;
+  const daemonCalls: Record<string, number> = {};
+  for (const [key, value] of countersAfter) {
+    const delta = value - (countersBefore.get(key) ?? 0);
+    if (delta > 0 && key !== "connections refused") daemonCalls[key] = delta;
+  }
+  const row: AbuseRow = {
+    scenario: plan.scenario,
+    title: plan.title,
+    busyCoresBefore: quiet.busyCores,
+    rssKiB: {
+      before,
+      peak,
+      after: stillAlive ? readMemory(daemon.pid).rssKiB : 0,
+      samples,
+    },
+    daemonCores: Math.round(daemonCores * 100) / 100,
+    status,
+    roundtrip,
+    ...(outcome.report === undefined ? {} : { attacker: outcome.report }),
+    ...(outcome.error === undefined ? {} : { attackerError: outcome.error }),
+    daemonCalls,
+    connectionsRefused:
+      (countersAfter.get("connections refused") ?? 0) -
+      (countersBefore.get("connections refused") ?? 0),
+    logBytes: daemon.stdoutBytes - logBytesBefore,
+    logLines: daemon.lines.length - logLinesBefore,
+    ...(stillAlive ? {} : { daemonExit: String(daemon.child.exitCode ?? daemon.child.signalCode) }),
+  };
+  log(
+    `abuse ${plan.scenario}: RSS ${mib(row.rssKiB.before)} → peak ${mib(row.rssKiB.peak)} → ${mib(row.rssKiB.after)}; ` +
+      `status ${latencyCell(status)} ms; roundtrip ${latencyCell(roundtrip)} ms; attacker: ${attackerCell(row)}`,
+  );
+  return row;
+}
+
+/**
+ * Starts a daemon with default limits (and /metrics on an ephemeral loopback port), runs every
+ * scenario against it, stops it. A daemon that dies ends the phase; its row says how.
+ */
+export async function measureAbuse(
+  kmsload: string,
+  options: {
+    machine: Record<string, unknown>;
+    attackMs: number;
+    settleMs: number;
+    quietWaitMs: number;
+    fieldConcurrency: number;
+    floodCalls: number;
+    /** Scenarios to run (all when undefined). */
+    only?: string[];
+  },
+): Promise<AbuseReport> {
+  const { fieldConcurrency, floodCalls } = options;
+  // Status, then roundtrip, each over half of what is left of the attack after the ramp.
+  const kmsMs = Math.floor((options.attackMs - RAMP_MS - 1000) / 2);
+  if (kmsMs < 1000) throw new Error("BENCH_ABUSE_DURATION must be at least 5s");
+  const settings = {
+    attackMs: options.attackMs,
+    rampMs: RAMP_MS,
+    kmsMs,
+    settleMs: options.settleMs,
+    fieldConcurrency,
+    floodCalls,
+  };
+  // The production log level, so "log written" is what an operator's disk would get.
+  const daemon = await DaemonProcess.start({ httpAddress: "127.0.0.1:0", logLevel: "info" });
+  const rows: AbuseRow[] = [];
+  let daemonExitCode: number | null = null;
+  try {
+    const httpAddress = await servedHttpAddress(daemon);
+    for (const plan of plans(fieldConcurrency, floodCalls)) {
+      if (options.only !== undefined && !options.only.includes(plan.scenario)) continue;
+      const row = await measureScenario(daemon, httpAddress, kmsload, plan, {
+        ...settings,
+        quietWaitMs: options.quietWaitMs,
+      });
+      rows.push(row);
+      if (row.daemonExit !== undefined) {
+        log(`abuse: the daemon died (${row.daemonExit}); remaining scenarios skipped`);
+        break;
+      }
+    }
+  } finally {
+    daemonExitCode = await daemon.stop("SIGTERM");
+  }
+  return { machine: options.machine, settings, rows, daemonExitCode };
+}
+
+function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+function ms(us: number): string {
+  return us >= 10_000 ? (us / 1000).toFixed(0) : (us / 1000).toFixed(2);
+}
+
+function latencyCell(latency: KmsLatency): string {
+  if (latency.failed !== undefined) {
+    return /cannot connect/.test(latency.failed) ? "unreachable" : "kmsload failed";
+  }
+  return `${ms(latency.p50Us)} / ${ms(latency.p99Us)} / ${ms(latency.maxUs)}`;
+}
+
+function p99Text(latency: KmsLatency): string {
+  return latency.failed === undefined ? `${ms(latency.p99Us)} ms` : latencyCell(latency);
+}
+
+function count(value: number): string {
+  return value.toLocaleString("en-US");
+}
+
+/** What the attacker saw, in one table cell. */
+function attackerCell(row: AbuseRow): string {
+  const report = row.attacker;
+  if (report === undefined) return row.attackerError === undefined ? "—" : "attacker failed";
+  const parts: string[] = [];
+  const { connections } = report;
+  if (report.scenario === "idle" || connections.closedOnArrival + connections.closedLater > 0) {
+    parts.push(
+      `${count(connections.accepted)} of ${count(connections.attempted)} connections kept` +
+        (connections.closedOnArrival > 0
+          ? `, ${count(connections.closedOnArrival)} closed on arrival`
+          : "") +
+        (connections.closedLater > 0 ? `, ${count(connections.closedLater)} closed later` : ""),
+    );
+  }
+  if (report.calls > 0) {
+    const outcomes = Object.entries(report.outcomes)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, n]) => `${name} ${count(n)}`)
+      .join(", ");
+    parts.push(`${count(report.calls)} calls: ${outcomes}`);
+  }
+  if (report.requestBytes !== undefined) {
+    const ok = report.okLatencyMs;
+    parts.push(
+      `${(report.requestBytes / 1024 ** 2).toFixed(1)} MiB requests` +
+        (ok === undefined ? "" : `, OK in ${count(ok.p50)} ms (p50), ${count(ok.max)} ms (max)`),
+    );
+  }
+  if (report.scenario === "slow-body" || report.scenario === "bulk") {
+    parts.push(
+      `${(report.bytesSent / 1024 ** 2).toFixed(report.bytesSent < 1024 ** 2 ? 2 : 0)} MiB sent; ` +
+        `witness stream: ${count(report.dataFrames.count)} DATA frames, largest ${count(report.dataFrames.largestPayload)} B`,
+    );
+  }
+  return parts.join("; ");
+}
+
+/** The latest.md section of the abuse phase. */
+export function abuseSection(report: AbuseReport | undefined, error?: string): string[] {
+  const lines = ["## Under abuse (one daemon, default limits)", ""];
+  if (report === undefined) {
+    return [...lines, `Not measured${error === undefined ? "" : `: ${error}`}.`, ""];
+  }
+  const { settings } = report;
+  const git = report.machine.git as { commit: string; dirty: boolean };
+  lines.push(
+    `${report.machine.date} · commit ${git.commit.slice(0, 12)}${git.dirty ? " (dirty tree)" : ""}. ` +
+      `Each scenario: the attacker (\`bench/abuse-client.ts\`, its own process) runs for ` +
+      `${goDuration(settings.attackMs)}; from ${goDuration(settings.rampMs)} in, kmsload measures KMS v2 ` +
+      `Status, then roundtrip (Encrypt + checked Decrypt), at concurrency 1 for ${goDuration(settings.kmsMs)} each ` +
+      `(latency per RPC, in ms: p50 / p99 / max). Daemon RSS is sampled every ${SAMPLE_MS} ms during ` +
+      `the attack; "after" is read ${goDuration(settings.settleMs)} after the attacker exited ` +
+      `(${goDuration(LOG_WINDOW_MS)} for the flood, so the log throttle's summary is counted). ` +
+      `"unreachable": kmsload could not connect within 5 s.`,
+    "",
+    "| scenario | RSS before | peak RSS | RSS after | Status ms | roundtrip ms | KMS errors | daemon CPU (% of a core) | attacker saw |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+  );
+  for (const row of report.rows) {
+    lines.push(
+      `| ${row.title} | ${mib(row.rssKiB.before)} | ${mib(row.rssKiB.peak)} | ${mib(row.rssKiB.after)} | ` +
+        `${latencyCell(row.status)} | ${latencyCell(row.roundtrip)} | ${row.status.errors + row.roundtrip.errors} | ` +
+        `${Math.round(row.daemonCores * 100)}% | ${attackerCell(row)}${row.daemonExit === undefined ? "" : ` **daemon died (${row.daemonExit})**`} |`,
+    );
+  }
+  lines.push(
+    "",
+    "What the daemon counted meanwhile (`/metrics`: calls that were not OK, connections closed on arrival) and the log it wrote:",
+    "",
+    "| scenario | refused or cut calls | connections refused | log written |",
+    "|---|---|---:|---:|",
+  );
+  for (const row of report.rows) {
+    const refused = Object.entries(row.daemonCalls)
+      .filter(([key]) => !key.endsWith(" OK"))
+      .map(([key, n]) => `${key} ${count(n)}`)
+      .join(", ");
+    lines.push(
+      `| ${row.scenario} | ${refused || "none"} | ${count(row.connectionsRefused)} | ${count(row.logBytes)} B (${count(row.logLines)} lines) |`,
+    );
+  }
+  const field = report.rows.find((row) => row.scenario === "field-batches");
+  if (field !== undefined) {
+    lines.push(
+      "",
+      `Issue 11 asks for KMS v2 Status/Decrypt p99 under ${FIELD_P99_LIMIT_US / 1000} ms while maximum-size ` +
+        `field-service requests run: Status p99 ${p99Text(field.status)}, roundtrip p99 ` +
+        `${p99Text(field.roundtrip)} — ${fieldRequirementMet(report) ? "met" : "**not met**"}.`,
+    );
+  }
+  lines.push("", `Daemon exit after SIGTERM: ${report.daemonExitCode}.`, "");
+  return lines;
+}
+
+/** True when the field-batches row meets issue 11's 50 ms p99 (or did not run). */
+export function fieldRequirementMet(report: AbuseReport): boolean {
+  const field = report.rows.find((row) => row.scenario === "field-batches");
+  return (
+    field === undefined ||
+    [field.status, field.roundtrip].every(
+      (latency) => latency.failed === undefined && latency.p99Us < FIELD_P99_LIMIT_US,
+    )
+  );
+}
