@@ -65,10 +65,12 @@ export function openRecords(
         );
       } catch (error) {
         if (error instanceof KmsEnvelopeError) {
-          // Names the position, never the value, so the caller can find the bad row.
+          // Names the position, never the value, so the caller can find the bad row; the
+          // original (a DecryptionFailedError, say) stays reachable as the cause.
           throw new KmsEnvelopeError(
             error.code,
             `record ${index} field ${JSON.stringify(field)}: ${error.message}`,
+            { cause: error },
           );
         }
         throw error;

@@ -5,7 +5,7 @@ import { fieldContext, KMS_V2_CONTEXT } from "../../../src/crypto/contexts.js";
 import { parseFieldValue } from "../../../src/crypto/field-value.js";
 import { open } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
-import { KmsEnvelopeError } from "../../../src/errors.js";
+import { DecryptionFailedError, KmsEnvelopeError } from "../../../src/errors.js";
 import { openRecords, type SealedRecord, sealRecords } from "../../../src/keys/field-sealing.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
 
@@ -104,6 +104,7 @@ describe("sealRecords and openRecords", () => {
         assert.ok(error instanceof KmsEnvelopeError);
         assert.equal(error.code, "DECRYPTION_FAILED");
         assert.equal(error.message, `record 1 field "secret": ${GENERIC_MESSAGE}`);
+        assert.ok(error.cause instanceof DecryptionFailedError, "the original error is the cause");
         assert.ok(!error.message.includes(token));
         assert.ok(!error.message.includes(token.slice(token.lastIndexOf(":") + 1)));
         return true;
