@@ -69,7 +69,7 @@ interface Plan {
   scenario: Scenario | "none";
   title: string;
   flags: string[];
-  /** Longer than the default when what is measured arrives later (the log throttle's summary). */
+  /** At least this long before "after" when what is measured arrives later (a log summary). */
   settleMs?: number;
 }
 
@@ -230,7 +230,7 @@ async function measureScenario(
   const wallS = (Date.now() - started) / 1000;
   const alive = daemon.child.exitCode === null && daemon.child.signalCode === null;
   const daemonCores = alive ? (readCpuSeconds(daemon.pid) - cpuBefore) / wallS : 0;
-  await sleep(plan.settleMs ?? settings.settleMs);
+  await sleep(Math.max(settings.settleMs, plan.settleMs ?? 0));
   const stillAlive = daemon.child.exitCode === null && daemon.child.signalCode === null;
   const countersAfter = stillAlive ? await scrape(httpAddress) : countersBefore;
   const daemonCalls: Record<string, number> = {};
@@ -397,7 +397,7 @@ export function abuseSection(report: AbuseReport | undefined, error?: string): s
       `Status, then roundtrip (Encrypt + checked Decrypt), at concurrency 1 for ${goDuration(settings.kmsMs)} each ` +
       `(latency per RPC, in ms: p50 / p99 / max). Daemon RSS is sampled every ${SAMPLE_MS} ms during ` +
       `the attack; "after" is read ${goDuration(settings.settleMs)} after the attacker exited ` +
-      `(${goDuration(LOG_WINDOW_MS)} for the flood, so the log throttle's summary is counted). ` +
+      `(at least ${goDuration(LOG_WINDOW_MS)} for the flood, so the log throttle's summary is counted). ` +
       `"unreachable": kmsload could not connect within 5 s.`,
     "",
     "| scenario | RSS before | peak RSS | RSS after | Status ms | roundtrip ms | KMS errors | daemon CPU (% of a core) | attacker saw |",
