@@ -1,6 +1,32 @@
 import { readFile } from "node:fs/promises";
-import { parse } from "yaml";
+import { type CST, Parser, parse } from "yaml";
 import { errorMessage, KmsEnvelopeError } from "./errors.js";
+
+/**
+ * Deepest nesting of collections a configuration file may have; real ones need fewer than ten
+ * levels. yaml composes documents recursively: around 800 levels exhaust the stack, and on
+ * Node 20 the next parse after that can abort the whole process (a fatal RegExpCompiler
+ * out-of-memory), so a file is measured before it is composed.
+ */
+export const MAX_YAML_DEPTH = 64;
+
+/** How deeply `text` nests collections, measured on yaml's CST, which is built without recursion. */
+export function yamlNestingDepth(text: string): number {
+  let deepest = 0;
+  for (const token of new Parser().parse(text)) {
+    const pending: [CST.Token | null | undefined, number][] = [[token, 0]];
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      const [node, depth] = next;
+      if (node === null || node === undefined) continue;
+      deepest = Math.max(deepest, depth);
+      if (node.type === "document") pending.push([node.value, depth]);
+      else if ("items" in node) {
+        for (const item of node.items) pending.push([item.key, depth + 1], [item.value, depth + 1]);
+      }
+    }
+  }
+  return deepest;
+}
 
 /** Reads a configuration file as UTF-8; `what` names it in the error ("keyring", "field map"). */
 export async function readConfigText(path: string, what: string): Promise<string> {
@@ -17,6 +43,12 @@ export async function readConfigText(path: string, what: string): Promise<string
 
 /** Parses YAML (JSON is YAML too); the error names the document and the YAML problem. */
 export function parseYamlText(text: string, what: string): unknown {
+  if (yamlNestingDepth(text) > MAX_YAML_DEPTH) {
+    throw new KmsEnvelopeError(
+      "INVALID_CONFIG",
+      `${what} nests collections more than ${MAX_YAML_DEPTH} levels deep: it is not a configuration file, check its contents`,
+    );
+  }
   try {
     return parse(text);
   } catch (error) {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { LineCounter, parseAllDocuments } from "yaml";
+import { MAX_YAML_DEPTH, yamlNestingDepth } from "../../config-text.js";
 import { errorMessage } from "../../errors.js";
 import { buildModel } from "./build-model.js";
 import { type ConfigProblem, InvalidEncryptionConfigurationError } from "./config-error.js";
@@ -97,6 +98,14 @@ export function parseEncryptionConfiguration(
  * line and column but never the source text, which may hold key secrets.
  */
 function readFirstDocument(content: string, fail: (problems: ConfigProblem[]) => never): unknown {
+  if (yamlNestingDepth(content) > MAX_YAML_DEPTH) {
+    return fail([
+      {
+        path: "",
+        message: `collections nest more than ${MAX_YAML_DEPTH} levels deep, where an EncryptionConfiguration needs fewer than ten: check the file's contents`,
+      },
+    ]);
+  }
   const lineCounter = new LineCounter();
   const documents = parseAllDocuments(content, {
     lineCounter,

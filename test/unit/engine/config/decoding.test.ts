@@ -238,6 +238,15 @@ describe("EncryptionConfiguration decoding", () => {
       /not valid UTF-8/,
     );
   });
+
+  test("a document nested a thousand levels deep is refused, every time it is read", () => {
+    // The second parse of such a file used to abort Node (a fatal RegExpCompiler
+    // out-of-memory after yaml's composer overflowed the stack), killing a reloading process.
+    const nested = `${"[".repeat(1000)}${"]".repeat(1000)}`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      assertOnlyProblem(nested, "", /collections nest more than 64 levels deep/);
+    }
+  });
 });
 
 describe("EncryptionConfiguration defaults", () => {
