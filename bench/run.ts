@@ -16,7 +16,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, platform, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
-import { type AbuseReport, abuseSection, fieldRequirementMet, measureAbuse } from "./abuse.js";
+import { type AbuseReport, measureAbuse } from "./abuse.js";
+import { abuseSection, fieldRequirementMet } from "./abuse-section.js";
 import type { EngineFieldsReport } from "./engine-fields.js";
 import type { FieldLoadReport } from "./field-load.js";
 import {
