@@ -26,6 +26,16 @@ export interface FieldMap {
 
 const PATH = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$/;
 
+// zod drops a "__proto__" key from a record without a word, which would leave that field in
+// the clear (or, as the only field, declare the resource plain); such a map is refused instead.
+const fieldsSchema = z
+  .unknown()
+  .refine(
+    (value) => typeof value !== "object" || value === null || !Object.hasOwn(value, "__proto__"),
+    { message: '"__proto__" cannot name an encrypted field: rename the field in the application' },
+  )
+  .pipe(z.record(z.string(), z.enum(["string", "json", "bytes"])));
+
 const schema = z.strictObject({
   apiVersion: z.literal("kms-envelope/v1"),
   kind: z.literal("FieldMap"),
@@ -34,7 +44,7 @@ const schema = z.strictObject({
       z.strictObject({
         resource: z.string().min(1),
         route: z.enum(["engine", "field-service"]).optional(),
-        fields: z.record(z.string(), z.enum(["string", "json", "bytes"])).optional(),
+        fields: fieldsSchema.optional(),
         plaintextChecked: z.array(z.string()).optional(),
       }),
     )

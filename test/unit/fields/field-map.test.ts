@@ -80,6 +80,18 @@ describe("field maps", () => {
       /x is also an encrypted field/,
     ],
     ["wrong kind", "apiVersion: kms-envelope/v1\nkind: Other\nresources: []", /kind/],
+    // zod used to drop this key silently: the field stayed in the clear, and as the only field
+    // it turned the entry into a resource declared plain on purpose.
+    [
+      "a field named __proto__",
+      `${header}resources: [{ resource: a, route: engine, fields: { _: string, __proto__: string } }]`,
+      /resources.0.fields: "__proto__" cannot name an encrypted field/,
+    ],
+    [
+      "__proto__ as the only field",
+      `${header}resources: [{ resource: a, fields: { __proto__: {} } }]`,
+      /resources.0.fields: "__proto__" cannot name an encrypted field/,
+    ],
   ];
   for (const [name, text, message] of invalid)
     it(`refuses: ${name}`, () => assert.throws(() => parseFieldMap(text), message));
