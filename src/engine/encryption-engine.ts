@@ -16,7 +16,7 @@ import {
   PrefixTransformers,
 } from "./transformers/prefix-transformers.js";
 import { SecretboxTransformer } from "./transformers/secretbox.js";
-import type { Read, Stored, Transformer } from "./transformers/transformer.js";
+import type { KeyedTransformer, Read, Stored, Transformer } from "./transformers/transformer.js";
 
 export interface EngineOptions {
   /** kube-apiserver's KMS v2 timing by default; tests shorten it. */
@@ -67,7 +67,10 @@ function text(value: string): Uint8Array {
   return Buffer.from(value, "utf8");
 }
 
-function keyedProvider(provider: Extract<ProviderConfig, { keys: unknown }>): PrefixedTransformer {
+function keyedProvider(
+  provider: Extract<ProviderConfig, { keys: unknown }>,
+  created: KeyedTransformer[],
+): PrefixedTransformer {
   const keys = provider.keys.map((key) => {
     const writer = { provider: provider.type, keyId: key.name };
     const transformer =
@@ -76,6 +79,7 @@ function keyedProvider(provider: Extract<ProviderConfig, { keys: unknown }>): Pr
         : provider.type === "aescbc"
           ? new AesCbcTransformer(key.secret, writer)
           : new SecretboxTransformer(key.secret, writer);
+    created.push(transformer);
     return { prefix: text(`${key.name}:`), transformer };
   });
   return {
@@ -94,6 +98,8 @@ export class EncryptionEngine implements ResourceTransformers {
   readonly #config: EncryptionConfiguration;
   readonly #kms: readonly KmsProvider[];
   readonly #byProviders = new Map<readonly ProviderConfig[], Transformer>();
+  /** Every key copy this engine made, zeroed by close(). */
+  readonly #keyed: KeyedTransformer[] = [];
   readonly #metrics: EngineMetrics | undefined;
 
   private constructor(
@@ -170,7 +176,7 @@ export class EncryptionEngine implements ResourceTransformers {
 
   #entry(provider: ProviderConfig): PrefixedTransformer {
     if (provider.type === "identity") return { prefix: new Uint8Array(0), transformer: IDENTITY };
-    if (provider.type !== "kms") return keyedProvider(provider);
+    if (provider.type !== "kms") return keyedProvider(provider, this.#keyed);
     const started = this.#kms.find((known) => sameKms(known.config, provider));
     return {
       prefix: text(`k8s:enc:kms:${provider.apiVersion}:${provider.name}:`),
@@ -196,11 +202,12 @@ export class EncryptionEngine implements ResourceTransformers {
     );
   }
 
-  /** Closes plugin connections and stops the Status timers; idempotent. */
+  /** Closes plugin connections, stops the Status timers and zeroes every key; idempotent. */
   close(): void {
     for (const { envelope, observed } of this.#kms) {
       envelope.close();
       this.#metrics?.forget(observed);
     }
+    for (const transformer of this.#keyed) transformer.dispose();
   }
 }

@@ -2,10 +2,11 @@ import {
   ANNOTATIONS_MAX_BYTES,
   ENCRYPTED_DEK_SOURCE_MAX_BYTES as CIPHERTEXT_MAX_BYTES,
   fqdnProblem,
+  keyIdProblem,
 } from "../../engine/kms/kms-v2-rules.js";
 import { type EncryptAnswer, failureText } from "../plugin-client.js";
 import { Findings, type Rule, skipped } from "../report.js";
-import { keyIdProblem, type PluginRun, quoted } from "./run.js";
+import { type PluginRun, quoted } from "./run.js";
 
 /** Judges the first seed Encrypt answer; skips when there is none (encrypt.answers says why). */
 function encryptRule(
@@ -47,7 +48,7 @@ export const ENCRYPT_RULES: readonly Rule<PluginRun>[] = [
         findings.note(
           `key_id ${quoted(answer.key_id)} (${Buffer.byteLength(answer.key_id)} bytes)`,
         );
-      else findings.fail(`key_id ${problem}`);
+      else findings.fail(problem);
     },
   ),
   encryptRule(

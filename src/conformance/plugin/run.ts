@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { KEY_ID_MAX_BYTES } from "../../engine/kms/kms-v2-rules.js";
 import {
   type CallResult,
   type EncryptAnswer,
@@ -84,13 +83,6 @@ export class PluginRun {
   close(): void {
     this.client.close();
   }
-}
-
-export function keyIdProblem(keyId: string): string | undefined {
-  const bytes = Buffer.byteLength(keyId);
-  if (bytes === 0) return 'is empty (apiserver: "keyID is empty")';
-  if (bytes > KEY_ID_MAX_BYTES) return `is ${bytes} bytes (at most ${KEY_ID_MAX_BYTES})`;
-  return undefined;
 }
 
 export function quoted(text: string): string {

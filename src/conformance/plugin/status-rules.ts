@@ -1,9 +1,9 @@
+import { ACCEPTED_VERSIONS, keyIdProblem } from "../../engine/kms/kms-v2-rules.js";
 import { failureText, type StatusAnswer } from "../plugin-client.js";
 import { Findings, type Rule, skipped } from "../report.js";
-import { keyIdProblem, type PluginRun, quoted } from "./run.js";
+import { type PluginRun, quoted } from "./run.js";
 
 // kube-apiserver's limits on a KMS v2 plugin's answers (KMS-CONTRACT.md §2.1).
-const V2_VERSIONS = ["v2", "v2beta1"];
 
 /** Judges the first Status answer; skips when there is none (status.answers says why). */
 function statusRule(
@@ -37,7 +37,10 @@ export const STATUS_RULES: readonly Rule<PluginRun>[] = [
     },
   },
   statusRule("status.version", 'Status version is "v2" or "v2beta1"', (status, findings) => {
-    findings.expect(V2_VERSIONS.includes(status.version), `version ${quoted(status.version)}`);
+    findings.expect(
+      ACCEPTED_VERSIONS.includes(status.version),
+      `version ${quoted(status.version)}`,
+    );
   }),
   statusRule("status.healthz", 'Status healthz is exactly "ok"', (status, findings) => {
     findings.expect(status.healthz === "ok", `healthz ${quoted(status.healthz)}`);
@@ -51,7 +54,7 @@ export const STATUS_RULES: readonly Rule<PluginRun>[] = [
         findings.note(
           `key_id ${quoted(status.key_id)} (${Buffer.byteLength(status.key_id)} bytes)`,
         );
-      else findings.fail(`key_id ${problem}`);
+      else findings.fail(problem);
     },
   ),
   {

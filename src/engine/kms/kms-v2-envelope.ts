@@ -1,9 +1,15 @@
-import { createHash, randomFillSync, randomUUID } from "node:crypto";
+import { randomFillSync, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { errorMessage, KmsEnvelopeError } from "../../errors.js";
+import { errorMessage } from "../../errors.js";
 import { AesGcmTransformer } from "../transformers/aes-gcm.js";
 import { ExtendedNonceGcmTransformer, SEED_BYTES } from "../transformers/aes-gcm-extended-nonce.js";
-import type { Read, Stored, Transformer, Writer } from "../transformers/transformer.js";
+import type {
+  KeyedTransformer,
+  Read,
+  Stored,
+  Transformer,
+  Writer,
+} from "../transformers/transformer.js";
 import { dekSourceCacheKey } from "./dek-source-cache-key.js";
 import {
   DekSourceType,
@@ -11,7 +17,7 @@ import {
   type EncryptedObject,
   encodeEncryptedObject,
 } from "./encrypted-object.js";
-import { annotationsProblem, encryptedDekSourceProblem, keyIdProblem } from "./kms-v2-rules.js";
+import { KmsV2SeedState, refuse, type WriteSeed } from "./kms-v2-seed-state.js";
 import { type CallObserver, KmsV2Plugin } from "./plugin-client.js";
 
 /** kube-apiserver's timing toward a KMS v2 plugin (KMS-CONTRACT.md §2.2); tests shorten it. */
@@ -30,8 +36,6 @@ const KUBE_APISERVER_TIMING: KmsV2Timing = {
   writeTtlMs: 180_000,
 };
 
-const ACCEPTED_VERSIONS = new Set(["v2", "v2beta1"]);
-
 export interface KmsV2EnvelopeOptions {
   readonly name: string;
   readonly socketPath: string;
@@ -43,42 +47,23 @@ export interface KmsV2EnvelopeOptions {
   readonly observe?: CallObserver;
 }
 
-interface WriteState {
-  readonly keyId: string;
-  readonly encryptedDekSource: Uint8Array;
-  readonly annotations: ReadonlyMap<string, Uint8Array>;
-  readonly transformer: ExtendedNonceGcmTransformer;
-  expiresAt: number;
-}
-
-/** Key ids are public but can be long; errors name them by hash as kube-apiserver logs do. */
-function keyIdHash(keyId: string): string {
-  return `sha256:${createHash("sha256").update(keyId).digest("hex")}`;
-}
-
-function refuse(name: string, problem: string): KmsEnvelopeError {
-  return new KmsEnvelopeError(
-    "KMS_PLUGIN_FAILED",
-    `kms v2 provider ${JSON.stringify(name)}: ${problem}`,
-  );
-}
-
 /**
  * The `kms` apiVersion v2 provider as kube-apiserver runs it: one Status check at start and
  * then on a timer; a new 32-byte seed encrypted by the plugin (one Encrypt call) at start and
  * whenever Status reports a new key id; every write derives a one-use key from that seed.
  * Reads decrypt each distinct stored seed once (one Decrypt call) and keep it in a bounded
  * cache. Writes coast on the last seed for `writeTtlMs` after the last healthy check, then
- * fail until the plugin is healthy again; reads never expire.
+ * fail until the plugin is healthy again; reads never expire. The rules live in
+ * KmsV2SeedState; this class is the timer and the plugin calls around them. Seeds dropped
+ * (replaced, evicted, closed) are zeroed.
  */
 export class KmsV2Envelope implements Transformer {
   readonly #name: string;
   readonly #provider: string;
   readonly #plugin: KmsV2Plugin;
   readonly #timing: KmsV2Timing;
-  readonly #sources: LRUCache<string, Promise<Transformer>>;
-  #state: WriteState | undefined;
-  #version: string | undefined;
+  readonly #sources: LRUCache<string, Promise<KeyedTransformer>>;
+  readonly #state: KmsV2SeedState;
   #lastProblem: string | undefined = "no Status check has completed yet";
   #check: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -89,7 +74,16 @@ export class KmsV2Envelope implements Transformer {
     this.#provider = `kms:v2:${options.name}`;
     this.#plugin = new KmsV2Plugin(options);
     this.#timing = options.timing ?? KUBE_APISERVER_TIMING;
-    this.#sources = new LRUCache({ max: options.cacheSize ?? 1000 });
+    this.#state = new KmsV2SeedState(options.name, this.#timing.writeTtlMs);
+    this.#sources = new LRUCache({
+      max: options.cacheSize ?? 1000,
+      dispose: (pending) => {
+        pending.then(
+          (transformer) => transformer.dispose(),
+          () => undefined,
+        );
+      },
+    });
   }
 
   /** Starts the provider: one inline check (a failure is kept, not thrown), then the timer. */
@@ -117,37 +111,37 @@ export class KmsV2Envelope implements Transformer {
   }
 
   async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
-    const state = this.#writeState();
-    const stored = await state.transformer.toStorage(plaintext, authenticatedData);
+    const seed = this.#state.forWrite(Date.now(), this.#lastProblem);
+    // The seed's key is used before the first await inside, so a seed replaced meanwhile
+    // (and zeroed) is never half used.
+    const stored = await seed.transformer.toStorage(plaintext, authenticatedData);
     const data = encodeEncryptedObject({
       encryptedData: stored.data,
-      keyId: state.keyId,
-      encryptedDekSource: state.encryptedDekSource,
-      annotations: state.annotations,
+      keyId: seed.keyId,
+      encryptedDekSource: seed.encryptedDekSource,
+      annotations: seed.annotations,
       dekSourceType: DekSourceType.HkdfSha256XNonceAesGcmSeed,
     });
     return { data, writer: stored.writer };
   }
 
   async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
-    // As in kube-apiserver, reads also need one healthy check since start: until then the
-    // provider has no state at all.
-    const state = this.#state;
-    if (state === undefined) throw this.#noState();
+    const current = this.#state.forRead(this.#lastProblem);
     const object = decodeEncryptedObject(data);
-    const transformer = await this.#sourceTransformer(object);
+    let transformer = await this.#sourceTransformer(object);
+    // A seed evicted (and zeroed) while this read waited is decrypted again.
+    if (transformer.disposed) transformer = await this.#sourceTransformer(object);
     const read = await transformer.fromStorage(object.encryptedData, authenticatedData);
     return {
       plaintext: read.plaintext,
-      stale:
-        object.keyId !== state.keyId ||
-        object.dekSourceType !== DekSourceType.HkdfSha256XNonceAesGcmSeed,
+      stale: this.#state.isStale(object, current),
       writer: { provider: this.#provider, keyId: object.keyId },
     };
   }
 
   currentWriter(): Writer {
-    return { provider: this.#provider, keyId: this.#writeState().keyId };
+    const seed = this.#state.forWrite(Date.now(), this.#lastProblem);
+    return { provider: this.#provider, keyId: seed.keyId };
   }
 
   /** Number of distinct DEK sources whose decryption is cached. */
@@ -155,28 +149,13 @@ export class KmsV2Envelope implements Transformer {
     return this.#sources.size;
   }
 
+  /** Stops the timer, closes the connection and zeroes every seed held. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#plugin.close();
-  }
-
-  #writeState(): WriteState {
-    const state = this.#state;
-    if (state === undefined) throw this.#noState();
-    if (Date.now() > state.expiresAt)
-      throw refuse(
-        this.#name,
-        `the DEK seed for key id ${keyIdHash(state.keyId)} expired at ${new Date(state.expiresAt).toISOString()} because the plugin has not passed a Status check since (${this.#lastProblem ?? "unknown"}); writes resume at the next healthy check`,
-      );
-    return state;
-  }
-
-  #noState(): KmsEnvelopeError {
-    return refuse(
-      this.#name,
-      `the plugin has not passed a Status check since start (${this.#lastProblem ?? "unknown"}); start the plugin or fix the endpoint`,
-    );
+    this.#state.seed?.transformer.dispose();
+    this.#sources.clear();
   }
 
   #schedule(): void {
@@ -193,13 +172,11 @@ export class KmsV2Envelope implements Transformer {
     const startedAt = Date.now();
     try {
       const status = await this.#plugin.status();
-      const problem = this.#statusProblem(status);
+      const problem = this.#state.statusProblem(status);
       if (problem !== undefined) throw refuse(this.#name, problem);
-      const state = this.#state;
-      if (state !== undefined && state.keyId === status.keyId) {
-        state.expiresAt = startedAt + this.#timing.writeTtlMs;
-      } else {
-        this.#state = await this.#newSeed(status.keyId, startedAt);
+      if (this.#state.needsSeed(status.keyId, startedAt)) {
+        const seed = await this.#newSeed(status.keyId);
+        this.#state.install(seed, startedAt)?.transformer.dispose();
       }
       this.#lastProblem = undefined;
     } catch (error) {
@@ -207,35 +184,15 @@ export class KmsV2Envelope implements Transformer {
     }
   }
 
-  #statusProblem(status: { version: string; healthz: string; keyId: string }): string | undefined {
-    if (status.healthz !== "ok")
-      return `got unexpected healthz status: ${JSON.stringify(status.healthz.slice(0, 200))}`;
-    if (!ACCEPTED_VERSIONS.has(status.version))
-      return `expected KMSv2 API version v2, got ${JSON.stringify(status.version.slice(0, 40))}`;
-    if (this.#version !== undefined && this.#version !== status.version)
-      return `KMSv2 API version should not change, was ${this.#version}, now ${status.version}`;
-    this.#version = status.version;
-    const keyProblem = keyIdProblem(status.keyId);
-    return keyProblem === undefined ? undefined : `Status: ${keyProblem}`;
-  }
-
-  async #newSeed(statusKeyId: string, startedAt: number): Promise<WriteState> {
+  async #newSeed(statusKeyId: string): Promise<WriteSeed> {
     const seed = randomFillSync(new Uint8Array(SEED_BYTES));
     try {
       const answer = await this.#plugin.encrypt(randomUUID(), seed);
-      const problem =
-        encryptedDekSourceProblem(answer.ciphertext) ??
-        keyIdProblem(answer.keyId) ??
-        annotationsProblem(answer.annotations) ??
-        (answer.keyId === statusKeyId
-          ? undefined
-          : `Encrypt returned key id ${keyIdHash(answer.keyId)} but Status reported ${keyIdHash(statusKeyId)}`);
-      if (problem !== undefined) throw refuse(this.#name, `Encrypt: ${problem}`);
-      const transformer = new ExtendedNonceGcmTransformer(seed, {
-        provider: this.#provider,
-        keyId: answer.keyId,
-      });
-      // Our own writes are read back without asking the plugin.
+      const problem = this.#state.encryptProblem(answer, statusKeyId);
+      if (problem !== undefined) throw refuse(this.#name, problem);
+      const writer = { provider: this.#provider, keyId: answer.keyId };
+      // Our own writes are read back without asking the plugin; the cache holds a copy of
+      // its own, so evicting it never zeroes the key writes use.
       this.#sources.set(
         dekSourceCacheKey({
           dekSourceType: DekSourceType.HkdfSha256XNonceAesGcmSeed,
@@ -243,21 +200,20 @@ export class KmsV2Envelope implements Transformer {
           keyId: answer.keyId,
           annotations: answer.annotations,
         }),
-        Promise.resolve(transformer),
+        Promise.resolve(new ExtendedNonceGcmTransformer(seed, writer)),
       );
       return {
         keyId: answer.keyId,
         encryptedDekSource: answer.ciphertext,
         annotations: answer.annotations,
-        transformer,
-        expiresAt: startedAt + this.#timing.writeTtlMs,
+        transformer: new ExtendedNonceGcmTransformer(seed, writer),
       };
     } finally {
       seed.fill(0);
     }
   }
 
-  #sourceTransformer(object: EncryptedObject): Promise<Transformer> {
+  #sourceTransformer(object: EncryptedObject): Promise<KeyedTransformer> {
     const key = dekSourceCacheKey(object);
     const cached = this.#sources.get(key);
     if (cached !== undefined) return cached;
@@ -270,7 +226,7 @@ export class KmsV2Envelope implements Transformer {
     return pending;
   }
 
-  async #decryptSource(object: EncryptedObject): Promise<Transformer> {
+  async #decryptSource(object: EncryptedObject): Promise<KeyedTransformer> {
     const source = await this.#plugin.decrypt(randomUUID(), {
       ciphertext: object.encryptedDekSource,
       keyId: object.keyId,

@@ -53,10 +53,10 @@ export class AesCbcTransformer extends KeyedTransformer {
   }
 
   override async toStorage(plaintext: Uint8Array): Promise<Stored> {
-    return { data: cbcSeal(this.key, plaintext), writer: this.currentWriter() };
+    return { data: cbcSeal(this.key(), plaintext), writer: this.currentWriter() };
   }
 
   override async fromStorage(data: Uint8Array): Promise<Read> {
-    return { plaintext: cbcOpen(this.key, data), stale: false, writer: this.currentWriter() };
+    return { plaintext: cbcOpen(this.key(), data), stale: false, writer: this.currentWriter() };
   }
 }

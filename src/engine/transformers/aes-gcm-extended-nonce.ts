@@ -29,7 +29,7 @@ export class ExtendedNonceGcmTransformer extends KeyedTransformer {
 
   override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
     const info = freshRandom(INFO_BYTES);
-    const key = hkdfExpandKey(this.key, info);
+    const key = hkdfExpandKey(this.key(), info);
     try {
       return {
         data: Buffer.concat([info, gcmSeal(key, plaintext, authenticatedData)]),
@@ -43,7 +43,7 @@ export class ExtendedNonceGcmTransformer extends KeyedTransformer {
   override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     if (data.length < INFO_BYTES + GCM_NONCE_BYTES + GCM_TAG_BYTES)
       throw new MalformedCiphertextError("the stored data was shorter than the required size");
-    const key = hkdfExpandKey(this.key, data.subarray(0, INFO_BYTES));
+    const key = hkdfExpandKey(this.key(), data.subarray(0, INFO_BYTES));
     try {
       return {
         plaintext: gcmOpen(key, data.subarray(INFO_BYTES), authenticatedData),

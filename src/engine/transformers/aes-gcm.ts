@@ -59,12 +59,12 @@ export class AesGcmTransformer extends KeyedTransformer {
   }
 
   override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
-    return { data: gcmSeal(this.key, plaintext, authenticatedData), writer: this.currentWriter() };
+    return { data: gcmSeal(this.key(), plaintext, authenticatedData), writer: this.currentWriter() };
   }
 
   override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     return {
-      plaintext: gcmOpen(this.key, data, authenticatedData),
+      plaintext: gcmOpen(this.key(), data, authenticatedData),
       stale: false,
       writer: this.currentWriter(),
     };

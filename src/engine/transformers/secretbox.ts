@@ -24,7 +24,7 @@ export class SecretboxTransformer extends KeyedTransformer {
 
   override async toStorage(plaintext: Uint8Array): Promise<Stored> {
     const nonce = freshNonce();
-    const boxed = secretboxSeal(plaintext, nonce, this.key);
+    const boxed = secretboxSeal(plaintext, nonce, this.key());
     const data = new Uint8Array(nonce.length + boxed.length);
     data.set(nonce);
     data.set(boxed, nonce.length);
@@ -37,7 +37,7 @@ export class SecretboxTransformer extends KeyedTransformer {
     const plaintext = secretboxOpen(
       data.subarray(SECRETBOX_NONCE_BYTES),
       data.subarray(0, SECRETBOX_NONCE_BYTES),
-      this.key,
+      this.key(),
     );
     if (plaintext === undefined) throw new DecryptionFailedError();
     return { plaintext, stale: false, writer: this.currentWriter() };

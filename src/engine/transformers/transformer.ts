@@ -1,3 +1,5 @@
+import { wipe } from "../../crypto/wipe.js";
+
 /**
  * One layer of Kubernetes' storage transformation (`value.Transformer`): bytes in, bytes out,
  * bound to the authenticated data of where they are stored (the etcd key, or for application
@@ -31,13 +33,18 @@ export interface Transformer {
   currentWriter(): Writer;
 }
 
-/** A transformer over one key: keeps its own copy of the key and the writer it reports. */
+/**
+ * A transformer over one key: keeps its own copy of the key and the writer it reports, and
+ * zeroes the copy when dropped (a cache eviction, an engine closed), as the AWS Encryption
+ * SDK's materials cache does on dispose.
+ */
 export abstract class KeyedTransformer implements Transformer {
-  protected readonly key: Uint8Array;
+  readonly #key: Uint8Array;
   readonly #writer: Writer;
+  #disposed = false;
 
   constructor(key: Uint8Array, writer: Writer) {
-    this.key = Uint8Array.from(key);
+    this.#key = Uint8Array.from(key);
     this.#writer = writer;
   }
 
@@ -46,5 +53,23 @@ export abstract class KeyedTransformer implements Transformer {
 
   currentWriter(): Writer {
     return this.#writer;
+  }
+
+  /** True once dispose() has zeroed the key: the transformer must not be used any more. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Zeroes this transformer's copy of the key. */
+  dispose(): void {
+    this.#disposed = true;
+    wipe(this.#key);
+  }
+
+  /** The key, for the subclass's cipher; refused once disposed, never an all-zero key. */
+  protected key(): Uint8Array {
+    if (this.#disposed)
+      throw new Error(`the ${this.#writer.provider} transformer was disposed: its key is wiped`);
+    return this.#key;
   }
 }

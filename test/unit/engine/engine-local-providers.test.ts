@@ -94,3 +94,18 @@ describe("engine with the local providers (aesgcm, aescbc, secretbox, identity)"
     );
   });
 });
+
+describe("engine close zeroes the keys it copied", () => {
+  for (const provider of ["aesgcm", "aescbc", "secretbox"]) {
+    it(`a ${provider} transformer kept past close refuses instead of using a wiped key`, async () => {
+      const engine = await engineFor(
+        `[{ ${provider}: { keys: [{ name: k, secret: "${ONES}" }] } }]`,
+      );
+      const transformer = engine.transformerFor("secrets");
+      const stored = await transformer.toStorage(text("v"), KEY);
+      engine.close();
+      await assert.rejects(transformer.toStorage(text("v"), KEY), /disposed: its key is wiped/);
+      await assert.rejects(transformer.fromStorage(stored.data, KEY), /disposed: its key is wiped/);
+    });
+  }
+});
