@@ -48,6 +48,12 @@ const RENAMED: Readonly<Record<string, string>> = {
   ingress: "ingresses",
 };
 
+// Own properties only: a segment such as "constructor" must find nothing, not a member of
+// Object.prototype.
+function lookUp(table: Readonly<Record<string, string>>, name: string): string | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined;
+}
+
 /**
  * The group resource (`secrets`, `deployments.apps`, `widgets.example.com`) an etcd key
  * belongs to, for choosing the EncryptionConfiguration rule. Keys are
@@ -70,7 +76,7 @@ export function resourceOfEtcdKey(key: string, prefix = "/registry"): string {
   }
   // Services and their endpoints share /registry/services/{specs,endpoints}/.
   if (first === "services") return second === "endpoints" ? "endpoints" : "services";
-  const resource = RENAMED[first] ?? first;
-  const group = BUILT_IN_GROUPS[first];
+  const resource = lookUp(RENAMED, first) ?? first;
+  const group = lookUp(BUILT_IN_GROUPS, first);
   return group === undefined ? resource : `${resource}.${group}`;
 }

@@ -31,4 +31,12 @@ describe("resourceOfEtcdKey", () => {
       /names a group but no resource/,
     );
   });
+
+  it("a resource named like a member of Object.prototype is its own name", () => {
+    // These used to come back as "function Object() { [native code] }.function Object() …"
+    // and "[object Object].[object Object]".
+    assert.equal(resourceOfEtcdKey("/registry/constructor/x"), "constructor");
+    assert.equal(resourceOfEtcdKey("/registry/__proto__/x"), "__proto__");
+    assert.equal(resourceOfEtcdKey("/registry/toString/x"), "toString");
+  });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { durationSchema } from "../../../src/cli/duration.js";
+import { durationSchema } from "../../../src/config/duration.js";
 
 describe("durationSchema", () => {
   test("Go-style ms, s, m and h durations parse to milliseconds", () => {
