@@ -1,11 +1,11 @@
 import { Command } from "commander";
 import { z } from "zod";
+import { durationSchema } from "../config/duration.js";
 import { runPluginConformance } from "../conformance/plugin/index.js";
 import { runProviderConformance } from "../conformance/provider/index.js";
 import { moduleSubject } from "../conformance/provider-subject.js";
 import { type ConformanceReport, formatReport } from "../conformance/report.js";
 import { KmsEnvelopeError } from "../errors.js";
-import { durationSchema } from "./duration.js";
 
 interface ConformanceFlags {
   endpoint?: string;

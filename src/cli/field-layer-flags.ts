@@ -1,8 +1,8 @@
 import { type Command, Option } from "commander";
+import { durationSchema } from "../config/duration.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
-import { durationSchema } from "./duration.js";
 import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
 
 export interface FieldLayerFlags {

@@ -5,8 +5,8 @@ import type {
   ProviderCallObserver,
 } from "../../providers/instrumented.js";
 import { ProviderRegistry } from "../../providers/registry.js";
+import { durationSchema } from "../config/duration.js";
 import { KmsEnvelopeError } from "../errors.js";
-import { durationSchema } from "./duration.js";
 
 /** Raw provider flag values. */
 export interface ProviderFlagsInput {

@@ -1,12 +1,12 @@
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { byteSizeSchema } from "../config/byte-size.js";
+import { durationSchema } from "../config/duration.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
-import type { ServerLimits } from "../server/grpc-server.js";
+import type { DaemonOptions } from "../server/daemon-options.js";
 import { parseSocketPath } from "../server/socket-endpoint.js";
-import { byteSizeSchema } from "./byte-size.js";
-import { durationSchema } from "./duration.js";
 
 /** The file name of the socket inside the run directory. */
 export const SOCKET_FILE_NAME = "kms.sock";
@@ -104,27 +104,11 @@ const serveOptions = z.object({
 /** Raw option values as the command line (or environment) gave them. */
 export type ServeOptionsInput = z.input<typeof serveOptions>;
 
-/** The daemon's configuration, validated once and frozen. */
-export interface ServeConfig {
-  /** Absolute path of the socket file. */
-  readonly socket: string;
+/** The serve command's configuration, validated once and frozen: the daemon's options and the CLI's own. */
+export interface ServeConfig extends DaemonOptions {
   readonly runDir: string;
-  readonly workspace: string;
   readonly dev: boolean;
-  readonly http: { host: string; port: number } | undefined;
-  readonly socketMode: number;
-  readonly socketOwner: { uid: number; gid: number } | undefined;
   readonly logLevel: (typeof LOG_LEVELS)[number];
-  readonly shutdownTimeoutMs: number;
-  readonly healthIntervalMs: number;
-  readonly healthTimeoutMs: number;
-  readonly gracePeriodMs: number;
-  /** What one client may make the gRPC server hold, and for how long. */
-  readonly limits: ServerLimits;
-  /** Worker threads that seal and open field-service batches off the event loop. */
-  readonly fieldWorkers: number;
-  readonly maxFieldsPerRequest: number;
-  readonly maxFieldsPerRecord: number;
   /** Keyring file; without it the local provider's environment keys are used. */
   readonly keyring: string | undefined;
   readonly keyringPollMs: number;

@@ -1,10 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { Command, Option } from "commander";
 import { callUnary } from "../client/call-unary.js";
+import { durationSchema } from "../config/duration.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { services } from "../server/protos.js";
 import { grpcAddress, parseSocketPath } from "../server/socket-endpoint.js";
-import { durationSchema } from "./duration.js";
 import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
 
 interface StatusResponse {

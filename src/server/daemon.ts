@@ -1,4 +1,3 @@
-import type { ServeConfig } from "../cli/serve-config.js";
 import { loadSecretbox } from "../crypto/secretbox.js";
 import { errorMessage } from "../errors.js";
 import { Envelope } from "../keys/envelope.js";
@@ -9,6 +8,7 @@ import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
 import type { ProbeSources } from "../ops/probes.js";
+import type { DaemonOptions } from "./daemon-options.js";
 import { fieldService } from "./field-service.js";
 import { FieldWorkerPool } from "./field-worker-pool.js";
 import { GrpcServer } from "./grpc-server.js";
@@ -53,7 +53,7 @@ async function undo(cleanups: Cleanup[], logger: Logger): Promise<void> {
 }
 
 function healthMonitor(
-  config: ServeConfig,
+  config: DaemonOptions,
   source: KeySource,
   providerName: string,
   logger: Logger,
@@ -95,7 +95,7 @@ function healthMonitor(
  * between every step: whatever was done is undone and the promise rejects.
  */
 export async function startDaemon(
-  config: ServeConfig,
+  config: DaemonOptions,
   source: KeySource,
   logger: Logger,
   metrics: DaemonMetrics = new DaemonMetrics(),
@@ -199,7 +199,7 @@ export async function startDaemon(
 
 /** The running phase: key reloads from the source, and an orderly shutdown. */
 function serve(parts: {
-  config: ServeConfig;
+  config: DaemonOptions;
   source: KeySource;
   logger: Logger;
   metrics: DaemonMetrics;
