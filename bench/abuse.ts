@@ -98,12 +98,12 @@ function plans(fieldConcurrency: number, floodCalls: number): Plan[] {
     },
     {
       scenario: "idle",
-      title: "200 idle connections",
+      title: "idle connections: 200 opened and left idle",
       flags: ["--connections", "200"],
     },
     {
       scenario: "field-batches",
-      title: `field Seal of 10,000 records × 10 fields × 16 B, ${fieldConcurrency} in flight`,
+      title: `maximum field batches: Seal of 10,000 records × 10 fields × 16 B, ${fieldConcurrency} in flight`,
       flags: [
         "--connections",
         String(fieldConcurrency),
@@ -117,7 +117,7 @@ function plans(fieldConcurrency: number, floodCalls: number): Plan[] {
     },
     {
       scenario: "flood",
-      title: `${floodCalls.toLocaleString("en-US")} calls to an unknown method`,
+      title: `flood: up to ${floodCalls.toLocaleString("en-US")} calls to an unknown method`,
       flags: ["--connections", "2", "--streams", "50", "--calls", String(floodCalls)],
       settleMs: LOG_WINDOW_MS,
     },

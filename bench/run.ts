@@ -9,7 +9,7 @@
 // for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning), BENCH_REWRAP_RECORDS
 // (records per rewrap run, default 10000). The abuse phase (bench/abuse.ts) ends every run;
 // BENCH_ONLY=abuse runs it alone and replaces only its section of the results. Its own
-// variables: BENCH_ABUSE_DURATION (per scenario, default 15s), BENCH_ABUSE_SETTLE (wait before
+// variables: BENCH_ABUSE_DURATION (per scenario, default 20s), BENCH_ABUSE_SETTLE (wait before
 // the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
 // BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
 import { execFileSync } from "node:child_process";
@@ -274,7 +274,7 @@ async function runAbusePhase(
     return {
       abuse: await measureAbuse(kmsload, {
         machine,
-        attackMs: parseDurationMs(process.env.BENCH_ABUSE_DURATION ?? "15s"),
+        attackMs: parseDurationMs(process.env.BENCH_ABUSE_DURATION ?? "20s"),
         settleMs: parseDurationMs(process.env.BENCH_ABUSE_SETTLE ?? "5s"),
         quietWaitMs,
         fieldConcurrency: Number(process.env.BENCH_ABUSE_FIELD_CONCURRENCY ?? "3"),
