@@ -84,16 +84,18 @@ export function abuseSection(report: AbuseReport | undefined, error?: string): s
       `(latency per RPC, in ms: p50 / p99 / max). Daemon RSS is sampled every ${settings.sampleMs} ms during ` +
       `the attack; "after" is read ${goDuration(settings.settleMs)} after the attacker exited ` +
       `(at least ${goDuration(settings.logWindowMs)} for the flood, so the log throttle's summary is counted). ` +
-      `"unreachable": kmsload could not connect within 5 s.`,
+      `"unreachable": kmsload could not connect within 5 s. "Other load before": cores busy with ` +
+      "unrelated work on the shared machine just before the attack (after waiting for it to go " +
+      "quiet); a row with more than ~0.2 is noisy.",
     "",
-    "| scenario | RSS before | peak RSS | RSS after | Status ms | roundtrip ms | KMS errors | daemon CPU (% of a core) | attacker saw |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| scenario | RSS before | peak RSS | RSS after | Status ms | roundtrip ms | KMS errors | daemon CPU (% of a core) | other load before (cores) | attacker saw |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   );
   for (const row of report.rows) {
     lines.push(
       `| ${row.title} | ${mib(row.rssKiB.before)} | ${mib(row.rssKiB.peak)} | ${mib(row.rssKiB.after)} | ` +
         `${latencyCell(row.status)} | ${latencyCell(row.roundtrip)} | ${row.status.errors + row.roundtrip.errors} | ` +
-        `${Math.round(row.daemonCores * 100)}% | ${attackerCell(row)}${row.daemonExit === undefined ? "" : ` **daemon died (${row.daemonExit})**`} |`,
+        `${Math.round(row.daemonCores * 100)}% | ${row.busyCoresBefore} | ${attackerCell(row)}${row.daemonExit === undefined ? "" : ` **daemon died (${row.daemonExit})**`} |`,
     );
   }
   lines.push(
