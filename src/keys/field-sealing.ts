@@ -31,11 +31,14 @@ export function sealRecords(
   const primary = keys.primary;
   const sealedRecords = records.map((record) => {
     const workspaceKey = primary.workspaceKey(record.workspace);
-    const fields: Record<string, string> = {};
-    for (const [field, value] of Object.entries(record.fields)) {
-      const context = fieldContext(record.resource, field, record.recordId);
-      fields[field] = formatFieldValue(primary.keyId, seal(workspaceKey, context, value));
-    }
+    // Built with fromEntries, which defines own properties: a field named "__proto__" is a
+    // field like any other, not the object's prototype.
+    const fields: Record<string, string> = Object.fromEntries(
+      Object.entries(record.fields).map(([field, value]) => {
+        const context = fieldContext(record.resource, field, record.recordId);
+        return [field, formatFieldValue(primary.keyId, seal(workspaceKey, context, value))];
+      }),
+    );
     return { ...record, fields };
   });
   return { records: sealedRecords, keyId: primary.keyId };
@@ -52,17 +55,16 @@ export function openRecords(
   const primaryKeyId = keys.primary.keyId;
   let stale = false;
   const plainRecords = records.map((record, index) => {
-    const fields: Record<string, Uint8Array> = {};
+    const entries: [string, Uint8Array][] = [];
     for (const [field, value] of Object.entries(record.fields)) {
       try {
         const { keyId, sealed } = parseFieldValue(value);
         if (keyId !== primaryKeyId) stale = true;
         const workspaceKey = keys.version(keyId).workspaceKey(record.workspace);
-        fields[field] = open(
-          workspaceKey,
-          fieldContext(record.resource, field, record.recordId),
-          sealed,
-        );
+        entries.push([
+          field,
+          open(workspaceKey, fieldContext(record.resource, field, record.recordId), sealed),
+        ]);
       } catch (error) {
         if (error instanceof KmsEnvelopeError) {
           // Names the position, never the value, so the caller can find the bad row; the
@@ -76,7 +78,7 @@ export function openRecords(
         throw error;
       }
     }
-    return { ...record, fields };
+    return { ...record, fields: Object.fromEntries(entries) };
   });
   return { records: plainRecords, stale };
 }

@@ -109,6 +109,20 @@ function toWire<Value>(record: {
   };
 }
 
+/**
+ * A map entry that omits its bytes value is legal protobuf (the field's default, empty bytes),
+ * but protobufjs gives [] for it: make it the empty value it means.
+ */
+function emptyOmittedValues(fields: Record<string, Uint8Array>): void {
+  for (const [field, value] of Object.entries(fields))
+    if (!(value instanceof Uint8Array))
+      Object.defineProperty(fields, field, {
+        value: new Uint8Array(0),
+        enumerable: true,
+        writable: true,
+      });
+}
+
 function decode<Request>(method: FieldMethod, message: Uint8Array): Request {
   try {
     const bytes = Buffer.from(message.buffer, message.byteOffset, message.length);
@@ -130,6 +144,7 @@ export function runFieldBatch(
 ): FieldBatchResult {
   if (method === "Seal") {
     const request = decode<{ records: WireRecord<Buffer>[]; uid: string }>(method, message);
+    for (const record of request.records) emptyOmittedValues(record.fields);
     const plain = fromWire(request.records, limits);
     const sealed = sealRecords(keys, plain.records as PlainRecord[]);
     const response = definition.Seal.responseSerialize({
