@@ -1,7 +1,6 @@
-import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { parse } from "yaml";
-import { errorMessage, KmsEnvelopeError } from "../errors.js";
+import { parseYamlText, readConfigText } from "../config/yaml-file.js";
+import { KmsEnvelopeError } from "../errors.js";
 
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
@@ -18,16 +17,7 @@ export async function applyConfigFile(
   path: string,
 ): Promise<void> {
   const options = target as Record<string, unknown>;
-  let document: unknown;
-  try {
-    document = parse(await readFile(path, "utf8"));
-  } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot read config file ${path}: ${errorMessage(error)}`,
-      { cause: error },
-    );
-  }
+  const document = parseYamlText(await readConfigText(path, "config file"), `config file ${path}`);
   if (document === null || document === undefined) return;
   if (typeof document !== "object" || Array.isArray(document)) {
     throw new KmsEnvelopeError(

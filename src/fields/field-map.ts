@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseYamlText, readConfigText } from "../config-text.js";
+import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldRoute } from "./field-codec.js";
 

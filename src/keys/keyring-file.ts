@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
-import { parseYamlText, readConfigText } from "../config-text.js";
+import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
 import { KmsEnvelopeError } from "../errors.js";
 

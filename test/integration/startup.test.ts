@@ -132,6 +132,17 @@ describe("start-up: master key and flags", () => {
     assert.match(result.stderr, /config file .*typo\.yaml: unknown setting "sokcet"/);
   });
 
+  test("--config refuses a file nested too deeply to be a config, with one line and exit 2", async () => {
+    const configPath = join(directory.path, "deep.yaml");
+    await writeFile(configPath, `${"[".repeat(2000)}${"]".repeat(2000)}\n`);
+    const result = await serve({ ENCRYPTION_MASTER_KEY: newMasterKey() }, ["--config", configPath]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `kms-envelope: config file ${configPath} nests collections more than 64 levels deep: it is not a configuration file, check its contents\n`,
+    );
+  });
+
   test("--dev creates a 0600 development key, warns loudly, and reuses it on restart", async () => {
     const runDir = join(directory.path, "dev-run");
     const socketPath = join(runDir, "kms.sock");

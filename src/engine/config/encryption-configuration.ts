@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { LineCounter, parseAllDocuments } from "yaml";
-import { MAX_YAML_DEPTH, yamlNestingDepth } from "../../config-text.js";
+import { MAX_YAML_DEPTH, yamlNestingDepth } from "../../config/yaml-file.js";
 import { errorMessage } from "../../errors.js";
 import { buildModel } from "./build-model.js";
 import { type ConfigProblem, InvalidEncryptionConfigurationError } from "./config-error.js";

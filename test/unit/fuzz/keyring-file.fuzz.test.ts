@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { stringify } from "yaml";
-import { parseYamlText } from "../../../src/config-text.js";
+import { parseYamlText } from "../../../src/config/yaml-file.js";
 import { type Keyring, validateKeyring } from "../../../src/keys/keyring-file.js";
 import {
   deeplyNestedYaml,

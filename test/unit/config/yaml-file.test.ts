@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { MAX_YAML_DEPTH, parseYamlText, yamlNestingDepth } from "../../src/config-text.js";
-import { KmsEnvelopeError } from "../../src/errors.js";
-import { PACKAGE_ROOT } from "../../src/package-info.js";
+import { MAX_YAML_DEPTH, parseYamlText, yamlNestingDepth } from "../../../src/config/yaml-file.js";
+import { KmsEnvelopeError } from "../../../src/errors.js";
+import { PACKAGE_ROOT } from "../../../src/package-info.js";
 
 const flow = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
 const block = (depth: number) =>

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { type CST, Parser, parse } from "yaml";
-import { errorMessage, KmsEnvelopeError } from "./errors.js";
+import { errorMessage, KmsEnvelopeError } from "../errors.js";
 
 /**
  * Deepest nesting of collections a configuration file may have; real ones need fewer than ten
