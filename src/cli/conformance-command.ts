@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { z } from "zod";
 import { durationSchema } from "../config/duration.js";
+import { describeIssues } from "../config/issues.js";
 import { runPluginConformance } from "../conformance/plugin/index.js";
 import { runProviderConformance } from "../conformance/provider/index.js";
 import { moduleSubject } from "../conformance/provider-subject.js";
@@ -42,11 +43,7 @@ const schema = z.object({
 function parseFlags(flags: ConformanceFlags): z.infer<typeof schema> {
   const parsed = schema.safeParse(flags);
   if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map(
-    (issue) =>
-      `--${String(issue.path[0]).replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)} ${issue.message}`,
-  );
-  throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+  throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { parseFlag } from "../config/issues.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
 import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
@@ -45,15 +45,13 @@ export function addFieldLayerFlags(command: Command): Command {
 }
 
 export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer> {
-  const timeout = durationSchema.safeParse(flags.timeout);
-  if (!timeout.success)
-    throw new KmsEnvelopeError("INVALID_CONFIG", `--timeout ${timeout.error.issues[0]?.message}`);
+  const timeoutMs = parseFlag(durationSchema, "timeout", flags.timeout);
   return openFieldLayer({
     fieldMapPath: flags.fields,
     encryptionConfigPath: flags.config,
     allowKmsV1: flags.allowKmsV1,
     allowUnmapped: flags.allowUnmapped,
     daemonSocket: flags.socket ?? `${defaultRunDirectory()}/${SOCKET_FILE_NAME}`,
-    daemonTimeoutMs: timeout.data,
+    daemonTimeoutMs: timeoutMs,
   });
 }

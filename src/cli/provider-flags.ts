@@ -6,6 +6,7 @@ import type {
 } from "../../providers/instrumented.js";
 import { ProviderRegistry } from "../../providers/registry.js";
 import { durationSchema } from "../config/duration.js";
+import { describeIssues } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 
 /** Raw provider flag values. */
@@ -73,11 +74,7 @@ export async function providerRegistry(
 ): Promise<ProviderRegistry> {
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) =>
-        `--${String(issue.path[0]).replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)} ${issue.message}`,
-    );
-    throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+    throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
   }
   const flags = parsed.data;
   const registry = new ProviderRegistry({

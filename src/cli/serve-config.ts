@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { byteSizeSchema } from "../config/byte-size.js";
 import { durationSchema } from "../config/duration.js";
+import { describeIssues } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
 import type { DaemonOptions } from "../server/daemon-options.js";
@@ -118,10 +119,7 @@ export interface ServeConfig extends DaemonOptions {
 export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   const parsed = serveOptions.safeParse(input);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `--${kebab(String(issue.path[0]))} ${issue.message}`,
-    );
-    throw new KmsEnvelopeError("INVALID_CONFIG", problems.join("; "));
+    throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
   }
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
@@ -161,8 +159,4 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
     keyring: options.keyring === undefined ? undefined : resolve(options.keyring),
     keyringPollMs: options.keyringPollInterval,
   });
-}
-
-function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }

@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Command, Option } from "commander";
 import { callUnary } from "../client/call-unary.js";
 import { durationSchema } from "../config/duration.js";
+import { parseFlag } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { services } from "../server/protos.js";
 import { grpcAddress, parseSocketPath } from "../server/socket-endpoint.js";
@@ -43,15 +44,10 @@ export function statusCommand(): Command {
     .option("--json", "print the answer as JSON")
     .action(
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
-        const timeout = durationSchema.safeParse(options.timeout);
-        if (!timeout.success)
-          throw new KmsEnvelopeError(
-            "INVALID_CONFIG",
-            `--timeout ${timeout.error.issues[0]?.message}`,
-          );
+        const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
         const socket =
           options.socket ?? `${options.runDir ?? defaultRunDirectory()}/${SOCKET_FILE_NAME}`;
-        const answer = await askStatus(grpcAddress(parseSocketPath(socket)), timeout.data);
+        const answer = await askStatus(grpcAddress(parseSocketPath(socket)), timeoutMs);
         if (options.json) {
           process.stdout.write(
             `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,

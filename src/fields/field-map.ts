@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { describeIssues } from "../config/issues.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldRoute } from "./field-codec.js";
@@ -61,10 +62,9 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
   const document = parseYamlText(text, source);
   const result = schema.safeParse(document);
   if (!result.success) {
-    const issue = result.error.issues[0];
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `${source}: ${issue?.path.join(".") || "(document)"}: ${issue?.message ?? "invalid"}`,
+      `${source}: ${describeIssues(result.error.issues, "path")}`,
     );
   }
   const resources = new Map<string, ResourceFields>();

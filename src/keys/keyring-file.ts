@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
+import { describeIssues } from "../config/issues.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
 import { KmsEnvelopeError } from "../errors.js";
@@ -61,12 +62,9 @@ export type Keyring = z.infer<typeof keyringSchema>;
 export function validateKeyring(document: unknown, source: string): Keyring {
   const parsed = keyringSchema.safeParse(document);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `${issue.path.join(".") || "(document)"} ${issue.message}`,
-    );
     throw new KmsEnvelopeError(
       "INVALID_CONFIG",
-      `keyring ${source} is invalid: ${problems.join("; ")}`,
+      `keyring ${source} is invalid: ${describeIssues(parsed.error.issues, "path")}`,
     );
   }
   return parsed.data;

@@ -5,6 +5,7 @@
  * never the value.
  */
 import { z } from "zod";
+import { describeIssues } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../fields/field-codec.js";
 import { credentialShapes, DETECTOR_NAMES, type DetectorName } from "./credential-shapes.js";
@@ -51,10 +52,9 @@ export class PlaintextGuard {
   constructor(options: PlaintextGuardOptions, warn: FindingSink) {
     const parsed = optionsSchema.safeParse(options);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
       throw new KmsEnvelopeError(
         "INVALID_CONFIG",
-        `plaintext guard: ${issue?.path.join(".") || "(options)"}: ${issue?.message ?? "invalid"}`,
+        `plaintext guard: ${describeIssues(parsed.error.issues, "path")}`,
       );
     }
     this.#options = parsed.data;

@@ -58,7 +58,7 @@ describe("keyring file validation", () => {
     assert.throws(
       () => validateKeyring(keyringOf(version("aws:a", "active")), "k.yaml"),
       invalid(
-        /keyring k\.yaml is invalid: versions must have exactly one primary version, found 0/,
+        /keyring k\.yaml is invalid: versions: must have exactly one primary version, found 0/,
       ),
     );
     assert.throws(
@@ -78,7 +78,7 @@ describe("keyring file validation", () => {
           keyringOf(version("aws:a", "primary"), version("aws:a", "active")),
           "k.yaml",
         ),
-      invalid(/versions\.1\.keyId duplicates aws:a/),
+      invalid(/versions\.1\.keyId: duplicates aws:a/),
     );
   });
 
@@ -91,10 +91,10 @@ describe("keyring file validation", () => {
       ],
       [
         keyringOf({ ...version("aws:a", "primary"), wrappedKey: "not base64!" }),
-        /versions\.0\.wrappedKey must be standard base64/,
+        /versions\.0\.wrappedKey: must be standard base64/,
       ],
       [{ ...keyringOf(version("aws:a", "primary")), kind: "Secret" }, /kind/],
-      [keyringOf(), /versions must hold at least one version/],
+      [keyringOf(), /versions: must hold at least one version/],
     ];
     for (const [document, detail] of cases)
       assert.throws(() => validateKeyring(document, "k.yaml"), invalid(detail));
