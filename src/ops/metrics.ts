@@ -26,7 +26,7 @@ export class DaemonMetrics {
   readonly #providerCalls: Counter<"provider" | "operation" | "result">;
   readonly #providerLatency: Histogram<"provider" | "operation">;
   readonly #providerFailedAttempts: Counter<"provider" | "result">;
-  readonly #connectionsRefused: Counter<"reason">;
+  readonly #connectionsShed: Counter<"reason">;
   #bufferedBytes: () => number = () => 0;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
@@ -102,9 +102,9 @@ export class DaemonMetrics {
       labelNames: ["provider", "result"],
       registers,
     });
-    this.#connectionsRefused = new Counter({
-      name: `${METRIC_PREFIX}connections_refused_total`,
-      help: "Client connections closed on arrival because a limit was reached, by reason.",
+    this.#connectionsShed = new Counter({
+      name: `${METRIC_PREFIX}connections_shed_total`,
+      help: "Client connections closed because --max-connections was reached: the longest-idle one (evicted_idle) or, when none was idle, the new one (max_connections).",
       labelNames: ["reason"],
       registers,
     });
@@ -134,8 +134,8 @@ export class DaemonMetrics {
   }
 
   /** Counts a client connection closed on arrival because a limit was reached. */
-  countConnectionRefused(reason: "max_connections"): void {
-    this.#connectionsRefused.labels(reason).inc();
+  countConnectionShed(reason: "max_connections" | "evicted_idle"): void {
+    this.#connectionsShed.labels(reason).inc();
   }
 
   /** Reads the gRPC server's held bytes at each scrape. */

@@ -52,7 +52,7 @@ export interface ServerLimits {
   readonly maxBufferBytes: number;
   /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
   readonly maxStreamsPerConnection: number;
-  /** Connections open at once; more are closed as they arrive. */
+  /** Connections open at once; past it the longest-idle one is closed (or, if none, the new one). */
   readonly maxConnections: number;
   /** Longest a unary call may take, from its first byte to its last response byte. */
   readonly callTimeoutMs: number;
@@ -173,16 +173,6 @@ export class GrpcServer {
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
       settings: { maxConcurrentStreams: this.#limits.maxStreamsPerConnection },
     });
-    this.#server.maxConnections = this.#limits.maxConnections;
-    this.#server.on("drop", () => {
-      this.#metrics.countConnectionRefused("max_connections");
-      this.#throttle.write(
-        "warn",
-        "connection-dropped",
-        { maxConnections: this.#limits.maxConnections },
-        "connection refused: too many open connections (--max-connections)",
-      );
-    });
     this.#server.on("connection", (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));
@@ -265,8 +255,33 @@ export class GrpcServer {
     };
     this.#connections.set(session, connection);
     session.on("close", () => this.#connections.delete(session));
+    if (this.#connections.size > this.#limits.maxConnections) this.#makeRoom(connection);
     // A peer that breaks the connection mid-call is not a daemon fault; the stream is gone.
     session.on("error", (error) => this.#logger.debug({ err: error }, "client connection failed"));
+  }
+
+  /**
+   * Past --max-connections, the connection idle the longest is closed to make room: peers that
+   * merely hold connections open cannot lock a reconnecting kube-apiserver out. Only when every
+   * other connection has a call open is the newcomer refused.
+   */
+  #makeRoom(newcomer: Connection): void {
+    let victim = newcomer;
+    for (const connection of this.#connections.values())
+      if (connection.openCalls === 0 && connection.idleSince < victim.idleSince)
+        victim = connection;
+    const reason = victim === newcomer ? "max_connections" : "evicted_idle";
+    this.#metrics.countConnectionShed(reason);
+    this.#throttle.write(
+      "warn",
+      `connection-${reason}`,
+      { maxConnections: this.#limits.maxConnections },
+      victim === newcomer
+        ? "connection refused: every connection has a call open (--max-connections)"
+        : "closed the longest-idle connection to admit a new one (--max-connections)",
+    );
+    this.#connections.delete(victim.session);
+    victim.session.destroy();
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -330,6 +345,18 @@ export class GrpcServer {
     stream.on("end", () => {
       if (!call.answered) this.#dispatch(call, method);
     });
+    // A peer that resets its call or drops its connection cancelled it: counted, not logged.
+    stream.once("aborted", () => this.#cancelled(call));
+  }
+
+  #cancelled(call: Call): void {
+    if (call.answered) return;
+    call.answered = true;
+    this.#metrics.observeCall(
+      call.path,
+      "CANCELLED",
+      Number(process.hrtime.bigint() - call.started) / 1e9,
+    );
   }
 
   #onCallClosed(call: Call): void {

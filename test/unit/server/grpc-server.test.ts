@@ -171,6 +171,13 @@ async function bufferedBytes(metrics: DaemonMetrics): Promise<number> {
   return metric?.values[0]?.value ?? Number.NaN;
 }
 
+async function shed(metrics: DaemonMetrics, reason: string): Promise<number> {
+  const metric = await metrics.registry
+    .getSingleMetric("kms_envelope_connections_shed_total")
+    ?.get();
+  return metric?.values.find((value) => value.labels.reason === reason)?.value ?? 0;
+}
+
 async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!(await check())) {
@@ -282,22 +289,34 @@ describe("GrpcServer: nothing is held for long", () => {
     stream.end(Buffer.alloc(10));
   });
 
-  test("connections beyond --max-connections are closed on arrival and counted", async () => {
+  test("past --max-connections the longest-idle connection is closed and the newcomer served", async () => {
     const { socketPath, metrics } = await startServer({ maxConnections: 2 });
+    const status0 = () => frameMessage(new Uint8Array(0));
     const first = connect(socketPath);
+    assert.equal((await unary(first, STATUS, status0())).code, status.OK);
     const second = connect(socketPath);
-    await Promise.all(
-      [first, second].map((session) => new Promise((r) => session.once("connect", r))),
-    );
+    assert.equal((await unary(second, STATUS, status0())).code, status.OK);
     const third = connect(socketPath);
-    await closed(third);
-    const served = await unary(first, STATUS, frameMessage(new Uint8Array(0)));
-    assert.equal(served.code, status.OK, "connections within the limit are served");
-    const refusedCount = await metrics.registry
-      .getSingleMetric("kms_envelope_connections_refused_total")
-      ?.get();
-    assert.ok((refusedCount?.values[0]?.value ?? 0) >= 1);
-    assert.equal(first.closed, false, "connections within the limit stay open");
+    assert.equal((await unary(third, STATUS, status0())).code, status.OK, "the newcomer is served");
+    await closed(first);
+    assert.equal(second.closed || second.destroyed, false);
+    assert.equal(await shed(metrics, "evicted_idle"), 1);
+  });
+
+  test("when every connection has a call open, a newcomer is refused and the busy ones kept", async () => {
+    const { socketPath, metrics } = await startServer({ maxConnections: 2 });
+    const busy = [connect(socketPath), connect(socketPath)];
+    const streams = busy.map((session) => {
+      const stream = openCall(session, ENCRYPT);
+      stream.write(prefix(10));
+      return stream;
+    });
+    await eventually(async () => (await bufferedBytes(metrics)) === 20, "both calls open");
+    const newcomer = connect(socketPath);
+    await closed(newcomer);
+    assert.equal(await shed(metrics, "max_connections"), 1);
+    for (const session of busy) assert.equal(session.closed || session.destroyed, false);
+    for (const stream of streams) stream.end(Buffer.alloc(10));
   });
 });
 
@@ -314,6 +333,31 @@ describe("GrpcServer: shutdown ends whatever peers do", () => {
     await Promise.all([...idlePeers, stuck].map(closed));
     rig = undefined;
   });
+});
+
+describe("GrpcServer: a call the peer gives up is cancelled, not refused", () => {
+  for (const how of ["resets the stream", "drops the connection"]) {
+    test(`an unfinished call whose peer ${how} counts as CANCELLED and logs no refusal`, async () => {
+      const { server, socketPath, metrics, logLines } = await startServer();
+      const session = connect(socketPath);
+      const stream = openCall(session, ENCRYPT);
+      stream.write(prefix(100));
+      await eventually(async () => (await bufferedBytes(metrics)) === 100, "the call is open");
+      if (how === "resets the stream") stream.destroy();
+      else session.destroy();
+      await eventually(async () => (await bufferedBytes(metrics)) === 0, "bytes released");
+      await server.shutdown(0);
+      rig = undefined;
+      const counted = await metrics.registry
+        .getSingleMetric("kms_envelope_grpc_requests_total")
+        ?.get();
+      assert.deepEqual(
+        counted?.values.map((value) => value.labels.code),
+        ["CANCELLED"],
+      );
+      assert.equal(logLines().filter((line) => line.msg === "call refused").length, 0);
+    });
+  }
 });
 
 describe("GrpcServer: refusals cannot fill the disk", () => {
