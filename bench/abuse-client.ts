@@ -14,7 +14,7 @@
 import type * as http2 from "node:http2";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { services } from "../src/server/protos.js";
+import { services } from "../src/wire/protos.js";
 import { type AttackReport, SCENARIOS, type Scenario, STATUS_NAMES, Tally } from "./abuse-tally.js";
 import { parseDurationMs } from "./lib.js";
 

@@ -8,8 +8,8 @@
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { callUnary } from "../src/client/call-unary.js";
-import { services } from "../src/server/protos.js";
+import { callUnary } from "../src/wire/call-unary.js";
+import { services } from "../src/wire/protos.js";
 
 interface WireRecord<Value> {
   workspace: string;

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { callUnary } from "../src/client/call-unary.js";
-import { services } from "../src/server/protos.js";
+import { callUnary } from "../src/wire/call-unary.js";
+import { services } from "../src/wire/protos.js";
 
 /** Repository root (the directory holding bench/). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");

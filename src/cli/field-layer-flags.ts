@@ -3,7 +3,8 @@ import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
-import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
+import { defaultSocketPath, parseSocketPath, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import { defaultRunDirectory } from "./serve-config.js";
 
 export interface FieldLayerFlags {
   fields: string;
@@ -11,6 +12,7 @@ export interface FieldLayerFlags {
   allowKmsV1?: boolean;
   allowUnmapped?: boolean;
   socket?: string;
+  runDir?: string;
   timeout: string;
 }
 
@@ -41,6 +43,9 @@ export function addFieldLayerFlags(command: Command): Command {
         `kms-envelope daemon socket for field-service resources (default <run-dir>/${SOCKET_FILE_NAME})`,
       ).env("KMS_ENVELOPE_SOCKET"),
     )
+    .addOption(
+      new Option("--run-dir <dir>", "run directory of the daemon").env("KMS_ENVELOPE_RUN_DIR"),
+    )
     .option("--timeout <duration>", "per-call timeout toward the daemon", "5s");
 }
 
@@ -51,7 +56,9 @@ export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer>
     encryptionConfigPath: flags.config,
     allowKmsV1: flags.allowKmsV1,
     allowUnmapped: flags.allowUnmapped,
-    daemonSocket: flags.socket ?? `${defaultRunDirectory()}/${SOCKET_FILE_NAME}`,
+    daemonSocket: parseSocketPath(
+      flags.socket ?? defaultSocketPath(flags.runDir ?? defaultRunDirectory()),
+    ),
     daemonTimeoutMs: timeoutMs,
   });
 }

@@ -10,10 +10,11 @@ import { createLogger, LOG_LEVELS } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { type Daemon, startDaemon } from "../server/daemon.js";
+import { SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import { applyConfigFile } from "./config-file.js";
 import { ensureDevKeyFile } from "./dev-key.js";
 import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
-import { parseServeConfig, type ServeOptionsInput, SOCKET_FILE_NAME } from "./serve-config.js";
+import { parseServeConfig, type ServeOptionsInput } from "./serve-config.js";
 import { StopSignals } from "./stop-signals.js";
 
 function option(

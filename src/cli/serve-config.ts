@@ -7,10 +7,7 @@ import { describeIssues } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { LOG_LEVELS } from "../ops/logger.js";
 import type { DaemonOptions } from "../server/daemon-options.js";
-import { parseSocketPath } from "../server/socket-endpoint.js";
-
-/** The file name of the socket inside the run directory. */
-export const SOCKET_FILE_NAME = "kms.sock";
+import { defaultSocketPath, parseSocketPath } from "../wire/socket-address.js";
 
 /** Longest Unix socket path Linux accepts (sun_path is 108 bytes including the NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -123,7 +120,7 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   }
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
-  const socket = parseSocketPath(options.socket ?? join(runDir, SOCKET_FILE_NAME));
+  const socket = parseSocketPath(options.socket ?? defaultSocketPath(runDir));
   // sun_path holds 108 bytes with its NUL; a longer path would be bound truncated elsewhere.
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
     throw new KmsEnvelopeError(

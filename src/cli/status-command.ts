@@ -1,12 +1,17 @@
 import * as grpc from "@grpc/grpc-js";
 import { Command, Option } from "commander";
-import { callUnary } from "../client/call-unary.js";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
-import { services } from "../server/protos.js";
-import { grpcAddress, parseSocketPath } from "../server/socket-endpoint.js";
-import { defaultRunDirectory, SOCKET_FILE_NAME } from "./serve-config.js";
+import { callUnary } from "../wire/call-unary.js";
+import { services } from "../wire/protos.js";
+import {
+  defaultSocketPath,
+  grpcAddress,
+  parseSocketPath,
+  SOCKET_FILE_NAME,
+} from "../wire/socket-address.js";
+import { defaultRunDirectory } from "./serve-config.js";
 
 interface StatusResponse {
   version: string;
@@ -45,8 +50,7 @@ export function statusCommand(): Command {
     .action(
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
         const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
-        const socket =
-          options.socket ?? `${options.runDir ?? defaultRunDirectory()}/${SOCKET_FILE_NAME}`;
+        const socket = options.socket ?? defaultSocketPath(options.runDir ?? defaultRunDirectory());
         const answer = await askStatus(grpcAddress(parseSocketPath(socket)), timeoutMs);
         if (options.json) {
           process.stdout.write(

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { services } from "../server/protos.js";
+import { services } from "../wire/protos.js";
 
 /** How one RPC ended: the answer, or the gRPC status; with its latency either way. */
 export type CallResult<T> =

@@ -1,7 +1,7 @@
 import { isAbsolute } from "node:path";
 import { parseKmsEndpoint } from "../engine/config/kms-endpoint.js";
 import { KmsEnvelopeError } from "../errors.js";
-import { grpcAddress } from "../server/socket-endpoint.js";
+import { grpcAddress } from "../wire/socket-address.js";
 
 /**
  * The gRPC address of a KMS plugin endpoint written as in an EncryptionConfiguration

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { PluginConnection } from "../engine/kms/plugin-client.js";
-import { services } from "../server/protos.js";
+import { services } from "../wire/protos.js";
 
 interface WireRecord<Value> {
   workspace: string;

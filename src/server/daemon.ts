@@ -15,7 +15,7 @@ import { GrpcServer } from "./grpc-server.js";
 import { healthService } from "./health-service.js";
 import { kmsV1Service } from "./kms-v1-service.js";
 import { kmsV2Service } from "./kms-v2-service.js";
-import { services } from "./protos.js";
+import { services } from "../wire/protos.js";
 import {
   prepareSocketFile,
   removeSocketFile,

@@ -8,7 +8,7 @@ import {
   sealRecords,
 } from "../keys/field-sealing.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
-import { services } from "./protos.js";
+import { services } from "../wire/protos.js";
 
 /** The field service's methods, by their proto names. */
 export type FieldMethod = "Seal" | "Open";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import * as http2 from "node:http2";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { services } from "../../src/server/protos.js";
+import { services } from "../../src/wire/protos.js";
 import { suiteDaemon } from "./support/daemon-process.js";
 
 interface RawAnswer {

@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
-import { callUnary } from "../../client/call-unary.js";
+import { callUnary } from "../../wire/call-unary.js";
 import { type ErrorCode, KmsEnvelopeError } from "../../errors.js";
-import { services } from "../../server/protos.js";
-import { grpcAddress } from "../../server/socket-endpoint.js";
+import { services } from "../../wire/protos.js";
+import { grpcAddress } from "../../wire/socket-address.js";
 
 /** Told the method, gRPC status code name and duration of every call (for metrics). */
 export type CallObserver = (method: string, code: string, seconds: number) => void;

@@ -5,9 +5,9 @@ import {
   defaultRunDirectory,
   parseServeConfig,
   type ServeOptionsInput,
-  SOCKET_FILE_NAME,
 } from "../../../src/cli/serve-config.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
+import { SOCKET_FILE_NAME } from "../../../src/wire/socket-address.js";
 
 /** What `kms-envelope serve` passes when no flag is given (the commander defaults). */
 const DEFAULTS: ServeOptionsInput = {

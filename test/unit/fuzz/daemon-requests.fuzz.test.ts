@@ -27,7 +27,7 @@ import type {
 import { healthService } from "../../../src/server/health-service.js";
 import { kmsV1Service } from "../../../src/server/kms-v1-service.js";
 import { kmsV2Service } from "../../../src/server/kms-v2-service.js";
-import { services } from "../../../src/server/protos.js";
+import { services } from "../../../src/wire/protos.js";
 import {
   mutationOf,
   PROTOTYPE_NAMES,

@@ -7,7 +7,7 @@ import { KmsEnvelopeError } from "../../../src/errors.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
 import { createLogger } from "../../../src/ops/logger.js";
 import { FieldWorkerPool } from "../../../src/server/field-worker-pool.js";
-import { services } from "../../../src/server/protos.js";
+import { services } from "../../../src/wire/protos.js";
 
 const seal = services.field.service.Seal as MethodDefinition<object, object>;
 const open = services.field.service.Open as MethodDefinition<object, object>;

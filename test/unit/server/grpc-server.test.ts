@@ -11,7 +11,7 @@ import { createLogger } from "../../../src/ops/logger.js";
 import { DaemonMetrics } from "../../../src/ops/metrics.js";
 import { frameMessage } from "../../../src/server/grpc-framing.js";
 import { GrpcServer, type ServerLimits } from "../../../src/server/grpc-server.js";
-import { services } from "../../../src/server/protos.js";
+import { services } from "../../../src/wire/protos.js";
 
 // The server under test runs in this process on a temporary socket, driven by a raw HTTP/2
 // client that can do what grpc-js never would: leave bodies unfinished, send them slowly,

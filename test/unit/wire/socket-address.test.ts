@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { describe, test } from "node:test";
 import { KmsEnvelopeError } from "../../../src/errors.js";
-import { grpcAddress, parseSocketPath } from "../../../src/server/socket-endpoint.js";
+import { grpcAddress, parseSocketPath } from "../../../src/wire/socket-address.js";
 
 function invalidConfig(detail: RegExp) {
   return (error: unknown): boolean => {

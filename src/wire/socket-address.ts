@@ -1,10 +1,18 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { KmsEnvelopeError } from "../errors.js";
+
+/** The file name of the daemon's socket inside its run directory. */
+export const SOCKET_FILE_NAME = "kms.sock";
+
+/** Where the daemon listens, and its clients dial, unless a socket is given. */
+export function defaultSocketPath(runDir: string): string {
+  return join(runDir, SOCKET_FILE_NAME);
+}
 
 /**
  * Accepts what operators write: a path or `unix:///path` (the EncryptionConfiguration form),
- * and returns the absolute socket path. Abstract sockets (`@name`) are refused: grpc-js cannot
- * serve on them, and a socket file is what carries the 0600 permission anyway.
+ * and returns the absolute socket path. Abstract sockets (`@name`) are refused for the daemon:
+ * they have no file, so nothing carries the 0600 permission that keeps other users out.
  */
 export function parseSocketPath(value: string): string {
   let rest = value.trim();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { services } from "../../../src/server/protos.js";
+import { services } from "../../../src/wire/protos.js";
 
 describe("loaded protos match the upstream contracts", () => {
   test("KMS v2 method paths are the upstream *_FullMethodName constants", () => {
