@@ -1,9 +1,7 @@
-import * as grpc from "@grpc/grpc-js";
 import { Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
-import { callUnary } from "../wire/call-unary.js";
 import { services } from "../wire/protos.js";
 import {
   defaultSocketPath,
@@ -11,6 +9,7 @@ import {
   parseSocketPath,
   SOCKET_FILE_NAME,
 } from "../wire/socket-address.js";
+import { UnaryConnection } from "../wire/unary-connection.js";
 import { defaultRunDirectory } from "./serve-config.js";
 
 interface StatusResponse {
@@ -19,16 +18,19 @@ interface StatusResponse {
   key_id: string;
 }
 
-function askStatus(address: string, timeoutMs: number): Promise<StatusResponse> {
-  const client = new services.kmsV2(address, grpc.credentials.createInsecure());
-  return callUnary<StatusResponse>(client, "Status", {}, { deadline: Date.now() + timeoutMs })
-    .catch((error: grpc.ServiceError) => {
-      throw new KmsEnvelopeError(
-        "DAEMON_UNREACHABLE",
-        `no answer from ${address}: ${error.details || error.message}; is the daemon running?`,
-      );
-    })
-    .finally(() => client.close());
+async function askStatus(socketPath: string, timeoutMs: number): Promise<StatusResponse> {
+  const address = grpcAddress(socketPath);
+  const connection = new UnaryConnection(services.kmsV2, { address, timeoutMs, label: address });
+  try {
+    const answer = await connection.attempt<StatusResponse>("Status", {});
+    if (answer.ok) return answer.value;
+    throw new KmsEnvelopeError(
+      "DAEMON_UNREACHABLE",
+      `no answer from ${address}: ${answer.details}; is the daemon running?`,
+    );
+  } finally {
+    connection.close();
+  }
 }
 
 /** `kms-envelope status`: asks a running daemon for its KMS v2 Status. */
@@ -51,7 +53,7 @@ export function statusCommand(): Command {
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
         const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
         const socket = options.socket ?? defaultSocketPath(options.runDir ?? defaultRunDirectory());
-        const answer = await askStatus(grpcAddress(parseSocketPath(socket)), timeoutMs);
+        const answer = await askStatus(parseSocketPath(socket), timeoutMs);
         if (options.json) {
           process.stdout.write(
             `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,

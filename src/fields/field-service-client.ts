@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import { PluginConnection } from "../engine/kms/plugin-client.js";
 import { services } from "../wire/protos.js";
+import { grpcAddress } from "../wire/socket-address.js";
+import { UnaryConnection } from "../wire/unary-connection.js";
 
 interface WireRecord<Value> {
   workspace: string;
@@ -27,22 +28,26 @@ export interface SealedFields {
  * batch of records of one resource; the workspace keys never leave the daemon.
  */
 export class FieldServiceClient {
-  readonly #field: PluginConnection;
-  readonly #kms: PluginConnection;
+  readonly #field: UnaryConnection;
+  readonly #kms: UnaryConnection;
 
   constructor(options: { socketPath: string; timeoutMs: number }) {
     const label = `kms-envelope daemon at ${options.socketPath}`;
     // The daemon answers bad values with INVALID_ARGUMENT and unknown or retired key
     // versions with NOT_FOUND (SPEC.md §4): those are the record's fault, not an outage.
-    this.#field = new PluginConnection(services.field, {
-      ...options,
+    const connection = {
+      address: grpcAddress(options.socketPath),
+      timeoutMs: options.timeoutMs,
       label,
+    };
+    this.#field = new UnaryConnection(services.field, {
+      ...connection,
       refusals: {
         [status.INVALID_ARGUMENT]: "DECRYPTION_FAILED",
         [status.NOT_FOUND]: "UNKNOWN_KEY_ID",
       },
     });
-    this.#kms = new PluginConnection(services.kmsV2, { ...options, label });
+    this.#kms = new UnaryConnection(services.kmsV2, connection);
   }
 
   async seal(

@@ -8,6 +8,7 @@ import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
 import type { ProbeSources } from "../ops/probes.js";
+import { services } from "../wire/protos.js";
 import type { DaemonOptions } from "./daemon-options.js";
 import { fieldService } from "./field-service.js";
 import { FieldWorkerPool } from "./field-worker-pool.js";
@@ -15,7 +16,6 @@ import { GrpcServer } from "./grpc-server.js";
 import { healthService } from "./health-service.js";
 import { kmsV1Service } from "./kms-v1-service.js";
 import { kmsV2Service } from "./kms-v2-service.js";
-import { services } from "../wire/protos.js";
 import {
   prepareSocketFile,
   removeSocketFile,

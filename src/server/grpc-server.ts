@@ -5,6 +5,7 @@ import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
 import { LogThrottle } from "../ops/log-throttle.js";
 import type { Logger } from "../ops/logger.js";
 import type { DaemonMetrics } from "../ops/metrics.js";
+import { statusName } from "../wire/unary-connection.js";
 import { toCallFailure } from "./error-status.js";
 import { encodeGrpcMessage, frameMessage } from "./grpc-framing.js";
 import { MemoryBudget } from "./memory-budget.js";
@@ -89,9 +90,6 @@ interface Call {
   answered: boolean;
 }
 
-const STATUS_NAMES = Object.fromEntries(
-  Object.entries(status).map(([name, value]) => [value, name]),
-) as Record<number, string>;
 const CONTENT_TYPE = "application/grpc";
 // nghttp2's own buffers per connection; request and response bytes are bounded by the budgets.
 const MAX_SESSION_MEMORY_MB = 32;
@@ -468,7 +466,7 @@ export class GrpcServer {
       const failure = toCallFailure(error);
       code = failure.code;
       sendStatusOnly(call.stream, failure.code, failure.details);
-      const grpcCode = STATUS_NAMES[failure.code];
+      const grpcCode = statusName(failure.code);
       const fields = { method: call.path, uid: correlationId(request), grpcCode };
       if (failure.unexpected) {
         this.#throttle.write(
@@ -490,7 +488,7 @@ export class GrpcServer {
     }
     this.#metrics.observeCall(
       call.path,
-      STATUS_NAMES[code] ?? "UNKNOWN",
+      statusName(code),
       Number(process.hrtime.bigint() - call.started) / 1e9,
     );
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { type CallResult, failureText } from "../plugin-client.js";
+import type { CallResult } from "../../wire/unary-connection.js";
+import { failureText } from "../plugin-client.js";
 import { Findings, type Rule, skipped } from "../report.js";
 import { type PluginRun, stillAnswers } from "./run.js";
 

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import type { CallResult } from "../../wire/unary-connection.js";
 import {
-  type CallResult,
   type EncryptAnswer,
   failureText,
   PluginClient,

@@ -1,10 +1,11 @@
 import { randomFillSync } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { KmsEnvelopeError, MalformedCiphertextError } from "../../errors.js";
+import type { CallObserver } from "../../wire/unary-connection.js";
 import { cbcOpen } from "../transformers/aes-cbc.js";
 import { gcmOpen, gcmSeal } from "../transformers/aes-gcm.js";
 import type { Read, Stored, Transformer, Writer } from "../transformers/transformer.js";
-import { type CallObserver, KmsV1Plugin } from "./plugin-client.js";
+import { KmsV1Plugin } from "./plugin-client.js";
 
 const DEK_BYTES = 32;
 const MAX_ENCRYPTED_DEK_BYTES = 0xffff;

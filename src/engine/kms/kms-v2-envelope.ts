@@ -1,6 +1,7 @@
 import { randomFillSync, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { errorMessage } from "../../errors.js";
+import type { CallObserver } from "../../wire/unary-connection.js";
 import { AesGcmTransformer } from "../transformers/aes-gcm.js";
 import { ExtendedNonceGcmTransformer, SEED_BYTES } from "../transformers/aes-gcm-extended-nonce.js";
 import type {
@@ -18,7 +19,7 @@ import {
   encodeEncryptedObject,
 } from "./encrypted-object.js";
 import { KmsV2SeedState, refuse, type WriteSeed } from "./kms-v2-seed-state.js";
-import { type CallObserver, KmsV2Plugin } from "./plugin-client.js";
+import { KmsV2Plugin } from "./plugin-client.js";
 
 /** kube-apiserver's timing toward a KMS v2 plugin (KMS-CONTRACT.md §2.2); tests shorten it. */
 export interface KmsV2Timing {

@@ -59,7 +59,10 @@ export class AesGcmTransformer extends KeyedTransformer {
   }
 
   override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
-    return { data: gcmSeal(this.key(), plaintext, authenticatedData), writer: this.currentWriter() };
+    return {
+      data: gcmSeal(this.key(), plaintext, authenticatedData),
+      writer: this.currentWriter(),
+    };
   }
 
   override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
