@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { callUnary } from "../../../src/wire/call-unary.js";
 import { PACKAGE_ROOT } from "../../../src/package-info.js";
+import { callUnary } from "../../../src/wire/call-unary.js";
 import { services } from "../../../src/wire/protos.js";
 
 const MAIN = join(PACKAGE_ROOT, "src/cli/main.ts");
