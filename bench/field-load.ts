@@ -9,24 +9,15 @@ import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { callUnary } from "../src/wire/call-unary.js";
+import type { OpenResponse__Output } from "../src/wire/generated/kms_envelope/field/v1/OpenResponse.js";
+import type { PlainRecord__Output } from "../src/wire/generated/kms_envelope/field/v1/PlainRecord.js";
+import type { SealedRecord__Output } from "../src/wire/generated/kms_envelope/field/v1/SealedRecord.js";
+import type { SealResponse__Output } from "../src/wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../src/wire/protos.js";
 
-interface WireRecord<Value> {
-  workspace: string;
-  resource: string;
-  record_id: string;
-  fields: Record<string, Value>;
-}
-
-interface SealResponse {
-  records: WireRecord<string>[];
-  key_id: string;
-}
-
-interface OpenResponse {
-  records: WireRecord<Buffer>[];
-  stale: boolean;
-}
+type PlainWire = PlainRecord__Output;
+type SealResponse = SealResponse__Output;
+type OpenResponse = OpenResponse__Output;
 
 /** Result of one phase (one operation at one batch size). */
 export interface FieldPhaseResult {
@@ -85,7 +76,7 @@ function makeBatch(
   records: number,
   fields: number,
   valueBytes: number,
-): WireRecord<Buffer>[] {
+): PlainWire[] {
   return Array.from({ length: records }, (_, recordIndex) => {
     const values: Record<string, Buffer> = {};
     for (let field = 0; field < fields; field++) values[`field_${field}`] = randomBytes(valueBytes);
@@ -99,12 +90,12 @@ function makeBatch(
 }
 
 /** Checks a SealResponse against the request; returns a reason when it is wrong. */
-function checkSealed(plain: WireRecord<Buffer>[], answer: SealResponse): string | undefined {
+function checkSealed(plain: PlainWire[], answer: SealResponse): string | undefined {
   if (answer.records.length !== plain.length) return "Seal returned a different record count";
   const prefix = `kmse:v1:${answer.key_id}:`;
   for (let index = 0; index < plain.length; index++) {
-    const sent = plain[index] as WireRecord<Buffer>;
-    const got = answer.records[index] as WireRecord<string>;
+    const sent = plain[index] as PlainWire;
+    const got = answer.records[index] as SealedRecord__Output;
     if (got.record_id !== sent.record_id || got.workspace !== sent.workspace) {
       return "Seal returned records in another order or identity";
     }
@@ -118,10 +109,10 @@ function checkSealed(plain: WireRecord<Buffer>[], answer: SealResponse): string 
 }
 
 /** Counts opened values that differ from the originals (missing ones count as different). */
-function countMismatches(plain: WireRecord<Buffer>[], answer: OpenResponse): number {
+function countMismatches(plain: PlainWire[], answer: OpenResponse): number {
   let mismatches = 0;
   for (let index = 0; index < plain.length; index++) {
-    const sent = plain[index] as WireRecord<Buffer>;
+    const sent = plain[index] as PlainWire;
     const got = answer.records[index];
     for (const [name, value] of Object.entries(sent.fields)) {
       const opened = got?.fields[name];
@@ -134,8 +125,8 @@ function countMismatches(plain: WireRecord<Buffer>[], answer: OpenResponse): num
 async function runPhase(options: {
   op: "seal" | "open";
   clients: grpc.Client[];
-  plainPool: WireRecord<Buffer>[][];
-  sealedPool: (WireRecord<string>[] | undefined)[];
+  plainPool: PlainWire[][];
+  sealedPool: (SealedRecord__Output[] | undefined)[];
   concurrency: number;
   durationMs: number;
 }): Promise<FieldPhaseResult> {
@@ -161,7 +152,7 @@ async function runPhase(options: {
     const client = clients[workerIndex % clients.length] as grpc.Client;
     while (Date.now() < end) {
       const poolIndex = next++ % plainPool.length;
-      const plain = plainPool[poolIndex] as WireRecord<Buffer>[];
+      const plain = plainPool[poolIndex] as PlainWire[];
       const t0 = process.hrtime.bigint();
       calls++;
       try {
@@ -269,7 +260,7 @@ async function main(): Promise<void> {
       const warmPool = Array.from({ length: 4 }, (_, index) =>
         makeBatch(index, 10, fields, valueBytes),
       );
-      const warmSealed: (WireRecord<string>[] | undefined)[] = [];
+      const warmSealed: (SealedRecord__Output[] | undefined)[] = [];
       const half = Math.max(1, Math.round(warmupMs / 2));
       const base = { clients, plainPool: warmPool, sealedPool: warmSealed, concurrency };
       await runPhase({ ...base, op: "seal", durationMs: half });
@@ -279,7 +270,7 @@ async function main(): Promise<void> {
       const plainPool = Array.from({ length: POOL_SIZE }, (_, index) =>
         makeBatch(index, batchRecords, fields, valueBytes),
       );
-      const sealedPool: (WireRecord<string>[] | undefined)[] = [];
+      const sealedPool: (SealedRecord__Output[] | undefined)[] = [];
       const base = { clients, plainPool, sealedPool, concurrency, durationMs };
       results.push(await runPhase({ ...base, op: "seal" }));
       // Every pool entry needs a sealed form before Open; short Seal phases may not reach all.

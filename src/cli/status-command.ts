@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
+import type { StatusResponse__Output } from "../wire/generated/v2/StatusResponse.js";
 import { services } from "../wire/protos.js";
 import {
   defaultSocketPath,
@@ -12,17 +13,11 @@ import {
 import { UnaryConnection } from "../wire/unary-connection.js";
 import { defaultRunDirectory } from "./serve-config.js";
 
-interface StatusResponse {
-  version: string;
-  healthz: string;
-  key_id: string;
-}
-
-async function askStatus(socketPath: string, timeoutMs: number): Promise<StatusResponse> {
+async function askStatus(socketPath: string, timeoutMs: number): Promise<StatusResponse__Output> {
   const address = grpcAddress(socketPath);
   const connection = new UnaryConnection(services.kmsV2, { address, timeoutMs, label: address });
   try {
-    const answer = await connection.attempt<StatusResponse>("Status", {});
+    const answer = await connection.attempt<StatusResponse__Output>("Status", {});
     if (answer.ok) return answer.value;
     throw new KmsEnvelopeError(
       "DAEMON_UNREACHABLE",

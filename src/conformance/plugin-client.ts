@@ -1,20 +1,6 @@
 import { services } from "../wire/protos.js";
 import { type CallResult, UnaryConnection } from "../wire/unary-connection.js";
 
-/** KMS v2 Status answer (proto field names). */
-export interface StatusAnswer {
-  version: string;
-  healthz: string;
-  key_id: string;
-}
-
-/** KMS v2 Encrypt answer. */
-export interface EncryptAnswer {
-  ciphertext: Buffer;
-  key_id: string;
-  annotations: Record<string, Buffer>;
-}
-
 // One channel per API, as kube-apiserver opens one per provider. It sets :authority to
 // localhost (KMS-CONTRACT.md §1.3); some plugins check it. Large limits let the size rules
 // send 1 MiB payloads; the apiserver itself only sends 32 bytes.

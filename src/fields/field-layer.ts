@@ -309,8 +309,9 @@ export class FieldLayer implements FieldCodec {
       resource,
       this.#batch(resource, records, items, (item) => item.text),
     );
-    // The daemon says whether anything in the batch was stale; the key ids say which fields.
-    const primary = answer.stale ? await service.primaryKeyId() : undefined;
+    // The daemon says whether anything in the batch was stale, and (since OpenResponse.key_id)
+    // its primary key id; the key ids say which fields. An older daemon leaves key_id empty.
+    const primary = answer.stale ? answer.keyId || (await service.primaryKeyId()) : undefined;
     return items.map((item, i) => {
       const keyId = keyIds[i] as string;
       return {

@@ -1,15 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
+import { recordFromWire, recordToWire } from "../wire/field-records.js";
+import type { OpenRequest } from "../wire/generated/kms_envelope/field/v1/OpenRequest.js";
+import type { OpenResponse__Output } from "../wire/generated/kms_envelope/field/v1/OpenResponse.js";
+import type { SealRequest } from "../wire/generated/kms_envelope/field/v1/SealRequest.js";
+import type { SealResponse__Output } from "../wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../wire/protos.js";
 import { grpcAddress } from "../wire/socket-address.js";
 import { UnaryConnection } from "../wire/unary-connection.js";
-
-interface WireRecord<Value> {
-  workspace: string;
-  resource: string;
-  record_id: string;
-  fields: Record<string, Value>;
-}
 
 export interface PlainFields {
   readonly workspace: string;
@@ -54,22 +52,28 @@ export class FieldServiceClient {
     resource: string,
     records: readonly PlainFields[],
   ): Promise<{ records: SealedFields[]; keyId: string }> {
-    const answer = await this.#field.call<{ records: WireRecord<string>[]; key_id: string }>(
-      "Seal",
-      { uid: randomUUID(), records: records.map((record) => toWire(resource, record)) },
-    );
-    return { records: answer.records.map(fromWire), keyId: answer.key_id };
+    const request: SealRequest = {
+      uid: randomUUID(),
+      records: records.map((record) => recordToWire({ ...record, resource })),
+    };
+    const answer = await this.#field.call<SealResponse__Output>("Seal", request);
+    return { records: answer.records.map(recordFromWire), keyId: answer.key_id };
   }
 
   async open(
     resource: string,
     records: readonly SealedFields[],
-  ): Promise<{ records: PlainFields[]; stale: boolean }> {
-    const answer = await this.#field.call<{ records: WireRecord<Buffer>[]; stale: boolean }>(
-      "Open",
-      { uid: randomUUID(), records: records.map((record) => toWire(resource, record)) },
-    );
-    return { records: answer.records.map(fromWire), stale: answer.stale };
+  ): Promise<{ records: PlainFields[]; stale: boolean; keyId: string }> {
+    const request: OpenRequest = {
+      uid: randomUUID(),
+      records: records.map((record) => recordToWire({ ...record, resource })),
+    };
+    const answer = await this.#field.call<OpenResponse__Output>("Open", request);
+    return {
+      records: answer.records.map(recordFromWire),
+      stale: answer.stale,
+      keyId: answer.key_id,
+    };
   }
 
   /** The daemon's primary key id: what new field values are sealed under. */
@@ -81,24 +85,4 @@ export class FieldServiceClient {
     this.#field.close();
     this.#kms.close();
   }
-}
-
-function toWire<Value>(
-  resource: string,
-  record: { workspace: string; recordId: string; fields: Readonly<Record<string, Value>> },
-): WireRecord<Value> {
-  return {
-    workspace: record.workspace,
-    resource,
-    record_id: record.recordId,
-    fields: { ...record.fields },
-  };
-}
-
-function fromWire<Value>(record: WireRecord<Value>): {
-  workspace: string;
-  recordId: string;
-  fields: Record<string, Value>;
-} {
-  return { workspace: record.workspace, recordId: record.record_id, fields: record.fields };
 }

@@ -2,23 +2,14 @@ import { fieldContext } from "../crypto/contexts.js";
 import { formatFieldValue, parseFieldValue } from "../crypto/field-value.js";
 import { open, seal } from "../crypto/sealed.js";
 import { KmsEnvelopeError } from "../errors.js";
+import type { FieldRecord } from "../wire/field-records.js";
 import type { MasterKeySet } from "./master-key-set.js";
 
 /** A record of plaintext fields, as the field service receives and returns them. */
-export interface PlainRecord {
-  workspace: string;
-  resource: string;
-  recordId: string;
-  fields: Record<string, Uint8Array>;
-}
+export type PlainRecord = FieldRecord<Uint8Array>;
 
 /** A record of sealed field values (`kmse:v1:…`). */
-export interface SealedRecord {
-  workspace: string;
-  resource: string;
-  recordId: string;
-  fields: Record<string, string>;
-}
+export type SealedRecord = FieldRecord<string>;
 
 /**
  * Seals every field of every record under the primary key (SPEC.md §2, field context); all

@@ -1,13 +1,13 @@
 import type { MethodDefinition } from "@grpc/grpc-js";
 import { wipe } from "../crypto/wipe.js";
 import { InvalidRequestError } from "../errors.js";
-import {
-  openRecords,
-  type PlainRecord,
-  type SealedRecord,
-  sealRecords,
-} from "../keys/field-sealing.js";
+import { openRecords, sealRecords } from "../keys/field-sealing.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
+import { type FieldRecord, recordFromWire, recordToWire } from "../wire/field-records.js";
+import type { OpenRequest__Output } from "../wire/generated/kms_envelope/field/v1/OpenRequest.js";
+import type { OpenResponse } from "../wire/generated/kms_envelope/field/v1/OpenResponse.js";
+import type { SealRequest__Output } from "../wire/generated/kms_envelope/field/v1/SealRequest.js";
+import type { SealResponse } from "../wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../wire/protos.js";
 
 /** The field service's methods, by their proto names. */
@@ -31,13 +31,6 @@ export interface FieldBatchResult {
   fields: number;
 }
 
-interface WireRecord<Value> {
-  workspace: string;
-  resource: string;
-  record_id: string;
-  fields: Record<string, Value>;
-}
-
 const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
 
 function checkName(value: string, what: string, index: number): void {
@@ -51,17 +44,14 @@ function checkName(value: string, what: string, index: number): void {
 
 /** Validates the batch at the edge and counts its fields; names the first bad record. */
 function fromWire<Value>(
-  records: WireRecord<Value>[],
-  limits: FieldBatchLimits,
-): {
   records: {
     workspace: string;
     resource: string;
-    recordId: string;
+    record_id: string;
     fields: Record<string, Value>;
-  }[];
-  fields: number;
-} {
+  }[],
+  limits: FieldBatchLimits,
+): { records: FieldRecord<Value>[]; fields: number } {
   if (records.length > MAX_RECORDS_PER_BATCH) {
     throw new InvalidRequestError(
       `a batch holds at most ${MAX_RECORDS_PER_BATCH} records; split it`,
@@ -85,28 +75,9 @@ function fromWire<Value>(
       );
     }
     for (const field of names) checkName(field, "fields key", index);
-    return {
-      workspace: record.workspace,
-      resource: record.resource,
-      recordId: record.record_id,
-      fields: record.fields,
-    };
+    return recordFromWire(record);
   });
   return { records: checked, fields: total };
-}
-
-function toWire<Value>(record: {
-  workspace: string;
-  resource: string;
-  recordId: string;
-  fields: Record<string, Value>;
-}): WireRecord<Value> {
-  return {
-    workspace: record.workspace,
-    resource: record.resource,
-    record_id: record.recordId,
-    fields: record.fields,
-  };
 }
 
 /**
@@ -143,24 +114,27 @@ export function runFieldBatch(
   limits: FieldBatchLimits,
 ): FieldBatchResult {
   if (method === "Seal") {
-    const request = decode<{ records: WireRecord<Buffer>[]; uid: string }>(method, message);
+    const request = decode<SealRequest__Output>(method, message);
     for (const record of request.records) emptyOmittedValues(record.fields);
     const plain = fromWire(request.records, limits);
-    const sealed = sealRecords(keys, plain.records as PlainRecord[]);
-    const response = definition.Seal.responseSerialize({
-      records: sealed.records.map(toWire),
+    const sealed = sealRecords(keys, plain.records);
+    const answer: SealResponse = {
+      records: sealed.records.map(recordToWire),
       key_id: sealed.keyId,
-    });
+    };
+    const response = definition.Seal.responseSerialize(answer);
     return { response, uid: request.uid, fields: plain.fields };
   }
-  const request = decode<{ records: WireRecord<string>[]; uid: string }>(method, message);
+  const request = decode<OpenRequest__Output>(method, message);
   const sealed = fromWire(request.records, limits);
-  const opened = openRecords(keys, sealed.records as SealedRecord[]);
+  const opened = openRecords(keys, sealed.records);
   try {
-    const response = definition.Open.responseSerialize({
-      records: opened.records.map(toWire),
+    const answer: OpenResponse = {
+      records: opened.records.map(recordToWire),
       stale: opened.stale,
-    });
+      key_id: keys.primary.keyId,
+    };
+    const response = definition.Open.responseSerialize(answer);
     return { response, uid: request.uid, fields: sealed.fields };
   } finally {
     for (const record of opened.records) wipe(...Object.values(record.fields));

@@ -1,5 +1,7 @@
 import { KmsEnvelopeError } from "../errors.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
+import type { HealthCheckRequest__Output } from "../wire/generated/grpc/health/v1/HealthCheckRequest.js";
+import type { HealthCheckResponse } from "../wire/generated/grpc/health/v1/HealthCheckResponse.js";
 import type { ResponseStream, ServiceHandlers } from "./grpc-server.js";
 
 type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -24,7 +26,7 @@ export function healthService(
   const current = (): ServingStatus => (checkHealthz(probes).ok ? "SERVING" : "NOT_SERVING");
 
   const handlers: ServiceHandlers = {
-    Check: (request: { service: string }) => {
+    Check: (request: HealthCheckRequest__Output): HealthCheckResponse => {
       if (!known.has(request.service)) {
         throw new KmsEnvelopeError(
           "UNKNOWN_SERVICE",
@@ -33,7 +35,7 @@ export function healthService(
       }
       return { status: current() };
     },
-    Watch: (request: { service: string }, stream: ResponseStream) => {
+    Watch: (request: HealthCheckRequest__Output, stream: ResponseStream) => {
       if (!known.has(request.service)) {
         stream.write({ status: "SERVICE_UNKNOWN" });
         stream.end();

@@ -1,19 +1,15 @@
 import { InvalidRequestError } from "../errors.js";
 import type { Envelope } from "../keys/envelope.js";
 import { PACKAGE_VERSION } from "../package-info.js";
+import type { DecryptRequest__Output } from "../wire/generated/v1beta1/DecryptRequest.js";
+import type { DecryptResponse } from "../wire/generated/v1beta1/DecryptResponse.js";
+import type { EncryptRequest__Output } from "../wire/generated/v1beta1/EncryptRequest.js";
+import type { EncryptResponse } from "../wire/generated/v1beta1/EncryptResponse.js";
+import type { VersionResponse } from "../wire/generated/v1beta1/VersionResponse.js";
 import type { ServiceHandlers } from "./grpc-server.js";
 
 /** The only version the v1beta1 client accepts (KMS-CONTRACT.md §1.2). */
 export const KMS_V1_VERSION = "v1beta1";
-
-interface EncryptRequest {
-  version: string;
-  plain: Buffer;
-}
-interface DecryptRequest {
-  version: string;
-  cipher: Buffer;
-}
 
 // kube-apiserver always sends "v1beta1"; an empty version is tolerated for hand-written clients.
 function assertVersion(request: { version: string }): void {
@@ -27,16 +23,16 @@ function assertVersion(request: { version: string }): void {
 /** Handlers of `v1beta1.KeyManagementService` (the deprecated Kubernetes KMS v1 API). */
 export function kmsV1Service(envelope: Envelope): ServiceHandlers {
   return {
-    Version: () => ({
+    Version: (): VersionResponse => ({
       version: KMS_V1_VERSION,
       runtime_name: "kms-envelope",
       runtime_version: PACKAGE_VERSION,
     }),
-    Encrypt: (request: EncryptRequest) => {
+    Encrypt: (request: EncryptRequest__Output): EncryptResponse => {
       assertVersion(request);
       return { cipher: envelope.encryptKms("v1", request.plain).ciphertext };
     },
-    Decrypt: (request: DecryptRequest) => {
+    Decrypt: (request: DecryptRequest__Output): DecryptResponse => {
       assertVersion(request);
       // v1beta1 requests carry no key id: the one inside the ciphertext picks the version.
       return { plain: envelope.decryptKms("v1", request.cipher) };

@@ -1,26 +1,20 @@
 import { InvalidRequestError } from "../errors.js";
 import type { Envelope } from "../keys/envelope.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
+import type { DecryptRequest__Output } from "../wire/generated/v2/DecryptRequest.js";
+import type { DecryptResponse } from "../wire/generated/v2/DecryptResponse.js";
+import type { EncryptRequest__Output } from "../wire/generated/v2/EncryptRequest.js";
+import type { EncryptResponse } from "../wire/generated/v2/EncryptResponse.js";
+import type { StatusResponse } from "../wire/generated/v2/StatusResponse.js";
 import type { ServiceHandlers } from "./grpc-server.js";
 
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
 export const KMS_V2_VERSION = "v2";
 
-interface EncryptRequest {
-  plaintext: Buffer;
-  uid: string;
-}
-interface DecryptRequest {
-  ciphertext: Buffer;
-  uid: string;
-  key_id: string;
-  annotations: Record<string, Buffer>;
-}
-
 /** Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). */
 export function kmsV2Service(envelope: Envelope, probes: ProbeSources): ServiceHandlers {
   return {
-    Status: () => {
+    Status: (): StatusResponse => {
       const health = checkHealthz(probes);
       // healthz is "ok" only when the key is really usable; otherwise the reason, which the
       // apiserver shows in its own healthz output (KMS-CONTRACT.md §2.2).
@@ -30,13 +24,13 @@ export function kmsV2Service(envelope: Envelope, probes: ProbeSources): ServiceH
         key_id: envelope.primaryKeyId,
       };
     },
-    Encrypt: (request: EncryptRequest) => {
+    Encrypt: (request: EncryptRequest__Output): EncryptResponse => {
       const { ciphertext, keyId } = envelope.encryptKms("v2", request.plaintext);
       // No annotations: the key id travels inside the ciphertext and nothing else is needed
       // to decrypt, so nothing extra sits unencrypted in etcd.
       return { ciphertext, key_id: keyId, annotations: {} };
     },
-    Decrypt: (request: DecryptRequest) => {
+    Decrypt: (request: DecryptRequest__Output): DecryptResponse => {
       if (request.key_id === "") {
         throw new InvalidRequestError("key_id is required: send the key_id that Encrypt returned");
       }

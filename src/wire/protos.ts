@@ -2,6 +2,9 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { PACKAGE_ROOT } from "../package-info.js";
+import type { ProtoGrpcType as KmsTree } from "./generated/api.js";
+import type { ProtoGrpcType as FieldTree } from "./generated/field.js";
+import type { ProtoGrpcType as HealthTree } from "./generated/health.js";
 
 const PROTO_FILES = [
   "k8s.io/kms/apis/v2/api.proto",
@@ -21,13 +24,15 @@ const packageDefinition = loadSync(PROTO_FILES, {
   oneofs: true,
 });
 
-// biome-ignore lint/suspicious/noExplicitAny: loadPackageDefinition returns an untyped tree.
-const tree = grpc.loadPackageDefinition(packageDefinition) as any;
+// The generated root types describe exactly this tree (same protos, same loader flags).
+const tree = grpc.loadPackageDefinition(packageDefinition) as unknown as KmsTree &
+  HealthTree &
+  FieldTree;
 
-/** The service definitions the daemon serves and tests dial. */
+/** The service definitions the daemon serves and tests dial, typed by the generated code. */
 export const services = {
-  kmsV2: tree.v2.KeyManagementService as grpc.ServiceClientConstructor,
-  kmsV1: tree.v1beta1.KeyManagementService as grpc.ServiceClientConstructor,
-  health: tree.grpc.health.v1.Health as grpc.ServiceClientConstructor,
-  field: tree.kms_envelope.field.v1.FieldService as grpc.ServiceClientConstructor,
+  kmsV2: tree.v2.KeyManagementService,
+  kmsV1: tree.v1beta1.KeyManagementService,
+  health: tree.grpc.health.v1.Health,
+  field: tree.kms_envelope.field.v1.FieldService,
 };

@@ -48,7 +48,10 @@ export class UnaryConnection {
   readonly #options: UnaryConnectionOptions;
   #closed = false;
 
-  constructor(service: grpc.ServiceClientConstructor, options: UnaryConnectionOptions) {
+  constructor(
+    service: new (...args: ConstructorParameters<typeof grpc.Client>) => grpc.Client,
+    options: UnaryConnectionOptions,
+  ) {
     this.#client = new service(options.address, grpc.credentials.createInsecure(), {
       // A restarted peer is usually back within a second; grpc-js's default backoff grows to
       // two minutes, which would outlast kube-apiserver's 10 s unhealthy re-poll many times.

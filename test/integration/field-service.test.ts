@@ -11,7 +11,7 @@ interface WireRecord<Value> {
   fields: Record<string, Value>;
 }
 type SealResponse = { records: WireRecord<string>[]; key_id: string };
-type OpenResponse = { records: WireRecord<Buffer>[]; stale: boolean };
+type OpenResponse = { records: WireRecord<Buffer>[]; stale: boolean; key_id: string };
 
 const token = (record: string) => ({
   workspace: "ws-acme",
@@ -48,6 +48,7 @@ describe("field service over the daemon's Unix socket", () => {
     }
     const opened = await open(sealed.records);
     assert.equal(opened.stale, false);
+    assert.equal(opened.key_id, suite.daemon.keyId, "Open names the primary key id");
     assert.deepEqual(opened.records, records);
   });
 

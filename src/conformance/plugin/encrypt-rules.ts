@@ -4,7 +4,8 @@ import {
   fqdnProblem,
   keyIdProblem,
 } from "../../engine/kms/kms-v2-rules.js";
-import { type EncryptAnswer, failureText } from "../plugin-client.js";
+import type { EncryptResponse__Output } from "../../wire/generated/v2/EncryptResponse.js";
+import { failureText } from "../plugin-client.js";
 import { Findings, type Rule, skipped } from "../report.js";
 import { type PluginRun, quoted } from "./run.js";
 
@@ -12,7 +13,11 @@ import { type PluginRun, quoted } from "./run.js";
 function encryptRule(
   id: string,
   title: string,
-  judge: (answer: EncryptAnswer, findings: Findings, run: PluginRun) => Promise<void> | void,
+  judge: (
+    answer: EncryptResponse__Output,
+    findings: Findings,
+    run: PluginRun,
+  ) => Promise<void> | void,
 ): Rule<PluginRun> {
   return {
     id,

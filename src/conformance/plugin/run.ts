@@ -1,11 +1,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import type { EncryptResponse__Output } from "../../wire/generated/v2/EncryptResponse.js";
+import type { StatusResponse__Output } from "../../wire/generated/v2/StatusResponse.js";
 import type { CallResult } from "../../wire/unary-connection.js";
-import {
-  type EncryptAnswer,
-  failureText,
-  PluginClient,
-  type StatusAnswer,
-} from "../plugin-client.js";
+import { failureText, PluginClient } from "../plugin-client.js";
 import { pluginAddress } from "../plugin-endpoint.js";
 import type { Findings } from "../report.js";
 
@@ -33,8 +30,8 @@ export class PluginRun {
   readonly concurrency: number;
   readonly latencySamples: number;
   readonly v1: boolean;
-  #status: Promise<CallResult<StatusAnswer>> | undefined;
-  #encrypt: Promise<{ seed: Buffer; result: CallResult<EncryptAnswer> }> | undefined;
+  #status: Promise<CallResult<StatusResponse__Output>> | undefined;
+  #encrypt: Promise<{ seed: Buffer; result: CallResult<EncryptResponse__Output> }> | undefined;
 
   constructor(options: PluginRunOptions) {
     this.timeoutMs = options.timeoutMs ?? 3000;
@@ -44,23 +41,31 @@ export class PluginRun {
     this.client = new PluginClient(pluginAddress(options.endpoint), this.timeoutMs);
   }
 
-  status(): Promise<CallResult<StatusAnswer>> {
-    return this.client.call<StatusAnswer>("v2", "Status", {});
+  status(): Promise<CallResult<StatusResponse__Output>> {
+    return this.client.call<StatusResponse__Output>("v2", "Status", {});
   }
 
   /** The first Status answer of the run, which the Status rules judge. */
-  firstStatus(): Promise<CallResult<StatusAnswer>> {
+  firstStatus(): Promise<CallResult<StatusResponse__Output>> {
     this.#status ??= this.status();
     return this.#status;
   }
 
   /** Encrypts a random 32-byte seed with a new uid, as the apiserver does. */
-  async encrypt(plaintext: Buffer = randomBytes(SEED_BYTES)): Promise<CallResult<EncryptAnswer>> {
-    return this.client.call<EncryptAnswer>("v2", "Encrypt", { plaintext, uid: randomUUID() });
+  async encrypt(
+    plaintext: Buffer = randomBytes(SEED_BYTES),
+  ): Promise<CallResult<EncryptResponse__Output>> {
+    return this.client.call<EncryptResponse__Output>("v2", "Encrypt", {
+      plaintext,
+      uid: randomUUID(),
+    });
   }
 
   /** Decrypts with everything Encrypt returned, as the apiserver does. */
-  decrypt(answer: EncryptAnswer, ciphertext = answer.ciphertext): Promise<CallResult<Buffer>> {
+  decrypt(
+    answer: EncryptResponse__Output,
+    ciphertext = answer.ciphertext,
+  ): Promise<CallResult<Buffer>> {
     return this.client
       .call<{ plaintext: Buffer }>("v2", "Decrypt", {
         ciphertext,
@@ -72,7 +77,7 @@ export class PluginRun {
   }
 
   /** The first seed Encrypt of the run, which the Encrypt rules judge. */
-  firstEncrypt(): Promise<{ seed: Buffer; result: CallResult<EncryptAnswer> }> {
+  firstEncrypt(): Promise<{ seed: Buffer; result: CallResult<EncryptResponse__Output> }> {
     this.#encrypt ??= (async () => {
       const seed = randomBytes(SEED_BYTES);
       return { seed, result: await this.encrypt(seed) };

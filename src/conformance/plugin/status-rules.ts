@@ -1,5 +1,6 @@
 import { ACCEPTED_VERSIONS, keyIdProblem } from "../../engine/kms/kms-v2-rules.js";
-import { failureText, type StatusAnswer } from "../plugin-client.js";
+import type { StatusResponse__Output } from "../../wire/generated/v2/StatusResponse.js";
+import { failureText } from "../plugin-client.js";
 import { Findings, type Rule, skipped } from "../report.js";
 import { type PluginRun, quoted } from "./run.js";
 
@@ -9,7 +10,7 @@ import { type PluginRun, quoted } from "./run.js";
 function statusRule(
   id: string,
   title: string,
-  judge: (status: StatusAnswer, findings: Findings) => void,
+  judge: (status: StatusResponse__Output, findings: Findings) => void,
 ): Rule<PluginRun> {
   return {
     id,

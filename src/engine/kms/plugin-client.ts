@@ -1,3 +1,11 @@
+import type { DecryptResponse__Output as V1DecryptResponse } from "../../wire/generated/v1beta1/DecryptResponse.js";
+import type { EncryptResponse__Output as V1EncryptResponse } from "../../wire/generated/v1beta1/EncryptResponse.js";
+import type { VersionResponse__Output } from "../../wire/generated/v1beta1/VersionResponse.js";
+import type { DecryptRequest } from "../../wire/generated/v2/DecryptRequest.js";
+import type { DecryptResponse__Output } from "../../wire/generated/v2/DecryptResponse.js";
+import type { EncryptRequest } from "../../wire/generated/v2/EncryptRequest.js";
+import type { EncryptResponse__Output } from "../../wire/generated/v2/EncryptResponse.js";
+import type { StatusResponse__Output } from "../../wire/generated/v2/StatusResponse.js";
 import { services } from "../../wire/protos.js";
 import { grpcAddress } from "../../wire/socket-address.js";
 import { type CallObserver, UnaryConnection } from "../../wire/unary-connection.js";
@@ -35,20 +43,13 @@ export class KmsV2Plugin {
   }
 
   async status(): Promise<KmsV2StatusAnswer> {
-    const answer = await this.#connection.call<{
-      version: string;
-      healthz: string;
-      key_id: string;
-    }>("Status", {});
+    const answer = await this.#connection.call<StatusResponse__Output>("Status", {});
     return { version: answer.version, healthz: answer.healthz, keyId: answer.key_id };
   }
 
   async encrypt(uid: string, plaintext: Uint8Array): Promise<KmsV2EncryptAnswer> {
-    const answer = await this.#connection.call<{
-      ciphertext: Buffer;
-      key_id: string;
-      annotations: Record<string, Buffer>;
-    }>("Encrypt", { uid, plaintext });
+    const request: EncryptRequest = { uid, plaintext };
+    const answer = await this.#connection.call<EncryptResponse__Output>("Encrypt", request);
     return {
       ciphertext: answer.ciphertext,
       keyId: answer.key_id,
@@ -64,12 +65,13 @@ export class KmsV2Plugin {
       annotations: ReadonlyMap<string, Uint8Array>;
     },
   ): Promise<Uint8Array> {
-    const answer = await this.#connection.call<{ plaintext: Buffer }>("Decrypt", {
+    const message: DecryptRequest = {
       uid,
       ciphertext: request.ciphertext,
       key_id: request.keyId,
       annotations: Object.fromEntries(request.annotations),
-    });
+    };
+    const answer = await this.#connection.call<DecryptResponse__Output>("Decrypt", message);
     return answer.plaintext;
   }
 
@@ -93,14 +95,14 @@ export class KmsV1Plugin {
   }
 
   async version(): Promise<string> {
-    const answer = await this.#connection.call<{ version: string }>("Version", {
+    const answer = await this.#connection.call<VersionResponse__Output>("Version", {
       version: KmsV1Plugin.API_VERSION,
     });
     return answer.version;
   }
 
   async encrypt(plain: Uint8Array): Promise<Uint8Array> {
-    const answer = await this.#connection.call<{ cipher: Buffer }>("Encrypt", {
+    const answer = await this.#connection.call<V1EncryptResponse>("Encrypt", {
       version: KmsV1Plugin.API_VERSION,
       plain,
     });
@@ -108,7 +110,7 @@ export class KmsV1Plugin {
   }
 
   async decrypt(cipher: Uint8Array): Promise<Uint8Array> {
-    const answer = await this.#connection.call<{ plain: Buffer }>("Decrypt", {
+    const answer = await this.#connection.call<V1DecryptResponse>("Decrypt", {
       version: KmsV1Plugin.API_VERSION,
       cipher,
     });
