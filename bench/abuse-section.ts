@@ -100,9 +100,9 @@ export function abuseSection(report: AbuseReport | undefined, error?: string): s
   }
   lines.push(
     "",
-    "What the daemon counted meanwhile (`/metrics`: calls that were not OK, connections closed on arrival) and the log it wrote:",
+    "What the daemon counted meanwhile (`/metrics`: calls that were not OK, connections closed to stay within `--max-connections`: the longest-idle one, or a newcomer when all are busy) and the log it wrote:",
     "",
-    "| scenario | refused or cut calls | connections refused | log written |",
+    "| scenario | refused or cut calls | connections shed | log written |",
     "|---|---|---:|---:|",
   );
   for (const row of report.rows) {
@@ -111,7 +111,7 @@ export function abuseSection(report: AbuseReport | undefined, error?: string): s
       .map(([key, n]) => `${key} ${count(n)}`)
       .join(", ");
     lines.push(
-      `| ${row.scenario} | ${refused || "none"} | ${count(row.connectionsRefused)} | ${count(row.logBytes)} B (${count(row.logLines)} lines) |`,
+      `| ${row.scenario} | ${refused || "none"} | ${count(row.connectionsShed)} | ${count(row.logBytes)} B (${count(row.logLines)} lines) |`,
     );
   }
   const field = report.rows.find((row) => row.scenario === "field-batches");

@@ -40,8 +40,8 @@ export interface AbuseRow {
   attackerError?: string;
   /** Calls the daemon counted meanwhile (/metrics), by "method code". */
   daemonCalls: Record<string, number>;
-  /** Connections the daemon closed on arrival (/metrics). */
-  connectionsRefused: number;
+  /** Connections the daemon closed to stay within --max-connections (/metrics). */
+  connectionsShed: number;
   /** Log the daemon wrote from the attack's start to the "after" sample. */
   logBytes: number;
   logLines: number;
@@ -137,7 +137,7 @@ async function servedHttpAddress(daemon: DaemonProcess): Promise<string> {
   throw new Error(`the daemon did not log its probe address:\n${daemon.lines.join("\n")}`);
 }
 
-/** Counters of interest from /metrics: calls by "method code", connections refused. */
+/** Counters of interest from /metrics: calls by "method code", connections shed. */
 async function scrape(httpAddress: string): Promise<Map<string, number>> {
   const text = await (await fetch(`http://${httpAddress}/metrics`)).text();
   const counters = new Map<string, number>();
@@ -146,8 +146,10 @@ async function scrape(httpAddress: string): Promise<Map<string, number>> {
   )) {
     counters.set(`${match[1]} ${match[2]}`, Number(match[3]));
   }
-  const refused = /^kms_envelope_connections_refused_total\{[^}]*\} (\d+)$/m.exec(text);
-  counters.set("connections refused", Number(refused?.[1] ?? 0));
+  let shed = 0;
+  for (const match of text.matchAll(/^kms_envelope_connections_shed_total\{[^}]*\} (\d+)$/gm))
+    shed += Number(match[1]);
+  counters.set("connections shed", shed);
   return counters;
 }
 
@@ -238,7 +240,7 @@ async function measureScenario(
   const daemonCalls: Record<string, number> = {};
   for (const [key, value] of countersAfter) {
     const delta = value - (countersBefore.get(key) ?? 0);
-    if (delta > 0 && key !== "connections refused") daemonCalls[key] = delta;
+    if (delta > 0 && key !== "connections shed") daemonCalls[key] = delta;
   }
   const row: AbuseRow = {
     scenario: plan.scenario,
@@ -256,9 +258,9 @@ async function measureScenario(
     ...(outcome.report === undefined ? {} : { attacker: outcome.report }),
     ...(outcome.error === undefined ? {} : { attackerError: outcome.error }),
     daemonCalls,
-    connectionsRefused:
-      (countersAfter.get("connections refused") ?? 0) -
-      (countersBefore.get("connections refused") ?? 0),
+    connectionsShed:
+      (countersAfter.get("connections shed") ?? 0) -
+      (countersBefore.get("connections shed") ?? 0),
     logBytes: daemon.stdoutBytes - logBytesBefore,
     logLines: daemon.lines.length - logLinesBefore,
     ...(stillAlive ? {} : { daemonExit: String(daemon.child.exitCode ?? daemon.child.signalCode) }),
