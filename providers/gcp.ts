@@ -8,12 +8,12 @@ import { type CloudKmsOperation, classifyGcpError, IntegrityFailure } from "./gc
 import { validateGcpKeyRef } from "./gcp-key-ref.js";
 import { type AttemptCallOptions, type RetryPolicy, withRetries } from "./gcp-retry.js";
 import { requireKeyToWrap } from "./preconditions.js";
-import type { ProviderOptions } from "./registry.js";
 import {
   type CustodyProvider,
   ProviderError,
   type ProviderErrorClass,
   type ProviderKeyDescription,
+  type ProviderOptions,
   type WrapContext,
 } from "./types.js";
 

@@ -1,24 +1,12 @@
 import {
   type CustodyProvider,
+  type ProviderCallObserver,
   ProviderError,
   type ProviderErrorClass,
   type ProviderKeyDescription,
+  type ProviderOperation,
   type WrapContext,
 } from "./types.js";
-
-/** Provider operations that reach the key service. */
-export type ProviderOperation = "wrapKey" | "unwrapKey" | "checkHealth";
-
-/** Receives one finished provider call: its outcome class and duration. */
-export type ProviderCallObserver = (
-  provider: string,
-  operation: ProviderOperation,
-  result: "ok" | ProviderErrorClass,
-  seconds: number,
-) => void;
-
-/** Receives one failed attempt inside a provider call (retried or not): its error class. */
-export type ProviderAttemptObserver = (provider: string, errorClass: ProviderErrorClass) => void;
 
 /**
  * Wraps a provider so every call to the key service is observed (metrics), whatever the

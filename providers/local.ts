@@ -6,11 +6,11 @@ import { open, seal } from "../src/crypto/sealed.js";
 import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
-import type { ProviderOptions } from "./registry.js";
 import {
   type DirectKeyProvider,
   ProviderError,
   type ProviderKeyDescription,
+  type ProviderOptions,
   type WrapContext,
 } from "./types.js";
 

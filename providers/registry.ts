@@ -1,40 +1,8 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { errorMessage, KmsEnvelopeError } from "../src/errors.js";
-import {
-  instrument,
-  type ProviderAttemptObserver,
-  type ProviderCallObserver,
-} from "./instrumented.js";
-import type { CustodyProvider, ProviderErrorClass } from "./types.js";
-
-/** Knobs every provider factory receives; each provider uses what applies to it. */
-export interface ProviderOptions {
-  /** Deadline of one provider call, retries included. */
-  timeoutMs: number;
-  /** Attempts per call for throttling and transient failures (1 = no retry). */
-  maxAttempts: number;
-  /** Service endpoint override (private endpoints, emulators); the SDK default otherwise. */
-  endpoint?: string | undefined;
-  /** Cloud region, where the key reference does not say it. */
-  region?: string | undefined;
-  /** Environment the provider reads credentials and settings from. */
-  environment: NodeJS.ProcessEnv;
-  /**
-   * Called once for every failed attempt inside a provider call — including attempts that are
-   * retried (throttling, transient failures), whether or not the call then succeeds — with the
-   * attempt's error class only, never key material. The registry sets it for each provider (see
-   * `observeAttempt`); providers that make a single attempt per call need not call it.
-   */
-  onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
-  /** Receives every provider call (metrics); providers themselves never see it. */
-  observe?: ProviderCallObserver | undefined;
-  /**
-   * Receives every failed attempt of every provider the registry creates (metrics), bound to
-   * the provider's name as its `onAttemptFailed`; providers themselves never see it.
-   */
-  observeAttempt?: ProviderAttemptObserver | undefined;
-}
+import { instrument } from "./instrumented.js";
+import type { CustodyProvider, ProviderOptions } from "./types.js";
 
 /**
  * What a provider module exports — built-in or custom (SPEC.md §3): its `name` (the key-id

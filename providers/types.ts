@@ -61,3 +61,45 @@ export interface DirectKeyProvider extends CustodyProvider {
   /** Master keys, primary first, then older versions that still decrypt. Caller wipes them. */
   loadMasterKeys(): Uint8Array[];
 }
+
+/** Provider operations that reach the key service. */
+export type ProviderOperation = "wrapKey" | "unwrapKey" | "checkHealth";
+
+/** Receives one finished provider call: its outcome class and duration. */
+export type ProviderCallObserver = (
+  provider: string,
+  operation: ProviderOperation,
+  result: "ok" | ProviderErrorClass,
+  seconds: number,
+) => void;
+
+/** Receives one failed attempt inside a provider call (retried or not): its error class. */
+export type ProviderAttemptObserver = (provider: string, errorClass: ProviderErrorClass) => void;
+
+/** Knobs every provider factory receives; each provider uses what applies to it. */
+export interface ProviderOptions {
+  /** Deadline of one provider call, retries included. */
+  timeoutMs: number;
+  /** Attempts per call for throttling and transient failures (1 = no retry). */
+  maxAttempts: number;
+  /** Service endpoint override (private endpoints, emulators); the SDK default otherwise. */
+  endpoint?: string | undefined;
+  /** Cloud region, where the key reference does not say it. */
+  region?: string | undefined;
+  /** Environment the provider reads credentials and settings from. */
+  environment: NodeJS.ProcessEnv;
+  /**
+   * Called once for every failed attempt inside a provider call — including attempts that are
+   * retried (throttling, transient failures), whether or not the call then succeeds — with the
+   * attempt's error class only, never key material. The registry sets it for each provider (see
+   * `observeAttempt`); providers that make a single attempt per call need not call it.
+   */
+  onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
+  /** Receives every provider call (metrics); providers themselves never see it. */
+  observe?: ProviderCallObserver | undefined;
+  /**
+   * Receives every failed attempt of every provider the registry creates (metrics), bound to
+   * the provider's name as its `onAttemptFailed`; providers themselves never see it.
+   */
+  observeAttempt?: ProviderAttemptObserver | undefined;
+}

@@ -1,10 +1,7 @@
 import { type Command, Option } from "commander";
 import { z } from "zod";
-import type {
-  ProviderAttemptObserver,
-  ProviderCallObserver,
-} from "../../providers/instrumented.js";
 import { ProviderRegistry } from "../../providers/registry.js";
+import type { ProviderAttemptObserver, ProviderCallObserver } from "../../providers/types.js";
 import { durationSchema } from "../config/duration.js";
 import { describeIssues } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";

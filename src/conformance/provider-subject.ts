@@ -1,8 +1,5 @@
-import {
-  checkProvider,
-  loadProviderModule,
-  type ProviderOptions,
-} from "../../providers/registry.js";
+import { checkProvider, loadProviderModule } from "../../providers/registry.js";
+import type { ProviderOptions } from "../../providers/types.js";
 import type { ProviderFaults, ProviderSubject } from "./provider/index.js";
 
 /** A provider module (built-in name, path or package) as the daemon would load it. */

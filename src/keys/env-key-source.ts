@@ -1,7 +1,8 @@
-import { instrument, type ProviderCallObserver } from "../../providers/instrumented.js";
+import { instrument } from "../../providers/instrumented.js";
 import type {
   CustodyProvider,
   DirectKeyProvider,
+  ProviderCallObserver,
   ProviderKeyDescription,
 } from "../../providers/types.js";
 import { wipe } from "../crypto/wipe.js";

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { ProviderOptions } from "../../../providers/registry.js";
+import type { ProviderOptions } from "../../../providers/types.js";
 
 type AzureModule = typeof import("../../../providers/azure.js");
 
