@@ -1,10 +1,15 @@
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
 import { EncryptionEngine } from "../engine/encryption-engine.js";
 import { resourceOfEtcdKey } from "../engine/etcd-key.js";
+import { KmsEnvelopeError } from "../errors.js";
+import {
+  addEncryptionConfigFlag,
+  type EncryptionConfigFlags,
+  encryptionConfigPath,
+} from "./encryption-config-flag.js";
 
-interface DecodeFlags {
-  config: string;
+interface DecodeFlags extends EncryptionConfigFlags {
   key: string;
   resource?: string;
   etcdPrefix: string;
@@ -24,13 +29,10 @@ async function readStdin(): Promise<Buffer> {
  * The etcd key is the authenticated data, so it must be the key the value was read from.
  */
 function decodeCommand(): Command {
-  return new Command("decode")
-    .description("decrypt one raw etcd value read on stdin; the plaintext goes to stdout")
-    .addOption(
-      new Option("--config <file>", "the cluster's EncryptionConfiguration")
-        .env("KMS_ENVELOPE_ENCRYPTION_CONFIG")
-        .makeOptionMandatory(),
-    )
+  const command = new Command("decode").description(
+    "decrypt one raw etcd value read on stdin; the plaintext goes to stdout",
+  );
+  return addEncryptionConfigFlag(command, "the cluster's EncryptionConfiguration (required)")
     .requiredOption(
       "--key <etcd-key>",
       "the etcd key the value was stored under, e.g. /registry/secrets/ns/name",
@@ -43,7 +45,13 @@ function decodeCommand(): Command {
       "print {resource, provider, keyId, stale, plaintext (base64)} instead of raw bytes",
     )
     .action(async (flags: DecodeFlags) => {
-      const config = await loadEncryptionConfiguration(flags.config, {
+      const path = encryptionConfigPath(flags);
+      if (path === undefined)
+        throw new KmsEnvelopeError(
+          "INVALID_CONFIG",
+          "--encryption-config is required: give the cluster's EncryptionConfiguration file",
+        );
+      const config = await loadEncryptionConfiguration(path, {
         allowKmsV1: flags.allowKmsV1,
       });
       const resource = flags.resource ?? resourceOfEtcdKey(flags.key, flags.etcdPrefix);

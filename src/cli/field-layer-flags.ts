@@ -4,11 +4,15 @@ import { parseFlag } from "../config/issues.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
 import { defaultSocketPath, parseSocketPath, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import {
+  addEncryptionConfigFlag,
+  type EncryptionConfigFlags,
+  encryptionConfigPath,
+} from "./encryption-config-flag.js";
 import { defaultRunDirectory } from "./serve-config.js";
 
-export interface FieldLayerFlags {
+export interface FieldLayerFlags extends EncryptionConfigFlags {
   fields: string;
-  config?: string;
   allowKmsV1?: boolean;
   allowUnmapped?: boolean;
   socket?: string;
@@ -18,18 +22,15 @@ export interface FieldLayerFlags {
 
 /** The flags every command that encrypts or decrypts application fields shares. */
 export function addFieldLayerFlags(command: Command): Command {
-  return command
-    .addOption(
-      new Option("--fields <file>", "field map: which fields of which resources are encrypted")
-        .env("KMS_ENVELOPE_FIELD_MAP")
-        .makeOptionMandatory(),
-    )
-    .addOption(
-      new Option(
-        "--config <file>",
-        "EncryptionConfiguration for resources the field map routes through the engine",
-      ).env("KMS_ENVELOPE_ENCRYPTION_CONFIG"),
-    )
+  command.addOption(
+    new Option("--fields <file>", "field map: which fields of which resources are encrypted")
+      .env("KMS_ENVELOPE_FIELD_MAP")
+      .makeOptionMandatory(),
+  );
+  return addEncryptionConfigFlag(
+    command,
+    "EncryptionConfiguration for resources the field map routes through the engine",
+  )
     .option("--allow-kms-v1", "accept deprecated kms apiVersion v1 providers (KMSv1 gate)")
     .option(
       // No environment variable: Commander turns any value of one (even "0") into true, and an
@@ -53,7 +54,7 @@ export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer>
   const timeoutMs = parseFlag(durationSchema, "timeout", flags.timeout);
   return openFieldLayer({
     fieldMapPath: flags.fields,
-    encryptionConfigPath: flags.config,
+    encryptionConfigPath: encryptionConfigPath(flags),
     allowKmsV1: flags.allowKmsV1,
     allowUnmapped: flags.allowUnmapped,
     daemonSocket: parseSocketPath(

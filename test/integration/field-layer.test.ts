@@ -423,11 +423,22 @@ describe("field layer and CLI against the real daemon", () => {
       assert.equal(raw.stdout, "k8s\0protobuf-object");
       assert.match(raw.stderr, /secrets decrypted by kms:v2:kms-envelope key/);
       const json = await runCli(
-        ["etcd", "decode", "--config", configPath, "--key", key, "--json"],
+        ["etcd", "decode", "--encryption-config", configPath, "--key", key, "--json"],
         env(),
         20_000,
         stored.data,
       );
+      const both = await runCli(
+        ["etcd", "decode", "--config", configPath, "--encryption-config", configPath, "--key", key],
+        env(),
+        20_000,
+        stored.data,
+      );
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /--config is the old name of --encryption-config/);
+      const none = await runCli(["etcd", "decode", "--key", key], env(), 20_000, stored.data);
+      assert.equal(none.code, 2);
+      assert.match(none.stderr, /--encryption-config is required/);
       const answer = JSON.parse(json.stdout) as Record<string, unknown>;
       assert.deepEqual(
         { ...answer, plaintext: Buffer.from(answer.plaintext as string, "base64").toString() },
