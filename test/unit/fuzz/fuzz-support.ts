@@ -251,7 +251,7 @@ export const protobufMessage: fc.Arbitrary<Uint8Array> = fc.letrec<{
  * YAML text nested up to 2,000 levels, in flow and block style. Deep enough to overflow a
  * recursive composer, which on Node 20 can abort the process on the next parse.
  */
-export const deeplyNestedYaml: fc.Arbitrary<string> = fc
+const deeplyNestedYaml: fc.Arbitrary<string> = fc
   .tuple(
     // The composer overflows from about 800 levels; shallow documents must still be read.
     fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 800, max: 2000 })),
@@ -262,3 +262,17 @@ export const deeplyNestedYaml: fc.Arbitrary<string> = fc
     if (style === "map") return `${"{a: ".repeat(depth)}1${"}".repeat(depth)}`;
     return `${Array.from({ length: depth }, (_, i) => `${" ".repeat(i)}-`).join("\n")} x`;
   });
+
+/**
+ * Reads deeply nested documents twice each through `read` (which asserts its own outcome):
+ * the second read is where a process damaged by the first would abort, as a reload does.
+ */
+export function readDeeplyNestedTwice(read: (text: string) => unknown): void {
+  fc.assert(
+    fc.property(deeplyNestedYaml, (text) => {
+      read(text);
+      read(text);
+    }),
+    runs(12),
+  );
+}

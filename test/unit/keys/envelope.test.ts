@@ -5,10 +5,10 @@ import { FakeProvider } from "../../../providers/fake.js";
 import { deriveKeyId } from "../../../src/crypto/derivation.js";
 import { decodeKmsCiphertext } from "../../../src/crypto/kms-ciphertext.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
-import { KmsEnvelopeError } from "../../../src/errors.js";
 import { Envelope } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { hasCode } from "../../support/error-assertions.js";
 
 await loadSecretbox();
 
@@ -47,16 +47,6 @@ async function suspended(): Promise<Rig> {
   const snapshot = await suspendedRig.monitor.checkNow();
   assert.equal(snapshot.suspended, true);
   return suspendedRig;
-}
-
-function hasCode(code: string, message?: string | RegExp) {
-  return (error: unknown): boolean => {
-    assert.ok(error instanceof KmsEnvelopeError, `expected a KmsEnvelopeError, got ${error}`);
-    assert.equal(error.code, code);
-    if (typeof message === "string") assert.equal(error.message, message);
-    else if (message !== undefined) assert.match(error.message, message);
-    return true;
-  };
 }
 
 const seed = randomBytes(32);

@@ -8,6 +8,7 @@ import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import { DecryptionFailedError, KmsEnvelopeError } from "../../../src/errors.js";
 import { openRecords, type SealedRecord, sealRecords } from "../../../src/keys/field-sealing.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { hasCode } from "../../support/error-assertions.js";
 
 await loadSecretbox();
 
@@ -20,16 +21,6 @@ const strangerKey = randomBytes(32);
 /** A key set over real keys, primary first. */
 function keySet(keys: Uint8Array[] = [currentKey, previousKey]): MasterKeySet {
   return MasterKeySet.of("local", keys);
-}
-
-function hasCode(code: string, message?: string | RegExp) {
-  return (error: unknown): boolean => {
-    assert.ok(error instanceof KmsEnvelopeError, `expected a KmsEnvelopeError, got ${error}`);
-    assert.equal(error.code, code);
-    if (typeof message === "string") assert.equal(error.message, message);
-    else if (message !== undefined) assert.match(error.message, message);
-    return true;
-  };
 }
 
 describe("sealRecords and openRecords", () => {
