@@ -259,8 +259,7 @@ async function measureScenario(
     ...(outcome.error === undefined ? {} : { attackerError: outcome.error }),
     daemonCalls,
     connectionsShed:
-      (countersAfter.get("connections shed") ?? 0) -
-      (countersBefore.get("connections shed") ?? 0),
+      (countersAfter.get("connections shed") ?? 0) - (countersBefore.get("connections shed") ?? 0),
     logBytes: daemon.stdoutBytes - logBytesBefore,
     logLines: daemon.lines.length - logLinesBefore,
     ...(stillAlive ? {} : { daemonExit: String(daemon.child.exitCode ?? daemon.child.signalCode) }),
