@@ -27,7 +27,7 @@ export class FakeProvider implements DirectKeyProvider {
   readonly name: string;
   readonly calls: Record<FakeOperation, number> = { wrapKey: 0, unwrapKey: 0, checkHealth: 0 };
   readonly #masterKeys: Uint8Array[];
-  readonly #kek = randomBytes(32);
+  readonly #keyEncryptionKey = randomBytes(32);
   #closed = false;
   readonly #script: FakeOutcome[] = [];
   #standing: FakeOutcome = "ok";
@@ -67,7 +67,7 @@ export class FakeProvider implements DirectKeyProvider {
   async wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
     await loadSecretbox();
     await this.#answer("wrapKey", signal);
-    const wrapKey = deriveWorkspaceKey(this.#kek, context.keyId);
+    const wrapKey = deriveWorkspaceKey(this.#keyEncryptionKey, context.keyId);
     try {
       return seal(wrapKey, Buffer.from("fake-wrap"), key);
     } finally {
@@ -82,7 +82,7 @@ export class FakeProvider implements DirectKeyProvider {
   ): Promise<Uint8Array> {
     await loadSecretbox();
     await this.#answer("unwrapKey", signal);
-    const wrapKey = deriveWorkspaceKey(this.#kek, context.keyId);
+    const wrapKey = deriveWorkspaceKey(this.#keyEncryptionKey, context.keyId);
     try {
       return open(wrapKey, Buffer.from("fake-wrap"), wrapped);
     } catch (error) {
@@ -100,7 +100,7 @@ export class FakeProvider implements DirectKeyProvider {
 
   async close(): Promise<void> {
     this.#closed = true;
-    wipe(this.#kek, ...this.#masterKeys);
+    wipe(this.#keyEncryptionKey, ...this.#masterKeys);
   }
 
   async #answer(operation: FakeOperation, signal?: AbortSignal): Promise<void> {

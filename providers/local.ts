@@ -64,11 +64,11 @@ export class LocalProvider implements DirectKeyProvider {
   async wrapKey(key: Uint8Array, context: WrapContext): Promise<Uint8Array> {
     this.#assertOpen();
     await loadSecretbox();
-    const kek = this.#primary();
-    const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
+    const keyEncryptionKey = this.#primary();
+    const wrapKey = deriveWorkspaceKey(keyEncryptionKey, WRAP_WORKSPACE);
     try {
       const sealed = seal(wrapKey, wrapContext(context), key);
-      return encodeKmsCiphertext(deriveKeyId(this.name, kek), sealed);
+      return encodeKmsCiphertext(deriveKeyId(this.name, keyEncryptionKey), sealed);
     } finally {
       wipe(wrapKey);
     }
@@ -83,11 +83,13 @@ export class LocalProvider implements DirectKeyProvider {
     } catch (error) {
       throw new ProviderError("corrupt", "wrapped key is malformed", { cause: error });
     }
-    const kek = this.#keys.find((key) => deriveKeyId(this.name, key) === decoded.keyId);
-    if (kek === undefined) {
+    const keyEncryptionKey = this.#keys.find(
+      (key) => deriveKeyId(this.name, key) === decoded.keyId,
+    );
+    if (keyEncryptionKey === undefined) {
       throw new ProviderError("user", `no ${MASTER_KEY_VARIABLE} version matches the wrapped key`);
     }
-    const wrapKey = deriveWorkspaceKey(kek, WRAP_WORKSPACE);
+    const wrapKey = deriveWorkspaceKey(keyEncryptionKey, WRAP_WORKSPACE);
     try {
       return open(wrapKey, wrapContext(context), decoded.sealed);
     } catch (error) {

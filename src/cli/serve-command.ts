@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
 import { KmsEnvelopeError } from "../errors.js";
 import { DevKeySource } from "../keys/dev-key-source.js";
-import { DirectKeySource } from "../keys/env-key-source.js";
+import { DirectKeySource } from "../keys/direct-key-source.js";
 import type { KeySource } from "../keys/key-source.js";
 import { KeyringKeySource } from "../keys/keyring-key-source.js";
 import { createLogger, LOG_LEVELS } from "../ops/logger.js";

@@ -5,7 +5,7 @@ import { SEALED_MIN_BYTES } from "./sealed.js";
 const PREFIX = "kmse:v1:";
 
 /** A field value split into the key id that sealed it and the sealed bytes. */
-export interface FieldValue {
+export interface SealedFieldValue {
   keyId: string;
   sealed: Uint8Array;
 }
@@ -21,7 +21,7 @@ export function isFieldValue(text: string): boolean {
 }
 
 /** Parses a field value, checking its structure only. */
-export function parseFieldValue(text: string): FieldValue {
+export function parseFieldValue(text: string): SealedFieldValue {
   if (!text.startsWith(PREFIX))
     throw new MalformedCiphertextError("field value does not start with kmse:v1:");
   // The key id itself contains ':' ("local:…") and base64 never does, so the last ':' splits.

@@ -11,10 +11,10 @@ import type {
   OpenedRecord,
   SealedRecord,
 } from "./field-codec.js";
+import { asJson, bytesToValue, type FieldPlaintext, valueToBytes } from "./field-encoding.js";
 import type { FieldMap, FieldType, ResourceFields } from "./field-map.js";
 import { getPath, withPath } from "./field-paths.js";
 import type { FieldServiceClient } from "./field-service-client.js";
-import { asJson, bytesToValue, type FieldValue, valueToBytes } from "./field-values.js";
 import { UnmappedResourceError } from "./unmapped-resource.js";
 
 const FIELD_SERVICE = "field-service";
@@ -152,7 +152,7 @@ export class FieldLayer implements FieldCodec {
     resource: string,
     path: string,
     record: { id: string; workspace?: string },
-    value: FieldValue,
+    value: FieldPlaintext,
   ): Promise<{ text: string; stamp: FieldStamp }> {
     const { route, type } = this.#field(resource, path);
     const where = `${resource} ${record.id} ${path}`;
@@ -173,7 +173,7 @@ export class FieldLayer implements FieldCodec {
     path: string,
     record: { id: string; workspace?: string },
     text: string,
-  ): Promise<{ value: FieldValue; stale: boolean; stamp: FieldStamp }> {
+  ): Promise<{ value: FieldPlaintext; stale: boolean; stamp: FieldStamp }> {
     const { route, type } = this.#field(resource, path);
     const where = `${resource} ${record.id} ${path}`;
     const [result] = await this.#openItems(
@@ -224,7 +224,7 @@ export class FieldLayer implements FieldCodec {
 
   /** Listed fields present in each record; null and absent fields are left as they are. */
   #items(resource: string, spec: ResourceFields, records: readonly FieldRecord[]) {
-    const items: (FieldItem & { value: FieldValue })[] = [];
+    const items: (FieldItem & { value: FieldPlaintext })[] = [];
     for (const [record, { id, document }] of records.entries())
       for (const [path, type] of spec.fields) {
         const value = getPath(document, path);

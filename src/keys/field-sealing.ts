@@ -6,10 +6,10 @@ import type { FieldRecord } from "../wire/field-records.js";
 import type { MasterKeySet } from "./master-key-set.js";
 
 /** A record of plaintext fields, as the field service receives and returns them. */
-export type PlainRecord = FieldRecord<Uint8Array>;
+export type PlainFieldRecord = FieldRecord<Uint8Array>;
 
 /** A record of sealed field values (`kmse:v1:…`). */
-export type SealedRecord = FieldRecord<string>;
+export type SealedFieldRecord = FieldRecord<string>;
 
 /**
  * Seals every field of every record under the primary key (SPEC.md §2, field context); all
@@ -17,8 +17,8 @@ export type SealedRecord = FieldRecord<string>;
  */
 export function sealRecords(
   keys: MasterKeySet,
-  records: readonly PlainRecord[],
-): { records: SealedRecord[]; keyId: string } {
+  records: readonly PlainFieldRecord[],
+): { records: SealedFieldRecord[]; keyId: string } {
   const primary = keys.primary;
   const sealedRecords = records.map((record) => {
     const workspaceKey = primary.workspaceKey(record.workspace);
@@ -41,8 +41,8 @@ export function sealRecords(
  */
 export function openRecords(
   keys: MasterKeySet,
-  records: readonly SealedRecord[],
-): { records: PlainRecord[]; stale: boolean } {
+  records: readonly SealedFieldRecord[],
+): { records: PlainFieldRecord[]; stale: boolean } {
   const primaryKeyId = keys.primary.keyId;
   let stale = false;
   const plainRecords = records.map((record, index) => {

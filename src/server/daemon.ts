@@ -1,9 +1,9 @@
 import { loadSecretbox } from "../crypto/secretbox.js";
 import { errorMessage } from "../errors.js";
-import { Envelope } from "../keys/envelope.js";
 import { HealthMonitor } from "../keys/health-monitor.js";
 import type { KeySource } from "../keys/key-source.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
+import { SealingService } from "../keys/sealing-service.js";
 import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
@@ -110,7 +110,7 @@ export async function startDaemon(
     return value;
   };
   let health: HealthMonitor | undefined;
-  let envelope: Envelope | undefined;
+  let envelope: SealingService | undefined;
   let serving = false;
   const probes: ProbeSources = {
     starting: () => envelope === undefined,
@@ -154,7 +154,11 @@ export async function startDaemon(
         FieldWorkerPool.start({ size: config.fieldWorkers, keys: loaded, limits: config, logger }),
       (pool) => pool.close(),
     );
-    envelope = new Envelope({ keys: loaded, kmsWorkspace: config.workspace, health: monitor });
+    envelope = new SealingService({
+      keys: loaded,
+      kmsWorkspace: config.workspace,
+      health: monitor,
+    });
     const healthGrpc = healthService(SERVED_SERVICES, probes);
     const server = new GrpcServer({ limits: config.limits, logger, metrics });
     server.addService(services.kmsV2.service, kmsV2Service(envelope, probes));
@@ -204,7 +208,7 @@ function serve(parts: {
   logger: Logger;
   metrics: DaemonMetrics;
   keys: MasterKeySet;
-  envelope: Envelope;
+  envelope: SealingService;
   workers: FieldWorkerPool;
   server: GrpcServer;
   monitor: HealthMonitor;

@@ -1,4 +1,4 @@
-import type { Envelope } from "../keys/envelope.js";
+import type { SealingService } from "../keys/sealing-service.js";
 import type { DaemonMetrics } from "../ops/metrics.js";
 import type { FieldMethod } from "./field-batch.js";
 import type { FieldWorkerPool } from "./field-worker-pool.js";
@@ -9,7 +9,7 @@ import type { RawHandler, ServiceHandlers } from "./grpc-server.js";
  * thread; decoding, sealing and encoding run in the worker pool on the raw request bytes.
  */
 export function fieldService(
-  envelope: Envelope,
+  envelope: SealingService,
   workers: FieldWorkerPool,
   metrics: DaemonMetrics,
 ): ServiceHandlers {

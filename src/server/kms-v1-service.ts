@@ -1,5 +1,5 @@
 import { InvalidRequestError } from "../errors.js";
-import type { Envelope } from "../keys/envelope.js";
+import type { SealingService } from "../keys/sealing-service.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import type { DecryptRequest__Output } from "../wire/generated/v1beta1/DecryptRequest.js";
 import type { DecryptResponse } from "../wire/generated/v1beta1/DecryptResponse.js";
@@ -21,7 +21,7 @@ function assertVersion(request: { version: string }): void {
 }
 
 /** Handlers of `v1beta1.KeyManagementService` (the deprecated Kubernetes KMS v1 API). */
-export function kmsV1Service(envelope: Envelope): ServiceHandlers {
+export function kmsV1Service(envelope: SealingService): ServiceHandlers {
   return {
     Version: (): VersionResponse => ({
       version: KMS_V1_VERSION,

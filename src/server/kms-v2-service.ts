@@ -1,5 +1,5 @@
 import { InvalidRequestError } from "../errors.js";
-import type { Envelope } from "../keys/envelope.js";
+import type { SealingService } from "../keys/sealing-service.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
 import type { DecryptRequest__Output } from "../wire/generated/v2/DecryptRequest.js";
 import type { DecryptResponse } from "../wire/generated/v2/DecryptResponse.js";
@@ -12,7 +12,7 @@ import type { ServiceHandlers } from "./grpc-server.js";
 export const KMS_V2_VERSION = "v2";
 
 /** Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). */
-export function kmsV2Service(envelope: Envelope, probes: ProbeSources): ServiceHandlers {
+export function kmsV2Service(envelope: SealingService, probes: ProbeSources): ServiceHandlers {
   return {
     Status: (): StatusResponse => {
       const health = checkHealthz(probes);

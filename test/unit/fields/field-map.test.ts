@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { bytesToValue, valueToBytes } from "../../../src/fields/field-encoding.js";
 import { loadFieldMap, parseFieldMap } from "../../../src/fields/field-map.js";
 import { getPath, withPath } from "../../../src/fields/field-paths.js";
-import { bytesToValue, valueToBytes } from "../../../src/fields/field-values.js";
 import { PACKAGE_ROOT } from "../../../src/package-info.js";
 
 const header = "apiVersion: kms-envelope/v1\nkind: FieldMap\n";

@@ -10,9 +10,9 @@ import { encodeKmsCiphertext } from "../../../src/crypto/kms-ciphertext.js";
 import { seal } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
-import { Envelope } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { SealingService } from "../../../src/keys/sealing-service.js";
 import { createLogger } from "../../../src/ops/logger.js";
 import { DaemonMetrics } from "../../../src/ops/metrics.js";
 import type { ProbeSources } from "../../../src/ops/probes.js";
@@ -71,7 +71,7 @@ async function startHandlers(healthy: boolean): Promise<Daemon> {
     gracePeriodMs: 0,
   });
   await monitor.start();
-  const envelope = new Envelope({ keys, kmsWorkspace: WORKSPACE, health: monitor });
+  const envelope = new SealingService({ keys, kmsWorkspace: WORKSPACE, health: monitor });
   const probes: ProbeSources = {
     starting: () => false,
     health: () => monitor.snapshot(),

@@ -10,9 +10,9 @@ import {
 import { SEALED_MIN_BYTES, seal } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import type { ErrorCode } from "../../../src/errors.js";
-import { Envelope, type KmsApi } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { type KmsApi, SealingService } from "../../../src/keys/sealing-service.js";
 import { mutationOf, outcome, runs } from "./fuzz-support.js";
 
 await loadSecretbox();
@@ -29,7 +29,7 @@ const DECRYPT_FAILURES: ErrorCode[] = [
   "UNKNOWN_KEY_ID",
   "DECRYPTION_FAILED",
 ];
-const envelope = new Envelope({
+const envelope = new SealingService({
   keys,
   kmsWorkspace: WORKSPACE,
   health: new HealthMonitor({
@@ -88,7 +88,7 @@ describe("fuzz: KMS ciphertext (0x01 || lp(key id) || sealed)", () => {
     );
   });
 
-  it("Envelope.decryptKms refuses arbitrary bytes with a typed error (malformed, unknown key id or decryption failed)", () => {
+  it("SealingService.decryptKms refuses arbitrary bytes with a typed error (malformed, unknown key id or decryption failed)", () => {
     fc.assert(
       fc.property(api, kmsShapedBytes, (which, bytes) => {
         const result = outcome(() => envelope.decryptKms(which, bytes), DECRYPT_FAILURES);
@@ -99,7 +99,7 @@ describe("fuzz: KMS ciphertext (0x01 || lp(key id) || sealed)", () => {
   });
 
   it("a mutated KMS ciphertext (flip, truncate, extend, splice) is refused with a typed error unless it is byte-identical", () => {
-    // Sealed with a generated nonce, not Envelope.encryptKms, so a seed replays the same bytes.
+    // Sealed with a generated nonce, not SealingService.encryptKms, so a seed replays the same bytes.
     const ciphertexts = fc
       .tuple(api, fc.uint8Array({ maxLength: 64 }), nonces)
       .map(([which, plaintext, nonce]) => ({

@@ -6,7 +6,11 @@ import { parseFieldValue } from "../../../src/crypto/field-value.js";
 import { open } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import { DecryptionFailedError, KmsEnvelopeError } from "../../../src/errors.js";
-import { openRecords, type SealedRecord, sealRecords } from "../../../src/keys/field-sealing.js";
+import {
+  openRecords,
+  type SealedFieldRecord,
+  sealRecords,
+} from "../../../src/keys/field-sealing.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
 import { hasCode } from "../../support/error-assertions.js";
 
@@ -38,7 +42,7 @@ describe("sealRecords and openRecords", () => {
     const keys = keySet();
     const { records, keyId } = sealRecords(keys, [plain]);
     assert.equal(keyId, keys.primary.keyId);
-    const [sealedRecord] = records as [SealedRecord];
+    const [sealedRecord] = records as [SealedFieldRecord];
     assert.equal(sealedRecord.workspace, plain.workspace);
     assert.equal(sealedRecord.resource, plain.resource);
     assert.equal(sealedRecord.recordId, plain.recordId);
@@ -58,7 +62,7 @@ describe("sealRecords and openRecords", () => {
 
   test("a sealed field opens with the SPEC §2 field context directly", () => {
     const keys = keySet();
-    const [record] = sealRecords(keys, [plain]).records as [SealedRecord];
+    const [record] = sealRecords(keys, [plain]).records as [SealedFieldRecord];
     const { sealed } = parseFieldValue(record.fields.token as string);
     const workspaceKey = MasterKeySet.of("local", [currentKey]).primary.workspaceKey("tenant-a");
     const context = fieldContext("credentials", "token", "cred-1");
@@ -66,7 +70,7 @@ describe("sealRecords and openRecords", () => {
     assert.throws(() => open(workspaceKey, KMS_V2_CONTEXT, sealed), hasCode("DECRYPTION_FAILED"));
   });
 
-  const moves: [string, (record: SealedRecord) => SealedRecord][] = [
+  const moves: [string, (record: SealedFieldRecord) => SealedFieldRecord][] = [
     ["record id", (record) => ({ ...record, recordId: "cred-2" })],
     ["resource", (record) => ({ ...record, resource: "users" })],
     ["workspace", (record) => ({ ...record, workspace: "tenant-b" })],
@@ -75,7 +79,7 @@ describe("sealRecords and openRecords", () => {
   for (const [what, move] of moves) {
     test(`a value moved to another ${what} fails with DECRYPTION_FAILED`, () => {
       const keys = keySet();
-      const [record] = sealRecords(keys, [plain]).records as [SealedRecord];
+      const [record] = sealRecords(keys, [plain]).records as [SealedFieldRecord];
       const moved = move({ ...record, fields: { token: record.fields.token as string } });
       assert.throws(() => openRecords(keys, [moved]), hasCode("DECRYPTION_FAILED"));
     });
@@ -85,9 +89,9 @@ describe("sealRecords and openRecords", () => {
     const keys = keySet();
     const sealedRecords = sealRecords(keys, [plain, { ...plain, recordId: "cred-2" }]).records;
     const token = sealedRecords[1]?.fields.token as string;
-    const swapped: SealedRecord[] = [
-      sealedRecords[0] as SealedRecord,
-      { ...(sealedRecords[1] as SealedRecord), fields: { secret: token } },
+    const swapped: SealedFieldRecord[] = [
+      sealedRecords[0] as SealedFieldRecord,
+      { ...(sealedRecords[1] as SealedFieldRecord), fields: { secret: token } },
     ];
     assert.throws(
       () => openRecords(keys, swapped),
@@ -119,7 +123,7 @@ describe("sealRecords and openRecords", () => {
   });
 
   test("a value under a key this daemon does not hold is UNKNOWN_KEY_ID with its position", () => {
-    const [record] = sealRecords(keySet([strangerKey]), [plain]).records as [SealedRecord];
+    const [record] = sealRecords(keySet([strangerKey]), [plain]).records as [SealedFieldRecord];
     assert.throws(
       () => openRecords(keySet(), [record]),
       hasCode("UNKNOWN_KEY_ID", /^record 0 field "token": unknown key id/),
@@ -127,9 +131,9 @@ describe("sealRecords and openRecords", () => {
   });
 
   test("stale is true when a value was sealed under a non-primary version", () => {
-    const [old] = sealRecords(keySet([previousKey]), [plain]).records as [SealedRecord];
+    const [old] = sealRecords(keySet([previousKey]), [plain]).records as [SealedFieldRecord];
     const keys = keySet([currentKey, previousKey]);
-    const [fresh] = sealRecords(keys, [plain]).records as [SealedRecord];
+    const [fresh] = sealRecords(keys, [plain]).records as [SealedFieldRecord];
     assert.equal(openRecords(keys, [fresh]).stale, false);
     const opened = openRecords(keys, [fresh, old]);
     assert.equal(opened.stale, true);

@@ -3,9 +3,9 @@ import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
 import { FakeProvider } from "../../../providers/fake.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
-import { Envelope } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { SealingService } from "../../../src/keys/sealing-service.js";
 import {
   checkHealthz,
   checkLivez,
@@ -35,7 +35,7 @@ function daemonSources(): {
     timeoutMs: 1_000,
     now: () => time,
   });
-  const envelope = new Envelope({
+  const envelope = new SealingService({
     keys: MasterKeySet.of("fake", [randomBytes(32)]),
     kmsWorkspace: "kubernetes",
     health: monitor,

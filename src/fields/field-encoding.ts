@@ -6,10 +6,10 @@ import type { FieldType } from "./field-map.js";
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** A field's plaintext value: any JSON value, or raw bytes for `bytes` fields. */
-export type FieldValue = JsonValue | Uint8Array;
+export type FieldPlaintext = JsonValue | Uint8Array;
 
 /** Turns a field's value into the bytes that are encrypted; refuses a value of the wrong type. */
-export function valueToBytes(value: FieldValue, type: FieldType, where: string): Uint8Array {
+export function valueToBytes(value: FieldPlaintext, type: FieldType, where: string): Uint8Array {
   if (type === "bytes") {
     if (value instanceof Uint8Array) return value;
     const decoded = typeof value === "string" ? decodeCanonicalBase64(value) : undefined;
@@ -33,7 +33,7 @@ export function valueToBytes(value: FieldValue, type: FieldType, where: string):
 }
 
 /** Restores a decrypted field to its value and type. */
-export function bytesToValue(bytes: Uint8Array, type: FieldType, where: string): FieldValue {
+export function bytesToValue(bytes: Uint8Array, type: FieldType, where: string): FieldPlaintext {
   if (type === "bytes") return bytes;
   try {
     const text = utf8.decode(bytes);
@@ -46,6 +46,6 @@ export function bytesToValue(bytes: Uint8Array, type: FieldType, where: string):
 }
 
 /** The form a decrypted value takes inside a JSON document (bytes become base64 text). */
-export function asJson(value: FieldValue): JsonValue {
+export function asJson(value: FieldPlaintext): JsonValue {
   return value instanceof Uint8Array ? Buffer.from(value).toString("base64") : value;
 }

@@ -5,9 +5,9 @@ import { FakeProvider } from "../../../providers/fake.js";
 import { deriveKeyId } from "../../../src/crypto/derivation.js";
 import { decodeKmsCiphertext } from "../../../src/crypto/kms-ciphertext.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
-import { Envelope } from "../../../src/keys/envelope.js";
 import { HealthMonitor } from "../../../src/keys/health-monitor.js";
 import { MasterKeySet } from "../../../src/keys/master-key-set.js";
+import { SealingService } from "../../../src/keys/sealing-service.js";
 import { hasCode } from "../../support/error-assertions.js";
 
 await loadSecretbox();
@@ -19,12 +19,12 @@ const previousKey = randomBytes(32);
 const strangerKey = randomBytes(32);
 
 interface Rig {
-  envelope: Envelope;
+  envelope: SealingService;
   fake: FakeProvider;
   monitor: HealthMonitor;
 }
 
-/** An Envelope over real keys, with custody health driven by the scripted fake provider. */
+/** An SealingService over real keys, with custody health driven by the scripted fake provider. */
 function rig(keys: Uint8Array[] = [currentKey, previousKey], gracePeriodMs = 60_000): Rig {
   const fake = new FakeProvider();
   const monitor = new HealthMonitor({
@@ -33,7 +33,7 @@ function rig(keys: Uint8Array[] = [currentKey, previousKey], gracePeriodMs = 60_
     gracePeriodMs,
     timeoutMs: 1_000,
   });
-  const envelope = new Envelope({
+  const envelope = new SealingService({
     keys: MasterKeySet.of("local", keys),
     kmsWorkspace: "kubernetes",
     health: monitor,
@@ -51,7 +51,7 @@ async function suspended(): Promise<Rig> {
 
 const seed = randomBytes(32);
 
-describe("Envelope: KMS ciphertexts", () => {
+describe("SealingService: KMS ciphertexts", () => {
   test("v2 encrypt/decrypt round-trips and reports the primary key id", () => {
     const { envelope } = rig();
     const { ciphertext, keyId } = envelope.encryptKms("v2", seed);
@@ -124,7 +124,7 @@ describe("Envelope: KMS ciphertexts", () => {
 
   test("the KMS workspace is part of the key: another daemon workspace cannot decrypt", () => {
     const { ciphertext } = rig().envelope.encryptKms("v2", seed);
-    const other = new Envelope({
+    const other = new SealingService({
       keys: MasterKeySet.of("local", [currentKey]),
       kmsWorkspace: "other-cluster",
       health: rig().monitor,
@@ -203,7 +203,7 @@ describe("Envelope: KMS ciphertexts", () => {
   });
 });
 
-describe("Envelope: identity and self-test", () => {
+describe("SealingService: identity and self-test", () => {
   test("keyIds lists every version primary first", () => {
     const { envelope } = rig([currentKey, previousKey]);
     assert.deepEqual(envelope.keyIds, [

@@ -16,7 +16,7 @@ const PROBE = Buffer.from("kms-envelope self-test");
  * grace period. The gRPC layer calls this and never touches key bytes itself; field records
  * are sealed in worker threads (keys/field-sealing.ts) after `requireUsable()` here.
  */
-export class Envelope {
+export class SealingService {
   #keys: MasterKeySet;
   readonly #kmsWorkspace: string;
   readonly #health: HealthMonitor;
