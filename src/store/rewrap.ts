@@ -27,10 +27,10 @@ export interface RewrapProgress {
 export interface RewrapOptions {
   readonly repository: RecordRepository;
   readonly codec: FieldCodec;
-  /** Records per transaction. */
-  readonly batchSize: number;
-  /** Count what would change; write nothing. */
-  readonly dryRun: boolean;
+  /** Records per transaction (default 200). */
+  readonly batchSize?: number;
+  /** Count what would change; write nothing (default false). */
+  readonly dryRun?: boolean;
   /**
    * Only these resources (default: every resource with records); each must be one the codec
    * knows, so a mistyped name is refused instead of reporting nothing left to do.
@@ -41,7 +41,8 @@ export interface RewrapOptions {
    * reports stale (after editing the field map or the EncryptionConfiguration by hand).
    */
   readonly openAll?: boolean;
-  readonly progress: RewrapProgress;
+  /** Where progress goes (default nowhere). */
+  readonly progress?: RewrapProgress;
   /** Stops after the batch in flight (SIGINT/SIGTERM); the summary says it was interrupted. */
   readonly signal?: AbortSignal;
 }
@@ -105,8 +106,25 @@ function isCurrent(field: PathWriter, current: readonly PathWriter[]): boolean {
   );
 }
 
-/** Runs rewrap (or, with dryRun, counts what it would do). */
-export async function rewrap(options: RewrapOptions): Promise<RewrapSummary> {
+/** RewrapOptions with every default filled in. */
+type RewrapSettings = RewrapOptions &
+  Required<Pick<RewrapOptions, "batchSize" | "dryRun" | "progress">>;
+
+const NO_PROGRESS: RewrapProgress = { begin() {}, advance() {}, end() {} };
+
+/**
+ * Moves every encrypted field of the store under its current writer (the primary master key
+ * version, or the provider the EncryptionConfiguration lists first), in batches, each batch
+ * one transaction; with `dryRun`, counts what it would do. Safe to run beside the application
+ * (writes are optimistic) and to rerun after an interruption.
+ */
+export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
+  const options: RewrapSettings = {
+    ...given,
+    batchSize: given.batchSize ?? 200,
+    dryRun: given.dryRun ?? false,
+    progress: given.progress ?? NO_PROGRESS,
+  };
   const started = Date.now();
   const { repository, codec } = options;
   for (const resource of options.resources ?? []) codec.checkResource(resource);
@@ -157,11 +175,11 @@ export async function rewrap(options: RewrapOptions): Promise<RewrapSummary> {
 
 /** The passes over one resource. */
 class ResourceRewrap {
-  readonly #options: RewrapOptions;
+  readonly #options: RewrapSettings;
   readonly #summary: ResourceSummary;
   readonly #failed = new Set<string>();
 
-  constructor(options: RewrapOptions, summary: ResourceSummary) {
+  constructor(options: RewrapSettings, summary: ResourceSummary) {
     this.#options = options;
     this.#summary = summary;
   }
