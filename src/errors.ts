@@ -2,32 +2,36 @@
  * Every failure kms-envelope reports is a KmsEnvelopeError with a stable string `code`, so
  * callers, the gRPC status table and metrics can branch on it without parsing messages.
  */
-export type ErrorCode =
-  | "DECRYPTION_FAILED"
-  | "MALFORMED_CIPHERTEXT"
-  | "UNKNOWN_KEY_ID"
-  | "KEY_RETIRED"
-  | "KEY_ID_MISMATCH"
-  | "INVALID_REQUEST"
-  | "UNKNOWN_SERVICE"
-  | "PROVIDER_UNAVAILABLE"
-  | "ENCRYPTION_SUSPENDED"
-  | "INVALID_MASTER_KEY"
-  | "MISSING_MASTER_KEY"
-  | "INVALID_CONFIG"
-  | "UNMAPPED_RESOURCE"
-  | "SOCKET_IN_USE"
-  | "SOCKET_PATH_NOT_SOCKET"
-  | "DAEMON_UNREACHABLE"
-  | "OVERLOADED"
-  | "METHOD_NOT_FOUND"
-  | "UNSUPPORTED_ENCODING"
-  | "REQUEST_TOO_LARGE"
-  | "CALL_TIMEOUT"
-  | "KMS_PLUGIN_FAILED"
-  | "STORE_UNAVAILABLE"
-  | "STORE_CONFLICT"
-  | "PLAINTEXT_CREDENTIAL";
+export const ERROR_CODES = [
+  "DECRYPTION_FAILED",
+  "MALFORMED_CIPHERTEXT",
+  "UNKNOWN_KEY_ID",
+  "KEY_RETIRED",
+  "KEY_ID_MISMATCH",
+  "INVALID_REQUEST",
+  "UNKNOWN_SERVICE",
+  "PROVIDER_UNAVAILABLE",
+  "ENCRYPTION_SUSPENDED",
+  "INVALID_MASTER_KEY",
+  "MISSING_MASTER_KEY",
+  "INVALID_CONFIG",
+  "UNMAPPED_RESOURCE",
+  "SOCKET_IN_USE",
+  "SOCKET_PATH_NOT_SOCKET",
+  "DAEMON_UNREACHABLE",
+  "OVERLOADED",
+  "METHOD_NOT_FOUND",
+  "UNSUPPORTED_ENCODING",
+  "REQUEST_TOO_LARGE",
+  "CALL_TIMEOUT",
+  "KMS_PLUGIN_FAILED",
+  "STORE_UNAVAILABLE",
+  "STORE_CONFLICT",
+  "PLAINTEXT_CREDENTIAL",
+] as const;
+
+/** One of ERROR_CODES. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Base class of every error kms-envelope raises on purpose. */
 export class KmsEnvelopeError extends Error {

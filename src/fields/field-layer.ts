@@ -54,6 +54,7 @@ export class FieldLayer implements FieldCodec {
   readonly #fieldService: FieldServiceClient | undefined;
   readonly #allowUnmapped: boolean;
 
+  /** @internal Applications get a field layer from openFieldLayer. */
   constructor(options: {
     fieldMap: FieldMap;
     engine?: ResourceTransformers;

@@ -19,24 +19,31 @@ export interface GuardFinding {
   readonly detectors: readonly DetectorName[];
 }
 
-const optionsSchema = z.strictObject({
+/** Configuration of the guard, as a config file or library caller gives it. */
+export interface PlaintextGuardOptions {
   /** off: no checks; warn: report and write; refuse: report and reject the write. */
-  mode: z.enum(["off", "warn", "refuse"]),
+  readonly mode: "off" | "warn" | "refuse";
   /** Detectors to run (default: all). */
-  detectors: z.array(z.enum(DETECTOR_NAMES)).optional(),
-  /** Shortest token the high-entropy detector considers (default 32). */
-  minEntropyLength: z.number().int().min(16).optional(),
+  readonly detectors?: readonly DetectorName[];
+  /** Shortest token the high-entropy detector considers (default 32, at least 16). */
+  readonly minEntropyLength?: number;
   /**
    * Plaintext paths to check per resource (a field map's `plaintextChecked`); a resource not
    * listed has every plaintext field checked.
    */
-  checkedPaths: z.record(z.string(), z.array(z.string())).optional(),
+  readonly checkedPaths?: Readonly<Record<string, readonly string[]>>;
   /** "resource:path" fields never checked, e.g. a column that legitimately holds a hash. */
+  readonly ignore?: readonly string[];
+}
+
+// Options come from YAML files as well as typed callers, so they are checked at run time too.
+const optionsSchema = z.strictObject({
+  mode: z.enum(["off", "warn", "refuse"]),
+  detectors: z.array(z.enum(DETECTOR_NAMES)).optional(),
+  minEntropyLength: z.number().int().min(16).optional(),
+  checkedPaths: z.record(z.string(), z.array(z.string())).optional(),
   ignore: z.array(z.string().regex(/^[^:]+:.+$/, 'must be "resource:path"')).optional(),
 });
-
-/** Configuration of the guard, as a config file or library caller gives it. */
-export type PlaintextGuardOptions = z.input<typeof optionsSchema>;
 
 /** Where warnings go: a logger's warn, typically. Receives the finding only. */
 export type FindingSink = (finding: GuardFinding) => void;

@@ -10,6 +10,7 @@ export interface AesKeyConfig {
   readonly secret: Uint8Array;
 }
 
+/** One provider of a `resources[i].providers` list, in the order the file gives them. */
 export type ProviderConfig =
   | { readonly type: "identity" }
   | { readonly type: "aesgcm" | "aescbc" | "secretbox"; readonly keys: readonly AesKeyConfig[] }
@@ -19,9 +20,9 @@ export type ProviderConfig =
       readonly name: string;
       /** As written, e.g. unix:///var/run/x.sock */
       readonly endpoint: string;
-      /** "/var/run/x.sock", or "\0abstract" for unix:///@abstract */
+      /** `/var/run/x.sock`, or `\0abstract` for `unix:///@abstract` */
       readonly socketPath: string;
-      /** v1 only: default 1000, <0 disables the DEK cache; undefined for v2 */
+      /** v1 only: default 1000, a negative size disables the DEK cache; undefined for v2 */
       readonly cacheSize: number | undefined;
       readonly timeoutMs: number;
     };
@@ -32,7 +33,9 @@ export interface ResourceRule {
   readonly providers: readonly ProviderConfig[];
 }
 
+/** A loaded EncryptionConfiguration: what loadEncryptionConfiguration returns and engines start from. */
 export interface EncryptionConfiguration {
+  /** The `resources` entries, in file order (the first rule naming a resource wins). */
   readonly rules: readonly ResourceRule[];
   /** sha256 hex of the file bytes, as the apiserver's reload controller compares */
   readonly hash: string;
