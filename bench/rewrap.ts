@@ -17,7 +17,7 @@ import { openFieldLayer } from "../src/fields/open-field-layer.js";
 import { openRepository } from "../src/store/open-repository.js";
 import type { RecordRepository } from "../src/store/repository.js";
 import { type RewrapProgress, rewrap } from "../src/store/rewrap.js";
-import { startPostgres } from "../test/integration/support/postgres-server.js";
+import { startPostgres } from "../test/support/postgres-server.js";
 import { log } from "./lib.js";
 
 /** One backend × route measurement. */

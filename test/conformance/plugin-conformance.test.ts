@@ -6,7 +6,7 @@ import { runPluginConformance } from "../../src/conformance/plugin/index.js";
 import type { ConformanceReport } from "../../src/conformance/report.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import type { Defect } from "../fixtures/broken-kms-plugin.js";
-import { runCli, suiteDaemon, temporaryDirectory } from "../integration/support/daemon-process.js";
+import { runCli, suiteDaemon, temporaryDirectory } from "../support/daemon-process.js";
 
 const BROKEN_PLUGIN = join(PACKAGE_ROOT, "test/fixtures/broken-kms-plugin.ts");
 // Small enough to keep the suite fast; the rules are the same at any size.

@@ -14,7 +14,7 @@ import {
   dial,
   runCli,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 /** What the daemon-level tests need from one cloud's emulator. */
 interface CloudUnderTest {

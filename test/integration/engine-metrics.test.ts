@@ -6,7 +6,7 @@ import { parseEncryptionConfiguration } from "../../src/engine/config/encryption
 import { EncryptionEngine } from "../../src/engine/encryption-engine.js";
 import { EngineMetrics } from "../../src/engine/engine-metrics.js";
 import { Base64KmsPlugin } from "../fixtures/base64-kms-plugin.js";
-import { temporaryDirectory } from "./support/daemon-process.js";
+import { temporaryDirectory } from "../support/daemon-process.js";
 
 const text = (value: string) => Buffer.from(value, "utf8");
 const KEY = text("/registry/secrets/default/db");

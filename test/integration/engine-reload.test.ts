@@ -6,7 +6,7 @@ import { ReloadingEngine, type ReloadOutcome } from "../../src/engine/reloading-
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { Base64KmsPlugin } from "../fixtures/base64-kms-plugin.js";
-import { temporaryDirectory } from "./support/daemon-process.js";
+import { temporaryDirectory } from "../support/daemon-process.js";
 
 const text = (value: string) => Buffer.from(value, "utf8");
 const KEY = text("/registry/secrets/default/db");

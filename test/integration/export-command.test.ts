@@ -14,8 +14,8 @@ import { CredentialStore } from "../../src/store/credential-store.js";
 import { EncryptedStore } from "../../src/store/encrypted-store.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { ExportedRecord } from "../../src/store/subject-export.js";
-import { runCli, temporaryDirectory } from "./support/daemon-process.js";
-import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
+import { runCli, temporaryDirectory } from "../support/daemon-process.js";
+import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 const OBOT_MAP = join(PACKAGE_ROOT, "config/field-map-obot.yaml");
 const USERS = "users.obot.obot.ai";

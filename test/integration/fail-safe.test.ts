@@ -18,7 +18,7 @@ import {
   startCli,
   suiteDaemon,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 // The daemon sits on kube-apiserver's critical path: these are the ways a client, a large
 // batch, a signal at the wrong moment or an operator could take it down (issue 11).

@@ -7,7 +7,7 @@ import { EncryptionEngine } from "../../src/engine/encryption-engine.js";
 import type { FieldLayer } from "../../src/fields/field-layer.js";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
-import { runCli, suiteDaemon, temporaryDirectory } from "./support/daemon-process.js";
+import { runCli, suiteDaemon, temporaryDirectory } from "../support/daemon-process.js";
 
 const OBOT_MAP = join(PACKAGE_ROOT, "config/field-map-obot.yaml");
 const ATELYAOS_MAP = join(PACKAGE_ROOT, "config/field-map-atelyaos.yaml");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { call, callError, suiteDaemon } from "./support/daemon-process.js";
+import { call, callError, suiteDaemon } from "../support/daemon-process.js";
 
 interface WireRecord<Value> {
   workspace: string;

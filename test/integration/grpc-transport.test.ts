@@ -4,7 +4,7 @@ import * as http2 from "node:http2";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { services } from "../../src/wire/protos.js";
-import { suiteDaemon } from "./support/daemon-process.js";
+import { suiteDaemon } from "../support/daemon-process.js";
 
 interface RawAnswer {
   headers: http2.IncomingHttpHeaders;

@@ -13,7 +13,7 @@ import {
   newMasterKey,
   runCli,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 const CUSTOM_MODULE = join(PACKAGE_ROOT, "test/fixtures/custom-provider.ts");
 

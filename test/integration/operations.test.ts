@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
 import { type ClientReadableStream, status } from "@grpc/grpc-js";
-import { call, callError, newMasterKey, suiteDaemon } from "./support/daemon-process.js";
+import { call, callError, newMasterKey, suiteDaemon } from "../support/daemon-process.js";
 
 describe("operations: probes, metrics, gRPC health, logs", () => {
   const masterKey = newMasterKey();

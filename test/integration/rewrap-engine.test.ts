@@ -16,7 +16,7 @@ import { EncryptedStore } from "../../src/store/encrypted-store.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { RecordRepository } from "../../src/store/repository.js";
 import type { RewrapSummary } from "../../src/store/rewrap.js";
-import { runCli, temporaryDirectory } from "./support/daemon-process.js";
+import { runCli, temporaryDirectory } from "../support/daemon-process.js";
 
 const OBOT_MAP = join(PACKAGE_ROOT, "config/field-map-obot.yaml");
 const USERS = "users.obot.obot.ai";

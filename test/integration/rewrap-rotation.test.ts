@@ -23,8 +23,8 @@ import {
   newMasterKey,
   runCli,
   temporaryDirectory,
-} from "./support/daemon-process.js";
-import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
+} from "../support/daemon-process.js";
+import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 const RECORDS = 10_000;
 const RESOURCE = "credentials";

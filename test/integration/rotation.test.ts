@@ -10,7 +10,7 @@ import {
   dial,
   newMasterKey,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 /** Starts a daemon, runs `work` against it, stops it. */
 async function withDaemon<T>(

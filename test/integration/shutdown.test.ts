@@ -9,7 +9,7 @@ import {
   dial,
   newMasterKey,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 describe("SIGTERM during load", () => {
   let directory: Awaited<ReturnType<typeof temporaryDirectory>>;

@@ -10,7 +10,7 @@ import {
   newMasterKey,
   runCli,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 describe("socket rules (SPEC.md §4)", () => {
   let directory: Awaited<ReturnType<typeof temporaryDirectory>>;

@@ -7,7 +7,7 @@ import {
   newMasterKey,
   runCli,
   temporaryDirectory,
-} from "./support/daemon-process.js";
+} from "../support/daemon-process.js";
 
 describe("start-up: master key and flags", () => {
   let directory: Awaited<ReturnType<typeof temporaryDirectory>>;

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { openRepository } from "../../src/store/open-repository.js";
 import { postgresSettings } from "../../src/store/postgres-connection.js";
-import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
+import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 describe("PostgreSQL store transport (real server, test CA, certificate for DNS:localhost)", () => {
   let server: PostgresServer;

@@ -8,7 +8,7 @@ import pg from "pg";
 import type { FieldStamp } from "../../src/fields/field-codec.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
-import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
+import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 interface Backend {
   name: string;

@@ -5,11 +5,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { PACKAGE_ROOT } from "../../../src/package-info.js";
-import { callUnary } from "../../../src/wire/call-unary.js";
-import { services } from "../../../src/wire/protos.js";
+import { PACKAGE_ROOT } from "../../src/package-info.js";
+import { callUnary } from "../../src/wire/call-unary.js";
+import { services } from "../../src/wire/protos.js";
 
-const MAIN = join(PACKAGE_ROOT, "src/cli/main.ts");
+/** How a test starts the CLI: a program and the arguments that come before the command's. */
+export type CliCommand = readonly [program: string, ...prefix: string[]];
+
+/** The CLI from this checkout's sources, run by tsx. */
+export const SOURCE_CLI: CliCommand = [
+  process.execPath,
+  "--import",
+  "tsx",
+  join(PACKAGE_ROOT, "src/cli/main.ts"),
+];
 
 /** A fresh random master key, base64, for ENCRYPTION_MASTER_KEY. */
 export function newMasterKey(): string {
@@ -45,13 +54,15 @@ export interface CliProcess {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts the CLI (from source) without waiting for it; the caller ends it. */
+/** Starts the CLI (from source unless `command` says otherwise) without waiting for it. */
 export function startCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   input?: string | Uint8Array,
+  command: CliCommand = SOURCE_CLI,
 ): CliProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
+  const [program, ...prefix] = command;
+  const child = spawn(program, [...prefix, ...args], {
     env: { ...cleanEnvironment(), ...env },
     stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
@@ -70,14 +81,15 @@ export function startCli(
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
-/** Runs the CLI (from source) to completion, with `input` on its stdin when given. */
+/** Runs the CLI to completion, with `input` on its stdin when given. */
 export async function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   timeoutMs = 20_000,
   input?: string | Uint8Array,
+  command: CliCommand = SOURCE_CLI,
 ): Promise<CliResult> {
-  const cli = startCli(args, env, input);
+  const cli = startCli(args, env, input, command);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -174,13 +186,13 @@ export class DaemonProcess {
     socketPath: string;
     env: NodeJS.ProcessEnv;
     args?: string[];
+    command?: CliCommand;
   }): Promise<DaemonProcess> {
+    const [program, ...prefix] = options.command ?? SOURCE_CLI;
     const child = spawn(
-      process.execPath,
+      program,
       [
-        "--import",
-        "tsx",
-        MAIN,
+        ...prefix,
         "serve",
         "--socket",
         options.socketPath,
