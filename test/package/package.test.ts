@@ -1,0 +1,165 @@
+/**
+ * The package as an application team gets it: `npm pack`, installed into a project outside
+ * the source tree, used only through its public entries. The project is the users-and-tokens
+ * example, so the example is proven by the same run.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { copyFile, cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { PACKAGE_ROOT } from "../../src/package-info.js";
+import {
+  type CliCommand,
+  DaemonProcess,
+  runCli,
+  temporaryDirectory,
+} from "../support/daemon-process.js";
+
+const run = promisify(execFile);
+const EXAMPLE = join(PACKAGE_ROOT, "examples/users-and-tokens");
+const SQLITE_ADDON = "node_modules/better-sqlite3/build/Release/better_sqlite3.node";
+
+let workspace: { path: string; remove: () => Promise<void> };
+let app: string;
+let tarball: string;
+
+before(async () => {
+  workspace = await temporaryDirectory();
+  // npm pack runs the package's prepare script, so what is packed is built from these sources.
+  const packed = await run("npm", ["pack", "--silent", "--pack-destination", workspace.path], {
+    cwd: PACKAGE_ROOT,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  tarball = join(workspace.path, packed.stdout.trim().split("\n").at(-1) ?? "");
+  app = join(workspace.path, "app");
+  await cp(EXAMPLE, app, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(app, "package.json"), "utf8"));
+  manifest.dependencies["kms-envelope"] = `file:${tarball}`;
+  await writeFile(join(app, "package.json"), JSON.stringify(manifest, null, 2));
+  // Install scripts are skipped only so that better-sqlite3 is not compiled from source a
+  // second time (minutes on this machine); its add-on is the one this checkout built from the
+  // same pinned version, for the same Node.
+  await run("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], {
+    cwd: app,
+  });
+  await mkdir(join(app, "node_modules/better-sqlite3/build/Release"), { recursive: true });
+  await copyFile(join(PACKAGE_ROOT, SQLITE_ADDON), join(app, SQLITE_ADDON));
+});
+
+after(() => workspace?.remove());
+
+describe("the packed package", () => {
+  it("holds the built library, its declarations, the CLI, protos and configs, and no sources or tests", async () => {
+    const { stdout } = await run("tar", ["tzf", tarball]);
+    const files = stdout.trim().split("\n");
+    for (const expected of [
+      "package/dist/src/index.js",
+      "package/dist/src/index.d.ts",
+      "package/dist/providers/types.d.ts",
+      "package/dist/src/cli/main.js",
+      "package/proto/k8s.io/kms/apis/v2/api.proto",
+      "package/config/field-map-obot.yaml",
+      "package/LICENSE",
+      "package/README.md",
+    ]) {
+      assert.ok(files.includes(expected), `${expected} missing from the tarball`);
+    }
+    const unwanted = files.filter(
+      (file) =>
+        file.startsWith("package/test/") ||
+        file.startsWith("package/src/") ||
+        file.startsWith("package/bench/") ||
+        (file.endsWith(".ts") && !file.endsWith(".d.ts")),
+    );
+    assert.deepEqual(unwanted, []);
+  });
+
+  it("runs the example application through the public entry: seal, store in SQLite, read back, rotate and rewrap", async () => {
+    const data = join(workspace.path, "data");
+    const { stdout } = await run(process.execPath, ["app.mjs", data], { cwd: app });
+    const summary = JSON.parse(stdout);
+    const user = { id: "ada", email: "ada@example.com", displayName: "Ada", plan: "team" };
+    assert.deepEqual(summary.user, user);
+    assert.equal(summary.mistypedResource, "UNMAPPED_RESOURCE");
+    assert.equal(summary.staleBeforeRewrap, true);
+    // users: email, displayName; oauthtokens: accessToken, refreshToken; credentials: secrets.
+    assert.equal(summary.fieldsRewrapped, 5);
+    assert.deepEqual(summary.afterRotation, {
+      user,
+      stale: false,
+      accessToken: "gho_example_access",
+      credential: { GITHUB_TOKEN: "ghp_example_token" },
+    });
+    const database = await readFile(join(data, "app.db"));
+    for (const secret of ["ada@example.com", "gho_example_access", "ghr_example", "ghp_example"])
+      assert.equal(database.includes(secret), false, `${secret} is stored in the clear`);
+  });
+
+  it("type-checks the example against the shipped declarations", async () => {
+    const compiler = join(PACKAGE_ROOT, "node_modules/.bin/tsc");
+    const flags = ["--noEmit", "--allowJs", "--checkJs", "--strict", "--skipLibCheck"];
+    const resolution = ["--module", "nodenext", "--moduleResolution", "nodenext"];
+    const types = ["--typeRoots", join(PACKAGE_ROOT, "node_modules/@types"), "--types", "node"];
+    await run(compiler, [...flags, ...resolution, "--target", "es2022", ...types, "app.mjs"], {
+      cwd: app,
+    });
+  });
+
+  it("refuses imports that reach into dist/ and offers the provider authors' entry", async () => {
+    const probe = `
+      const deep = await import("kms-envelope/dist/src/index.js").then(() => "loaded", (error) => error.code);
+      const providers = await import("kms-envelope/providers");
+      const root = await import("kms-envelope");
+      console.log(JSON.stringify({
+        deep,
+        providerError: typeof providers.ProviderError,
+        errorCodes: root.ERROR_CODES.includes("DECRYPTION_FAILED"),
+      }));`;
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", probe], {
+      cwd: app,
+    });
+    assert.deepEqual(JSON.parse(stdout), {
+      deep: "ERR_PACKAGE_PATH_NOT_EXPORTED",
+      providerError: "function",
+      errorCodes: true,
+    });
+  });
+
+  it("serves from the installed command, and its field service seals in worker threads", async () => {
+    const cli: CliCommand = [join(app, "node_modules/.bin/kms-envelope")];
+    const socketPath = join(workspace.path, "kms.sock");
+    const daemon = await DaemonProcess.start({
+      socketPath,
+      env: {},
+      args: ["--dev"],
+      command: cli,
+    });
+    try {
+      const status = await runCli(["status", "--socket", socketPath], {}, 20_000, undefined, cli);
+      assert.equal(status.code, 0, status.stderr);
+      const fieldMap = join(app, "node_modules/kms-envelope/config/field-map-atelyaos.yaml");
+      const common = ["--fields", fieldMap, "--socket", socketPath, "--resource", "messages"];
+      const scope = ["--id", "m1", "--workspace", "w1"];
+      const sealed = await runCli(
+        ["encrypt", ...common, ...scope],
+        {},
+        20_000,
+        JSON.stringify({ content: "hello" }),
+        cli,
+      );
+      assert.equal(sealed.code, 0, sealed.stderr);
+      assert.match(JSON.parse(sealed.stdout).content, /^kmse:v1:/);
+      const opened = await runCli(["decrypt", ...common, ...scope], {}, 20_000, sealed.stdout, cli);
+      assert.equal(opened.code, 0, opened.stderr);
+      assert.deepEqual(JSON.parse(opened.stdout), { content: "hello" });
+      assert.ok(
+        daemon.lines.some((line) => line.includes("call handed off the event loop")),
+        "the field service did not run the batch in a worker",
+      );
+    } finally {
+      assert.equal(await daemon.stop(), 0);
+    }
+  });
+});
