@@ -27,6 +27,8 @@ export type ErrorCode =
   | "KMS_PLUGIN_FAILED"
   | "STORE_UNAVAILABLE"
   | "STORE_CONFLICT"
+  | "STORE_MISSING"
+  | "RECORD_NOT_FOUND"
   | "PLAINTEXT_CREDENTIAL";
 
 /** Base class of every error kms-envelope raises on purpose. */

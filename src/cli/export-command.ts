@@ -38,7 +38,7 @@ export function exportCommand(): Command {
     if (options.subject.trim() === "") {
       throw new KmsEnvelopeError("INVALID_CONFIG", "--subject must not be empty");
     }
-    const repository = await openStoreFromFlags(options);
+    const repository = await openStoreFromFlags(options, { readOnly: true });
     try {
       if (options.output === undefined) {
         await writeSubjectExport(

@@ -20,6 +20,7 @@ const CONFIGURATION_CODES = new Set([
   "INVALID_MASTER_KEY",
   "SOCKET_IN_USE",
   "SOCKET_PATH_NOT_SOCKET",
+  "STORE_MISSING",
 ]);
 
 /** Runs the command line; `stopSignals` are caught already when the command is `serve`. */

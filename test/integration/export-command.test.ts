@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -152,12 +153,21 @@ resources:
     assert.match(again.stderr, /cannot create --output .*: the file exists; choose another name/);
   });
 
-  test("the default store is store.db under --data-dir; a subject with nothing exports nothing", async () => {
+  test("the default store is store.db under --data-dir, never created by export; a subject with nothing exports nothing", async () => {
     const dataDir = join(directory.path, "data");
-    const result = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, "");
+    const missing = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.equal(
+      missing.stderr,
+      `kms-envelope: the SQLite store ${join(dataDir, "store.db")} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`,
+    );
+    assert.equal(existsSync(dataDir), false, "export created nothing");
+
+    await (await openRepository(`sqlite://${join(dataDir, "store.db")}`)).close();
     assert.equal((await stat(join(dataDir, "store.db"))).mode & 0o777, 0o600);
     assert.equal((await stat(dataDir)).mode & 0o777, 0o700);
+    const empty = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(empty.stdout, "");
   });
 });
