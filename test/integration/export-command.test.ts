@@ -15,7 +15,7 @@ import { CredentialStore } from "../../src/store/credential-store.js";
 import { EncryptedStore } from "../../src/store/encrypted-store.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { ExportedRecord } from "../../src/store/subject-export.js";
-import { runCli, temporaryDirectory } from "./support/daemon-process.js";
+import { runCli, runCliReadingOneLine, temporaryDirectory } from "./support/daemon-process.js";
 import { type PostgresServer, startPostgres } from "./support/postgres-server.js";
 
 const OBOT_MAP = join(PACKAGE_ROOT, "config/field-map-obot.yaml");
@@ -128,6 +128,30 @@ resources:
       ]);
     });
   }
+
+  test("a reader that closes stdout early (| head -1) ends the export quietly with exit 0", async () => {
+    const { url } = stores[0] as { url: string };
+    const repository = await openRepository(url);
+    try {
+      await repository.insert(
+        "notes",
+        Array.from({ length: 3_000 }, (_, index) => ({
+          id: `note-${String(index).padStart(5, "0")}`,
+          subjectId: "prolific",
+          workspace: null,
+          document: { text: "a plain note ".repeat(20) },
+          stamps: [],
+        })),
+      );
+    } finally {
+      await repository.close();
+    }
+    const result = await runCliReadingOneLine(["export", "--subject", "prolific", "--store", url]);
+    assert.equal(result.stderr, "", "no write EPIPE or any other noise");
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /^\{"resource":"notes","id":"note-00000"/);
+    assert.ok(result.stdout.length < 1_000_000, "it stopped instead of writing everything");
+  });
 
   test("--format json --output FILE writes a 0600 file and refuses to overwrite one", async () => {
     const output = join(directory.path, "ada.json");
