@@ -124,7 +124,9 @@ function listCommand(): Command {
     try {
       const write = drainingWriter(process.stdout);
       let count = 0;
-      for await (const record of listRecords(repository, flags.resource, flags)) {
+      for await (const record of listRecords(repository, flags.resource, {
+        workspace: flags.workspace,
+      })) {
         await write(`${JSON.stringify(record)}\n`);
         count++;
       }
