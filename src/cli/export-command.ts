@@ -3,19 +3,13 @@ import { createWriteStream } from "node:fs";
 import { Command, Option } from "commander";
 import { KmsEnvelopeError } from "../errors.js";
 import { type ExportFormat, writeSubjectExport } from "../store/subject-export.js";
+import { drainingWriter } from "./draining-writer.js";
 import { addStoreOptions, openStoreFromFlags, type StoreFlags } from "./store-flags.js";
 
 interface ExportOptions extends StoreFlags {
   subject: string;
   format: ExportFormat;
   output?: string;
-}
-
-/** Writes to a stream, waiting for it to drain so a large export never piles up in memory. */
-function writer(stream: NodeJS.WritableStream): (chunk: string) => Promise<void> {
-  return async (chunk) => {
-    if (!stream.write(chunk)) await once(stream, "drain");
-  };
 }
 
 /**
@@ -38,14 +32,14 @@ export function exportCommand(): Command {
     if (options.subject.trim() === "") {
       throw new KmsEnvelopeError("INVALID_CONFIG", "--subject must not be empty");
     }
-    const repository = await openStoreFromFlags(options);
+    const repository = await openStoreFromFlags(options, { readOnly: true });
     try {
       if (options.output === undefined) {
         await writeSubjectExport(
           repository,
           options.subject,
           options.format,
-          writer(process.stdout),
+          drainingWriter(process.stdout),
         );
         return;
       }
@@ -61,7 +55,7 @@ export function exportCommand(): Command {
         repository,
         options.subject,
         options.format,
-        writer(file),
+        drainingWriter(file),
       );
       file.end();
       await once(file, "finish");

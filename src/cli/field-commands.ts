@@ -1,15 +1,14 @@
-import { createInterface } from "node:readline";
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { InvalidRequestError } from "../errors.js";
-import type { FieldRecord, JsonObject, JsonValue } from "../fields/field-codec.js";
-import type { FieldMap } from "../fields/field-map.js";
+import type { FieldRecord, JsonObject } from "../fields/field-codec.js";
 import { getPath } from "../fields/field-paths.js";
-import { PlaintextGuard } from "../store/plaintext-guard.js";
 import {
   addFieldLayerFlags,
   type FieldLayerFlags,
   fieldLayerFromFlags,
 } from "./field-layer-flags.js";
+import { addGuardOption, type GuardMode, guardFor } from "./guard-flag.js";
+import { numberedLines, parseDocument } from "./json-lines.js";
 
 interface FieldCommandFlags extends FieldLayerFlags {
   resource: string;
@@ -18,23 +17,11 @@ interface FieldCommandFlags extends FieldLayerFlags {
   workspace?: string;
   workspaceField?: string;
   ndjson?: boolean;
-  guard?: "off" | "warn" | "refuse";
+  guard?: GuardMode;
 }
 
 // NDJSON lines go to the daemon in batches: one round trip per batch, bounded memory.
 const BATCH = 100;
-
-function parseDocument(line: string, where: string): JsonObject {
-  let value: JsonValue;
-  try {
-    value = JSON.parse(line) as JsonValue;
-  } catch {
-    throw new InvalidRequestError(`${where} is not JSON`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    throw new InvalidRequestError(`${where} must be a JSON object`);
-  return value;
-}
 
 function textAt(document: JsonObject, field: string, where: string, flag: string): string {
   const value = getPath(document, field);
@@ -53,23 +40,6 @@ function toRecord(document: JsonObject, flags: FieldCommandFlags, where: string)
       ? flags.workspace
       : textAt(document, flags.workspaceField, where, "--workspace-field");
   return { id, document, workspace };
-}
-
-/**
- * The plaintext-field guard over what stays in the clear: a resource's `plaintextChecked`
- * fields when the field map names them, otherwise every unencrypted field.
- */
-function guardFor(map: FieldMap, mode: "off" | "warn" | "refuse"): PlaintextGuard {
-  const checkedPaths = Object.fromEntries(
-    [...map.resources.values()]
-      .filter((spec) => spec.plaintextChecked.length > 0)
-      .map((spec) => [spec.resource, [...spec.plaintextChecked]]),
-  );
-  return new PlaintextGuard({ mode, checkedPaths }, (finding) =>
-    process.stderr.write(
-      `kms-envelope: warning: ${finding.resource} ${JSON.stringify(finding.recordId)}: plaintext field ${finding.path} looks like a credential (${finding.detectors.join(", ")}); encrypt it or remove it\n`,
-    ),
-  );
 }
 
 async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): Promise<void> {
@@ -128,15 +98,9 @@ async function runLines(
   if (flags.idField === undefined)
     throw new InvalidRequestError("--ndjson needs --id-field: each line is its own record");
   let batch: FieldRecord[] = [];
-  let number = 0;
-  for await (const line of createInterface({
-    input: process.stdin,
-    crlfDelay: Number.POSITIVE_INFINITY,
-  })) {
-    number++;
-    if (line.trim() === "") continue;
-    const where = `line ${number}`;
-    batch.push(toRecord(parseDocument(line, where), flags, where));
+  for await (const line of numberedLines(process.stdin)) {
+    const where = `line ${line.number}`;
+    batch.push(toRecord(parseDocument(line.text, where), flags, where));
     if (batch.length === BATCH) {
       await flush(batch);
       batch = [];
@@ -161,15 +125,7 @@ function fieldCommand(direction: "encrypt" | "decrypt"): Command {
     .option("--id-field <path>", "NDJSON: take each record's id from this field")
     .option("--workspace <workspace>", "workspace of field-service resources")
     .option("--workspace-field <path>", "NDJSON: take each record's workspace from this field");
-  if (direction === "encrypt")
-    command.addOption(
-      new Option(
-        "--guard <mode>",
-        "plaintext fields that look like credentials: warn on stderr, refuse the input, or off",
-      )
-        .choices(["off", "warn", "refuse"])
-        .default("warn"),
-    );
+  if (direction === "encrypt") addGuardOption(command);
   return addFieldLayerFlags(command).action((flags: FieldCommandFlags) => run(direction, flags));
 }
 

@@ -11,6 +11,7 @@ import { retireCommand, rotateCommand } from "./rotate-command.js";
 import { serveCommand } from "./serve-command.js";
 import { statusCommand } from "./status-command.js";
 import type { StopSignals } from "./stop-signals.js";
+import { storeCommand } from "./store-command.js";
 
 // Exit codes: 1 = runtime failure, 2 = the invocation or configuration is wrong.
 const CONFIGURATION_CODES = new Set([
@@ -20,6 +21,7 @@ const CONFIGURATION_CODES = new Set([
   "INVALID_MASTER_KEY",
   "SOCKET_IN_USE",
   "SOCKET_PATH_NOT_SOCKET",
+  "STORE_MISSING",
 ]);
 
 /** Runs the command line; `stopSignals` are caught already when the command is `serve`. */
@@ -42,6 +44,7 @@ export async function runProgram(stopSignals: StopSignals | undefined): Promise<
     etcdCommand(),
     rewrapCommand(),
     exportCommand(),
+    storeCommand(),
     conformanceCommand(),
   ]) {
     for (const each of [command, ...command.commands])

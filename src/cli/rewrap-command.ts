@@ -106,7 +106,7 @@ export function rewrapCommand(): Command {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     try {
-      const repository = await openStoreFromFlags(flags);
+      const repository = await openStoreFromFlags(flags, { readOnly: flags.dryRun === true });
       try {
         const summary = await rewrap({
           repository,

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { openRepository } from "../store/open-repository.js";
 import type { RecordRepository } from "../store/repository.js";
+import type { OpenOptions } from "../store/schema.js";
 
 /** The store's file name inside the data directory. */
 export const STORE_FILE_NAME = "store.db";
@@ -42,7 +43,10 @@ export function storeUrl(flags: StoreFlags): string {
   );
 }
 
-/** Opens the store the flags name. */
-export function openStoreFromFlags(flags: StoreFlags): Promise<RecordRepository> {
-  return openRepository(storeUrl(flags));
+/** Opens the store the flags name; commands that only read pass `readOnly`. */
+export function openStoreFromFlags(
+  flags: StoreFlags,
+  options: OpenOptions = {},
+): Promise<RecordRepository> {
+  return openRepository(storeUrl(flags), options);
 }

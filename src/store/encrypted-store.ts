@@ -5,7 +5,7 @@
  */
 
 import { KmsEnvelopeError } from "../errors.js";
-import type { FieldCodec, JsonObject } from "../fields/field-codec.js";
+import type { FieldCodec, JsonObject, SealedRecord } from "../fields/field-codec.js";
 import type { PlaintextGuard } from "./plaintext-guard.js";
 import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js";
 
@@ -50,26 +50,49 @@ export class EncryptedStore {
 
   /** Creates a record (STORE_CONFLICT if it exists); returns it as stored would be read. */
   async create(resource: string, input: RecordInput): Promise<PlainRecord> {
-    this.#codec.checkResource(resource);
-    const workspace = input.workspace ?? null;
-    const [sealed] = await this.#seal(resource, input.id, workspace, input.document);
-    const [stored] = await this.#repository.insert(resource, [
-      {
-        id: input.id,
-        subjectId: input.subjectId ?? null,
-        workspace,
-        document: sealed.document,
-        stamps: sealed.stamps,
-      },
-    ]);
-    return plain(stored as StoredRecord, input.document, false);
+    const [created] = await this.createMany(resource, [input]);
+    return created as PlainRecord;
   }
 
-  /** Reads and opens a record; undefined when there is none. */
-  async read(resource: string, id: string): Promise<PlainRecord | undefined> {
+  /**
+   * Creates records of one resource, sealed in one codec call and inserted in one transaction:
+   * all of them or (STORE_CONFLICT when one exists) none.
+   */
+  async createMany(resource: string, inputs: readonly RecordInput[]): Promise<PlainRecord[]> {
+    this.#codec.checkResource(resource);
+    if (inputs.length === 0) return [];
+    const sealed = await this.#seal(
+      resource,
+      inputs.map((input) => ({ ...input, workspace: input.workspace ?? null })),
+    );
+    const stored = await this.#repository.insert(
+      resource,
+      inputs.map((input, index) => ({
+        id: input.id,
+        subjectId: input.subjectId ?? null,
+        workspace: input.workspace ?? null,
+        document: (sealed[index] as SealedRecord).document,
+        stamps: (sealed[index] as SealedRecord).stamps,
+      })),
+    );
+    return stored.map((record, index) =>
+      plain(record, (inputs[index] as RecordInput).document, false),
+    );
+  }
+
+  /**
+   * Reads and opens a record; undefined when there is none, or when `workspace` is given and
+   * the record belongs to another one (so one tenant cannot learn which ids another uses).
+   */
+  async read(
+    resource: string,
+    id: string,
+    options: { workspace?: string } = {},
+  ): Promise<PlainRecord | undefined> {
     this.#codec.checkResource(resource);
     const stored = await this.#repository.get({ resource, id });
     if (stored === undefined) return undefined;
+    if (options.workspace !== undefined && stored.workspace !== options.workspace) return undefined;
     const [opened] = await this.#codec.open(resource, [
       { id, document: stored.document, ...workspaceOf(stored) },
     ]);
@@ -95,7 +118,9 @@ export class EncryptedStore {
         `${resource} ${JSON.stringify(id)} does not exist (deleted meanwhile?); create it instead`,
       );
     }
-    const [sealed] = await this.#seal(resource, id, current.workspace, document);
+    const [sealed] = (await this.#seal(resource, [
+      { id, workspace: current.workspace, document },
+    ])) as [SealedRecord];
     const outcome = await this.#repository.replace(resource, [
       { id, expectedVersion, document: sealed.document, stamps: sealed.stamps },
     ]);
@@ -119,13 +144,24 @@ export class EncryptedStore {
     return this.#repository.delete({ resource, id }, expectedVersion);
   }
 
-  async #seal(resource: string, id: string, workspace: string | null, document: JsonObject) {
-    this.#guard?.check(resource, id, document, this.#codec.encryptedPaths(resource));
-    const sealed = await this.#codec.seal(resource, [
-      { id, document, ...(workspace === null ? {} : { workspace }) },
-    ]);
-    if (sealed.length !== 1) throw new Error(`the codec returned no record for ${resource} ${id}`);
-    return sealed as [(typeof sealed)[number]];
+  async #seal(
+    resource: string,
+    records: readonly { id: string; workspace: string | null; document: JsonObject }[],
+  ): Promise<SealedRecord[]> {
+    const encryptedPaths = this.#codec.encryptedPaths(resource);
+    for (const record of records)
+      this.#guard?.check(resource, record.id, record.document, encryptedPaths);
+    const sealed = await this.#codec.seal(
+      resource,
+      records.map(({ id, workspace, document }) => ({
+        id,
+        document,
+        ...(workspace === null ? {} : { workspace }),
+      })),
+    );
+    if (sealed.length !== records.length)
+      throw new Error(`the codec returned ${sealed.length} records for ${records.length}`);
+    return sealed;
   }
 }
 

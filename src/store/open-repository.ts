@@ -6,6 +6,7 @@ import { resolve } from "node:path";
 import { KmsEnvelopeError } from "../errors.js";
 import { openPostgresRepository } from "./postgres-repository.js";
 import type { RecordRepository } from "./repository.js";
+import type { OpenOptions } from "./schema.js";
 import { openSqliteRepository } from "./sqlite-repository.js";
 
 /** The SQLite file of a `sqlite:` URL, or undefined for another scheme. */
@@ -23,12 +24,18 @@ export function sqlitePath(url: string): string | undefined {
   return resolve(path);
 }
 
-/** Opens the repository a store URL names (creating and migrating its schema). */
-export async function openRepository(url: string): Promise<RecordRepository> {
+/**
+ * Opens the repository a store URL names: by default creating and migrating its schema; with
+ * `readOnly`, only a store that exists at this build's schema, refusing writes.
+ */
+export async function openRepository(
+  url: string,
+  options: OpenOptions = {},
+): Promise<RecordRepository> {
   const path = sqlitePath(url);
-  if (path !== undefined) return openSqliteRepository(path);
+  if (path !== undefined) return openSqliteRepository(path, options);
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
-    return openPostgresRepository(url);
+    return openPostgresRepository(url, options);
   }
   throw new KmsEnvelopeError(
     "INVALID_CONFIG",

@@ -29,7 +29,7 @@ import type {
   StoredRecord,
   WriterCount,
 } from "./repository.js";
-import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from "./schema.js";
+import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
 
 const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
 // Serialises migrations of instances that start together (any constant shared by all of them).
@@ -53,18 +53,30 @@ function unavailable(description: string, error: unknown): KmsEnvelopeError {
   );
 }
 
-/** Connects to (and migrates) a PostgreSQL store; `poolSize` bounds its connections. */
+/**
+ * Connects to a PostgreSQL store: read-write migrates its schema (creating the tables in an
+ * empty database); read-only only checks that the schema is there, and its sessions refuse
+ * writes. `poolSize` bounds the connections.
+ */
 export async function openPostgresRepository(
   connectionString: string,
-  poolSize = 4,
+  options: OpenOptions & { poolSize?: number } = {},
 ): Promise<RecordRepository> {
   const settings = postgresSettings(connectionString);
-  const pool = new pg.Pool({ ...settings.client, max: poolSize });
+  const pool = new pg.Pool({ ...settings.client, max: options.poolSize ?? 4 });
   // An idle client's error (server restart) must not crash the process; the next query reports it.
   pool.on("error", () => undefined);
+  if (options.readOnly) {
+    // Queued before any other query of the new client: a write that slipped into a read-only
+    // command fails at the server instead of changing the store.
+    pool.on("connect", (client) => {
+      client.query("SET default_transaction_read_only = on").catch(() => undefined);
+    });
+  }
   const repository = new PostgresRepository(pool, settings.description);
   try {
-    await repository.migrate();
+    if (options.readOnly) await repository.checkSchema();
+    else await repository.migrate();
   } catch (error) {
     await pool.end();
     throw error instanceof KmsEnvelopeError ? error : unavailable(settings.description, error);
@@ -89,16 +101,8 @@ class PostgresRepository implements RecordRepository {
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`,
       );
-      const { rows } = await client.query<{ current: number }>(
-        `SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`,
-      );
-      const current = rows[0]?.current ?? 0;
-      if (current > SCHEMA_VERSION) {
-        throw new KmsEnvelopeError(
-          "STORE_UNAVAILABLE",
-          `the store ${this.#description} has schema version ${current}, newer than this kms-envelope knows (${SCHEMA_VERSION}); upgrade kms-envelope`,
-        );
-      }
+      const current = await recordedSchemaVersion(client);
+      checkSchemaVersion(current, this.#description, false);
       for (const migration of MIGRATIONS.filter((entry) => entry.version > current)) {
         await client.query(migration.postgres);
         await client.query(`INSERT INTO ${MIGRATIONS_TABLE} VALUES ($1, $2, now())`, [
@@ -107,6 +111,12 @@ class PostgresRepository implements RecordRepository {
         ]);
       }
     });
+  }
+
+  /** Read-only open: the schema must be there at this build's version; nothing is created. */
+  async checkSchema(): Promise<void> {
+    const current = await this.#transaction(recordedSchemaVersion, "BEGIN READ ONLY");
+    checkSchemaVersion(current, this.#description, true);
   }
 
   async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
@@ -337,6 +347,19 @@ class PostgresRepository implements RecordRepository {
       }
     }
   }
+}
+
+/** The schema version a database records; 0 when it has no migrations table (never migrated). */
+async function recordedSchemaVersion(client: pg.PoolClient): Promise<number> {
+  const { rows } = await client.query<{ present: boolean }>(
+    "SELECT to_regclass($1::text) IS NOT NULL AS present",
+    [MIGRATIONS_TABLE],
+  );
+  if (rows[0]?.present !== true) return 0;
+  const recorded = await client.query<{ current: number }>(
+    `SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`,
+  );
+  return recorded.rows[0]?.current ?? 0;
 }
 
 // Errors of ours and constraint violations the caller interprets pass through; anything else

@@ -1,3 +1,5 @@
+import { KmsEnvelopeError } from "../errors.js";
+
 /**
  * Schema migrations of the store, one entry per version, in both dialects. Each is applied once,
  * in a transaction, and recorded in kmse_schema_migrations; entries are never edited once
@@ -63,3 +65,37 @@ export const MIGRATIONS: readonly Migration[] = [
 
 /** The schema version this build of kms-envelope writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** How a store is opened: read-write creates and migrates it; read-only only reads what exists. */
+export interface OpenOptions {
+  /**
+   * Open an existing store for reading: nothing is created or migrated and writes are refused,
+   * so a command that only reads can never leave an empty store behind at a mistyped path.
+   */
+  readonly readOnly?: boolean;
+}
+
+/**
+ * Refuses a recorded schema version this build cannot use on `store` (a path or a description
+ * without credentials): a newer one always; for read-only use also none at all (STORE_MISSING)
+ * or an older one, which only a read-write open migrates.
+ */
+export function checkSchemaVersion(current: number, store: string, readOnly: boolean): void {
+  if (current > SCHEMA_VERSION) {
+    throw new KmsEnvelopeError(
+      "STORE_UNAVAILABLE",
+      `the store ${store} has schema version ${current}, newer than this kms-envelope knows (${SCHEMA_VERSION}); upgrade kms-envelope`,
+    );
+  }
+  if (!readOnly || current === SCHEMA_VERSION) return;
+  if (current === 0) {
+    throw new KmsEnvelopeError(
+      "STORE_MISSING",
+      `the store ${store} has no kms-envelope tables: nothing was ever stored there; check --store or --data-dir`,
+    );
+  }
+  throw new KmsEnvelopeError(
+    "STORE_UNAVAILABLE",
+    `the store ${store} has schema version ${current}, older than this kms-envelope reads (${SCHEMA_VERSION}); open it once read-write (kms-envelope store put, rewrap, or the application) to migrate it`,
+  );
+}

@@ -2,7 +2,7 @@
  * The embedded default backend: one SQLite file in WAL mode, so the application, rewrap and
  * export can use it from several processes at once (readers never block the writer).
  */
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
@@ -28,36 +28,79 @@ import type {
   StoredRecord,
   WriterCount,
 } from "./repository.js";
-import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from "./schema.js";
+import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
 
 /** How long a write waits for another process's transaction before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
 
 const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
 
-/** Opens (creating when missing, mode 0600 in a 0700 directory) and migrates a SQLite store. */
-export function openSqliteRepository(path: string): RecordRepository {
+/**
+ * Opens a SQLite store: read-write creates it when missing (mode 0600 in a 0700 directory) and
+ * migrates it; read-only opens an existing file without writing to it (STORE_MISSING if absent).
+ */
+export function openSqliteRepository(path: string, options: OpenOptions = {}): RecordRepository {
+  const readOnly = options.readOnly === true;
+  if (readOnly && !existsSync(path)) {
+    throw new KmsEnvelopeError(
+      "STORE_MISSING",
+      `the SQLite store ${path} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)`,
+    );
+  }
   let database: Database.Database;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // The file holds ciphertexts and plain fields; SQLite gives its -wal and -shm files the same
-    // mode as the database, so creating it 0600 first covers all three.
-    closeSync(openSync(path, "a", 0o600));
-    database = new Database(path, { timeout: BUSY_TIMEOUT_MS });
-    // WAL lets readers run beside a writer; FULL makes each commit durable before rewrap moves
-    // on, so a power cut cannot undo rows an operator then retires the old key for.
-    database.pragma("journal_mode = WAL");
-    database.pragma("synchronous = FULL");
-    database.pragma("foreign_keys = ON");
+    database = readOnly ? openExisting(path) : openForWriting(path);
   } catch (error) {
+    if (error instanceof KmsEnvelopeError) throw error;
     throw new KmsEnvelopeError(
       "STORE_UNAVAILABLE",
       `cannot open the SQLite store ${path}: ${errorMessage(error)}; check the path and its permissions`,
       { cause: error },
     );
   }
-  migrate(database, path);
+  if (!readOnly) migrate(database, path);
   return new SqliteRepository(database);
+}
+
+function openForWriting(path: string): Database.Database {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  // The file holds ciphertexts and plain fields; SQLite gives its -wal and -shm files the same
+  // mode as the database, so creating it 0600 first covers all three.
+  closeSync(openSync(path, "a", 0o600));
+  const database = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  // WAL lets readers run beside a writer; FULL makes each commit durable before rewrap moves
+  // on, so a power cut cannot undo rows an operator then retires the old key for.
+  database.pragma("journal_mode = WAL");
+  database.pragma("synchronous = FULL");
+  database.pragma("foreign_keys = ON");
+  return database;
+}
+
+function openExisting(path: string): Database.Database {
+  const database = new Database(path, {
+    readonly: true,
+    fileMustExist: true,
+    timeout: BUSY_TIMEOUT_MS,
+  });
+  try {
+    checkSchemaVersion(recordedSchemaVersion(database), path, true);
+  } catch (error) {
+    database.close();
+    throw error;
+  }
+  return database;
+}
+
+/** The schema version a store records; 0 when it has no migrations table (never migrated). */
+function recordedSchemaVersion(database: Database.Database): number {
+  const table = database
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+    .get(MIGRATIONS_TABLE);
+  if (table === undefined) return 0;
+  const { current } = database
+    .prepare(`SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`)
+    .get() as { current: number };
+  return current;
 }
 
 function migrate(database: Database.Database, path: string): void {
@@ -66,15 +109,8 @@ function migrate(database: Database.Database, path: string): void {
       database.exec(
         `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)`,
       );
-      const { current } = database
-        .prepare(`SELECT coalesce(max(version), 0) AS current FROM ${MIGRATIONS_TABLE}`)
-        .get() as { current: number };
-      if (current > SCHEMA_VERSION) {
-        throw new KmsEnvelopeError(
-          "STORE_UNAVAILABLE",
-          `the store ${path} has schema version ${current}, newer than this kms-envelope knows (${SCHEMA_VERSION}); upgrade kms-envelope`,
-        );
-      }
+      const current = recordedSchemaVersion(database);
+      checkSchemaVersion(current, path, false);
       for (const migration of MIGRATIONS.filter((entry) => entry.version > current)) {
         database.exec(migration.sqlite);
         database

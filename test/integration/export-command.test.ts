@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -14,7 +15,7 @@ import { CredentialStore } from "../../src/store/credential-store.js";
 import { EncryptedStore } from "../../src/store/encrypted-store.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { ExportedRecord } from "../../src/store/subject-export.js";
-import { runCli, temporaryDirectory } from "../support/daemon-process.js";
+import { runCli, runCliReadingOneLine, temporaryDirectory } from "../support/daemon-process.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 const OBOT_MAP = join(PACKAGE_ROOT, "config/field-map-obot.yaml");
@@ -128,6 +129,30 @@ resources:
     });
   }
 
+  test("a reader that closes stdout early (| head -1) ends the export quietly with exit 0", async () => {
+    const { url } = stores[0] as { url: string };
+    const repository = await openRepository(url);
+    try {
+      await repository.insert(
+        "notes",
+        Array.from({ length: 3_000 }, (_, index) => ({
+          id: `note-${String(index).padStart(5, "0")}`,
+          subjectId: "prolific",
+          workspace: null,
+          document: { text: "a plain note ".repeat(20) },
+          stamps: [],
+        })),
+      );
+    } finally {
+      await repository.close();
+    }
+    const result = await runCliReadingOneLine(["export", "--subject", "prolific", "--store", url]);
+    assert.equal(result.stderr, "", "no write EPIPE or any other noise");
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /^\{"resource":"notes","id":"note-00000"/);
+    assert.ok(result.stdout.length < 1_000_000, "it stopped instead of writing everything");
+  });
+
   test("--format json --output FILE writes a 0600 file and refuses to overwrite one", async () => {
     const output = join(directory.path, "ada.json");
     const env = { KMS_ENVELOPE_STORE: stores[0]?.url ?? "" };
@@ -152,12 +177,21 @@ resources:
     assert.match(again.stderr, /cannot create --output .*: the file exists; choose another name/);
   });
 
-  test("the default store is store.db under --data-dir; a subject with nothing exports nothing", async () => {
+  test("the default store is store.db under --data-dir, never created by export; a subject with nothing exports nothing", async () => {
     const dataDir = join(directory.path, "data");
-    const result = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, "");
+    const missing = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.equal(
+      missing.stderr,
+      `kms-envelope: the SQLite store ${join(dataDir, "store.db")} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`,
+    );
+    assert.equal(existsSync(dataDir), false, "export created nothing");
+
+    await (await openRepository(`sqlite://${join(dataDir, "store.db")}`)).close();
     assert.equal((await stat(join(dataDir, "store.db"))).mode & 0o777, 0o600);
     assert.equal((await stat(dataDir)).mode & 0o777, 0o700);
+    const empty = await runCli(["export", "--subject", "nobody", "--data-dir", dataDir]);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(empty.stdout, "");
   });
 });

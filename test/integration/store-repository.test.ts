@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,12 +9,15 @@ import pg from "pg";
 import type { FieldStamp } from "../../src/fields/field-codec.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
+import { hasCode } from "../support/error-assertions.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 interface Backend {
   name: string;
   /** A fresh, empty store URL. */
   newStore(): Promise<string>;
+  /** Whether anything of the store exists yet (the SQLite file; the tables in PostgreSQL). */
+  created(url: string): Promise<boolean>;
   /** Sets the recorded schema version of a store (to simulate a newer kms-envelope). */
   setSchemaVersion(url: string, version: number): Promise<void>;
   setUp(): Promise<void>;
@@ -30,6 +34,9 @@ function sqliteBackend(): Backend {
     },
     async newStore() {
       return `sqlite://${join(directory, `store-${++count}.db`)}`;
+    },
+    async created(url) {
+      return existsSync(url.slice("sqlite://".length));
     },
     async setSchemaVersion(url, version) {
       const database = new Database(url.slice("sqlite://".length));
@@ -54,6 +61,18 @@ function postgresBackend(): Backend {
     async newStore() {
       const database = await (server as PostgresServer).createDatabase();
       return (server as PostgresServer).tcpUrl(database);
+    },
+    async created(url) {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ tables: number }>(
+          "SELECT count(*)::int AS tables FROM pg_tables WHERE tablename LIKE 'kmse\\_%'",
+        );
+        return (rows[0]?.tables ?? 0) > 0;
+      } finally {
+        await client.end();
+      }
     },
     async setSchemaVersion(url, version) {
       const client = new pg.Client({ connectionString: url });
@@ -344,6 +363,43 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
           /schema version 99, newer than this kms-envelope knows \(1\); upgrade kms-envelope/.test(
             error.message,
           ),
+      );
+    });
+
+    test("a read-only open never creates a store: one not created yet is STORE_MISSING naming it", async () => {
+      const fresh = await backend.newStore();
+      await assert.rejects(
+        openRepository(fresh, { readOnly: true }),
+        hasCode(
+          "STORE_MISSING",
+          backend.name === "sqlite"
+            ? /^the SQLite store \/.*\/store-\d+\.db does not exist, and a command that only reads never creates one; check --store or --data-dir/
+            : /^the store postgres:\/\/127\.0\.0\.1:\d+\/kmse_\w+ has no kms-envelope tables: nothing was ever stored there; check --store or --data-dir$/,
+        ),
+      );
+      assert.equal(await backend.created(fresh), false, "nothing was created");
+    });
+
+    test("a read-only open reads an existing store, refuses writes, and refuses a newer schema", async () => {
+      const fresh = await backend.newStore();
+      const writer = await openRepository(fresh);
+      await writer.insert(...record("read-only-1"));
+      await writer.close();
+      const reader = await openRepository(fresh, { readOnly: true });
+      try {
+        assert.equal(
+          (await reader.get({ resource: "credentials", id: "read-only-1" }))?.version,
+          1,
+        );
+        await assert.rejects(reader.insert(...record("read-only-2")), /read-?only/);
+        assert.equal(await reader.get({ resource: "credentials", id: "read-only-2" }), undefined);
+      } finally {
+        await reader.close();
+      }
+      await backend.setSchemaVersion(fresh, 99);
+      await assert.rejects(
+        openRepository(fresh, { readOnly: true }),
+        hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(1\)/),
       );
     });
 

@@ -109,6 +109,22 @@ export async function runCli(
   }
 }
 
+/**
+ * Runs the CLI like `kms-envelope … | head -1`: its stdout is closed as soon as the first line
+ * has arrived, so the writes after it meet a closed pipe (EPIPE).
+ */
+export async function runCliReadingOneLine(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<CliResult> {
+  const cli = startCli(args, env);
+  cli.child.stdout?.on("data", () => {
+    if (cli.stdout().includes("\n")) cli.child.stdout?.destroy();
+  });
+  const code = await cli.exited;
+  return { code, stdout: cli.stdout(), stderr: cli.stderr() };
+}
+
 // The test runner's own KMS_ENVELOPE_* or key variables must not leak into the daemons.
 function cleanEnvironment(): NodeJS.ProcessEnv {
   return Object.fromEntries(

@@ -9,6 +9,7 @@ import { PlaintextGuard } from "../../../src/store/plaintext-guard.js";
 import type { RecordRepository } from "../../../src/store/repository.js";
 import { openSqliteRepository } from "../../../src/store/sqlite-repository.js";
 import { writeSubjectExport } from "../../../src/store/subject-export.js";
+import { hasCode } from "../../support/error-assertions.js";
 import { SecretboxCodec } from "./support/secretbox-codec.js";
 
 describe("EncryptedStore, CredentialStore and subject export (SQLite, secretbox test codec)", () => {
@@ -78,6 +79,43 @@ describe("EncryptedStore, CredentialStore and subject export (SQLite, secretbox 
         error.code === "STORE_CONFLICT" && /does not exist/.test(error.message),
     );
     assert.equal(await store.delete("messages", "m-2", 2), true);
+  });
+
+  test("createMany seals a batch in one codec call and writes all of it or, when one id exists, none", async () => {
+    const sealsBefore = codec.calls.seal;
+    const created = await store.createMany("messages", [
+      { id: "batch-1", subjectId: "carol", workspace: "ws-a", document: { content: "one" } },
+      { id: "batch-2", document: { content: "two" } },
+    ]);
+    assert.equal(codec.calls.seal, sealsBefore + 1, "one seal for the batch");
+    assert.deepEqual(
+      created.map((record) => [record.id, record.subjectId, record.workspace, record.version]),
+      [
+        ["batch-1", "carol", "ws-a", 1],
+        ["batch-2", null, null, 1],
+      ],
+    );
+    assert.equal((await store.read("messages", "batch-2"))?.document.content, "two");
+    await assert.rejects(
+      store.createMany("messages", [
+        { id: "batch-3", document: { content: "three" } },
+        { id: "batch-1", document: { content: "again" } },
+      ]),
+      hasCode("STORE_CONFLICT", 'record "batch-1" of messages already exists; update it instead'),
+    );
+    assert.equal(await store.read("messages", "batch-3"), undefined, "nothing of the batch");
+    assert.deepEqual(await store.createMany("messages", []), []);
+  });
+
+  test("read with a workspace finds only a record of that workspace, as if others did not exist", async () => {
+    await store.create("messages", { id: "ws-1", workspace: "ws-a", document: { content: "a" } });
+    assert.equal(
+      (await store.read("messages", "ws-1", { workspace: "ws-a" }))?.document.content,
+      "a",
+    );
+    const opensBefore = codec.calls.open;
+    assert.equal(await store.read("messages", "ws-1", { workspace: "ws-b" }), undefined);
+    assert.equal(codec.calls.open, opensBefore, "another workspace's record is never opened");
   });
 
   test("the guard refuses a credential in a plaintext field before anything is sealed", async () => {

@@ -1,0 +1,194 @@
+import { Command, Option } from "commander";
+import { KmsEnvelopeError } from "../errors.js";
+import { EncryptedStore } from "../store/encrypted-store.js";
+import { listRecords } from "../store/record-listing.js";
+import type { RecordRepository } from "../store/repository.js";
+import { drainingWriter } from "./draining-writer.js";
+import {
+  addFieldLayerFlags,
+  type FieldLayerFlags,
+  fieldLayerFromFlags,
+} from "./field-layer-flags.js";
+import { addGuardOption, type GuardMode, guardFor } from "./guard-flag.js";
+import { numberedLines } from "./json-lines.js";
+import { addStoreOptions, openStoreFromFlags, type StoreFlags } from "./store-flags.js";
+import { checkPlacement, type RecordPlacement } from "./store-input.js";
+import { putRecords } from "./store-put.js";
+
+interface ListFlags extends StoreFlags {
+  resource: string;
+  workspace?: string;
+}
+
+interface GetFlags extends ListFlags, FieldLayerFlags {
+  id: string;
+}
+
+interface PutFlags extends FieldLayerFlags, StoreFlags {
+  resource: string;
+  idField: string;
+  subjectField?: string;
+  workspace?: string;
+  workspaceField?: string;
+  replace?: boolean;
+  guard: GuardMode;
+}
+
+/** Why a listing printed nothing: the resource name may be mistyped, so name what is there. */
+async function describeEmptyListing(
+  repository: RecordRepository,
+  flags: ListFlags,
+): Promise<string> {
+  if (flags.workspace !== undefined)
+    return `no records of ${JSON.stringify(flags.resource)} in workspace ${JSON.stringify(flags.workspace)}`;
+  const resources = await repository.resources();
+  return `no records of ${JSON.stringify(flags.resource)}; ${
+    resources.length === 0
+      ? "the store holds no records at all"
+      : `the store holds records of ${resources.map((name) => JSON.stringify(name)).join(", ")}`
+  }`;
+}
+
+/** `store put`: NDJSON records on stdin, sealed by the field layer, into the store. */
+function putCommand(): Command {
+  const command = new Command("put")
+    .description(
+      "store the NDJSON records read on stdin, their encrypted fields sealed by the field map; stops at the first bad line, keeping the lines before it",
+    )
+    .requiredOption(
+      "--resource <resource>",
+      "resource the records belong to, as the field map names it",
+    )
+    .option("--id-field <path>", "property holding each record's id (a plain field)", "id")
+    .option("--subject-field <path>", "property holding each record's data subject (owner), if any")
+    .addOption(
+      new Option("--workspace <workspace>", "workspace of every record").conflicts(
+        "workspaceField",
+      ),
+    )
+    .option("--workspace-field <path>", "property holding each record's workspace")
+    .option(
+      "--replace",
+      "replace records that exist (keeping their subject and workspace) instead of stopping at them",
+    );
+  addGuardOption(command);
+  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: PutFlags) => {
+    const codec = await fieldLayerFromFlags(flags);
+    try {
+      // Before the store is opened (and maybe created) and before stdin is read.
+      codec.checkResource(flags.resource);
+      const encryptedPaths = codec.encryptedPaths(flags.resource);
+      const placement: RecordPlacement = {
+        idField: flags.idField,
+        subjectField: flags.subjectField,
+        workspaceField: flags.workspaceField,
+        workspace: flags.workspace,
+        workspaceRequired: codec.fieldMap.resources.get(flags.resource)?.route === "field-service",
+      };
+      checkPlacement(placement, flags.resource, encryptedPaths);
+      const repository = await openStoreFromFlags(flags);
+      try {
+        const counts = await putRecords(
+          numberedLines(process.stdin),
+          { store: new EncryptedStore({ repository, codec }), repository, encryptedPaths },
+          {
+            resource: flags.resource,
+            placement,
+            replace: flags.replace === true,
+            guard: guardFor(codec.fieldMap, flags.guard),
+          },
+        );
+        const total = counts.created + counts.replaced;
+        process.stderr.write(
+          `stored ${total} record${total === 1 ? "" : "s"} in ${flags.resource}${counts.replaced === 0 ? "" : ` (${counts.replaced} replaced)`}\n`,
+        );
+      } finally {
+        await repository.close();
+      }
+    } finally {
+      await codec.close();
+    }
+  });
+}
+
+/** `store list`: ids and stamps as NDJSON, read-only, with no key, field map or daemon. */
+function listCommand(): Command {
+  const command = new Command("list")
+    .description(
+      "print each record's id, subject, workspace, version and field stamps (which key encrypted what) as NDJSON; decrypts nothing",
+    )
+    .requiredOption("--resource <resource>", "resource whose records to list")
+    .option("--workspace <workspace>", "only records of this workspace");
+  return addStoreOptions(command).action(async (flags: ListFlags) => {
+    const repository = await openStoreFromFlags(flags, { readOnly: true });
+    try {
+      const write = drainingWriter(process.stdout);
+      let count = 0;
+      for await (const record of listRecords(repository, flags.resource, {
+        workspace: flags.workspace,
+      })) {
+        await write(`${JSON.stringify(record)}\n`);
+        count++;
+      }
+      if (count === 0)
+        process.stderr.write(`kms-envelope: ${await describeEmptyListing(repository, flags)}\n`);
+    } finally {
+      await repository.close();
+    }
+  });
+}
+
+/** `store get`: one record, decrypted, as one JSON line. */
+function getCommand(): Command {
+  const command = new Command("get")
+    .description(
+      "print one record's document with its encrypted fields decrypted, as one JSON line",
+    )
+    .requiredOption("--resource <resource>", "resource of the record, as the field map names it")
+    .requiredOption("--id <id>", "record id")
+    .option(
+      "--workspace <workspace>",
+      "only a record of this workspace (another workspace's record is reported as not found)",
+    );
+  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: GetFlags) => {
+    const codec = await fieldLayerFromFlags(flags);
+    try {
+      // Before the store is opened, so a mistyped resource fails as UNMAPPED_RESOURCE.
+      codec.checkResource(flags.resource);
+      const repository = await openStoreFromFlags(flags, { readOnly: true });
+      try {
+        const record = await new EncryptedStore({ repository, codec }).read(
+          flags.resource,
+          flags.id,
+          { workspace: flags.workspace },
+        );
+        if (record === undefined)
+          throw new KmsEnvelopeError(
+            "RECORD_NOT_FOUND",
+            `no record ${JSON.stringify(flags.id)} of ${flags.resource}${flags.workspace === undefined ? "" : ` in workspace ${JSON.stringify(flags.workspace)}`}; kms-envelope store list --resource ${flags.resource} shows the ids`,
+          );
+        process.stdout.write(`${JSON.stringify(record.document)}\n`);
+        if (record.stale)
+          process.stderr.write(
+            `kms-envelope: ${flags.resource} ${JSON.stringify(flags.id)} was written by an older provider or key: run kms-envelope rewrap\n`,
+          );
+      } finally {
+        await repository.close();
+      }
+    } finally {
+      await codec.close();
+    }
+  });
+}
+
+/**
+ * `kms-envelope store put|get|list`: the encrypted store from the command line. put seals
+ * through the field layer on the way in and get opens on the way out; list only reads stamps.
+ */
+export function storeCommand(): Command {
+  return new Command("store")
+    .description("put, get and list records of the encrypted store")
+    .addCommand(putCommand())
+    .addCommand(getCommand())
+    .addCommand(listCommand());
+}
