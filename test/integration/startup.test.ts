@@ -139,7 +139,7 @@ describe("start-up: master key and flags", () => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      `kms-envelope: config file ${configPath} nests collections more than 64 levels deep: it is not a configuration file, check its contents\n`,
+      `kms-envelope: config file ${configPath}: nests collections more than 64 levels deep (it is not a configuration file: check its contents)\n`,
     );
   });
 

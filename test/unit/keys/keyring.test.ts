@@ -121,12 +121,12 @@ describe("keyring file I/O", () => {
   test("a missing file and invalid YAML are INVALID_CONFIG naming the file", async () => {
     await assert.rejects(
       readKeyring(join(directory, "missing.yaml")),
-      invalid(/cannot read keyring .*missing\.yaml/),
+      invalid(/keyring .*missing\.yaml: cannot be read: .*\(check the path and its permissions\)/),
     );
     await writeFile(join(directory, "bad.yaml"), "versions: [unclosed");
     await assert.rejects(
       readKeyring(join(directory, "bad.yaml")),
-      invalid(/keyring .*bad\.yaml is not valid YAML/),
+      invalid(/keyring .*bad\.yaml: is not valid YAML/),
     );
   });
 
