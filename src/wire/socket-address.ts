@@ -1,5 +1,5 @@
 import { join, resolve } from "node:path";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 
 /** The file name of the daemon's socket inside its run directory. */
 export const SOCKET_FILE_NAME = "kms.sock";
@@ -17,30 +17,34 @@ export function defaultSocketPath(runDir: string): string {
 export function parseSocketPath(value: string): string {
   let rest = value.trim();
   if (rest === "") {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      "--socket is empty: give a path such as /var/run/kmsplugin/kms-envelope.sock",
+    throw new ConfigError(
+      "--socket",
+      "is empty",
+      "give a path such as /var/run/kmsplugin/kms-envelope.sock",
     );
   }
   if (rest.includes("://")) {
     if (!rest.startsWith("unix://")) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `--socket ${JSON.stringify(value)}: only unix:// endpoints are supported`,
+      throw new ConfigError(
+        "--socket",
+        `only unix:// endpoints are supported, not ${JSON.stringify(value)}`,
+        "give a socket path or unix:///path/to/socket",
       );
     }
     rest = rest.slice("unix://".length);
     if (rest === "") {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `--socket ${JSON.stringify(value)} has no path: write unix:///path/to/socket`,
+      throw new ConfigError(
+        "--socket",
+        `${JSON.stringify(value)} has no path`,
+        "write unix:///path/to/socket",
       );
     }
   }
   if (rest.startsWith("@") || rest.startsWith("/@")) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--socket ${JSON.stringify(value)}: abstract sockets are not supported; give a socket file path`,
+    throw new ConfigError(
+      "--socket",
+      `abstract sockets such as ${JSON.stringify(value)} are not supported`,
+      "give a socket file path",
     );
   }
   return resolve(rest);

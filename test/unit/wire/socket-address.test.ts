@@ -8,7 +8,7 @@ function invalidConfig(detail: RegExp) {
   return (error: unknown): boolean => {
     assert.ok(error instanceof KmsEnvelopeError);
     assert.equal(error.code, "INVALID_CONFIG");
-    assert.match(error.message, /^--socket /);
+    assert.match(error.message, /^--socket: /);
     assert.match(error.message, detail);
     return true;
   };
@@ -39,7 +39,7 @@ describe("parseSocketPath", () => {
     for (const value of ["@kms", "unix:///@kms", "unix://@kms", "@"]) {
       assert.throws(
         () => parseSocketPath(value),
-        invalidConfig(/abstract sockets are not supported/),
+        invalidConfig(/abstract sockets such as "[^"]+" are not supported/),
         value,
       );
     }
@@ -53,14 +53,17 @@ describe("parseSocketPath", () => {
 
   test("an empty or blank value is refused with INVALID_CONFIG", () => {
     for (const value of ["", "   "]) {
-      assert.throws(() => parseSocketPath(value), invalidConfig(/--socket is empty/));
+      assert.throws(
+        () => parseSocketPath(value),
+        invalidConfig(/--socket: is empty \(give a path such as /),
+      );
     }
   });
 
   test("unix:// without a path is refused instead of meaning the working directory", () => {
     assert.throws(
       () => parseSocketPath("unix://"),
-      invalidConfig(/has no path: write unix:\/\/\/path\/to\/socket/),
+      invalidConfig(/has no path \(write unix:\/\/\/path\/to\/socket\)/),
     );
   });
 });
