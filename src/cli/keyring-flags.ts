@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import type { CustodyProvider } from "../../providers/types.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { addVersion } from "../keys/keyring-edits.js";
 import {
   type Keyring,
@@ -40,9 +40,10 @@ export async function readKeyringIfPresent(path: string): Promise<Keyring | unde
 export async function requireKeyring(path: string): Promise<Keyring> {
   const keyring = await readKeyringIfPresent(path);
   if (keyring === undefined) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `no keyring at ${path}: create it with \`kms-envelope keygen --provider P --key-ref REF --keyring ${path}\``,
+    throw new ConfigError(
+      "--keyring",
+      `there is no keyring at ${path}`,
+      `create it with \`kms-envelope keygen --provider P --key-ref REF --keyring ${path}\``,
     );
   }
   return keyring;

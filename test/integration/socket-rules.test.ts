@@ -84,7 +84,7 @@ describe("socket rules (SPEC.md §4)", () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /^kms-envelope: --socket \S+ is \d+ bytes long; Unix socket paths are limited to 107 bytes: choose a shorter path \(or --run-dir\)\n$/,
+      /^kms-envelope: --socket: \S+ is \d+ bytes long; Unix socket paths are limited to 107 bytes \(choose a shorter path or --run-dir\)\n$/,
     );
     assert.deepEqual(await readdir(nested), [], "nothing was bound, truncated or not");
   });

@@ -66,10 +66,10 @@ describe("start-up: master key and flags", () => {
 
   test("bad flag values are refused naming the flag", async () => {
     const cases: [string[], RegExp][] = [
-      [["--socket-mode", "777x"], /--socket-mode must be an octal mode/],
-      [["--shutdown-timeout", "soon"], /--shutdown-timeout must be a duration/],
+      [["--socket-mode", "777x"], /--socket-mode: must be an octal mode/],
+      [["--shutdown-timeout", "soon"], /--shutdown-timeout: must be a duration/],
       [["--log-level", "loud"], /--log-level/],
-      [["--http-address", "nowhere"], /--http-address must be HOST:PORT/],
+      [["--http-address", "nowhere"], /--http-address: must be HOST:PORT/],
       [["--bogus"], /unknown option '--bogus'/],
     ];
     for (const [flags, message] of cases) {
@@ -185,7 +185,10 @@ describe("start-up: master key and flags", () => {
       join(directory.path, "dev2"),
     ]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--dev and ENCRYPTION_MASTER_KEY are both set: drop one/);
+    assert.match(
+      result.stderr,
+      /--dev: ENCRYPTION_MASTER_KEY is set too, and --dev brings its own key \(drop --dev or ENCRYPTION_MASTER_KEY\)/,
+    );
   });
 
   test("keygen prints a fresh base64 32-byte key each time", async () => {
