@@ -2,10 +2,9 @@ import { randomBytes } from "node:crypto";
 import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
-import { describeIssues } from "../config/issues.js";
+import { documentIssuesError } from "../config/issues.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
-import { KmsEnvelopeError } from "../errors.js";
 
 /** States of a master-key version (SPEC.md §3). */
 export const VERSION_STATES = ["primary", "active", "retired"] as const;
@@ -62,10 +61,7 @@ export type Keyring = z.infer<typeof keyringSchema>;
 export function validateKeyring(document: unknown, source: string): Keyring {
   const parsed = keyringSchema.safeParse(document);
   if (!parsed.success) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `keyring ${source} is invalid: ${describeIssues(parsed.error.issues, "path")}`,
-    );
+    throw documentIssuesError(parsed.error.issues, `keyring ${source}`, "fix the keyring file");
   }
   return parsed.data;
 }

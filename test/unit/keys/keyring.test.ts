@@ -58,7 +58,7 @@ describe("keyring file validation", () => {
     assert.throws(
       () => validateKeyring(keyringOf(version("aws:a", "active")), "k.yaml"),
       invalid(
-        /keyring k\.yaml is invalid: versions: must have exactly one primary version, found 0/,
+        /^keyring k\.yaml versions: must have exactly one primary version, found 0 \(fix the keyring file\)$/,
       ),
     );
     assert.throws(
@@ -175,7 +175,7 @@ describe("keyring edits", () => {
     );
     assert.throws(
       () => addVersion(rotated, version("aws:a", "active")),
-      invalid(/already in the keyring: a key id is never reused/),
+      invalid(/already in the keyring \(a key id is never reused/),
     );
   });
 
@@ -194,7 +194,7 @@ describe("keyring edits", () => {
     assert.throws(() => retireVersion(retired, "aws:b"), invalid(/is the primary version/));
     assert.throws(
       () => retireVersion(retired, "aws:zzz"),
-      invalid(/no version aws:zzz in the keyring \(it has aws:a, aws:b\)/),
+      invalid(/key id aws:zzz: is not in the keyring \(give one it has: aws:a, aws:b\)/),
     );
     assert.throws(() => promoteVersion(retired, "aws:a"), invalid(/is retired/));
   });
