@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { errorMessage, KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError, errorMessage } from "../src/errors.js";
 import { instrument } from "./instrumented.js";
 import type { CustodyProvider, ProviderOptions } from "./types.js";
 
@@ -34,9 +34,10 @@ function checkModule(candidate: unknown, source: string): ProviderModule {
     !PROVIDER_NAME.test(module.name) ||
     typeof module.createProvider !== "function"
   ) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `provider module ${source} must export \`name\` (lowercase, e.g. "vault") and \`createProvider(keyRef, options)\``,
+    throw new ConfigError(
+      `provider module ${source}`,
+      "does not export a lowercase `name` and a `createProvider` function",
+      'export `name` (lowercase, e.g. "vault") and `createProvider(keyRef, options)`',
     );
   }
   return module as ProviderModule;
@@ -47,9 +48,10 @@ export function checkProvider(provider: unknown, module: ProviderModule): Custod
   const candidate = provider as Record<string, unknown> | undefined;
   const missing = METHODS.filter((method) => typeof candidate?.[method] !== "function");
   if (candidate === undefined || candidate.name !== module.name || missing.length > 0) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `provider ${module.name} does not implement the custody interface (name must be "${module.name}"${missing.length > 0 ? `; missing ${missing.join(", ")}` : ""})`,
+    throw new ConfigError(
+      `provider ${module.name}`,
+      `does not implement the custody interface${missing.length > 0 ? `: missing ${missing.join(", ")}` : ""}`,
+      `give its instances the name "${module.name}" and the methods ${METHODS.join(", ")}`,
     );
   }
   return provider as CustodyProvider;
@@ -68,9 +70,10 @@ export async function loadProviderModule(specifier: string): Promise<ProviderMod
   try {
     loaded = await import(target);
   } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot load provider ${JSON.stringify(specifier)}: ${errorMessage(error)}; give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
+    throw new ConfigError(
+      `provider ${JSON.stringify(specifier)}`,
+      `cannot be loaded: ${errorMessage(error)}`,
+      `give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
       { cause: error },
     );
   }
@@ -120,9 +123,10 @@ export class ProviderRegistry {
     let module = this.#modules.get(name);
     if (module === undefined) {
       if (BUILT_IN[name] === undefined) {
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
-          `the keyring uses provider "${name}", which is not built in: pass --provider-module with its module`,
+        throw new ConfigError(
+          `provider "${name}"`,
+          "is not built in, and no --provider-module registered it",
+          "pass --provider-module with its module",
         );
       }
       module = await loadProviderModule(name);

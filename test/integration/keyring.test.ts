@@ -229,7 +229,7 @@ describe("keyring with a custom provider module: revocation, grace period, recov
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /the keyring uses provider "custom", which is not built in: pass --provider-module/,
+      /provider "custom": is not built in, and no --provider-module registered it \(pass --provider-module with its module\)/,
     );
   });
 
