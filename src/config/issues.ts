@@ -1,23 +1,6 @@
 import type { z } from "zod";
 import { ConfigError } from "../errors.js";
 
-/** How an issue says where it is: a command-line flag (`--socket-mode`) or a document path. */
-export type IssueNaming = "flag" | "path";
-
-/**
- * Every problem a schema found, on one line: each names where it is — the flag
- * (`--socket-mode must be …`), or the path inside the document (`versions.2.keyId: must be …`,
- * `(document)` for the whole) — then what is expected.
- */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], naming: IssueNaming): string {
-  return issues
-    .map((issue) => {
-      if (naming === "flag") return `${flagName(issue.path[0])} ${issue.message}`;
-      return `${issue.path.join(".") || "(document)"}: ${issue.message}`;
-    })
-    .join("; ");
-}
-
 /** One problem a schema found, with where it is. */
 interface Found {
   readonly place: string;
