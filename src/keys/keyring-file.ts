@@ -3,8 +3,8 @@ import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
 import { documentIssuesError } from "../config/issues.js";
+import { base64Schema, keyIdSchema, providerNameSchema } from "../config/schemas.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
-import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
 
 /** States of a master-key version (SPEC.md §3). */
 export const VERSION_STATES = ["primary", "active", "retired"] as const;
@@ -13,12 +13,10 @@ export const VERSION_STATES = ["primary", "active", "retired"] as const;
 export type VersionState = (typeof VERSION_STATES)[number];
 
 const versionSchema = z.strictObject({
-  keyId: z.string().min(1).max(1024),
-  provider: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]*$/, "must be a provider name such as aws, azure, gcp or local"),
+  keyId: keyIdSchema,
+  provider: providerNameSchema,
   keyRef: z.string().min(1),
-  wrappedKey: z.string().regex(STANDARD_BASE64, "must be standard base64").min(4),
+  wrappedKey: base64Schema,
   created: z.iso.datetime({ offset: true }),
   state: z.enum(VERSION_STATES),
 });

@@ -99,6 +99,19 @@ describe("keyring file validation", () => {
     for (const [document, detail] of cases)
       assert.throws(() => validateKeyring(document, "k.yaml"), invalid(detail));
   });
+
+  test("a provider name the registry would never load, and a key id kube-apiserver would refuse, are refused here too", () => {
+    const longName = `p${"x".repeat(32)}`;
+    assert.throws(
+      () => validateKeyring(keyringOf({ ...version("aws:a", "primary"), provider: longName }), "k"),
+      invalid(/versions\.0\.provider: must be a provider name/),
+    );
+    // 600 characters, but 1200 bytes of UTF-8: the apiserver counts bytes.
+    assert.throws(
+      () => validateKeyring(keyringOf(version(`aws:${"é".repeat(600)}`, "primary")), "k"),
+      invalid(/versions\.0\.keyId: keyID is 1204 bytes, more than the 1024 allowed/),
+    );
+  });
 });
 
 describe("keyring file I/O", () => {
