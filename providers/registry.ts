@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { providerNameSchema } from "../src/config/schemas.js";
 import { ConfigError, errorMessage } from "../src/errors.js";
 import { instrument } from "./instrumented.js";
 import type { CustodyProvider, ProviderOptions } from "./types.js";
@@ -21,7 +22,6 @@ const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
   ["local", "aws", "azure", "gcp"].map((name) => [name, () => import(`./${name}.js`)]),
 );
 
-const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;
 
 /** The built-in provider names. */
@@ -30,9 +30,8 @@ export const BUILT_IN_PROVIDERS = Object.keys(BUILT_IN);
 function checkModule(candidate: unknown, source: string): ProviderModule {
   const module = candidate as Partial<ProviderModule> | undefined;
   if (
-    typeof module?.name !== "string" ||
-    !PROVIDER_NAME.test(module.name) ||
-    typeof module.createProvider !== "function"
+    !providerNameSchema.safeParse(module?.name).success ||
+    typeof module?.createProvider !== "function"
   ) {
     throw new ConfigError(
       `provider module ${source}`,

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import type { CustodyProvider } from "../../providers/types.js";
+import { providerNameSchema } from "../config/schemas.js";
 import { ConfigError } from "../errors.js";
 import { addVersion } from "../keys/keyring-edits.js";
 import {
@@ -22,7 +23,7 @@ export async function withProvider<T>(
 ): Promise<T> {
   const registry = await providerRegistry(flags, process.env);
   try {
-    const name = /^[a-z][a-z0-9-]*$/.test(providerSpec)
+    const name = providerNameSchema.safeParse(providerSpec).success
       ? providerSpec
       : await registry.register(providerSpec);
     return await work(await registry.provider(name, keyRef));
