@@ -1,10 +1,17 @@
 import type { z } from "zod";
 import { ConfigError } from "../errors.js";
 
-/** One problem a schema found, with where it is. */
+/** One problem a schema found, with where it is and, when its rule says one, what to do. */
 interface Found {
   readonly place: string;
   readonly message: string;
+  readonly remedy?: string;
+}
+
+/** An issue at `place`, with the advice its rule attached (`params: { remedy }`), if any. */
+function found(issue: z.core.$ZodIssue, place: string): Found {
+  const remedy = issue.code === "custom" ? issue.params?.remedy : undefined;
+  return { place, message: issue.message, remedy: typeof remedy === "string" ? remedy : undefined };
 }
 
 function flagName(key: PropertyKey | undefined): string {
@@ -14,12 +21,13 @@ function flagName(key: PropertyKey | undefined): string {
 /**
  * One ConfigError for every problem a schema found, so one run reports them all: its setting is
  * where the first problem is, and any others follow in the problem text, each with its place.
+ * The remedy is the first problem's own, or else the caller's.
  */
 function combine(found: readonly Found[], remedy: string): ConfigError {
   // A failed parse has at least one issue.
   const [first, ...others] = found as [Found, ...Found[]];
   const problem = [first.message, ...others.map(({ place, message }) => `${place}: ${message}`)];
-  return new ConfigError(first.place, problem.join("; "), remedy);
+  return new ConfigError(first.place, problem.join("; "), first.remedy ?? remedy);
 }
 
 // Schema messages say what a flag must be; --help lists every flag with its default.
@@ -28,7 +36,7 @@ const FLAG_REMEDY = "run with --help for what each flag accepts";
 /** Command-line options refused by their schema, as a ConfigError naming the flag (`--socket-mode`). */
 export function flagIssuesError(issues: readonly z.core.$ZodIssue[]): ConfigError {
   return combine(
-    issues.map((issue) => ({ place: flagName(issue.path[0]), message: issue.message })),
+    issues.map((issue) => found(issue, flagName(issue.path[0]))),
     FLAG_REMEDY,
   );
 }
@@ -48,7 +56,7 @@ export function documentIssuesError(
       // The first place is the error's setting, so it names the document; the others follow it.
       const place =
         index > 0 ? path || "(document)" : path === "" ? document : `${document} ${path}`;
-      return { place, message: issue.message };
+      return found(issue, place);
     }),
     remedy,
   );
@@ -63,7 +71,7 @@ export function parseFlag<Schema extends z.ZodType>(
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   throw combine(
-    parsed.error.issues.map((issue) => ({ place: `--${flag}`, message: issue.message })),
+    parsed.error.issues.map((issue) => found(issue, `--${flag}`)),
     FLAG_REMEDY,
   );
 }

@@ -214,6 +214,15 @@ describe("start-up: master key and flags", () => {
     );
   });
 
+  test("status refuses a socket path over 107 bytes, as serve does, with exit code 2", async () => {
+    const result = await runCli(["status", "--socket", `/tmp/${"s".repeat(98)}.sock`]);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /^kms-envelope: --socket: \S+ is 108 bytes long; Unix socket paths are limited to 107 bytes \(choose a shorter path or --run-dir\)\n$/,
+    );
+  });
+
   test("--help works for every command", async () => {
     for (const command of [[], ["serve"], ["status"], ["keygen"]]) {
       const result = await runCli([...command, "--help"]);
