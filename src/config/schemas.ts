@@ -59,7 +59,7 @@ export const socketPathSchema = z.string().transform((value, context) => {
     );
   }
   const path = resolve(rest);
-  // A longer path would be bound, or dialled, truncated.
+  // sun_path holds 108 bytes with its NUL: a longer path cannot be bound or dialled as written.
   const bytes = Buffer.byteLength(path);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     return refuse(
