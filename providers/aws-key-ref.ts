@@ -1,4 +1,4 @@
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 
 /** A checked AWS KMS key reference. */
 export interface AwsKeyReference {
@@ -23,16 +23,18 @@ export function parseAwsKeyRef(keyRef: string, region?: string): AwsKeyReference
   const trimmed = keyRef.trim();
   const arn = ARN.exec(trimmed);
   if (!(KEY_ID.test(trimmed) || ALIAS.test(trimmed) || arn !== null)) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `AWS KMS key reference ${JSON.stringify(trimmed)} is not a key id, key ARN, alias/<name> or alias ARN: give the key ARN (arn:aws:kms:<region>:<account>:key/<id>)`,
+    throw new ConfigError(
+      "aws keyRef",
+      `${JSON.stringify(trimmed)} is not a key id, key ARN, alias/<name> or alias ARN`,
+      "give the key ARN, arn:aws:kms:<region>:<account>:key/<id>",
     );
   }
   const arnRegion = arn?.[2];
   if (region !== undefined && arnRegion !== undefined && region !== arnRegion) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `region ${region} does not match the region of key ${trimmed} (${arnRegion}): KMS keys are regional; drop --region or use a key in ${region}`,
+    throw new ConfigError(
+      "aws region",
+      `${region} does not match the region of key ${trimmed} (${arnRegion}), and KMS keys are regional`,
+      `drop --region or use a key in ${region}`,
     );
   }
   return { keyRef: trimmed, keyArn: arn?.[4] === "key" ? trimmed : undefined, region: arnRegion };

@@ -1,6 +1,6 @@
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 
-/** An integer option within its limits, or INVALID_CONFIG naming the option. */
+/** An integer option within its limits, or a ConfigError naming the option. */
 export function integerOption(
   option: string,
   value: number,
@@ -8,8 +8,10 @@ export function integerOption(
   maximum: number,
 ): number {
   if (!Number.isInteger(value) || value < minimum || value > maximum) {
-    throw invalidConfig(
-      `aws provider option ${option} must be an integer from ${minimum} to ${maximum}, not ${value}`,
+    throw new ConfigError(
+      `aws provider option ${option}`,
+      `${value} is not an integer from ${minimum} to ${maximum}`,
+      "give one within those limits",
     );
   }
   return value;
@@ -24,12 +26,10 @@ export function checkEndpoint(endpoint: string): void {
     url = undefined;
   }
   if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
-    throw invalidConfig(
-      `AWS KMS endpoint ${JSON.stringify(endpoint)} is not an http(s) URL: give e.g. https://kms.eu-west-1.amazonaws.com`,
+    throw new ConfigError(
+      "aws endpoint",
+      `${JSON.stringify(endpoint)} is not an http(s) URL`,
+      "give one such as https://kms.eu-west-1.amazonaws.com",
     );
   }
-}
-
-function invalidConfig(message: string): KmsEnvelopeError {
-  return new KmsEnvelopeError("INVALID_CONFIG", message);
 }

@@ -1,4 +1,4 @@
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 
 /** A parsed, canonical versioned key URL. */
 export interface AzureKeyReference {
@@ -16,9 +16,10 @@ const KEY_VERSION = /^[0-9a-zA-Z]{1,64}$/;
 export function parseAzureKeyRef(keyRef: string): AzureKeyReference {
   const example = "https://<vault>.vault.azure.net/keys/<name>/<version>";
   const refuse = (problem: string) =>
-    new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `azure keyRef ${JSON.stringify(keyRef.slice(0, 200))} ${problem}: give a versioned key URL such as ${example}`,
+    new ConfigError(
+      "azure keyRef",
+      `${JSON.stringify(keyRef.slice(0, 200))} ${problem}`,
+      `give a versioned key URL such as ${example}`,
     );
   let url: URL;
   try {

@@ -6,7 +6,7 @@ import {
   type KeyVaultKey,
 } from "@azure/keyvault-keys";
 import { MASTER_KEY_BYTES } from "../src/crypto/master-key.js";
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 import { type CallAbort, type CallOptions, type CallState, KeyVaultCalls } from "./azure-calls.js";
 import { defaultCredential } from "./azure-credential.js";
 import { classifyAzureError } from "./azure-errors.js";
@@ -74,19 +74,28 @@ export class AzureKeyVaultProvider implements CustodyProvider {
     this.#key = parseAzureKeyRef(options.keyRef);
     const algorithm = options.algorithm ?? "RSA-OAEP-256";
     if (algorithm !== "auto" && KEY_TYPES[algorithm] === undefined) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        "azure algorithm must be RSA-OAEP-256, A256KW or auto",
+      throw new ConfigError(
+        "azure algorithm",
+        `${JSON.stringify(algorithm)} is not supported`,
+        "give RSA-OAEP-256, A256KW or auto",
       );
     }
     this.#algorithm = algorithm === "auto" ? undefined : algorithm;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     const maxRetries = options.maxRetries ?? options.clientOptions?.retryOptions?.maxRetries ?? 2;
     if (!(Number.isInteger(this.#timeoutMs) && this.#timeoutMs > 0)) {
-      throw new KmsEnvelopeError("INVALID_CONFIG", "azure timeoutMs must be a positive integer");
+      throw new ConfigError(
+        "azure timeoutMs",
+        `${this.#timeoutMs} is not a positive integer`,
+        "give the deadline of one call in whole milliseconds",
+      );
     }
     if (!(Number.isInteger(maxRetries) && maxRetries >= 0 && maxRetries <= 10)) {
-      throw new KmsEnvelopeError("INVALID_CONFIG", "azure maxRetries must be 0..10");
+      throw new ConfigError(
+        "azure maxRetries",
+        `${maxRetries} is not an integer from 0 to 10`,
+        "give one within those limits",
+      );
     }
     this.#calls = new KeyVaultCalls(
       this.#timeoutMs,

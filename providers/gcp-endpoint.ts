@@ -1,6 +1,6 @@
 import type { KeyManagementServiceClient } from "@google-cloud/kms";
 import { grpc } from "google-gax";
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 
 /** Options of the `@google-cloud/kms` client (endpoint, port, credentials, sslCreds…). */
 export type GcpKmsClientOptions = NonNullable<
@@ -26,8 +26,9 @@ export function clientOptionsForEndpoint(endpoint: string): GcpKmsClientOptions 
       universeDomain: "googleapis.com",
     };
   }
-  throw new KmsEnvelopeError(
-    "INVALID_CONFIG",
-    `endpoint ${JSON.stringify(endpoint)} is not usable: give host[:port] or https://host[:port] (plain http only for a loopback emulator)`,
+  throw new ConfigError(
+    "gcp endpoint",
+    `${JSON.stringify(endpoint)} is not usable`,
+    "give host[:port] or https://host[:port]; plain http is for a loopback emulator only",
   );
 }

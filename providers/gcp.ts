@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { KeyManagementServiceClient } from "@google-cloud/kms";
 import { wipe } from "../src/crypto/wipe.js";
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError } from "../src/errors.js";
 import { crc32c } from "./crc32c.js";
 import { clientOptionsForEndpoint, type GcpKmsClientOptions } from "./gcp-endpoint.js";
 import { type CloudKmsOperation, classifyGcpError, IntegrityFailure } from "./gcp-errors.js";
@@ -74,9 +74,10 @@ export class GcpKmsProvider implements CustodyProvider {
     // google-gax logs every request and response body (the plaintext key included) once this
     // variable is set: refuse rather than let a debugging switch write master keys to a log.
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        "GOOGLE_SDK_NODE_LOGGING is set: @google-cloud/kms would log request bodies, master keys included; unset it to use the gcp provider",
+      throw new ConfigError(
+        "GOOGLE_SDK_NODE_LOGGING",
+        "is set, and @google-cloud/kms would then log request bodies, master keys included",
+        "unset it to use the gcp provider",
       );
     }
     // No `credentials` here: the client's own chain finds application default credentials.
@@ -241,9 +242,10 @@ export function createProvider(keyRef: string, options: ProviderOptions): GcpKms
 
 function positive(value: number, field: string): number {
   if (!Number.isInteger(value) || value <= 0) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `gcp provider option ${field} must be a positive integer, got ${value}`,
+    throw new ConfigError(
+      `gcp provider option ${field}`,
+      `${value} is not a positive integer`,
+      "give a whole number above 0",
     );
   }
   return value;

@@ -5,7 +5,7 @@ import { decodeMasterKey } from "../src/crypto/master-key.js";
 import { open, seal } from "../src/crypto/sealed.js";
 import { loadSecretbox } from "../src/crypto/secretbox.js";
 import { wipe } from "../src/crypto/wipe.js";
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
 import {
   type DirectKeyProvider,
   ProviderError,
@@ -134,9 +134,10 @@ export const LOCAL_KEY_REF = `env:${MASTER_KEY_VARIABLE}`;
 /** Provider-module factory: the local provider wraps keyring versions under the environment key. */
 export function createProvider(keyRef: string, options: ProviderOptions): LocalProvider {
   if (keyRef !== LOCAL_KEY_REF) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `the local provider's key reference is ${LOCAL_KEY_REF}, not ${JSON.stringify(keyRef)}`,
+    throw new ConfigError(
+      "local keyRef",
+      `${JSON.stringify(keyRef)} is not the local provider's key reference`,
+      `give ${LOCAL_KEY_REF}: the local provider's key is always that variable`,
     );
   }
   return new LocalProvider(options.environment);

@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { errorMessage, KmsEnvelopeError } from "../src/errors.js";
+import { providerNameSchema } from "../src/config/schemas.js";
+import { ConfigError, errorMessage } from "../src/errors.js";
 import { instrument } from "./instrumented.js";
 import type { CustodyProvider, ProviderOptions } from "./types.js";
 
@@ -21,7 +22,6 @@ const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
   ["local", "aws", "azure", "gcp"].map((name) => [name, () => import(`./${name}.js`)]),
 );
 
-const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;
 
 /** The built-in provider names. */
@@ -30,13 +30,13 @@ export const BUILT_IN_PROVIDERS = Object.keys(BUILT_IN);
 function checkModule(candidate: unknown, source: string): ProviderModule {
   const module = candidate as Partial<ProviderModule> | undefined;
   if (
-    typeof module?.name !== "string" ||
-    !PROVIDER_NAME.test(module.name) ||
-    typeof module.createProvider !== "function"
+    !providerNameSchema.safeParse(module?.name).success ||
+    typeof module?.createProvider !== "function"
   ) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `provider module ${source} must export \`name\` (lowercase, e.g. "vault") and \`createProvider(keyRef, options)\``,
+    throw new ConfigError(
+      `provider module ${source}`,
+      "does not export a lowercase `name` and a `createProvider` function",
+      'export `name` (lowercase, e.g. "vault") and `createProvider(keyRef, options)`',
     );
   }
   return module as ProviderModule;
@@ -47,9 +47,10 @@ export function checkProvider(provider: unknown, module: ProviderModule): Custod
   const candidate = provider as Record<string, unknown> | undefined;
   const missing = METHODS.filter((method) => typeof candidate?.[method] !== "function");
   if (candidate === undefined || candidate.name !== module.name || missing.length > 0) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `provider ${module.name} does not implement the custody interface (name must be "${module.name}"${missing.length > 0 ? `; missing ${missing.join(", ")}` : ""})`,
+    throw new ConfigError(
+      `provider ${module.name}`,
+      `does not implement the custody interface${missing.length > 0 ? `: missing ${missing.join(", ")}` : ""}`,
+      `give its instances the name "${module.name}" and the methods ${METHODS.join(", ")}`,
     );
   }
   return provider as CustodyProvider;
@@ -68,9 +69,10 @@ export async function loadProviderModule(specifier: string): Promise<ProviderMod
   try {
     loaded = await import(target);
   } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot load provider ${JSON.stringify(specifier)}: ${errorMessage(error)}; give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
+    throw new ConfigError(
+      `provider ${JSON.stringify(specifier)}`,
+      `cannot be loaded: ${errorMessage(error)}`,
+      `give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
       { cause: error },
     );
   }
@@ -120,9 +122,10 @@ export class ProviderRegistry {
     let module = this.#modules.get(name);
     if (module === undefined) {
       if (BUILT_IN[name] === undefined) {
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
-          `the keyring uses provider "${name}", which is not built in: pass --provider-module with its module`,
+        throw new ConfigError(
+          `provider "${name}"`,
+          "is not built in, and no --provider-module registered it",
+          "pass --provider-module with its module",
         );
       }
       module = await loadProviderModule(name);

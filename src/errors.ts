@@ -47,6 +47,25 @@ export class KmsEnvelopeError extends Error {
   }
 }
 
+/**
+ * A configuration or invocation the operator must fix (code INVALID_CONFIG). `setting` names
+ * what is at fault — a flag (`--socket`), a field (`keyring k.yaml versions.2.keyId`), a
+ * variable — so callers can point at it without parsing prose, the way jose's
+ * JWTClaimValidationFailed carries `claim`; the message always says what to do. Callers never
+ * pass key material or plaintext in any of the three parts.
+ */
+export class ConfigError extends KmsEnvelopeError {
+  /** The flag, field or setting at fault. */
+  readonly setting: string;
+
+  constructor(setting: string, problem: string, remedy: string, options?: { cause?: unknown }) {
+    // The one shape of every configuration message: where, what is wrong, then what to do.
+    super("INVALID_CONFIG", `${setting}: ${problem} (${remedy})`, options);
+    this.name = "ConfigError";
+    this.setting = setting;
+  }
+}
+
 /** The message of anything thrown, for logs and one-line errors (never a stack). */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

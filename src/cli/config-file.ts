@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
@@ -20,18 +20,20 @@ export async function applyConfigFile(
   const document = parseYamlText(await readConfigText(path, "config file"), `config file ${path}`);
   if (document === null || document === undefined) return;
   if (typeof document !== "object" || Array.isArray(document)) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `config file ${path} must be a mapping of flag names to values`,
+    throw new ConfigError(
+      `config file ${path}`,
+      "is not a mapping of flag names to values",
+      "write one `flag-name: value` per line, e.g. `socket: /var/run/kmsplugin/kms.sock`",
     );
   }
   const known = new Map(command.options.map((option) => [option.long?.replace(/^--/, ""), option]));
   for (const [name, value] of Object.entries(document)) {
     const option = known.get(name);
     if (option === undefined || name === "config") {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `config file ${path}: unknown setting "${name}" (settings are the flag names of \`${command.name()}\`, e.g. socket, http-address)`,
+      throw new ConfigError(
+        `config file ${path}`,
+        `unknown setting "${name}"`,
+        `settings are the flag names of \`${command.name()}\`, e.g. socket, http-address`,
       );
     }
     const key = camel(name);

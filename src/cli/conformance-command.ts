@@ -1,12 +1,12 @@
 import { Command } from "commander";
 import { z } from "zod";
 import { durationSchema } from "../config/duration.js";
-import { describeIssues } from "../config/issues.js";
+import { flagIssuesError } from "../config/issues.js";
 import { runPluginConformance } from "../conformance/plugin/index.js";
 import { runProviderConformance } from "../conformance/provider/index.js";
 import { moduleSubject } from "../conformance/provider-subject.js";
 import { type ConformanceReport, formatReport } from "../conformance/report.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 
 interface ConformanceFlags {
   endpoint?: string;
@@ -43,7 +43,7 @@ const schema = z.object({
 function parseFlags(flags: ConformanceFlags): z.infer<typeof schema> {
   const parsed = schema.safeParse(flags);
   if (parsed.success) return parsed.data;
-  throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
+  throw flagIssuesError(parsed.error.issues);
 }
 
 /**
@@ -90,8 +90,9 @@ export function conformanceCommand(): Command {
     .action(async (flags: ConformanceFlags) => {
       const parsed = parseFlags(flags);
       if ((flags.endpoint === undefined) === (flags.provider === undefined)) {
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
+        throw new ConfigError(
+          "--endpoint or --provider",
+          flags.endpoint === undefined ? "neither is given" : "both are given",
           "give either --endpoint unix:///path.sock (a KMS plugin) or --provider with --key-ref (a custody provider)",
         );
       }
@@ -106,9 +107,10 @@ export function conformanceCommand(): Command {
         });
       } else {
         if (flags.keyRef === undefined) {
-          throw new KmsEnvelopeError(
-            "INVALID_CONFIG",
-            "--provider needs --key-ref, the key to check with (e.g. --key-ref arn:aws:kms:…)",
+          throw new ConfigError(
+            "--key-ref",
+            "is required with --provider: it names the key to check with",
+            "give one, e.g. --key-ref arn:aws:kms:…",
           );
         }
         const subject = await moduleSubject({

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 
 /** What the flags below leave in a command's options. */
 export interface EncryptionConfigFlags {
@@ -20,9 +20,10 @@ export function addEncryptionConfigFlag(command: Command, description: string): 
 /** The EncryptionConfiguration path given, if any; both spellings at once is refused. */
 export function encryptionConfigPath(flags: EncryptionConfigFlags): string | undefined {
   if (flags.encryptionConfig !== undefined && flags.config !== undefined)
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      "--config is the old name of --encryption-config: give only --encryption-config",
+    throw new ConfigError(
+      "--config",
+      "is the old name of --encryption-config, and both are given",
+      "give only --encryption-config",
     );
   return flags.encryptionConfig ?? flags.config;
 }

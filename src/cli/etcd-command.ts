@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
 import { EncryptionEngine } from "../engine/encryption-engine.js";
 import { resourceOfEtcdKey } from "../engine/etcd-key.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import {
   addEncryptionConfigFlag,
   type EncryptionConfigFlags,
@@ -47,9 +47,10 @@ function decodeCommand(): Command {
     .action(async (flags: DecodeFlags) => {
       const path = encryptionConfigPath(flags);
       if (path === undefined)
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
-          "--encryption-config is required: give the cluster's EncryptionConfiguration file",
+        throw new ConfigError(
+          "--encryption-config",
+          "is required",
+          "give the cluster's EncryptionConfiguration file",
         );
       const config = await loadEncryptionConfiguration(path, {
         allowKmsV1: flags.allowKmsV1,

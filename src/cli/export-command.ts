@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { Command, Option } from "commander";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { type ExportFormat, writeSubjectExport } from "../store/subject-export.js";
 import { drainingWriter } from "./draining-writer.js";
 import { addStoreOptions, openStoreFromFlags, type StoreFlags } from "./store-flags.js";
@@ -30,7 +30,7 @@ export function exportCommand(): Command {
     .option("--output <file>", "write to this file (created 0600) instead of stdout");
   return addStoreOptions(command).action(async (options: ExportOptions) => {
     if (options.subject.trim() === "") {
-      throw new KmsEnvelopeError("INVALID_CONFIG", "--subject must not be empty");
+      throw new ConfigError("--subject", "is empty", "give the id of the data subject to export");
     }
     const repository = await openStoreFromFlags(options, { readOnly: true });
     try {
@@ -46,10 +46,16 @@ export function exportCommand(): Command {
       // The export holds plaintext fields of one person: readable by the operator only.
       const file = createWriteStream(options.output, { mode: 0o600, flags: "wx" });
       await once(file, "open").catch((error: NodeJS.ErrnoException) => {
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
-          `cannot create --output ${options.output}: ${error.code === "EEXIST" ? "the file exists; choose another name" : error.message}`,
-        );
+        throw error.code === "EEXIST"
+          ? new ConfigError("--output", `${options.output} exists`, "choose another name", {
+              cause: error,
+            })
+          : new ConfigError(
+              "--output",
+              `${options.output} cannot be created: ${error.message}`,
+              "check the path and its permissions",
+              { cause: error },
+            );
       });
       const count = await writeSubjectExport(
         repository,

@@ -1,9 +1,10 @@
 import { type Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
+import { socketPathSchema } from "../config/schemas.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
-import { defaultSocketPath, parseSocketPath, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import { defaultSocketPath, SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import {
   addEncryptionConfigFlag,
   type EncryptionConfigFlags,
@@ -57,7 +58,9 @@ export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer>
     encryptionConfigPath: encryptionConfigPath(flags),
     allowKmsV1: flags.allowKmsV1,
     allowUnmapped: flags.allowUnmapped,
-    daemonSocket: parseSocketPath(
+    daemonSocket: parseFlag(
+      socketPathSchema,
+      "socket",
       flags.socket ?? defaultSocketPath(flags.runDir ?? defaultRunDirectory()),
     ),
     daemonTimeoutMs: timeoutMs,

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { encodeMasterKey, generateMasterKey } from "../crypto/master-key.js";
 import { wipe } from "../crypto/wipe.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { generateVersion } from "../keys/keyring-edits.js";
 import { readKeyring } from "../keys/keyring-file.js";
 import {
@@ -45,9 +45,10 @@ export function keygenCommand(): Command {
       return;
     }
     if (options.provider === undefined || options.keyRef === undefined) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        "--keyring needs --provider and --key-ref (e.g. --provider aws --key-ref arn:aws:kms:…)",
+      throw new ConfigError(
+        "--keyring",
+        "needs --provider and --key-ref",
+        "give both, e.g. --provider aws --key-ref arn:aws:kms:…",
       );
     }
     const {

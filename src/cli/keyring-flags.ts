@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { CustodyProvider } from "../../providers/types.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { providerNameSchema } from "../config/schemas.js";
+import { ConfigError } from "../errors.js";
 import { addVersion } from "../keys/keyring-edits.js";
 import {
   type Keyring,
@@ -22,7 +23,7 @@ export async function withProvider<T>(
 ): Promise<T> {
   const registry = await providerRegistry(flags, process.env);
   try {
-    const name = /^[a-z][a-z0-9-]*$/.test(providerSpec)
+    const name = providerNameSchema.safeParse(providerSpec).success
       ? providerSpec
       : await registry.register(providerSpec);
     return await work(await registry.provider(name, keyRef));
@@ -40,9 +41,10 @@ export async function readKeyringIfPresent(path: string): Promise<Keyring | unde
 export async function requireKeyring(path: string): Promise<Keyring> {
   const keyring = await readKeyringIfPresent(path);
   if (keyring === undefined) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `no keyring at ${path}: create it with \`kms-envelope keygen --provider P --key-ref REF --keyring ${path}\``,
+    throw new ConfigError(
+      "--keyring",
+      `there is no keyring at ${path}`,
+      `create it with \`kms-envelope keygen --provider P --key-ref REF --keyring ${path}\``,
     );
   }
   return keyring;

@@ -3,8 +3,7 @@ import { z } from "zod";
 import { ProviderRegistry } from "../../providers/registry.js";
 import type { ProviderAttemptObserver, ProviderCallObserver } from "../../providers/types.js";
 import { durationSchema } from "../config/duration.js";
-import { describeIssues } from "../config/issues.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { flagIssuesError } from "../config/issues.js";
 
 /** Raw provider flag values. */
 export interface ProviderFlagsInput {
@@ -70,9 +69,7 @@ export async function providerRegistry(
   observeAttempt?: ProviderAttemptObserver,
 ): Promise<ProviderRegistry> {
   const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
-  }
+  if (!parsed.success) throw flagIssuesError(parsed.error.issues);
   const flags = parsed.data;
   const registry = new ProviderRegistry({
     timeoutMs: flags.providerTimeout,

@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { Command, Option } from "commander";
 import { LocalProvider, MASTER_KEY_VARIABLE } from "../../providers/local.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { DevKeySource } from "../keys/dev-key-source.js";
 import { DirectKeySource } from "../keys/direct-key-source.js";
 import type { KeySource } from "../keys/key-source.js";
@@ -234,7 +234,11 @@ export function serveCommand(stopSignals?: StopSignals): Command {
           : config.keyring && "--keyring";
         if (other) {
           // --dev brings its own key; another key source beside it would be silently ignored.
-          throw new KmsEnvelopeError("INVALID_CONFIG", `--dev and ${other} are both set: drop one`);
+          throw new ConfigError(
+            "--dev",
+            `${other} is set too, and --dev brings its own key`,
+            `drop --dev or ${other}`,
+          );
         }
         const devKey = await ensureDevKeyFile(config.runDir);
         logger.warn(

@@ -3,14 +3,11 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { byteSizeSchema } from "../config/byte-size.js";
 import { durationSchema } from "../config/duration.js";
-import { describeIssues } from "../config/issues.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { flagIssuesError, parseFlag } from "../config/issues.js";
+import { socketPathSchema } from "../config/schemas.js";
 import { LOG_LEVELS } from "../ops/logger.js";
 import type { DaemonOptions } from "../server/daemon-options.js";
-import { defaultSocketPath, parseSocketPath } from "../wire/socket-address.js";
-
-/** Longest Unix socket path Linux accepts (sun_path is 108 bytes including the NUL). */
-export const MAX_SOCKET_PATH_BYTES = 107;
+import { defaultSocketPath } from "../wire/socket-address.js";
 
 /** Where the socket and the development key live unless --run-dir says otherwise. */
 export function defaultRunDirectory(): string {
@@ -115,19 +112,10 @@ export interface ServeConfig extends DaemonOptions {
 /** Validates serve options; the error names each bad flag and what it expects. */
 export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   const parsed = serveOptions.safeParse(input);
-  if (!parsed.success) {
-    throw new KmsEnvelopeError("INVALID_CONFIG", describeIssues(parsed.error.issues, "flag"));
-  }
+  if (!parsed.success) throw flagIssuesError(parsed.error.issues);
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
-  const socket = parseSocketPath(options.socket ?? defaultSocketPath(runDir));
-  // sun_path holds 108 bytes with its NUL; a longer path would be bound truncated elsewhere.
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--socket ${socket} is ${Buffer.byteLength(socket)} bytes long; Unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes: choose a shorter path (or --run-dir)`,
-    );
-  }
+  const socket = parseFlag(socketPathSchema, "socket", options.socket ?? defaultSocketPath(runDir));
   return Object.freeze({
     socket,
     runDir,

@@ -1,15 +1,11 @@
 import { Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
+import { socketPathSchema } from "../config/schemas.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { StatusResponse__Output } from "../wire/generated/v2/StatusResponse.js";
 import { services } from "../wire/protos.js";
-import {
-  defaultSocketPath,
-  grpcAddress,
-  parseSocketPath,
-  SOCKET_FILE_NAME,
-} from "../wire/socket-address.js";
+import { defaultSocketPath, grpcAddress, SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import { UnaryConnection } from "../wire/unary-connection.js";
 import { defaultRunDirectory } from "./serve-config.js";
 
@@ -48,7 +44,7 @@ export function statusCommand(): Command {
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
         const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
         const socket = options.socket ?? defaultSocketPath(options.runDir ?? defaultRunDirectory());
-        const answer = await askStatus(parseSocketPath(socket), timeoutMs);
+        const answer = await askStatus(parseFlag(socketPathSchema, "socket", socket), timeoutMs);
         if (options.json) {
           process.stdout.write(
             `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,

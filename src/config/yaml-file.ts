@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { type CST, Parser, parse } from "yaml";
-import { errorMessage, KmsEnvelopeError } from "../errors.js";
+import { ConfigError, errorMessage } from "../errors.js";
 
 /**
  * Deepest nesting of collections a configuration file may have; real ones need fewer than ten
@@ -33,9 +33,10 @@ export async function readConfigText(path: string, what: string): Promise<string
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `cannot read ${what} ${path}: ${errorMessage(error)}`,
+    throw new ConfigError(
+      `${what} ${path}`,
+      `cannot be read: ${errorMessage(error)}`,
+      "check the path and its permissions",
       { cause: error },
     );
   }
@@ -44,18 +45,17 @@ export async function readConfigText(path: string, what: string): Promise<string
 /** Parses YAML (JSON is YAML too); the error names the document and the YAML problem. */
 export function parseYamlText(text: string, what: string): unknown {
   if (yamlNestingDepth(text) > MAX_YAML_DEPTH) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${what} nests collections more than ${MAX_YAML_DEPTH} levels deep: it is not a configuration file, check its contents`,
+    throw new ConfigError(
+      what,
+      `nests collections more than ${MAX_YAML_DEPTH} levels deep`,
+      "it is not a configuration file: check its contents",
     );
   }
   try {
     return parse(text);
   } catch (error) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${what} is not valid YAML: ${errorMessage(error)}`,
-      { cause: error },
-    );
+    throw new ConfigError(what, `is not valid YAML: ${errorMessage(error)}`, "fix its syntax", {
+      cause: error,
+    });
   }
 }

@@ -1,6 +1,6 @@
 import { isAbsolute } from "node:path";
 import { parseKmsEndpoint } from "../engine/config/kms-endpoint.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { grpcAddress } from "../wire/socket-address.js";
 
 /**
@@ -12,16 +12,19 @@ import { grpcAddress } from "../wire/socket-address.js";
 export function pluginAddress(endpoint: string): string {
   const value = endpoint.trim();
   if (!value.includes("://") && !isAbsolute(value)) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--endpoint ${JSON.stringify(endpoint)}: give the plugin socket as unix:///absolute/path.sock`,
+    throw new ConfigError(
+      "--endpoint",
+      `${JSON.stringify(endpoint)} is neither a unix:// URL nor an absolute path`,
+      "give the plugin socket as unix:///absolute/path.sock",
     );
   }
   const parsed = parseKmsEndpoint(value.includes("://") ? value : `unix://${value}`);
   if (!parsed.ok)
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--endpoint ${JSON.stringify(endpoint)}: ${parsed.message}`,
+    // The problem is kube-apiserver's own wording (engine/config/kms-endpoint.ts).
+    throw new ConfigError(
+      "--endpoint",
+      `${JSON.stringify(endpoint)} is refused as kube-apiserver would refuse it: ${parsed.message}`,
+      "give the plugin socket as unix:///absolute/path.sock or unix:///@abstract-name",
     );
   return grpcAddress(parsed.socketPath);
 }

@@ -1,7 +1,7 @@
 import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
 import type { ResourceTransformers } from "../engine/encryption-engine.js";
-import { InvalidRequestError, KmsEnvelopeError, MalformedCiphertextError } from "../errors.js";
+import { ConfigError, InvalidRequestError, MalformedCiphertextError } from "../errors.js";
 import type {
   FieldCodec,
   FieldRecord,
@@ -16,6 +16,21 @@ import type { FieldMap, FieldType, ResourceFields } from "./field-map.js";
 import { getPath, withPath } from "./field-paths.js";
 import type { FieldServiceClient } from "./field-service-client.js";
 import { UnmappedResourceError } from "./unmapped-resource.js";
+
+/** A route of `fieldMap` that cannot be served: what it goes through was not given. */
+export function missingRoute(route: FieldRoute, fieldMap: string): ConfigError {
+  return route === "engine"
+    ? new ConfigError(
+        "--encryption-config",
+        `is missing, and ${fieldMap} routes resources through the engine`,
+        "give the EncryptionConfiguration for them",
+      )
+    : new ConfigError(
+        "--socket",
+        `is missing, and ${fieldMap} routes resources through the field service`,
+        "give the kms-envelope daemon socket",
+      );
+}
 
 const FIELD_SERVICE = "field-service";
 
@@ -246,9 +261,10 @@ export class FieldLayer implements FieldCodec {
       // A field the map calls sensitive must never be written by identity: that is what a
       // missing or mistyped EncryptionConfiguration rule (or identity listed first) does.
       if (items.length > 0 && transformer.currentWriter().provider === "identity")
-        throw new KmsEnvelopeError(
-          "INVALID_CONFIG",
-          `the EncryptionConfiguration writes ${JSON.stringify(resource)} with identity (no rule matches it, or identity comes first), so its encrypted fields would be stored in the clear: add a rule for it whose first provider encrypts, or list it in the field map with no fields to store it in the clear on purpose`,
+        throw new ConfigError(
+          `EncryptionConfiguration rule for ${JSON.stringify(resource)}`,
+          "writes it with identity (no rule matches it, or identity comes first), so its encrypted fields would be stored in the clear",
+          "add a rule for it whose first provider encrypts, or list it in the field map with no fields to store it in the clear on purpose",
         );
       return Promise.all(
         items.map(async (item) => {
@@ -347,20 +363,12 @@ export class FieldLayer implements FieldCodec {
   }
 
   #needEngine(): ResourceTransformers {
-    if (this.#engine === undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        "the field map routes resources through the engine: give an EncryptionConfiguration (--config)",
-      );
+    if (this.#engine === undefined) throw missingRoute("engine", "the field map");
     return this.#engine;
   }
 
   #needService(): FieldServiceClient {
-    if (this.#fieldService === undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        "the field map routes resources through the field service: give the daemon socket (--socket)",
-      );
+    if (this.#fieldService === undefined) throw missingRoute("field-service", "the field map");
     return this.#fieldService;
   }
 }

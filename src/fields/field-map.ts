@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { describeIssues } from "../config/issues.js";
+import { documentIssuesError } from "../config/issues.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import type { FieldRoute } from "./field-codec.js";
 
 /**
@@ -61,50 +61,52 @@ function overlapping(paths: readonly string[]): [string, string] | undefined {
 export function parseFieldMap(text: string, source = "field map"): FieldMap {
   const document = parseYamlText(text, source);
   const result = schema.safeParse(document);
-  if (!result.success) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${source}: ${describeIssues(result.error.issues, "path")}`,
-    );
-  }
+  if (!result.success) throw documentIssuesError(result.error.issues, source, "fix the field map");
   const resources = new Map<string, ResourceFields>();
   for (const [index, entry] of result.data.resources.entries()) {
+    const place = `${source} resources.${index}`;
     if (resources.has(entry.resource))
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}.resource: ${entry.resource} is listed twice; merge the entries`,
+      throw new ConfigError(
+        `${place}.resource`,
+        `${entry.resource} is listed twice`,
+        "merge the entries",
       );
     const paths = Object.keys(entry.fields ?? {});
     // An entry without fields is how a resource is declared plain on purpose (the field layer
     // refuses resources the map does not list); a route there would promise encryption.
     if (paths.length > 0 && entry.route === undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}.route: give route: engine or route: field-service for the fields of ${entry.resource}`,
+      throw new ConfigError(
+        `${place}.route`,
+        `is missing, and ${entry.resource} has fields to encrypt`,
+        `give route: engine or route: field-service for the fields of ${entry.resource}`,
       );
     if (paths.length === 0 && entry.route !== undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}.fields: list at least one field to encrypt, or drop route to store ${entry.resource} in the clear on purpose`,
+      throw new ConfigError(
+        `${place}.fields`,
+        "lists no field, yet a route is given",
+        `list at least one field to encrypt, or drop route to store ${entry.resource} in the clear on purpose`,
       );
     const badPath = [...paths, ...(entry.plaintextChecked ?? [])].find((path) => !PATH.test(path));
     if (badPath !== undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}: ${JSON.stringify(badPath)} must be a field name or a dot-separated path of names`,
+      throw new ConfigError(
+        place,
+        `${JSON.stringify(badPath)} is not a field name or a dot-separated path of names`,
+        "write names of letters, digits, _ and -, starting with a letter or _, joined by dots",
       );
     const clash = overlapping(paths);
     if (clash !== undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}.fields: ${clash[1]} is inside ${clash[0]}, which is already encrypted whole; list one of them`,
+      throw new ConfigError(
+        `${place}.fields`,
+        `${clash[1]} is inside ${clash[0]}, which is already encrypted whole`,
+        "list one of them",
       );
     const plaintextChecked = entry.plaintextChecked ?? [];
     const both = plaintextChecked.find((path) => paths.includes(path));
     if (both !== undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${source}: resources.${index}.plaintextChecked: ${both} is also an encrypted field`,
+      throw new ConfigError(
+        `${place}.plaintextChecked`,
+        `${both} is also an encrypted field`,
+        "drop it from plaintextChecked: an encrypted field is never stored in the clear",
       );
     resources.set(entry.resource, {
       resource: entry.resource,

@@ -5,8 +5,7 @@ import {
   type ResourceTransformers,
 } from "../engine/encryption-engine.js";
 import { ReloadingEngine } from "../engine/reloading-engine.js";
-import { KmsEnvelopeError } from "../errors.js";
-import { FieldLayer } from "./field-layer.js";
+import { FieldLayer, missingRoute } from "./field-layer.js";
 import { loadFieldMap } from "./field-map.js";
 import { FieldServiceClient } from "./field-service-client.js";
 
@@ -44,10 +43,7 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
   let engine: ResourceTransformers | undefined;
   if (routes.has("engine")) {
     if (sources.encryptionConfigPath === undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${sources.fieldMapPath} routes resources through the engine: give an EncryptionConfiguration (--config)`,
-      );
+      throw missingRoute("engine", `field map ${sources.fieldMapPath}`);
     engine =
       sources.reloadIntervalMs === undefined
         ? await EncryptionEngine.start(
@@ -65,10 +61,7 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
   if (routes.has("field-service")) {
     if (sources.daemonSocket === undefined) {
       engine?.close();
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${sources.fieldMapPath} routes resources through the field service: give the daemon socket (--socket)`,
-      );
+      throw missingRoute("field-service", `field map ${sources.fieldMapPath}`);
     }
     fieldService = new FieldServiceClient({
       socketPath: sources.daemonSocket,

@@ -2,7 +2,7 @@ import type { CustodyProvider } from "../../providers/types.js";
 import { deriveKeyId } from "../crypto/derivation.js";
 import { generateMasterKey } from "../crypto/master-key.js";
 import { wipe } from "../crypto/wipe.js";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError, KmsEnvelopeError } from "../errors.js";
 import type { Keyring, KeyringVersion } from "./keyring-file.js";
 
 /**
@@ -44,9 +44,10 @@ export async function generateVersion(
 /** A keyring with `version` added; key ids are never reused (KMS-CONTRACT.md §2.3). */
 export function addVersion(keyring: Keyring, version: KeyringVersion): Keyring {
   if (keyring.versions.some((existing) => existing.keyId === version.keyId)) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `key id ${version.keyId} is already in the keyring: a key id is never reused`,
+    throw new ConfigError(
+      `key id ${version.keyId}`,
+      "is already in the keyring",
+      "a key id is never reused: generate another version",
     );
   }
   const demoted =
@@ -62,10 +63,7 @@ function find(keyring: Keyring, keyId: string): KeyringVersion {
   const version = keyring.versions.find((candidate) => candidate.keyId === keyId);
   if (version === undefined) {
     const known = keyring.versions.map((candidate) => candidate.keyId).join(", ");
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `no version ${keyId} in the keyring (it has ${known})`,
-    );
+    throw new ConfigError(`key id ${keyId}`, "is not in the keyring", `give one it has: ${known}`);
   }
   return version;
 }
@@ -74,9 +72,10 @@ function find(keyring: Keyring, keyId: string): KeyringVersion {
 export function promoteVersion(keyring: Keyring, keyId: string): Keyring {
   const target = find(keyring, keyId);
   if (target.state === "retired") {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${keyId} is retired: a retired version is never promoted; generate a new one with rotate`,
+    throw new ConfigError(
+      `key id ${keyId}`,
+      "is retired, and a retired version is never promoted",
+      "generate a new one with rotate",
     );
   }
   return {
@@ -92,9 +91,10 @@ export function promoteVersion(keyring: Keyring, keyId: string): Keyring {
 export function retireVersion(keyring: Keyring, keyId: string): Keyring {
   const target = find(keyring, keyId);
   if (target.state === "primary") {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${keyId} is the primary version: rotate to a new primary before retiring it`,
+    throw new ConfigError(
+      `key id ${keyId}`,
+      "is the primary version",
+      "rotate to a new primary before retiring it",
     );
   }
   return {

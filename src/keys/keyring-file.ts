@@ -2,10 +2,9 @@ import { randomBytes } from "node:crypto";
 import { rename, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 import { z } from "zod";
-import { describeIssues } from "../config/issues.js";
+import { documentIssuesError } from "../config/issues.js";
+import { base64Schema, keyIdSchema, providerNameSchema } from "../config/schemas.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
-import { STANDARD_BASE64 } from "../crypto/canonical-base64.js";
-import { KmsEnvelopeError } from "../errors.js";
 
 /** States of a master-key version (SPEC.md §3). */
 export const VERSION_STATES = ["primary", "active", "retired"] as const;
@@ -14,12 +13,10 @@ export const VERSION_STATES = ["primary", "active", "retired"] as const;
 export type VersionState = (typeof VERSION_STATES)[number];
 
 const versionSchema = z.strictObject({
-  keyId: z.string().min(1).max(1024),
-  provider: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]*$/, "must be a provider name such as aws, azure, gcp or local"),
+  keyId: keyIdSchema,
+  provider: providerNameSchema,
   keyRef: z.string().min(1),
-  wrappedKey: z.string().regex(STANDARD_BASE64, "must be standard base64").min(4),
+  wrappedKey: base64Schema,
   created: z.iso.datetime({ offset: true }),
   state: z.enum(VERSION_STATES),
 });
@@ -62,10 +59,7 @@ export type Keyring = z.infer<typeof keyringSchema>;
 export function validateKeyring(document: unknown, source: string): Keyring {
   const parsed = keyringSchema.safeParse(document);
   if (!parsed.success) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `keyring ${source} is invalid: ${describeIssues(parsed.error.issues, "path")}`,
-    );
+    throw documentIssuesError(parsed.error.issues, `keyring ${source}`, "fix the keyring file");
   }
   return parsed.data;
 }

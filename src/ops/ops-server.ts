@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import type { Logger } from "./logger.js";
 import type { DaemonMetrics } from "./metrics.js";
 import {
@@ -33,9 +33,11 @@ function bindFailure(address: { host: string; port: number }, error: NodeJS.Errn
   };
   const problem = problems[error.code ?? ""];
   if (problem === undefined) return error;
-  return new KmsEnvelopeError(
-    "INVALID_CONFIG",
-    `--http-address ${address.host}:${address.port} ${problem}: choose a free loopback port, or "off" to disable the probes`,
+  return new ConfigError(
+    "--http-address",
+    `${address.host}:${address.port} ${problem}`,
+    'choose a free loopback port, or "off" to disable the probes',
+    { cause: error },
   );
 }
 

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname } from "node:path";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError, KmsEnvelopeError } from "../errors.js";
 
 // How long to wait for an existing socket to answer before calling it stale.
 const PROBE_TIMEOUT_MS = 1000;
@@ -42,13 +42,15 @@ async function prepareDirectory(path: string): Promise<void> {
     const code = errorCode(error);
     const problem =
       code === "ENOTDIR" || code === "EEXIST"
-        ? "is not a directory (or lies under a file)"
+        ? "is not a directory, or lies under a file"
         : code === "EACCES" || code === "EPERM" || code === "EROFS"
           ? "cannot be written by this user"
-          : `cannot be created (${code ?? "unknown error"})`;
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--socket ${path}: its directory ${directory} ${problem}; choose another --socket or fix the directory`,
+          : `cannot be created: ${code ?? "unknown error"}`;
+    throw new ConfigError(
+      "--socket",
+      `the directory ${directory} of ${path} ${problem}`,
+      "choose another --socket or fix the directory",
+      { cause: error },
     );
   }
 }

@@ -5,7 +5,7 @@
  * one stamp and one rewrap per credential, and no key of the map ever lands in the clear.
  */
 
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError, KmsEnvelopeError } from "../errors.js";
 import type { FieldCodec, JsonObject } from "../fields/field-codec.js";
 import type { EncryptedStore } from "./encrypted-store.js";
 
@@ -29,9 +29,10 @@ export class CredentialStore {
   /** Refuses (INVALID_CONFIG) a codec whose field map would leave the secret map in the clear. */
   constructor(store: EncryptedStore, codec: FieldCodec) {
     if (!codec.encryptedPaths(CREDENTIALS_RESOURCE).includes(SECRETS_FIELD)) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `the field map does not encrypt ${CREDENTIALS_RESOURCE}.${SECRETS_FIELD}; add it (type json) before storing credentials`,
+      throw new ConfigError(
+        `field map ${CREDENTIALS_RESOURCE}.${SECRETS_FIELD}`,
+        "is not encrypted",
+        "add it to the field map, with type json, before storing credentials",
       );
     }
     this.#store = store;

@@ -3,7 +3,7 @@
  * for the embedded default, `postgres://…` / `postgresql://…` for a shared server.
  */
 import { resolve } from "node:path";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { openPostgresRepository } from "./postgres-repository.js";
 import type { RecordRepository } from "./repository.js";
 import type { OpenOptions } from "./schema.js";
@@ -16,9 +16,10 @@ export function sqlitePath(url: string): string | undefined {
   // sqlite:///abs → "/abs"; sqlite://rel would name a host, which a file has not.
   const path = rest.startsWith("//") ? rest.slice(2) : rest;
   if (path === "" || (rest.startsWith("//") && !path.startsWith("/"))) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--store ${url}: expected sqlite:///absolute/path.db or sqlite:relative/path.db`,
+    throw new ConfigError(
+      "--store",
+      `${url} names no SQLite file`,
+      "write sqlite:///absolute/path.db or sqlite:relative/path.db",
     );
   }
   return resolve(path);
@@ -37,8 +38,10 @@ export async function openRepository(
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
     return openPostgresRepository(url, options);
   }
-  throw new KmsEnvelopeError(
-    "INVALID_CONFIG",
-    "--store must be sqlite:///PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+  // The URL is not repeated: whatever its scheme, it may carry a password.
+  throw new ConfigError(
+    "--store",
+    "names no supported backend",
+    "write sqlite:///PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
   );
 }

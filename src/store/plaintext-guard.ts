@@ -5,7 +5,7 @@
  * never the value.
  */
 import { z } from "zod";
-import { describeIssues } from "../config/issues.js";
+import { documentIssuesError } from "../config/issues.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../fields/field-codec.js";
 import { credentialShapes, DETECTOR_NAMES, type DetectorName } from "./credential-shapes.js";
@@ -59,9 +59,10 @@ export class PlaintextGuard {
   constructor(options: PlaintextGuardOptions, warn: FindingSink) {
     const parsed = optionsSchema.safeParse(options);
     if (!parsed.success) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `plaintext guard: ${describeIssues(parsed.error.issues, "path")}`,
+      throw documentIssuesError(
+        parsed.error.issues,
+        "plaintext guard",
+        "fix the plaintext guard options",
       );
     }
     this.#options = parsed.data;

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import type { ClientConfig } from "pg";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 
 /** The libpq sslmode values kms-envelope accepts. */
 export type SslMode = "disable" | "verify-ca" | "verify-full";
@@ -25,8 +25,9 @@ export interface PostgresSettings {
 const TLS_PARAMETERS = ["sslmode", "sslrootcert", "sslcert", "sslkey", "ssl"] as const;
 const WEAK_MODES = new Set(["allow", "prefer", "require", "no-verify"]);
 
-function invalid(message: string): KmsEnvelopeError {
-  return new KmsEnvelopeError("INVALID_CONFIG", `--store: ${message}`);
+// Problems name the host at most, never the user or password of the connection string.
+function invalid(problem: string, remedy: string): ConfigError {
+  return new ConfigError("--store", problem, remedy);
 }
 
 function isLoopbackHost(host: string): boolean {
@@ -43,7 +44,8 @@ function readPem(parameter: string, path: string): string {
     return readFileSync(path, "utf8");
   } catch (error) {
     throw invalid(
-      `cannot read ${parameter} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      `${parameter} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      "check the path and its permissions",
     );
   }
 }
@@ -59,11 +61,15 @@ export function postgresSettings(connectionString: string): PostgresSettings {
     url = new URL(connectionString);
   } catch {
     throw invalid(
-      "not a valid PostgreSQL URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+      "is not a valid PostgreSQL URL",
+      "write postgres://USER:PASSWORD@HOST:PORT/DATABASE",
     );
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw invalid(`unsupported scheme ${url.protocol}; expected postgres:// or postgresql://`);
+    throw invalid(
+      `has the unsupported scheme ${url.protocol}`,
+      "write postgres:// or postgresql://",
+    );
   }
   const socketDirectory = url.searchParams.get("host");
   const host = url.hostname;
@@ -74,21 +80,29 @@ export function postgresSettings(connectionString: string): PostgresSettings {
   for (const name of TLS_PARAMETERS) url.searchParams.delete(name);
 
   if (parameters.ssl !== undefined) {
-    throw invalid("use sslmode=verify-full (with sslrootcert=CA.pem) instead of ssl=");
+    throw invalid(
+      "ssl= is not supported",
+      "use sslmode=verify-full (with sslrootcert=CA.pem) instead of ssl=",
+    );
   }
   const requested = parameters.sslmode ?? (local ? "disable" : "verify-full");
   if (WEAK_MODES.has(requested)) {
     throw invalid(
-      `sslmode=${requested} encrypts without verifying the server; use sslmode=verify-full with sslrootcert=CA.pem`,
+      `sslmode=${requested} encrypts without verifying the server`,
+      "use sslmode=verify-full with sslrootcert=CA.pem",
     );
   }
   if (requested !== "disable" && requested !== "verify-ca" && requested !== "verify-full") {
-    throw invalid(`unknown sslmode ${requested}; use verify-full, verify-ca or (loopback) disable`);
+    throw invalid(
+      `unknown sslmode ${requested}`,
+      "use verify-full, verify-ca or, on loopback, disable",
+    );
   }
   const sslMode: SslMode = requested;
   if (sslMode === "disable" && !local) {
     throw invalid(
-      `sslmode=disable would send credentials and records to ${host} in the clear; use sslmode=verify-full with sslrootcert=CA.pem`,
+      `sslmode=disable would send credentials and records to ${host} in the clear`,
+      "use sslmode=verify-full with sslrootcert=CA.pem",
     );
   }
 
@@ -106,7 +120,10 @@ export function postgresSettings(connectionString: string): PostgresSettings {
       ...(sslMode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
     };
   } else if (parameters.sslrootcert ?? parameters.sslcert ?? parameters.sslkey) {
-    throw invalid("sslrootcert, sslcert and sslkey need sslmode=verify-full or verify-ca");
+    throw invalid(
+      "sslrootcert, sslcert and sslkey need sslmode=verify-full or verify-ca",
+      "set sslmode=verify-full, or drop them",
+    );
   }
 
   const description = `${url.protocol}//${url.host}${url.pathname}${socketDirectory === null ? "" : ` (socket ${socketDirectory})`}`;

@@ -1,49 +1,14 @@
-import { join, resolve } from "node:path";
-import { KmsEnvelopeError } from "../errors.js";
+import { join } from "node:path";
 
 /** The file name of the daemon's socket inside its run directory. */
 export const SOCKET_FILE_NAME = "kms.sock";
 
+/** Longest Unix socket path Linux accepts (sun_path is 108 bytes including the NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
 /** Where the daemon listens, and its clients dial, unless a socket is given. */
 export function defaultSocketPath(runDir: string): string {
   return join(runDir, SOCKET_FILE_NAME);
-}
-
-/**
- * Accepts what operators write: a path or `unix:///path` (the EncryptionConfiguration form),
- * and returns the absolute socket path. Abstract sockets (`@name`) are refused for the daemon:
- * they have no file, so nothing carries the 0600 permission that keeps other users out.
- */
-export function parseSocketPath(value: string): string {
-  let rest = value.trim();
-  if (rest === "") {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      "--socket is empty: give a path such as /var/run/kmsplugin/kms-envelope.sock",
-    );
-  }
-  if (rest.includes("://")) {
-    if (!rest.startsWith("unix://")) {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `--socket ${JSON.stringify(value)}: only unix:// endpoints are supported`,
-      );
-    }
-    rest = rest.slice("unix://".length);
-    if (rest === "") {
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `--socket ${JSON.stringify(value)} has no path: write unix:///path/to/socket`,
-      );
-    }
-  }
-  if (rest.startsWith("@") || rest.startsWith("/@")) {
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `--socket ${JSON.stringify(value)}: abstract sockets are not supported; give a socket file path`,
-    );
-  }
-  return resolve(rest);
 }
 
 /**

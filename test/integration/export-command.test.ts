@@ -174,7 +174,7 @@ resources:
       env,
     );
     assert.equal(again.code, 2);
-    assert.match(again.stderr, /cannot create --output .*: the file exists; choose another name/);
+    assert.match(again.stderr, /--output: .* exists \(choose another name\)/);
   });
 
   test("the default store is store.db under --data-dir, never created by export; a subject with nothing exports nothing", async () => {

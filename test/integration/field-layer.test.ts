@@ -435,10 +435,13 @@ describe("field layer and CLI against the real daemon", () => {
         stored.data,
       );
       assert.equal(both.code, 2);
-      assert.match(both.stderr, /--config is the old name of --encryption-config/);
+      assert.match(
+        both.stderr,
+        /--config: is the old name of --encryption-config, and both are given \(give only --encryption-config\)/,
+      );
       const none = await runCli(["etcd", "decode", "--key", key], env(), 20_000, stored.data);
       assert.equal(none.code, 2);
-      assert.match(none.stderr, /--encryption-config is required/);
+      assert.match(none.stderr, /--encryption-config: is required/);
       const answer = JSON.parse(json.stdout) as Record<string, unknown>;
       assert.deepEqual(
         { ...answer, plaintext: Buffer.from(answer.plaintext as string, "base64").toString() },

@@ -157,7 +157,7 @@ describe("keyring: keygen, serve, rotate and retire without a restart (local pro
     assert.equal(refused.code, 2);
     assert.match(
       refused.stderr,
-      /is the primary version: rotate to a new primary before retiring it/,
+      /is the primary version \(rotate to a new primary before retiring it\)/,
     );
     const retired = await runCli(["retire", "--key-id", firstKeyId, ...keyringArgs()], env);
     assert.equal(retired.code, 0, retired.stderr);
@@ -175,7 +175,10 @@ describe("keyring: keygen, serve, rotate and retire without a restart (local pro
     });
     const promoteRetired = await runCli(["rotate", "--promote", firstKeyId, ...keyringArgs()], env);
     assert.equal(promoteRetired.code, 2);
-    assert.match(promoteRetired.stderr, /is retired: a retired version is never promoted/);
+    assert.match(
+      promoteRetired.stderr,
+      /is retired, and a retired version is never promoted \(generate a new one with rotate\)/,
+    );
   });
 });
 
@@ -226,7 +229,7 @@ describe("keyring with a custom provider module: revocation, grace period, recov
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /the keyring uses provider "custom", which is not built in: pass --provider-module/,
+      /provider "custom": is not built in, and no --provider-module registered it \(pass --provider-module with its module\)/,
     );
   });
 

@@ -159,6 +159,9 @@ describe("rewrap through the engine (secretbox key rotation, Obot field map, SQL
       {},
     );
     assert.equal(store.code, 2);
-    assert.match(store.stderr, /^kms-envelope: --store must be sqlite:\/\/\/PATH or postgres:\/\//);
+    assert.match(
+      store.stderr,
+      /^kms-envelope: --store: names no supported backend \(write sqlite:\/\/\/PATH or postgres:\/\//,
+    );
   });
 });

@@ -72,7 +72,7 @@ describe("socket rules (SPEC.md §4)", () => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      `kms-envelope: --socket ${socketPath}: its directory ${file} is not a directory (or lies under a file); choose another --socket or fix the directory\n`,
+      `kms-envelope: --socket: the directory ${file} of ${socketPath} is not a directory, or lies under a file (choose another --socket or fix the directory)\n`,
     );
   });
 
@@ -84,7 +84,7 @@ describe("socket rules (SPEC.md §4)", () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /^kms-envelope: --socket \S+ is \d+ bytes long; Unix socket paths are limited to 107 bytes: choose a shorter path \(or --run-dir\)\n$/,
+      /^kms-envelope: --socket: \S+ is \d+ bytes long; Unix socket paths are limited to 107 bytes \(choose a shorter path or --run-dir\)\n$/,
     );
     assert.deepEqual(await readdir(nested), [], "nothing was bound, truncated or not");
   });
@@ -103,7 +103,7 @@ describe("socket rules (SPEC.md §4)", () => {
       assert.match(
         result.stderr,
         new RegExp(
-          `--http-address 127\\.0\\.0\\.1:${port} is already in use by another process: choose a free loopback port, or "off" to disable the probes`,
+          `--http-address: 127\\.0\\.0\\.1:${port} is already in use by another process \\(choose a free loopback port, or "off" to disable the probes\\)`,
         ),
       );
       assert.ok(!result.stdout.includes("custody provider"), "the provider was never checked");
@@ -160,7 +160,7 @@ describe("socket rules (SPEC.md §4)", () => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      'kms-envelope: --socket "unix:///@kms-envelope": abstract sockets are not supported; give a socket file path\n',
+      'kms-envelope: --socket: abstract sockets such as "unix:///@kms-envelope" are not supported (give a socket file path)\n',
     );
   });
 });

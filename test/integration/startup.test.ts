@@ -66,10 +66,10 @@ describe("start-up: master key and flags", () => {
 
   test("bad flag values are refused naming the flag", async () => {
     const cases: [string[], RegExp][] = [
-      [["--socket-mode", "777x"], /--socket-mode must be an octal mode/],
-      [["--shutdown-timeout", "soon"], /--shutdown-timeout must be a duration/],
+      [["--socket-mode", "777x"], /--socket-mode: must be an octal mode/],
+      [["--shutdown-timeout", "soon"], /--shutdown-timeout: must be a duration/],
       [["--log-level", "loud"], /--log-level/],
-      [["--http-address", "nowhere"], /--http-address must be HOST:PORT/],
+      [["--http-address", "nowhere"], /--http-address: must be HOST:PORT/],
       [["--bogus"], /unknown option '--bogus'/],
     ];
     for (const [flags, message] of cases) {
@@ -139,7 +139,7 @@ describe("start-up: master key and flags", () => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      `kms-envelope: config file ${configPath} nests collections more than 64 levels deep: it is not a configuration file, check its contents\n`,
+      `kms-envelope: config file ${configPath}: nests collections more than 64 levels deep (it is not a configuration file: check its contents)\n`,
     );
   });
 
@@ -185,7 +185,10 @@ describe("start-up: master key and flags", () => {
       join(directory.path, "dev2"),
     ]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--dev and ENCRYPTION_MASTER_KEY are both set: drop one/);
+    assert.match(
+      result.stderr,
+      /--dev: ENCRYPTION_MASTER_KEY is set too, and --dev brings its own key \(drop --dev or ENCRYPTION_MASTER_KEY\)/,
+    );
   });
 
   test("keygen prints a fresh base64 32-byte key each time", async () => {
@@ -208,6 +211,15 @@ describe("start-up: master key and flags", () => {
     assert.match(
       result.stderr,
       /^kms-envelope: no answer from unix:.*nobody\.sock: .*is the daemon running\?\n$/,
+    );
+  });
+
+  test("status refuses a socket path over 107 bytes, as serve does, with exit code 2", async () => {
+    const result = await runCli(["status", "--socket", `/tmp/${"s".repeat(98)}.sock`]);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /^kms-envelope: --socket: \S+ is 108 bytes long; Unix socket paths are limited to 107 bytes \(choose a shorter path or --run-dir\)\n$/,
     );
   });
 

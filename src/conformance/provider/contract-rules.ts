@@ -1,8 +1,7 @@
+import { providerNameSchema } from "../../config/schemas.js";
 import { Findings, type Rule } from "../report.js";
 import { exposedText, findSecret } from "../secret-scan.js";
 import { CONTEXT, type ProviderRun, seen, wrapped } from "./run.js";
-
-const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 export const describeRule: Rule<ProviderRun> = {
   id: "provider.describe",
@@ -10,9 +9,10 @@ export const describeRule: Rule<ProviderRun> = {
   async check(run) {
     const findings = new Findings();
     const provider = await run.provider();
+    const named = providerNameSchema.safeParse(provider.name).success;
     findings.expect(
-      PROVIDER_NAME.test(provider.name),
-      `name ${JSON.stringify(provider.name)} ${PROVIDER_NAME.test(provider.name) ? "is" : "is not"} lowercase [a-z][a-z0-9-]{0,31} (the key-id prefix)`,
+      named,
+      `name ${JSON.stringify(provider.name)} ${named ? "is" : "is not"} a provider name, lowercase and at most 32 characters (the key-id prefix)`,
     );
     const first = provider.describe();
     findings.expect(

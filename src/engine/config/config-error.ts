@@ -1,4 +1,4 @@
-import { KmsEnvelopeError } from "../../errors.js";
+import { ConfigError } from "../../errors.js";
 
 /**
  * One thing wrong with an EncryptionConfiguration. `path` names the field the way
@@ -10,19 +10,18 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-/** Every problem found in one EncryptionConfiguration, reported together as the apiserver does. */
-export class InvalidEncryptionConfigurationError extends KmsEnvelopeError {
+/**
+ * Every problem found in one EncryptionConfiguration, reported together as the apiserver does.
+ * Its setting is the file; `problems` carries each field path.
+ */
+export class InvalidEncryptionConfigurationError extends ConfigError {
   readonly problems: readonly ConfigProblem[];
 
   constructor(source: string, problems: readonly ConfigProblem[], options?: { cause?: unknown }) {
     const listed = problems
       .map(({ path, message }) => (path === "" ? message : `${path}: ${message}`))
       .join("; ");
-    super(
-      "INVALID_CONFIG",
-      `invalid EncryptionConfiguration ${source}: ${listed} (fix the file and load it again)`,
-      options,
-    );
+    super(`EncryptionConfiguration ${source}`, listed, "fix the file and load it again", options);
     this.name = "InvalidEncryptionConfigurationError";
     this.problems = Object.freeze(problems.map((problem) => Object.freeze({ ...problem })));
   }

@@ -49,7 +49,7 @@ describe("YAML configuration text", () => {
         (error) =>
           error instanceof KmsEnvelopeError &&
           error.code === "INVALID_CONFIG" &&
-          /keyring k nests collections more than 64 levels deep/.test(error.message),
+          /keyring k: nests collections more than 64 levels deep/.test(error.message),
       );
     }
   });

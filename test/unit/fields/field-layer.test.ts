@@ -231,7 +231,7 @@ describe("field layer: a sensitive field is never written by identity", () => {
           assert.match(
             error.message,
             new RegExp(
-              `^the EncryptionConfiguration writes "${COOKIE.replaceAll(".", "\\.")}" with identity .* its encrypted fields would be stored in the clear: add a rule for it whose first provider encrypts`,
+              `^EncryptionConfiguration rule for "${COOKIE.replaceAll(".", "\\.")}": writes it with identity .* its encrypted fields would be stored in the clear \\(add a rule for it whose first provider encrypts`,
             ),
           );
           assert.ok(!error.message.includes(SECRET));

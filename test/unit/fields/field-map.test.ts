@@ -52,12 +52,12 @@ describe("field maps", () => {
     [
       "a route with no fields",
       `${header}resources: [{ resource: a, route: engine, fields: {} }]`,
-      /resources.0.fields: list at least one field to encrypt, or drop route to store a in the clear/,
+      /resources.0.fields: lists no field, yet a route is given \(list at least one field to encrypt, or drop route to store a in the clear/,
     ],
     [
       "fields with no route",
       `${header}resources: [{ resource: a, fields: { x: string } }]`,
-      /resources.0.route: give route: engine or route: field-service for the fields of a/,
+      /resources.0.route: is missing, and a has fields to encrypt \(give route: engine or route: field-service for the fields of a\)/,
     ],
     [
       "bad path",

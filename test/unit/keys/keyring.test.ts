@@ -58,7 +58,7 @@ describe("keyring file validation", () => {
     assert.throws(
       () => validateKeyring(keyringOf(version("aws:a", "active")), "k.yaml"),
       invalid(
-        /keyring k\.yaml is invalid: versions: must have exactly one primary version, found 0/,
+        /^keyring k\.yaml versions: must have exactly one primary version, found 0 \(fix the keyring file\)$/,
       ),
     );
     assert.throws(
@@ -99,6 +99,19 @@ describe("keyring file validation", () => {
     for (const [document, detail] of cases)
       assert.throws(() => validateKeyring(document, "k.yaml"), invalid(detail));
   });
+
+  test("a provider name the registry would never load, and a key id kube-apiserver would refuse, are refused here too", () => {
+    const longName = `p${"x".repeat(32)}`;
+    assert.throws(
+      () => validateKeyring(keyringOf({ ...version("aws:a", "primary"), provider: longName }), "k"),
+      invalid(/versions\.0\.provider: must be a provider name/),
+    );
+    // 600 characters, but 1200 bytes of UTF-8: the apiserver counts bytes.
+    assert.throws(
+      () => validateKeyring(keyringOf(version(`aws:${"é".repeat(600)}`, "primary")), "k"),
+      invalid(/versions\.0\.keyId: keyID is 1204 bytes, more than the 1024 allowed/),
+    );
+  });
 });
 
 describe("keyring file I/O", () => {
@@ -121,12 +134,12 @@ describe("keyring file I/O", () => {
   test("a missing file and invalid YAML are INVALID_CONFIG naming the file", async () => {
     await assert.rejects(
       readKeyring(join(directory, "missing.yaml")),
-      invalid(/cannot read keyring .*missing\.yaml/),
+      invalid(/keyring .*missing\.yaml: cannot be read: .*\(check the path and its permissions\)/),
     );
     await writeFile(join(directory, "bad.yaml"), "versions: [unclosed");
     await assert.rejects(
       readKeyring(join(directory, "bad.yaml")),
-      invalid(/keyring .*bad\.yaml is not valid YAML/),
+      invalid(/keyring .*bad\.yaml: is not valid YAML/),
     );
   });
 
@@ -175,7 +188,7 @@ describe("keyring edits", () => {
     );
     assert.throws(
       () => addVersion(rotated, version("aws:a", "active")),
-      invalid(/already in the keyring: a key id is never reused/),
+      invalid(/already in the keyring \(a key id is never reused/),
     );
   });
 
@@ -194,7 +207,7 @@ describe("keyring edits", () => {
     assert.throws(() => retireVersion(retired, "aws:b"), invalid(/is the primary version/));
     assert.throws(
       () => retireVersion(retired, "aws:zzz"),
-      invalid(/no version aws:zzz in the keyring \(it has aws:a, aws:b\)/),
+      invalid(/key id aws:zzz: is not in the keyring \(give one it has: aws:a, aws:b\)/),
     );
     assert.throws(() => promoteVersion(retired, "aws:a"), invalid(/is retired/));
   });

@@ -177,7 +177,7 @@ describe("startOpsServer lifecycle", () => {
       const port = Number(first.address.split(":").at(-1));
       await assert.rejects(startOpsServer({ ...options, host: "127.0.0.1", port }), {
         code: "INVALID_CONFIG",
-        message: `--http-address 127.0.0.1:${port} is already in use by another process: choose a free loopback port, or "off" to disable the probes`,
+        message: `--http-address: 127.0.0.1:${port} is already in use by another process (choose a free loopback port, or "off" to disable the probes)`,
       });
     } finally {
       await first.close();

@@ -478,18 +478,18 @@ describe("AwsKmsProvider configuration", () => {
   test("a region that contradicts the key ARN is refused", () => {
     assert.throws(() => new AwsKmsProvider({ keyRef: arn, region: "us-east-1" }), {
       code: "INVALID_CONFIG",
-      message: /region us-east-1 does not match the region of key .* \(eu-west-3\)/,
+      message: /^aws region: us-east-1 does not match the region of key .* \(eu-west-3\)/,
     });
   });
 
   test("timeoutMs, maxAttempts and endpoint are validated", () => {
     assert.throws(() => new AwsKmsProvider({ keyRef: arn, timeoutMs: 0 }), {
       code: "INVALID_CONFIG",
-      message: /timeoutMs must be an integer/,
+      message: /^aws provider option timeoutMs: 0 is not an integer from/,
     });
     assert.throws(() => new AwsKmsProvider({ keyRef: arn, maxAttempts: 0 }), {
       code: "INVALID_CONFIG",
-      message: /maxAttempts must be an integer/,
+      message: /^aws provider option maxAttempts: 0 is not an integer from/,
     });
     assert.throws(() => new AwsKmsProvider({ keyRef: arn, endpoint: "kms.local" }), {
       code: "INVALID_CONFIG",

@@ -388,9 +388,12 @@ describe("GcpKmsProvider", () => {
     const valid = "projects/p/locations/global/keyRings/ring/cryptoKeys/key";
     for (const [keyRef, message] of [
       [`${valid}/cryptoKeyVersions/1`, /name the CryptoKey, not a version/],
-      ["projects/p/keyRings/ring/cryptoKeys/key", /expected projects\/PROJECT\/locations/],
-      [`${valid}/`, /expected/],
-      ["", /expected/],
+      [
+        "projects/p/keyRings/ring/cryptoKeys/key",
+        /is not a CryptoKey name \(give projects\/PROJECT\/locations/,
+      ],
+      [`${valid}/`, /\(give projects\/PROJECT\//],
+      ["", /\(give projects\/PROJECT\//],
     ] as const) {
       assert.throws(
         () => new GcpKmsProvider({ keyRef, client: emulator.clientOptions() }),
@@ -411,7 +414,9 @@ describe("GcpKmsProvider", () => {
         (error: unknown) =>
           error instanceof KmsEnvelopeError &&
           error.code === "INVALID_CONFIG" &&
-          /GOOGLE_SDK_NODE_LOGGING is set: .*unset it/.test(error.message),
+          /^GOOGLE_SDK_NODE_LOGGING: is set, .*\(unset it to use the gcp provider\)$/.test(
+            error.message,
+          ),
       );
     } finally {
       delete process.env.GOOGLE_SDK_NODE_LOGGING;

@@ -180,7 +180,9 @@ describe("EncryptedStore, CredentialStore and subject export (SQLite, secretbox 
       () => new CredentialStore(store, plain),
       (error: Error & { code?: string }) =>
         error.code === "INVALID_CONFIG" &&
-        /does not encrypt credentials\.secrets; add it \(type json\)/.test(error.message),
+        /^field map credentials\.secrets: is not encrypted \(add it to the field map, with type json,/.test(
+          error.message,
+        ),
     );
   });
 

@@ -173,14 +173,14 @@ describe("PlaintextGuard", () => {
 
   test("invalid options are INVALID_CONFIG naming the setting", () => {
     for (const [options, pattern] of [
-      [{ mode: "block" }, /^plaintext guard: mode: /],
-      [{ mode: "warn", detectors: ["passwords"] }, /^plaintext guard: detectors\.0: /],
-      [{ mode: "warn", minEntropyLength: 4 }, /^plaintext guard: minEntropyLength: /],
+      [{ mode: "block" }, /^plaintext guard mode: /],
+      [{ mode: "warn", detectors: ["passwords"] }, /^plaintext guard detectors\.0: /],
+      [{ mode: "warn", minEntropyLength: 4 }, /^plaintext guard minEntropyLength: /],
       [
         { mode: "warn", ignore: ["no-colon"] },
-        /^plaintext guard: ignore\.0: must be "resource:path"$/,
+        /^plaintext guard ignore\.0: must be "resource:path" \(fix the plaintext guard options\)$/,
       ],
-      [{ mode: "warn", extra: true }, /^plaintext guard: /],
+      [{ mode: "warn", extra: true }, /^plaintext guard: Unrecognized key/],
     ] as const) {
       assert.throws(
         () => new PlaintextGuard(options as never, () => undefined),

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { ConfigError } from "../../../../src/errors.js";
 import {
   assertOnlyProblem,
   document,
@@ -435,8 +436,10 @@ describe("EncryptionConfiguration validation: reporting", () => {
       parse(withProviders(aes("aesgcm", { name: "k", secret })), { source: "enc.yaml" });
       assert.fail("accepted");
     } catch (error) {
-      const message = (error as Error).message;
-      assert.match(message, /enc\.yaml/);
+      assert.ok(error instanceof ConfigError, "a ConfigError");
+      assert.equal(error.setting, "EncryptionConfiguration enc.yaml");
+      const message = error.message;
+      assert.match(message, /^EncryptionConfiguration enc\.yaml: /);
       assert.match(message, /resources\[0\]\.providers\[0\]\.aesgcm\.keys\[0\]\.secret: /);
       assert.match(message, /fix the file/);
       assert.ok(!message.includes(secret), "no secret in the message");
