@@ -3,7 +3,7 @@
  * and workspace. Errors name the line and the flag, and say what was found by kind only (a
  * number, an object), never the value.
  */
-import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
+import { ConfigError, InvalidRequestError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../fields/field-codec.js";
 import { getPath } from "../fields/field-paths.js";
 import type { RecordInput } from "../store/encrypted-store.js";
@@ -93,20 +93,22 @@ export function checkPlacement(
       (entry) => path === entry || path?.startsWith(`${entry}.`),
     );
     if (encrypted !== undefined)
-      throw new KmsEnvelopeError(
-        "INVALID_CONFIG",
-        `${flag} ${path}: the field map encrypts ${encrypted} of ${resource}, but ${flag} values are stored in the clear; name a plain field`,
+      throw new ConfigError(
+        `${flag} ${path}`,
+        `the field map encrypts ${encrypted} of ${resource}, but ${flag} values are stored in the clear`,
+        "name a plain field",
       );
   }
   if (placement.workspace === "")
-    throw new KmsEnvelopeError("INVALID_CONFIG", "--workspace must not be empty");
+    throw new ConfigError("--workspace", "is empty", "give the workspace the records belong to");
   if (
     placement.workspaceRequired &&
     placement.workspaceField === undefined &&
     placement.workspace === undefined
   )
-    throw new KmsEnvelopeError(
-      "INVALID_CONFIG",
-      `${resource} is sealed under workspace keys: give --workspace WORKSPACE or --workspace-field PATH`,
+    throw new ConfigError(
+      "--workspace",
+      `${resource} is sealed under workspace keys and no workspace was given`,
+      "give --workspace WORKSPACE or --workspace-field PATH",
     );
 }

@@ -286,11 +286,11 @@ resources:
       ],
       [
         ["store", "put", ...messageFlags(path), "--workspace", "ws-a", "--id-field", "content"],
-        /^kms-envelope: --id-field content: the field map encrypts content of messages, but --id-field values are stored in the clear; name a plain field\n$/,
+        /^kms-envelope: --id-field content: the field map encrypts content of messages, but --id-field values are stored in the clear \(name a plain field\)\n$/,
       ],
       [
         ["store", "put", ...messageFlags(path)],
-        /^kms-envelope: messages is sealed under workspace keys: give --workspace WORKSPACE or --workspace-field PATH\n$/,
+        /^kms-envelope: --workspace: messages is sealed under workspace keys and no workspace was given \(give --workspace WORKSPACE or --workspace-field PATH\)\n$/,
       ],
       [
         ["store", "put", ...messageFlags(path), "--workspace", "ws-a", "--workspace-field", "ws"],

@@ -125,7 +125,7 @@ describe("checkPlacement", () => {
         hasCode(
           "INVALID_CONFIG",
           new RegExp(
-            `^${start.replaceAll(".", "\\.")}, but --\\w+-field values are stored in the clear; name a plain field$`,
+            `^${start.replaceAll(".", "\\.")}, but --\\w+-field values are stored in the clear \\(name a plain field\\)$`,
           ),
         ),
       );
@@ -137,14 +137,14 @@ describe("checkPlacement", () => {
       () => checkPlacement({ ...plain, workspaceRequired: true }, "messages", []),
       hasCode(
         "INVALID_CONFIG",
-        "messages is sealed under workspace keys: give --workspace WORKSPACE or --workspace-field PATH",
+        "--workspace: messages is sealed under workspace keys and no workspace was given (give --workspace WORKSPACE or --workspace-field PATH)",
       ),
     );
     checkPlacement({ ...plain, workspaceRequired: true, workspace: "w" }, "messages", []);
     checkPlacement({ ...plain, workspaceRequired: true, workspaceField: "ws" }, "messages", []);
     assert.throws(
       () => checkPlacement({ ...plain, workspace: "" }, "messages", []),
-      hasCode("INVALID_CONFIG", "--workspace must not be empty"),
+      hasCode("INVALID_CONFIG", "--workspace: is empty (give the workspace the records belong to)"),
     );
   });
 });
