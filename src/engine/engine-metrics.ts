@@ -27,6 +27,12 @@ export class EngineMetrics {
   // prom-client hashes label sets on every update; the per-field path uses bound children.
   readonly #bound = new Map<string, Counter.Internal>();
 
+  /**
+   * Registers the engine's metrics (`kms_envelope_engine_*`) in `registry`.
+   *
+   * @param registry - A prom-client registry; metric names must not already be registered
+   * there (prom-client throws), so create one EngineMetrics per registry.
+   */
   constructor(registry: Registry) {
     const registers = [registry];
     const providers = this.#providers;
@@ -73,20 +79,40 @@ export class EngineMetrics {
     });
   }
 
-  /** Reports a provider's health and cache size until `forget` is called (engine close). */
+  /**
+   * Reports a provider's health and cache size until `forget` is called (engine close).
+   * Called by the engine; applications do not call it.
+   */
   track(provider: ObservedKmsProvider): void {
     this.#providers.add(provider);
   }
 
+  /** Stops reporting a provider passed to `track`. Called by the engine on close. */
   forget(provider: ObservedKmsProvider): void {
     this.#providers.delete(provider);
   }
 
+  /**
+   * Counts one finished plugin call and records its duration. Called by the engine.
+   *
+   * @param provider - Provider label, `kms:v1:<name>` or `kms:v2:<name>`.
+   * @param method - gRPC method (`Status`, `Encrypt`, `Decrypt`, `Version`).
+   * @param code - gRPC status code name (`OK`, `UNAVAILABLE`, …).
+   * @param seconds - Duration of the call.
+   */
   kmsCall(provider: string, method: string, code: string, seconds: number): void {
     this.#kmsCalls.labels(provider, method, code).inc();
     this.#kmsLatency.labels(provider, method).observe(seconds);
   }
 
+  /**
+   * Counts one transformed value. Called by the engine.
+   *
+   * @param operation - `to_storage` (encrypt) or `from_storage` (decrypt).
+   * @param provider - Provider label of the writer (`aesgcm`, `kms:v2:<name>`); for failed reads
+   * `unknown`.
+   * @param result - `ok`, `stale` or `error`.
+   */
   transformation(operation: "to_storage" | "from_storage", provider: string, result: string): void {
     const key = `${operation}\0${provider}\0${result}`;
     let child = this.#bound.get(key);
