@@ -23,7 +23,24 @@ export function sqlitePath(url: string): string | undefined {
   return resolve(path);
 }
 
-/** Opens the repository a store URL names (creating and migrating its schema). */
+/**
+ * Opens the repository a store URL names, creating and migrating its schema (concurrent openers
+ * are serialised). Close it when done.
+ *
+ * @remarks
+ * `sqlite:///absolute/path.db` or `sqlite:relative/path.db` (relative to the working
+ * directory): a SQLite file in WAL mode with `synchronous=FULL`, created 0600 in a 0700
+ * directory. `postgres://…` or `postgresql://…`: a pool of up to 4 connections; off loopback
+ * TLS 1.2 or newer with the server certificate verified (`sslmode=verify-full`, the default, or
+ * `verify-ca`, with `sslrootcert`); `require`, `prefer` and `allow` are refused; `disable` is
+ * the default for loopback and Unix sockets and refused elsewhere. Passwords never appear in
+ * errors or logs.
+ *
+ * @param url - The store URL.
+ * @throws `INVALID_CONFIG` for a URL of another scheme or a refused TLS setting;
+ * `STORE_UNAVAILABLE` when the database cannot be opened or reached, or its schema is newer
+ * than this kms-envelope knows.
+ */
 export async function openRepository(url: string): Promise<RecordRepository> {
   const path = sqlitePath(url);
   if (path !== undefined) return openSqliteRepository(path);
