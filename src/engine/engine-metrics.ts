@@ -15,9 +15,16 @@ const KMS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 
 /**
  * The engine's Prometheus metrics, in the spirit of kube-apiserver's envelope metrics, with
- * labels from bounded sets only: provider ("aesgcm", "kms:v2:<name>" …), method, gRPC code and
+ * labels from bounded sets only: provider (`aesgcm`, `kms:v2:<name>` …), method, gRPC code and
  * result. Create one per registry and pass it to every engine that should report into it
  * (a reloading engine keeps it across reloads). No key, plaintext or key id is ever a label.
+ *
+ * @remarks
+ * Metrics: `kms_envelope_engine_transformations_total` (operation, provider, result `ok`,
+ * `stale` or `error`), `kms_envelope_engine_kms_calls_total` (provider, method, code),
+ * `kms_envelope_engine_kms_call_duration_seconds` (provider, method),
+ * `kms_envelope_engine_kms_provider_healthy` and `kms_envelope_engine_dek_source_cache_size`
+ * (provider).
  */
 export class EngineMetrics {
   readonly #transformations: Counter<"operation" | "provider" | "result">;
