@@ -1,3 +1,11 @@
+/**
+ * The custody-provider interface (`kms-envelope/providers`), for authors of custom providers: a
+ * provider answers how the master key is kept (SPEC.md §3). A provider module exports `name`
+ * (lowercase, the key-id prefix) and `createProvider(keyRef, options)` returning a
+ * {@link CustodyProvider}; the daemon checks the module against this interface at start-up.
+ *
+ * @packageDocumentation
+ */
 import { KmsEnvelopeError } from "../src/errors.js";
 
 /**
@@ -8,11 +16,22 @@ import { KmsEnvelopeError } from "../src/errors.js";
  */
 export type ProviderErrorClass = "user" | "throttled" | "corrupt" | "other";
 
-/** A failure reported by a custody provider, classified for health, liveness and metrics. */
+/**
+ * A failure reported by a custody provider, classified for health, liveness and metrics. Its
+ * code is always `PROVIDER_UNAVAILABLE`; the class says more. Other errors thrown by a provider
+ * are treated as class `other`.
+ */
 export class ProviderError extends KmsEnvelopeError {
   /** How health and liveness treat the failure. */
   readonly errorClass: ProviderErrorClass;
 
+  /**
+   * @param errorClass - How the failure is treated; see {@link ProviderErrorClass}.
+   * @param message - One line naming the provider and what to check; it reaches logs and the
+   * `/healthz` text, so it must never contain key bytes or credentials.
+   * @param options - `cause`: the SDK's error, kept for debugging (it must not carry key bytes
+   * either).
+   */
   constructor(errorClass: ProviderErrorClass, message: string, options?: { cause?: unknown }) {
     super("PROVIDER_UNAVAILABLE", message, options);
     this.name = "ProviderError";
@@ -22,32 +41,66 @@ export class ProviderError extends KmsEnvelopeError {
 
 /** What a provider says about the key that protects the master key. Public, loggable. */
 export interface ProviderKeyDescription {
-  /** Provider name, the prefix of every key id it produces ("local", "aws", …). */
+  /** Provider name, the prefix of every key id it produces (`local`, `aws`, …). */
   provider: string;
-  /** The provider key reference: an ARN, a versioned key URL, a CryptoKey name, "env". */
+  /**
+   * The provider key reference: an ARN, a versioned key URL, a CryptoKey name,
+   * `env:ENCRYPTION_MASTER_KEY` for `local`.
+   */
   keyRef: string;
 }
 
-/** Binds a wrapped master key to its use; cloud providers send it as encryption context. */
+/**
+ * Binds a wrapped master key to its use; cloud providers send it as encryption context or
+ * additional authenticated data, so a wrapped key unwraps only with the context it was wrapped
+ * with.
+ */
 export interface WrapContext {
-  /** Key id of the master key being wrapped (public). */
+  /** Key id of the master key being wrapped (public, `<provider>:` and 16 characters). */
   keyId: string;
 }
 
 /**
  * The one custody interface (SPEC.md §3): a provider answers how the master key is kept.
  * Implementations never log or return key bytes in errors.
+ *
+ * @remarks
+ * The daemon calls the key service through it only at start, when the keyring changes, on
+ * rotation and for health checks, never per request; calls may overlap. Failures should be
+ * {@link ProviderError}s with a class; retries of throttled or transient failures belong inside
+ * the call, within `timeoutMs` and `maxAttempts` of {@link ProviderOptions}.
  */
 export interface CustodyProvider {
-  /** Short provider name used as the key-id prefix. */
+  /** Short provider name used as the key-id prefix; must equal the module's `name`. */
   readonly name: string;
-  /** Describes the provider key (no secrets). */
+  /** Describes the provider key (no secrets); makes no call. */
   describe(): ProviderKeyDescription;
-  /** Wraps a master key so it can be stored in a keyring file. */
+  /**
+   * Wraps a master key so it can be stored in a keyring file.
+   *
+   * @param key - The 32-byte master key; read it, do not keep or modify it.
+   * @param context - Binds the result to the key's id.
+   * @param signal - Aborted when the caller gives up; stop waiting and reject.
+   * @returns The wrapped key, opaque to the caller (stored as base64 in the keyring).
+   */
   wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array>;
-  /** Unwraps what wrapKey produced; fails with a ProviderError. */
+  /**
+   * Unwraps what wrapKey produced; fails with a ProviderError. The caller checks that the result
+   * is the key its id names (`corrupt` otherwise) and wipes it after use.
+   *
+   * @param wrapped - What wrapKey returned.
+   * @param context - The context given to wrapKey.
+   * @param signal - Aborted when the caller gives up; stop waiting and reject.
+   * @returns A new array holding the 32-byte master key, owned by the caller.
+   */
   unwrapKey(wrapped: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array>;
-  /** Resolves when the provider key is usable now; rejects with a classified ProviderError. */
+  /**
+   * Resolves when the provider key is usable now; rejects with a classified ProviderError
+   * (`user` for a disabled, deleted or inaccessible key). A call the daemon's deadline overtakes
+   * counts as failed (`other`).
+   *
+   * @param signal - Aborted at the health check's deadline; stop waiting and reject.
+   */
   checkHealth(signal?: AbortSignal): Promise<void>;
   /** Releases clients and wipes held key material; safe to call twice. */
   close(): Promise<void>;
@@ -58,14 +111,20 @@ export interface CustodyProvider {
  * loads them directly instead of unwrapping a keyring file.
  */
 export interface DirectKeyProvider extends CustodyProvider {
-  /** Master keys, primary first, then older versions that still decrypt. Caller wipes them. */
+  /**
+   * Master keys (32 bytes each), primary first, then older versions that still decrypt. Returns
+   * new copies each call; the caller wipes them.
+   */
   loadMasterKeys(): Uint8Array[];
 }
 
-/** Provider operations that reach the key service. */
+/** Provider operations that reach the key service, as metrics label them. */
 export type ProviderOperation = "wrapKey" | "unwrapKey" | "checkHealth";
 
-/** Receives one finished provider call: its outcome class and duration. */
+/**
+ * Receives one finished provider call: the provider's name, the operation, `ok` or the
+ * failure's class, and the duration in seconds. Never key material.
+ */
 export type ProviderCallObserver = (
   provider: string,
   operation: ProviderOperation,
@@ -76,11 +135,14 @@ export type ProviderCallObserver = (
 /** Receives one failed attempt inside a provider call (retried or not): its error class. */
 export type ProviderAttemptObserver = (provider: string, errorClass: ProviderErrorClass) => void;
 
-/** Knobs every provider factory receives; each provider uses what applies to it. */
+/**
+ * Knobs every provider factory (`createProvider(keyRef, options)`) receives; each provider uses
+ * what applies to it. The daemon sets them from its flags.
+ */
 export interface ProviderOptions {
-  /** Deadline of one provider call, retries included. */
+  /** Deadline of one provider call, retries included, in ms (the daemon's default: 10 s). */
   timeoutMs: number;
-  /** Attempts per call for throttling and transient failures (1 = no retry). */
+  /** Attempts per call for throttling and transient failures; 1 = no retry (default 3). */
   maxAttempts: number;
   /** Service endpoint override (private endpoints, emulators); the SDK default otherwise. */
   endpoint?: string | undefined;
@@ -95,11 +157,15 @@ export interface ProviderOptions {
    * `observeAttempt`); providers that make a single attempt per call need not call it.
    */
   onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
-  /** Receives every provider call (metrics); providers themselves never see it. */
+  /**
+   * Receives every provider call (metrics). The registry calls it around each provider it
+   * creates; providers receive it in their options but must not call it.
+   */
   observe?: ProviderCallObserver | undefined;
   /**
    * Receives every failed attempt of every provider the registry creates (metrics), bound to
-   * the provider's name as its `onAttemptFailed`; providers themselves never see it.
+   * the provider's name as its `onAttemptFailed`. Providers receive it in their options but call
+   * `onAttemptFailed` instead.
    */
   observeAttempt?: ProviderAttemptObserver | undefined;
 }

@@ -1,6 +1,41 @@
 /**
  * Every failure kms-envelope reports is a KmsEnvelopeError with a stable string `code`, so
  * callers, the gRPC status table and metrics can branch on it without parsing messages.
+ *
+ * @remarks
+ * What the codes a library caller meets mean:
+ *
+ * - `DECRYPTION_FAILED`: a value failed authentication (corrupt, tampered, or moved to another
+ *   place); deliberately says no more.
+ *
+ * - `MALFORMED_CIPHERTEXT`: a stored value does not have the expected structure.
+ *
+ * - `UNKNOWN_KEY_ID`, `KEY_RETIRED`: the value names a master-key version that is not loaded,
+ *   or is retired in the keyring.
+ *
+ * - `INVALID_REQUEST`: an argument is invalid (a field value of the wrong type, a missing
+ *   workspace); the message names it.
+ *
+ * - `INVALID_CONFIG`: a configuration (EncryptionConfiguration, field map, guard options, store
+ *   URL) is refused; the message says what to fix.
+ *
+ * - `UNMAPPED_RESOURCE`: the field map does not list the resource.
+ *
+ * - `KMS_PLUGIN_FAILED`: a KMS plugin or the kms-envelope daemon failed or is unreachable.
+ *
+ * - `STORE_UNAVAILABLE`: the database cannot be opened or reached, or its schema is newer.
+ *
+ * - `STORE_CONFLICT`: a record exists already, or changed (or was deleted) since it was read.
+ *
+ * - `STORE_MISSING`: a store opened read-only does not exist (or has no kms-envelope schema).
+ *
+ * - `RECORD_NOT_FOUND`: the record asked for by id does not exist (in that workspace).
+ *
+ * - `PLAINTEXT_CREDENTIAL`: the plaintext guard refused a write.
+ *
+ * - `PROVIDER_UNAVAILABLE`: a custody provider failed (see `ProviderError`).
+ *
+ * The others are the daemon's and the CLI's (socket, master key, request limits).
  */
 export const ERROR_CODES = [
   "DECRYPTION_FAILED",
@@ -32,14 +67,22 @@ export const ERROR_CODES = [
   "PLAINTEXT_CREDENTIAL",
 ] as const;
 
-/** One of ERROR_CODES. */
+/** One of {@link ERROR_CODES}: the `code` of every {@link KmsEnvelopeError}. */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** Base class of every error kms-envelope raises on purpose. */
+/**
+ * Base class of every error kms-envelope raises on purpose. Messages are one line, say what to
+ * do, and never contain keys, plaintext or tokens (key ids, which are public, may appear).
+ */
 export class KmsEnvelopeError extends Error {
-  /** Stable machine-readable identifier of the failure. */
+  /** Stable machine-readable identifier of the failure; branch on it, not on the message. */
   readonly code: ErrorCode;
 
+  /**
+   * @param code - The failure's code.
+   * @param message - One line for an operator; must not contain secrets.
+   * @param options - `cause`: the underlying error, kept for debugging.
+   */
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "KmsEnvelopeError";
@@ -48,7 +91,7 @@ export class KmsEnvelopeError extends Error {
 }
 
 /**
- * A configuration or invocation the operator must fix (code INVALID_CONFIG). `setting` names
+ * A configuration or invocation the operator must fix (code `INVALID_CONFIG`). `setting` names
  * what is at fault — a flag (`--socket`), a field (`keyring k.yaml versions.2.keyId`), a
  * variable — so callers can point at it without parsing prose, the way jose's
  * JWTClaimValidationFailed carries `claim`; the message always says what to do. Callers never
@@ -58,6 +101,12 @@ export class ConfigError extends KmsEnvelopeError {
   /** The flag, field or setting at fault. */
   readonly setting: string;
 
+  /**
+   * @param setting - The flag, field or setting at fault, as the operator writes it.
+   * @param problem - What is wrong with it.
+   * @param remedy - What to do about it.
+   * @param options - `cause`: the underlying error, kept for debugging.
+   */
   constructor(setting: string, problem: string, remedy: string, options?: { cause?: unknown }) {
     // The one shape of every configuration message: where, what is wrong, then what to do.
     super("INVALID_CONFIG", `${setting}: ${problem} (${remedy})`, options);
@@ -66,7 +115,12 @@ export class ConfigError extends KmsEnvelopeError {
   }
 }
 
-/** The message of anything thrown, for logs and one-line errors (never a stack). */
+/**
+ * The message of anything thrown, for logs and one-line errors (never a stack).
+ *
+ * @param error - Any thrown value.
+ * @returns Its `message` for an Error, else its string form.
+ */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -76,6 +130,7 @@ export function errorMessage(error: unknown): string {
  * whether the key, nonce, MAC or context was wrong, so it cannot serve as an oracle.
  */
 export class DecryptionFailedError extends KmsEnvelopeError {
+  /** Code `DECRYPTION_FAILED`, with the one fixed message. */
   constructor() {
     super("DECRYPTION_FAILED", "decryption failed: the value is corrupt or does not belong here");
     this.name = "DecryptionFailedError";
@@ -84,6 +139,11 @@ export class DecryptionFailedError extends KmsEnvelopeError {
 
 /** Raised when bytes or text do not have the documented structure, before any key is used. */
 export class MalformedCiphertextError extends KmsEnvelopeError {
+  /**
+   * Code `MALFORMED_CIPHERTEXT`.
+   *
+   * @param detail - What is wrong with the structure; must not quote the value.
+   */
   constructor(detail: string) {
     super("MALFORMED_CIPHERTEXT", `malformed ciphertext: ${detail}`);
     this.name = "MalformedCiphertextError";
@@ -92,6 +152,11 @@ export class MalformedCiphertextError extends KmsEnvelopeError {
 
 /** Raised when a key id names no master-key version this daemon holds. */
 export class UnknownKeyIdError extends KmsEnvelopeError {
+  /**
+   * Code `UNKNOWN_KEY_ID`.
+   *
+   * @param keyId - The key id the value names (public; quoted, at most 80 characters).
+   */
   constructor(keyId: string) {
     // Key ids are public (KMS-CONTRACT.md §2.3), so naming one is safe and helps the operator.
     super(
@@ -104,6 +169,11 @@ export class UnknownKeyIdError extends KmsEnvelopeError {
 
 /** Raised for a request that fails validation at the edge; the message names the field. */
 export class InvalidRequestError extends KmsEnvelopeError {
+  /**
+   * Code `INVALID_REQUEST`.
+   *
+   * @param message - Names the field and says what to give instead.
+   */
   constructor(message: string) {
     super("INVALID_REQUEST", message);
     this.name = "InvalidRequestError";

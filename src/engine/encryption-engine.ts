@@ -18,28 +18,43 @@ import {
 import { SecretboxTransformer } from "./transformers/secretbox.js";
 import type { KeyedTransformer, Read, Stored, Transformer } from "./transformers/transformer.js";
 
+/** Options of {@link EncryptionEngine.start}; all optional. */
 export interface EngineOptions {
-  /** kube-apiserver's KMS v2 timing by default; tests shorten it. */
+  /** Timing of every kms v2 provider; kube-apiserver's by default (tests shorten it). */
   readonly kmsV2Timing?: KmsV2Timing;
-  /** Where to report transformations, plugin calls, provider health and cache sizes. */
+  /** Where to report transformations, plugin calls, provider health and cache sizes (none). */
   readonly metrics?: EngineMetrics;
 }
 
 /**
  * What the field layer and other callers need of an engine: the transformer for a resource
- * (looked up on every use, so a reloaded configuration takes effect at once) and close().
+ * (looked up on every use, so a reloaded configuration takes effect at once), kms provider
+ * health, and close(). {@link EncryptionEngine} and {@link ReloadingEngine} implement it.
  */
 export interface ResourceTransformers {
+  /**
+   * The transformer for a resource in `resource.group` form (`secrets`, `users.obot.obot.ai`).
+   * Never throws: a resource no rule matches gets identity (no encryption), as in Kubernetes.
+   */
   transformerFor(resource: string): Transformer;
+  /** Health of every kms provider, in configuration order; `[]` when there is none. */
   health(): KmsProviderHealth[];
+  /** Closes plugin connections and timers and zeroes the keys held; idempotent. */
   close(): void;
 }
 
 /** Health of one kms provider, as kube-apiserver's `kms-provider-<i>` readyz check sees it. */
 export interface KmsProviderHealth {
+  /** The provider's `name` in the configuration. */
   readonly name: string;
+  /** The provider's `apiVersion`. */
   readonly apiVersion: "v1" | "v2";
+  /**
+   * v2: whether the last Status check passed (false until the first one has). v1 has no
+   * health check: always true.
+   */
   readonly ok: boolean;
+  /** `ok`, or why the last check failed (no key material, no plaintext). */
   readonly detail: string;
 }
 
@@ -90,9 +105,16 @@ function keyedProvider(
 
 /**
  * Kubernetes' EncryptionConfiguration in process: per resource, the provider list of the
- * first matching rule (exact, `*.group`, `*.*`, else identity); the first provider writes and
+ * matching rules (exact, `*.group`, `*.*`, else identity); the first provider writes and
  * every provider with a matching prefix may read, reporting stale reads. Bytes are exactly
  * kube-apiserver's, so values move freely between the engine, the apiserver and etcd.
+ *
+ * @remarks
+ * Safe for concurrent calls. A kms v2 provider calls its plugin as the apiserver does: Status
+ * at start and every minute (10 s after a failure), Encrypt once per start or key-id change,
+ * Decrypt once per distinct stored seed (bounded cache); writes keep using the last seed for
+ * 3 minutes after the last healthy check, then fail until the plugin is healthy again. Errors
+ * never carry keys or plaintext. Call {@link EncryptionEngine.close} when done.
  */
 export class EncryptionEngine implements ResourceTransformers {
   readonly #config: EncryptionConfiguration;
@@ -116,6 +138,11 @@ export class EncryptionEngine implements ResourceTransformers {
    * Starts every kms provider (each v2 provider runs its first Status check). A plugin that
    * is down does not fail the start: like kube-apiserver, its resources fail to read and
    * write until a later check succeeds (see health()).
+   *
+   * @param config - A configuration from {@link loadEncryptionConfiguration} or
+   * {@link parseEncryptionConfiguration}.
+   * @param options - kms v2 timing and metrics.
+   * @returns A running engine; close it when done.
    */
   static async start(
     config: EncryptionConfiguration,
@@ -149,7 +176,10 @@ export class EncryptionEngine implements ResourceTransformers {
     return new EncryptionEngine(config, kms, metrics);
   }
 
-  /** The transformer for a resource in `resource.group` form (`secrets`, `users.obot.obot.ai`). */
+  /**
+   * The transformer for a resource in `resource.group` form (`secrets`, `users.obot.obot.ai`).
+   * Never throws: a resource no rule matches gets identity (no encryption), as in Kubernetes.
+   */
   transformerFor(resource: string): Transformer {
     const providers = providersFor(this.#config, resource);
     let transformer = this.#byProviders.get(providers);
@@ -166,10 +196,34 @@ export class EncryptionEngine implements ResourceTransformers {
     return transformer;
   }
 
+  /**
+   * Encrypts a value for storage with the resource's first provider (its first key).
+   *
+   * @param resource - Group resource choosing the rule (`secrets`, `users.obot.obot.ai`).
+   * @param plaintext - The value; not modified, not kept.
+   * @param authenticatedData - Where the value is stored (the etcd key, or for fields
+   * `<resource>/<field path>/<record id>`); the same bytes must be given to decrypt it.
+   * @returns The stored bytes (with their `k8s:enc:` prefix) and who wrote them.
+   * @throws `KMS_PLUGIN_FAILED` when a kms provider writes and its plugin is not usable (no
+   * healthy Status yet, seed expired, call failed).
+   */
   encrypt(resource: string, plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
     return this.transformerFor(resource).toStorage(plaintext, authenticatedData);
   }
 
+  /**
+   * Decrypts a stored value with the provider whose prefix it carries.
+   *
+   * @param resource - Group resource choosing the rule.
+   * @param data - The stored bytes.
+   * @param authenticatedData - The bytes given when the value was encrypted.
+   * @returns The plaintext, who wrote it and whether it is stale.
+   * @throws `MALFORMED_CIPHERTEXT` when no provider of the rule wrote it or it is truncated;
+   * `DECRYPTION_FAILED` when authentication fails (wrong key, tampered value, other
+   * authenticated data for aesgcm and kms; aescbc and secretbox ignore it, as upstream), without
+   * saying which; `KMS_PLUGIN_FAILED` when a plugin call fails or the plugin has not yet passed
+   * a Status check.
+   */
   decrypt(resource: string, data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     return this.transformerFor(resource).fromStorage(data, authenticatedData);
   }
@@ -184,7 +238,10 @@ export class EncryptionEngine implements ResourceTransformers {
     };
   }
 
-  /** Every kms provider in configuration order (the `i` of kube-apiserver's check names). */
+  /**
+   * Every kms provider in configuration order (the `i` of kube-apiserver's check names), as of
+   * its last check; makes no plugin call.
+   */
   health(): KmsProviderHealth[] {
     return this.#kms.map(({ config, envelope }) => ({
       name: config.name,
@@ -193,7 +250,11 @@ export class EncryptionEngine implements ResourceTransformers {
     }));
   }
 
-  /** Runs every kms v2 provider's Status check now (e.g. after a plugin restart). */
+  /**
+   * Runs every kms v2 provider's Status check now (e.g. after a plugin restart); concurrent
+   * callers share one check per provider. Never rejects: failures show in
+   * {@link EncryptionEngine.health}.
+   */
   async checkNow(): Promise<void> {
     await Promise.all(
       this.#kms.map(({ envelope }) =>
@@ -202,7 +263,10 @@ export class EncryptionEngine implements ResourceTransformers {
     );
   }
 
-  /** Closes plugin connections, stops the Status timers and zeroes every key; idempotent. */
+  /**
+   * Closes plugin connections, stops the Status timers and zeroes every key; idempotent. The
+   * engine and its transformers must not be used afterwards.
+   */
   close(): void {
     for (const { envelope, observed } of this.#kms) {
       envelope.close();

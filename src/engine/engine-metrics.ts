@@ -15,9 +15,16 @@ const KMS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 
 /**
  * The engine's Prometheus metrics, in the spirit of kube-apiserver's envelope metrics, with
- * labels from bounded sets only: provider ("aesgcm", "kms:v2:<name>" …), method, gRPC code and
+ * labels from bounded sets only: provider (`aesgcm`, `kms:v2:<name>` …), method, gRPC code and
  * result. Create one per registry and pass it to every engine that should report into it
  * (a reloading engine keeps it across reloads). No key, plaintext or key id is ever a label.
+ *
+ * @remarks
+ * Metrics: `kms_envelope_engine_transformations_total` (operation, provider, result `ok`,
+ * `stale` or `error`), `kms_envelope_engine_kms_calls_total` (provider, method, code),
+ * `kms_envelope_engine_kms_call_duration_seconds` (provider, method),
+ * `kms_envelope_engine_kms_provider_healthy` and `kms_envelope_engine_dek_source_cache_size`
+ * (provider).
  */
 export class EngineMetrics {
   readonly #transformations: Counter<"operation" | "provider" | "result">;
@@ -27,6 +34,12 @@ export class EngineMetrics {
   // prom-client hashes label sets on every update; the per-field path uses bound children.
   readonly #bound = new Map<string, Counter.Internal>();
 
+  /**
+   * Registers the engine's metrics (`kms_envelope_engine_*`) in `registry`.
+   *
+   * @param registry - A prom-client registry; metric names must not already be registered
+   * there (prom-client throws), so create one EngineMetrics per registry.
+   */
   constructor(registry: Registry) {
     const registers = [registry];
     const providers = this.#providers;
@@ -73,20 +86,40 @@ export class EngineMetrics {
     });
   }
 
-  /** Reports a provider's health and cache size until `forget` is called (engine close). */
+  /**
+   * Reports a provider's health and cache size until `forget` is called (engine close).
+   * Called by the engine; applications do not call it.
+   */
   track(provider: ObservedKmsProvider): void {
     this.#providers.add(provider);
   }
 
+  /** Stops reporting a provider passed to `track`. Called by the engine on close. */
   forget(provider: ObservedKmsProvider): void {
     this.#providers.delete(provider);
   }
 
+  /**
+   * Counts one finished plugin call and records its duration. Called by the engine.
+   *
+   * @param provider - Provider label, `kms:v1:<name>` or `kms:v2:<name>`.
+   * @param method - gRPC method (`Status`, `Encrypt`, `Decrypt`, `Version`).
+   * @param code - gRPC status code name (`OK`, `UNAVAILABLE`, …).
+   * @param seconds - Duration of the call.
+   */
   kmsCall(provider: string, method: string, code: string, seconds: number): void {
     this.#kmsCalls.labels(provider, method, code).inc();
     this.#kmsLatency.labels(provider, method).observe(seconds);
   }
 
+  /**
+   * Counts one transformed value. Called by the engine.
+   *
+   * @param operation - `to_storage` (encrypt) or `from_storage` (decrypt).
+   * @param provider - Provider label of the writer (`aesgcm`, `kms:v2:<name>`); for failed reads
+   * `unknown`.
+   * @param result - `ok`, `stale` or `error`.
+   */
   transformation(operation: "to_storage" | "from_storage", provider: string, result: string): void {
     const key = `${operation}\0${provider}\0${result}`;
     let child = this.#bound.get(key);

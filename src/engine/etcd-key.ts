@@ -58,7 +58,14 @@ function lookUp(table: Readonly<Record<string, string>>, name: string): string |
  * The group resource (`secrets`, `deployments.apps`, `widgets.example.com`) an etcd key
  * belongs to, for choosing the EncryptionConfiguration rule. Keys are
  * `<prefix>/<resource>/…` for built-ins and `<prefix>/<group>/<resource>/…` for other groups
- * (custom resources, aggregated APIs). Unusual layouts can be named with --resource.
+ * (custom resources, aggregated APIs). Built-in resources stored without their group
+ * (`/registry/deployments/…`) get it back (`deployments.apps`). Unusual layouts can be named
+ * with `--resource`.
+ *
+ * @param key - The etcd key the value was read from (`/registry/secrets/default/db`).
+ * @param prefix - The apiserver's `--etcd-prefix`; default `/registry`.
+ * @returns The group resource in `resource.group` form (core resources have no group).
+ * @throws `INVALID_REQUEST` when the key is not under `prefix` or names no resource.
  */
 export function resourceOfEtcdKey(key: string, prefix = "/registry"): string {
   const root = prefix.endsWith("/") ? prefix : `${prefix}/`;

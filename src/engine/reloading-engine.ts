@@ -15,15 +15,29 @@ import {
 } from "./encryption-engine.js";
 import type { Transformer } from "./transformers/transformer.js";
 
+/**
+ * Options of {@link ReloadingEngine.start}: the engine's options, the configuration checks
+ * (applied to every reload) and the polling.
+ */
 export interface ReloadOptions extends EngineOptions, EncryptionConfigurationOptions {
-  /** How often the file is compared with what is loaded (kube-apiserver: 1 min). */
+  /** How often the file is compared with what is loaded; ms, default 60 000 (kube-apiserver's). */
   readonly pollIntervalMs?: number;
-  /** How long a new configuration's kms providers may take to become healthy (10 s). */
+  /** How long new kms providers may take to become healthy; ms, default 10 000. */
   readonly healthWaitMs?: number;
-  /** Told about every reload attempt that found a changed file. */
+  /**
+   * Told about every reload attempt that found a changed or unreadable file (not about
+   * `unchanged` polls). Called synchronously; it should not throw.
+   */
   readonly onReload?: (outcome: ReloadOutcome) => void;
 }
 
+/**
+ * What one reload attempt did: `unchanged` (same sha256 as the configuration in use),
+ * `reloaded` (the new engine is in use; `hash` is its file's sha256), or `refused` (the file
+ * could not be read, did not load, or its kms providers stayed unhealthy; the running
+ * configuration stays, `reason` says why without key material, and `hash` is undefined when
+ * the file could not be read).
+ */
 export type ReloadOutcome =
   | { readonly status: "unchanged" }
   | { readonly status: "reloaded"; readonly hash: string }
@@ -78,27 +92,48 @@ export class ReloadingEngine implements ResourceTransformers {
     this.#schedule();
   }
 
-  /** Loads the file (a bad file fails the start, as it fails kube-apiserver's) and starts polling. */
+  /**
+   * Loads the file (a bad file fails the start, as it fails kube-apiserver's) and starts polling.
+   * The poll timer does not keep the process alive.
+   *
+   * @param path - The EncryptionConfiguration file; re-read at every poll.
+   * @param options - Engine options, configuration checks and polling.
+   * @throws {@link InvalidEncryptionConfigurationError} (`INVALID_CONFIG`) when the file does not
+   * load. Unhealthy kms plugins do not fail the start (see {@link EncryptionEngine.start}).
+   */
   static async start(path: string, options: ReloadOptions = {}): Promise<ReloadingEngine> {
     const config = await loadEncryptionConfiguration(path, options);
     const engine = await EncryptionEngine.start(config, options);
     return new ReloadingEngine(path, options, engine, config);
   }
 
-  /** sha256 of the configuration in use. */
+  /** sha256 hex of the file bytes of the configuration in use. */
   get hash(): string {
     return this.#config.hash;
   }
 
+  /**
+   * The current engine's transformer for a resource (see {@link EncryptionEngine.transformerFor}).
+   * Look it up for every use: a transformer kept across a reload keeps working with the old
+   * configuration only until the replaced engine is closed.
+   */
   transformerFor(resource: string): Transformer {
     return this.#engine.transformerFor(resource);
   }
 
+  /** Health of the current engine's kms providers (see {@link EncryptionEngine.health}). */
   health(): KmsProviderHealth[] {
     return this.#engine.health();
   }
 
-  /** Compares the file now and reloads it if it changed (concurrent callers share one attempt). */
+  /**
+   * Compares the file now and reloads it if it changed (concurrent callers share one attempt).
+   * A replaced engine is closed after twice the sum of its kms timeouts (v1 counted double), so
+   * calls already using it can finish.
+   *
+   * @returns What the attempt did. Failures are `refused` outcomes, not rejections; the promise
+   * rejects only if `onReload` throws.
+   */
   reloadNow(): Promise<ReloadOutcome> {
     if (this.#reload === undefined) {
       this.#reload = this.#attempt().finally(() => {
@@ -108,6 +143,10 @@ export class ReloadingEngine implements ResourceTransformers {
     return this.#reload;
   }
 
+  /**
+   * Stops polling and closes the current engine and any replaced engine still draining;
+   * idempotent. A reload in flight is refused and its engine closed.
+   */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);

@@ -4,7 +4,7 @@
  * FieldCodec and keeps the stamps, so "what needs rewrapping" is a query over stamps.
  */
 
-/** A JSON document as applications store it: plain fields stay as they are. */
+/** Any JSON value, as `JSON.parse` returns it. */
 export type JsonValue =
   | null
   | boolean
@@ -12,43 +12,63 @@ export type JsonValue =
   | string
   | JsonValue[]
   | { [key: string]: JsonValue };
+/** A JSON document as applications store it: plain fields stay as they are. */
 export type JsonObject = { [key: string]: JsonValue };
 
-/** How a field is protected; both store text. */
+/**
+ * How a field is protected; both store text. `engine`: the in-process engine and the
+ * EncryptionConfiguration rule for the resource (standard base64 of Kubernetes' bytes);
+ * `field-service`: the kms-envelope daemon's workspace keys (`kmse:v1:<key id>:<base64>`).
+ */
 export type FieldRoute = "engine" | "field-service";
 
 /** Who wrote one encrypted field, known without decrypting it. */
 export interface FieldStamp {
   /** Field path as the field map names it (dot-separated for nested fields). */
   readonly path: string;
+  /** The route the field map gave the resource when the value was written. */
   readonly route: FieldRoute;
   /**
-   * Engine: the provider that wrote the value, e.g. "kms:v2:<name>", "secretbox", "aesgcm";
-   * field service: "field-service".
+   * Engine: the provider that wrote the value, e.g. `kms:v2:<name>`, `secretbox`, `aesgcm`;
+   * field service: `field-service`.
    */
   readonly provider: string;
   /**
-   * Engine: the key name (aesgcm/aescbc/secretbox) or the plugin's key id (kms v2, "" for kms
-   * v1); field service: the kms-envelope key id inside the `kmse:v1:` value.
+   * Engine: the key name (aesgcm, aescbc, secretbox) or the plugin's key id (kms v2, `""` for
+   * kms v1); field service: the kms-envelope key id inside the `kmse:v1:` value. Public.
    */
   readonly keyId: string;
 }
 
 /** One record to seal or open; `workspace` is required for field-service resources. */
 export interface FieldRecord {
+  /**
+   * The record's id. Sealed values are bound to it (and to the resource and field path), so a
+   * value copied to another record does not open.
+   */
   readonly id: string;
+  /** The document: plaintext fields to seal, or stored text to open. Never modified. */
   readonly document: JsonObject;
+  /**
+   * Whose workspace key seals field-service fields; the same workspace must be given to open
+   * them. Not used by engine fields.
+   */
   readonly workspace?: string;
 }
 
+/** One record as {@link FieldCodec.seal} returns it, in input order. */
 export interface SealedRecord {
+  /** The input record's id. */
   readonly id: string;
   /** The document with every listed, present field replaced by its stored text. */
   readonly document: JsonObject;
+  /** One stamp per field sealed, for the store to keep beside the document. */
   readonly stamps: readonly FieldStamp[];
 }
 
+/** One record as {@link FieldCodec.open} returns it, in input order. */
 export interface OpenedRecord {
+  /** The input record's id. */
   readonly id: string;
   /** The document with every listed field restored to its original JSON value and type. */
   readonly document: JsonObject;
@@ -59,22 +79,62 @@ export interface OpenedRecord {
 }
 
 /**
- * seal and open refuse (UNMAPPED_RESOURCE) a resource the codec has no entry for, unless it was
- * built to let such resources through: a mistyped resource name must not store plaintext.
+ * Seals and opens the sensitive fields of records, as a field map lists them; what the store
+ * is given. {@link openFieldLayer} returns the implementation.
+ *
+ * @remarks
+ * seal and open refuse (`UNMAPPED_RESOURCE`) a resource the codec has no entry for, unless it
+ * was built to let such resources through: a mistyped resource name must not store plaintext.
+ * Calls may run concurrently. Errors never carry field values or keys.
  */
 export interface FieldCodec {
-  /** Encrypts the listed fields of each record of one resource; all or nothing. */
+  /**
+   * Encrypts the listed fields of each record of one resource; all or nothing (the result, or
+   * one rejection).
+   *
+   * @param resource - The resource as the field map names it.
+   * @param records - Records to seal; their documents are not modified.
+   * @returns One sealed record per input record, in order.
+   * @throws `UNMAPPED_RESOURCE` for a resource the map does not list; `INVALID_REQUEST` for a
+   * value of the wrong type or a field-service record without a workspace; `INVALID_CONFIG`
+   * when the encryption the map asks for is not available; `KMS_PLUGIN_FAILED` when a plugin or
+   * the daemon fails.
+   */
   seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]>;
-  /** Decrypts the listed fields of each record of one resource; all or nothing. */
+  /**
+   * Decrypts the listed fields of each record of one resource; all or nothing (the result, or
+   * one rejection).
+   *
+   * @param resource - The resource as the field map names it.
+   * @param records - Records as stored; their documents are not modified.
+   * @returns One opened record per input record, in order.
+   * @throws `UNMAPPED_RESOURCE`; `MALFORMED_CIPHERTEXT` for a listed field that is not stored
+   * ciphertext text; `DECRYPTION_FAILED` when a value does not authenticate (tampered, or copied
+   * from another record, field or workspace); `UNKNOWN_KEY_ID` when it names a master-key
+   * version not loaded or retired; `INVALID_REQUEST` when a decrypted value is not of the
+   * field's type or a field-service record has no workspace; `KMS_PLUGIN_FAILED` when a plugin
+   * or the daemon fails.
+   */
   open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]>;
   /**
    * The check seal and open make, for callers that touch a resource without them (a read of a
    * missing record, a delete) or that must fail before other work.
+   *
+   * @throws `UNMAPPED_RESOURCE` when seal and open would refuse the resource.
    */
   checkResource(resource: string): void;
-  /** The (provider, keyId) a field of this resource would be written with now. */
+  /**
+   * The (provider, keyId) a field of this resource would be written with now; what rewrap
+   * compares stamps with.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - One of its encrypted field paths.
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the map lists no such encrypted field;
+   * `KMS_PLUGIN_FAILED` when the writer cannot be known now (a kms v2 plugin not healthy, the
+   * daemon unreachable).
+   */
   currentWriter(resource: string, path: string): Promise<Pick<FieldStamp, "provider" | "keyId">>;
-  /** The encrypted field paths the field map lists for a resource ([] when none; never refuses). */
+  /** The encrypted field paths the field map lists for a resource (`[]` if none; never throws). */
   encryptedPaths(resource: string): readonly string[];
   /** Releases connections to plugins and the daemon; idempotent. */
   close(): Promise<void>;

@@ -60,8 +60,14 @@ interface StoredItem extends FieldItem {
  * (Kubernetes formats, stored as base64) or the daemon's field service (`kmse:v1:` values).
  * Unlisted fields are never touched; null and absent listed fields stay as they are; an
  * empty string is encrypted like any other value. A resource the map does not list is refused
- * (UNMAPPED_RESOURCE) unless `allowUnmapped`, so a mistyped name cannot store plaintext; an
+ * (`UNMAPPED_RESOURCE`) unless `allowUnmapped`, so a mistyped name cannot store plaintext; an
  * entry with no fields passes its records through unchanged.
+ *
+ * @remarks
+ * Engine fields are bound to `<resource>/<field path>/<record id>` as authenticated data;
+ * field-service fields to resource, field, record id and workspace by the daemon. One
+ * field-service call per seal or open batch. Calls may run concurrently; errors never carry
+ * field values or keys. Get one from {@link openFieldLayer}.
  */
 export class FieldLayer implements FieldCodec {
   readonly #map: FieldMap;
@@ -92,15 +98,38 @@ export class FieldLayer implements FieldCodec {
     return this.#map;
   }
 
-  // A query, not a use: rewrap asks it about stored resources the map no longer lists.
+  /**
+   * The encrypted field paths the map lists for a resource, in map order; `[]` for a resource
+   * it does not list or lists with no fields. Never throws: rewrap asks it about stored
+   * resources the map no longer lists.
+   */
   encryptedPaths(resource: string): readonly string[] {
     return [...(this.#map.resources.get(resource)?.fields.keys() ?? [])];
   }
 
+  /**
+   * Refuses a resource that seal and open would refuse.
+   *
+   * @throws {@link UnmappedResourceError} (`UNMAPPED_RESOURCE`) for a resource the map does
+   * not list, unless the layer was opened with `allowUnmapped`.
+   */
   checkResource(resource: string): void {
     this.#spec(resource);
   }
 
+  /**
+   * Encrypts the listed fields present in each record (null and absent fields stay as they are)
+   * and stamps each one. Records of a resource listed with no fields, or unlisted under
+   * `allowUnmapped`, come back unchanged with no stamps.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param records - Records to seal; their documents are never modified.
+   * @returns One sealed record per input record, in order; all or nothing.
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` for a value of the wrong type (never
+   * converted) or a field-service record without a workspace; `INVALID_CONFIG` when the
+   * EncryptionConfiguration would write the resource with identity (no rule, or identity
+   * first); `KMS_PLUGIN_FAILED` when a plugin or the daemon fails.
+   */
   async seal(resource: string, records: readonly FieldRecord[]): Promise<SealedRecord[]> {
     const spec = this.#spec(resource);
     if (spec?.route === undefined)
@@ -128,6 +157,20 @@ export class FieldLayer implements FieldCodec {
     }));
   }
 
+  /**
+   * Decrypts the listed fields present in each record, restoring each value's type (`bytes`
+   * fields become standard base64 text in the document), and reports staleness per record.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param records - Records as stored; their documents are never modified.
+   * @returns One opened record per input record, in order; all or nothing.
+   * @throws `UNMAPPED_RESOURCE`; `MALFORMED_CIPHERTEXT` for a listed field that is not
+   * ciphertext text of its route; `DECRYPTION_FAILED` when a value does not authenticate;
+   * `UNKNOWN_KEY_ID` for a field-service value under a master-key version the daemon does not
+   * hold (or has retired); `INVALID_REQUEST` when a value decrypts to something not of the
+   * field's type, or a field-service record has no workspace; `KMS_PLUGIN_FAILED` when a
+   * plugin or the daemon fails.
+   */
   async open(resource: string, records: readonly FieldRecord[]): Promise<OpenedRecord[]> {
     const spec = this.#spec(resource);
     if (spec?.route === undefined)
@@ -163,7 +206,20 @@ export class FieldLayer implements FieldCodec {
     }));
   }
 
-  /** Encrypts one value of a listed field; bytes fields take a Uint8Array. */
+  /**
+   * Encrypts one value of a listed field; bytes fields take a Uint8Array (or standard base64
+   * text).
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - One of its encrypted field paths.
+   * @param record - The record the value belongs to: its id, and its workspace for
+   * field-service fields.
+   * @param value - The plaintext; must match the field's type.
+   * @returns The text to store and its stamp.
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the map lists no such encrypted field,
+   * the value has the wrong type or the workspace is missing; `INVALID_CONFIG` and
+   * `KMS_PLUGIN_FAILED` as for seal.
+   */
   async sealValue(
     resource: string,
     path: string,
@@ -183,7 +239,18 @@ export class FieldLayer implements FieldCodec {
     return result as { text: string; stamp: FieldStamp };
   }
 
-  /** Decrypts one stored value of a listed field; bytes fields come back as a Uint8Array. */
+  /**
+   * Decrypts one stored value of a listed field; bytes fields come back as a Uint8Array,
+   * string fields as a string, json fields as the JSON value.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - One of its encrypted field paths.
+   * @param record - The record the value was sealed for: its id, and its workspace for
+   * field-service fields.
+   * @param text - The stored text.
+   * @returns The value, whether it should be rewrapped, and who wrote it.
+   * @throws As for open, and `INVALID_REQUEST` when the map lists no such encrypted field.
+   */
   async openValue(
     resource: string,
     path: string,
@@ -206,6 +273,13 @@ export class FieldLayer implements FieldCodec {
     return { value: bytesToValue(bytes, type, where), stale, stamp };
   }
 
+  /**
+   * The (provider, keyId) a field would be written with now: the engine rule's first
+   * provider and key, or `field-service` and the daemon's primary key id (one Status call).
+   *
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the map lists no such encrypted field;
+   * `KMS_PLUGIN_FAILED` when a kms v2 plugin has no usable seed or the daemon does not answer.
+   */
   async currentWriter(
     resource: string,
     path: string,
@@ -215,6 +289,10 @@ export class FieldLayer implements FieldCodec {
     return { provider: FIELD_SERVICE, keyId: await this.#needService().primaryKeyId() };
   }
 
+  /**
+   * Closes the engine (zeroing its keys) and the connection to the daemon; idempotent. Calls
+   * made afterwards fail.
+   */
   async close(): Promise<void> {
     this.#engine?.close();
     this.#fieldService?.close();

@@ -11,7 +11,9 @@ import type { FieldRoute } from "./field-codec.js";
  */
 export type FieldType = "string" | "json" | "bytes";
 
+/** One resource's entry in a field map. */
 export interface ResourceFields {
+  /** The resource name as the map gives it (and as seal, open and the store take it). */
   readonly resource: string;
   /** Undefined when the entry lists no fields: the resource is stored in the clear on purpose. */
   readonly route: FieldRoute | undefined;
@@ -21,7 +23,12 @@ export interface ResourceFields {
   readonly plaintextChecked: readonly string[];
 }
 
+/**
+ * A validated field map (`apiVersion: kms-envelope/v1`, `kind: FieldMap`): which fields of which
+ * resources are encrypted, and how.
+ */
 export interface FieldMap {
+  /** Every listed resource by name, in map order. */
   readonly resources: ReadonlyMap<string, ResourceFields>;
 }
 
@@ -57,7 +64,16 @@ function overlapping(paths: readonly string[]): [string, string] | undefined {
   return undefined;
 }
 
-/** Decodes a field map (YAML or JSON) strictly; problems name the offending path. */
+/**
+ * Decodes a field map (YAML or JSON) strictly; problems name the offending path.
+ *
+ * @param text - The map's YAML or JSON text.
+ * @param source - How messages name the map, e.g. its path; default `field map`.
+ * @throws `INVALID_CONFIG` for anything unknown or inconsistent: unknown keys, a resource
+ * listed twice, fields without a route or a route without fields, a path that is not
+ * dot-separated names, a path inside another encrypted path, a plaintextChecked path that is
+ * also encrypted, or a field named `__proto__`.
+ */
 export function parseFieldMap(text: string, source = "field map"): FieldMap {
   const document = parseYamlText(text, source);
   const result = schema.safeParse(document);
@@ -118,6 +134,12 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
   return { resources };
 }
 
+/**
+ * Reads and decodes a field map file, as {@link parseFieldMap} does for text.
+ *
+ * @param path - The file (YAML or JSON, UTF-8).
+ * @throws `INVALID_CONFIG` when the file cannot be read or is not a valid field map.
+ */
 export async function loadFieldMap(path: string): Promise<FieldMap> {
   return parseFieldMap(await readConfigText(path, "field map"), path);
 }

@@ -9,6 +9,10 @@ import { FieldLayer, missingRoute } from "./field-layer.js";
 import { loadFieldMap } from "./field-map.js";
 import { FieldServiceClient } from "./field-service-client.js";
 
+/**
+ * Where {@link openFieldLayer} finds what a field layer needs. Engine options (`kmsV2Timing`,
+ * `metrics`) apply to the engine it starts.
+ */
 export interface FieldLayerSources extends EngineOptions {
   /** Field map file (YAML or JSON). */
   readonly fieldMapPath: string;
@@ -16,18 +20,20 @@ export interface FieldLayerSources extends EngineOptions {
   readonly encryptionConfigPath?: string;
   /**
    * Follow edits of the EncryptionConfiguration file, checking it this often (kube-apiserver's
-   * automatic reload polls every minute); unset, the file is read once.
+   * automatic reload polls every minute), in ms; unset, the file is read once. See
+   * {@link ReloadingEngine}.
    */
   readonly reloadIntervalMs?: number;
   /** Accept kms apiVersion v1 providers (kube-apiserver's KMSv1 feature gate). */
   readonly allowKmsV1?: boolean;
   /** The kms-envelope daemon socket; needed when the map routes a resource through it. */
   readonly daemonSocket?: string;
-  /** Per-call timeout toward the daemon's field service (default 5 s). */
+  /** Per-call timeout toward the daemon's field service, in ms; default 5000. */
   readonly daemonTimeoutMs?: number;
   /**
    * Pass records of resources the field map does not list through unchanged; by default they
-   * are refused (UNMAPPED_RESOURCE). A map entry with no fields does the same for one resource.
+   * are refused (`UNMAPPED_RESOURCE`). A map entry with no fields does the same for one
+   * resource.
    */
   readonly allowUnmapped?: boolean;
 }
@@ -36,6 +42,17 @@ export interface FieldLayerSources extends EngineOptions {
  * Builds the field layer an application or a CLI command uses: loads the field map, starts
  * the engine when the map has engine resources, and connects to the daemon when it has
  * field-service resources. This is the FieldCodec the store is given.
+ *
+ * @remarks
+ * The daemon is not contacted here: an unreachable daemon shows at the first call. A kms
+ * plugin that is down does not fail the start either (see {@link EncryptionEngine.start}).
+ * Close the layer when done.
+ *
+ * @param sources - The field map and, as the map's routes need them, the EncryptionConfiguration
+ * and the daemon socket.
+ * @throws `INVALID_CONFIG` when the field map or the EncryptionConfiguration does not load, or
+ * the map routes resources through the engine without `encryptionConfigPath` or through the
+ * field service without `daemonSocket`.
  */
 export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldLayer> {
   const fieldMap = await loadFieldMap(sources.fieldMapPath);

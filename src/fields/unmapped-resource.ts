@@ -12,6 +12,14 @@ const QUOTED = 100;
  * a mistyped name (`message` for `messages`) would leave every sensitive field in the clear.
  */
 export class UnmappedResourceError extends KmsEnvelopeError {
+  /**
+   * Code `UNMAPPED_RESOURCE`. The message names the resource, the nearest known name when one
+   * is a few edits away, up to 12 known names, and how to store the resource in the clear on
+   * purpose.
+   *
+   * @param resource - The name that was given.
+   * @param known - The resources the field map lists.
+   */
   constructor(resource: string, known: readonly string[]) {
     const names = [...known].sort();
     const near = closest(resource, names);

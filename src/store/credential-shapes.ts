@@ -4,7 +4,13 @@
  * returns the matching text, so callers have nothing secret to log.
  */
 
-/** Names of the detectors, as configuration and findings spell them. */
+/**
+ * Names of the detectors, as configuration and findings spell them: `api-key` (OpenAI,
+ * Anthropic, Stripe, Google API keys), `aws-access-key` (AKIA and ASIA key ids), `github-token`,
+ * `slack-token`, `private-key` (PEM blocks), `bearer-token`, `jwt`, `url-password`
+ * (`scheme://user:password@host`) and `high-entropy` (long random-looking tokens; UUIDs and
+ * words are not flagged).
+ */
 export const DETECTOR_NAMES = [
   "api-key",
   "aws-access-key",
@@ -16,6 +22,7 @@ export const DETECTOR_NAMES = [
   "url-password",
   "high-entropy",
 ] as const;
+/** One of {@link DETECTOR_NAMES}. */
 export type DetectorName = (typeof DETECTOR_NAMES)[number];
 
 // Vendor prefixes of secret keys: OpenAI and Anthropic (sk-…), Stripe (sk_/rk_ live or test),

@@ -11,10 +11,15 @@ import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js"
 
 /** A record as the application sees it: encrypted fields opened. */
 export interface PlainRecord extends RecordKey {
+  /** The data subject (owner), for exports; null for system records. */
   readonly subjectId: string | null;
+  /** The workspace whose key seals its field-service fields; null when none. */
   readonly workspace: string | null;
+  /** The document with encrypted fields opened (for create and update: the one given). */
   readonly document: JsonObject;
+  /** The version to pass to the next update (starts at 1, grows by one per write). */
   readonly version: number;
+  /** ISO 8601 time of the last write. */
   readonly updatedAt: string;
   /** True when some field was written by an earlier key or provider (rewrap will move it). */
   readonly stale: boolean;
@@ -22,22 +27,41 @@ export interface PlainRecord extends RecordKey {
 
 /** A record to create. */
 export interface RecordInput {
+  /** The record's id within its resource; also binds its sealed fields to it. */
   readonly id: string;
+  /** The data subject (owner), for exports; default null. Fixed at creation. */
   readonly subjectId?: string | null;
+  /**
+   * The workspace whose key seals field-service fields (required for such resources); default
+   * null. Fixed at creation: updates reseal under the stored workspace.
+   */
   readonly workspace?: string | null;
+  /** The plaintext document; must be a JSON object. */
   readonly document: JsonObject;
 }
 
 /**
  * Seals on write, opens on read, checks plaintext fields with the guard. Every call first asks
- * the codec whether it knows the resource, so a mistyped name fails (UNMAPPED_RESOURCE) before
+ * the codec whether it knows the resource, so a mistyped name fails (`UNMAPPED_RESOURCE`) before
  * the guard or the repository is involved, reads and deletes included.
+ *
+ * @remarks
+ * Safe to use from several instances and processes at once: writes are optimistic, so a lost
+ * race is `STORE_CONFLICT`, never a silent overwrite. Besides the codes named per method, every
+ * call can fail with the codec's errors (see {@link FieldCodec}) and the repository's
+ * (`STORE_UNAVAILABLE`). Neither the store nor its errors ever hold keys; error messages name
+ * records, never field values.
  */
 export class EncryptedStore {
   readonly #repository: RecordRepository;
   readonly #codec: FieldCodec;
   readonly #guard: PlaintextGuard | undefined;
 
+  /**
+   * @param options - `repository` keeps the records; `codec` (usually from
+   * {@link openFieldLayer}) seals and opens them; `guard`, when given, checks plaintext fields
+   * before every write. The store does not close them.
+   */
   constructor(options: {
     repository: RecordRepository;
     codec: FieldCodec;
@@ -48,7 +72,15 @@ export class EncryptedStore {
     this.#guard = options.guard;
   }
 
-  /** Creates a record (STORE_CONFLICT if it exists); returns it as stored would be read. */
+  /**
+   * Creates a record at version 1; returns it as a read would.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param input - The record; its document is sealed, never modified.
+   * @throws `STORE_CONFLICT` when the record exists; `PLAINTEXT_CREDENTIAL` when the guard
+   * refuses a plaintext field; `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the document is not
+   * a JSON object or a field value has the wrong type.
+   */
   async create(resource: string, input: RecordInput): Promise<PlainRecord> {
     const [created] = await this.createMany(resource, [input]);
     return created as PlainRecord;
@@ -83,6 +115,9 @@ export class EncryptedStore {
   /**
    * Reads and opens a record; undefined when there is none, or when `workspace` is given and
    * the record belongs to another one (so one tenant cannot learn which ids another uses).
+   *
+   * @throws `UNMAPPED_RESOURCE`; `DECRYPTION_FAILED`, `UNKNOWN_KEY_ID` or
+   * `MALFORMED_CIPHERTEXT` when a stored field does not open.
    */
   async read(
     resource: string,
@@ -101,8 +136,17 @@ export class EncryptedStore {
   }
 
   /**
-   * Replaces a record's document if it is still at `expectedVersion`; otherwise STORE_CONFLICT
-   * (read it again, apply the change, retry). Returns the new state.
+   * Replaces a record's document if it is still at `expectedVersion`; otherwise
+   * `STORE_CONFLICT` (read it again, apply the change, retry). The subject and workspace stay as
+   * created.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param id - The record's id.
+   * @param expectedVersion - The version the change is based on (from create, read or update).
+   * @param document - The whole new plaintext document (not a patch).
+   * @returns The new state: the given document and the new version.
+   * @throws `STORE_CONFLICT` when the record changed or was deleted since `expectedVersion`;
+   * `PLAINTEXT_CREDENTIAL`, `UNMAPPED_RESOURCE` and `INVALID_REQUEST` as for create.
    */
   async update(
     resource: string,
@@ -138,7 +182,12 @@ export class EncryptedStore {
     };
   }
 
-  /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
+  /**
+   * Deletes a record (only at `expectedVersion` when given) and its stamps; false when nothing
+   * was deleted (no such record, or another version).
+   *
+   * @throws `UNMAPPED_RESOURCE`.
+   */
   async delete(resource: string, id: string, expectedVersion?: number): Promise<boolean> {
     this.#codec.checkResource(resource);
     return this.#repository.delete({ resource, id }, expectedVersion);

@@ -26,8 +26,24 @@ export function sqlitePath(url: string): string | undefined {
 }
 
 /**
- * Opens the repository a store URL names: by default creating and migrating its schema; with
- * `readOnly`, only a store that exists at this build's schema, refusing writes.
+ * Opens the repository a store URL names: by default creating and migrating its schema
+ * (concurrent openers are serialised); with `readOnly`, only a store that exists at this
+ * build's schema, refusing writes. Close it when done.
+ *
+ * @remarks
+ * `sqlite:///absolute/path.db` or `sqlite:relative/path.db` (relative to the working
+ * directory): a SQLite file in WAL mode with `synchronous=FULL`, created 0600 in a 0700
+ * directory. `postgres://…` or `postgresql://…`: a pool of up to 4 connections; off loopback
+ * TLS 1.2 or newer with the server certificate verified (`sslmode=verify-full`, the default, or
+ * `verify-ca`, with `sslrootcert`); `require`, `prefer` and `allow` are refused; `disable` is
+ * the default for loopback and Unix sockets and refused elsewhere. Passwords never appear in
+ * errors or logs.
+ *
+ * @param url - The store URL.
+ * @param options - `readOnly`: open an existing store only, never create or migrate it.
+ * @throws `INVALID_CONFIG` for a URL of another scheme or a refused TLS setting;
+ * `STORE_MISSING` (read-only) when there is no store at the URL; `STORE_UNAVAILABLE` when the
+ * database cannot be opened or reached, or its schema is newer than this kms-envelope knows.
  */
 export async function openRepository(
   url: string,

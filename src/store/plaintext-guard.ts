@@ -12,18 +12,24 @@ import { credentialShapes, DETECTOR_NAMES, type DetectorName } from "./credentia
 
 /** One plaintext field that looks like a credential. */
 export interface GuardFinding {
+  /** The resource of the record being written. */
   readonly resource: string;
+  /** The id of the record being written. */
   readonly recordId: string;
   /** Dot-separated path of the field (array elements by index). */
   readonly path: string;
+  /** The detectors that matched, in {@link DETECTOR_NAMES} order. Never the value itself. */
   readonly detectors: readonly DetectorName[];
 }
 
 /** Configuration of the guard, as a config file or library caller gives it. */
 export interface PlaintextGuardOptions {
-  /** off: no checks; warn: report and write; refuse: report and reject the write. */
+  /**
+   * `off`: no checks; `warn`: every finding goes to the sink and the write proceeds; `refuse`:
+   * the write is rejected (`PLAINTEXT_CREDENTIAL`) and the sink is not called.
+   */
   readonly mode: "off" | "warn" | "refuse";
-  /** Detectors to run (default: all). */
+  /** Detectors to run; default all of {@link DETECTOR_NAMES}. */
   readonly detectors?: readonly DetectorName[];
   /** Shortest token the high-entropy detector considers (default 32, at least 16). */
   readonly minEntropyLength?: number;
@@ -32,7 +38,7 @@ export interface PlaintextGuardOptions {
    * listed has every plaintext field checked.
    */
   readonly checkedPaths?: Readonly<Record<string, readonly string[]>>;
-  /** "resource:path" fields never checked, e.g. a column that legitimately holds a hash. */
+  /** `resource:path` fields never checked, e.g. a column that legitimately holds a hash. */
   readonly ignore?: readonly string[];
 }
 
@@ -45,17 +51,31 @@ const optionsSchema = z.strictObject({
   ignore: z.array(z.string().regex(/^[^:]+:.+$/, 'must be "resource:path"')).optional(),
 });
 
-/** Where warnings go: a logger's warn, typically. Receives the finding only. */
+/**
+ * Where warnings go: a logger's warn, typically. Receives the finding only (never the value),
+ * synchronously during the write; it should not throw, or the write fails with its error.
+ */
 export type FindingSink = (finding: GuardFinding) => void;
 
-/** Checks plaintext fields of documents about to be stored. */
+/**
+ * Checks plaintext fields of documents about to be stored for credential shapes (see
+ * {@link DETECTOR_NAMES}). Every string in the document is checked, at any depth (array
+ * elements by index), except the encrypted paths and everything beneath them, `ignore`d
+ * fields, and, for resources with `checkedPaths`, strings outside those paths. Numbers,
+ * booleans and object keys are not checked. Stateless: one guard serves concurrent writes.
+ */
 export class PlaintextGuard {
   readonly #options: z.output<typeof optionsSchema>;
   readonly #detectors: ReadonlySet<DetectorName>;
   readonly #ignore: ReadonlySet<string>;
   readonly #warn: FindingSink;
 
-  /** Validates `options` (INVALID_CONFIG naming the setting); warnings go to `warn`. */
+  /**
+   * Validates `options` (`INVALID_CONFIG` naming the setting); warnings go to `warn`.
+   *
+   * @param options - Mode and tuning; checked at run time too, since they often come from YAML.
+   * @param warn - Receives each finding in `warn` mode.
+   */
   constructor(options: PlaintextGuardOptions, warn: FindingSink) {
     const parsed = optionsSchema.safeParse(options);
     if (!parsed.success) {
@@ -71,7 +91,16 @@ export class PlaintextGuard {
     this.#warn = warn;
   }
 
-  /** The findings for one document; `encryptedPaths` are the fields the codec will encrypt. */
+  /**
+   * The findings for one document, whatever the mode but `off` (which finds nothing); reports
+   * nothing and refuses nothing.
+   *
+   * @param resource - The resource being written.
+   * @param recordId - The record being written.
+   * @param document - The plaintext document, before sealing.
+   * @param encryptedPaths - The fields the codec will encrypt; they and their contents are
+   * skipped.
+   */
   inspect(
     resource: string,
     recordId: string,
@@ -101,7 +130,13 @@ export class PlaintextGuard {
     return findings;
   }
 
-  /** Warns about (mode warn) or refuses (mode refuse, PLAINTEXT_CREDENTIAL) a document. */
+  /**
+   * Warns about (mode `warn`) or refuses (mode `refuse`) a document with findings; what
+   * {@link EncryptedStore} calls before every write. Parameters as for `inspect`.
+   *
+   * @throws `PLAINTEXT_CREDENTIAL` in `refuse` mode, naming the first field and its detectors
+   * and how many more fields matched, never a value.
+   */
   check(
     resource: string,
     recordId: string,

@@ -8,7 +8,9 @@ import type { FieldStamp, JsonObject } from "../fields/field-codec.js";
 
 /** Identifies one record: its resource (as the field map names it) and its id there. */
 export interface RecordKey {
+  /** The resource name, as the field map gives it. */
   readonly resource: string;
+  /** The record's id, unique within its resource. */
   readonly id: string;
 }
 
@@ -18,6 +20,7 @@ export interface StoredRecord extends RecordKey {
   readonly subjectId: string | null;
   /** Workspace whose key seals field-service fields; null when the resource needs none. */
   readonly workspace: string | null;
+  /** The document as stored: listed fields hold the codec's ciphertext text. */
   readonly document: JsonObject;
   /** One stamp per encrypted field present in the document. */
   readonly stamps: readonly FieldStamp[];
@@ -27,20 +30,29 @@ export interface StoredRecord extends RecordKey {
   readonly updatedAt: string;
 }
 
-/** What a caller supplies to create a record. */
+/** What a caller supplies to create a record: a document already sealed by the codec. */
 export interface NewRecord {
+  /** The record's id within the resource. */
   readonly id: string;
+  /** The data subject (owner), for exports; null for system records. */
   readonly subjectId: string | null;
+  /** The workspace that sealed its field-service fields; null when none. */
   readonly workspace: string | null;
+  /** The sealed document; must be a JSON object. */
   readonly document: JsonObject;
+  /** The codec's stamps for the document, at most one per path. */
   readonly stamps: readonly FieldStamp[];
 }
 
 /** A replacement of a record's document that only applies while it is still at `expectedVersion`. */
 export interface RecordReplacement {
+  /** The record's id within the resource. */
   readonly id: string;
+  /** The version the caller read; the replacement applies only while the record is at it. */
   readonly expectedVersion: number;
+  /** The new sealed document; must be a JSON object. */
   readonly document: JsonObject;
+  /** Its stamps, at most one per path; they replace the record's stamps. */
   readonly stamps: readonly FieldStamp[];
 }
 
@@ -54,44 +66,65 @@ export interface ReplaceOutcome {
 
 /** The writer one encrypted field path of a resource should be under. */
 export interface PathWriter {
+  /** The encrypted field path, as the field map names it. */
   readonly path: string;
+  /** The writer's provider, as in {@link FieldStamp.provider}. */
   readonly provider: string;
+  /** The writer's key id, as in {@link FieldStamp.keyId}. */
   readonly keyId: string;
 }
 
 /** How many stored fields of a resource path one writer (provider, key id) wrote. */
 export interface WriterCount extends PathWriter {
+  /** The resource the fields belong to. */
   readonly resource: string;
+  /** How many stored fields (one per record at most) this writer wrote at this path. */
   readonly fields: number;
 }
 
-/** Storage of records and their field stamps; implementations are safe across processes. */
+/**
+ * Storage of records and their field stamps; implementations are safe across processes.
+ * {@link openRepository} opens one. Failures to reach the database are `STORE_UNAVAILABLE`
+ * (PostgreSQL; see the remarks for SQLite); documents that are not JSON objects and duplicate
+ * stamps are refused (`INVALID_REQUEST`) and nothing is written.
+ *
+ * @remarks
+ * The SQLite backend reports failures to open the file or migrate it as `STORE_UNAVAILABLE`,
+ * but lets later driver errors (a lock held longer than its 10 s busy timeout, a full disk)
+ * through as they are.
+ */
 export interface RecordRepository {
   /** "sqlite" or "postgres", for logs and summaries. */
   readonly backend: string;
   /**
    * Creates records of one resource at version 1 in one transaction (all or nothing);
-   * STORE_CONFLICT when one exists.
+   * `STORE_CONFLICT` when one exists.
+   *
+   * @returns The records as stored, in input order.
    */
   insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]>;
+  /** One record with its stamps; undefined when there is none. */
   get(key: RecordKey): Promise<StoredRecord | undefined>;
   /** The records of `resource` among `ids` that exist, in no particular order. */
   getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]>;
   /**
    * Replaces documents and stamps in one transaction. A record whose version is no longer the
    * expected one is left alone and reported as a conflict, so stale data never overwrites a
-   * newer write.
+   * newer write. Each written record's version grows by one.
    */
   replace(resource: string, replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
   /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
   delete(key: RecordKey, expectedVersion?: number): Promise<boolean>;
-  /** Every resource that has records. */
+  /** Every resource that has records, sorted. */
   resources(): Promise<string[]>;
   /** How many records a resource has. */
   countRecords(resource: string): Promise<number>;
-  /** Ids of a resource after `afterId` in id order, at most `limit`. */
+  /** Ids of a resource after `afterId` (`""` for the start) in id order, at most `limit`. */
   recordIds(resource: string, afterId: string, limit: number): Promise<string[]>;
-  /** Records of a data subject after `after` in (resource, id) order, at most `limit`. */
+  /**
+   * Records of a data subject after `after` (undefined for the start) in (resource, id) order,
+   * at most `limit`. A record deleted while the page is read is left out of it.
+   */
   subjectRecords(
     subjectId: string,
     after: RecordKey | undefined,

@@ -17,19 +17,38 @@ import type { FieldCodec, OpenedRecord } from "../fields/field-codec.js";
 import { workspaceOf } from "./encrypted-store.js";
 import type { PathWriter, RecordRepository, StoredRecord, WriterCount } from "./repository.js";
 
-/** How rewrap reports progress (a terminal bar or log lines; see rewrap-progress.ts). */
+/**
+ * How rewrap reports progress (the CLI's terminal bar or log lines). Calls are synchronous and
+ * per resource: `begin`, any number of `advance`, then `end`, also when the run fails.
+ */
 export interface RewrapProgress {
+  /**
+   * A resource's first pass starts.
+   *
+   * @param resource - The resource.
+   * @param total - Records it will visit: those needing a rewrap, or with `openAll` every
+   * record of the resource.
+   */
   begin(resource: string, total: number): void;
+  /**
+   * A batch of the first pass was handled (rewrapped, skipped as failed, or found current).
+   *
+   * @param records - Records in the batch.
+   */
   advance(records: number): void;
+  /** The resource is done (or the run stopped). */
   end(): void;
 }
 
+/** What {@link rewrap} works on and how. */
 export interface RewrapOptions {
+  /** The store's records; written to unless `dryRun`. */
   readonly repository: RecordRepository;
+  /** Opens and reseals the records; its current writers are the targets. */
   readonly codec: FieldCodec;
-  /** Records per transaction (default 200). */
+  /** Records per batch (read, opened, resealed, then written in one transaction); default 200. */
   readonly batchSize?: number;
-  /** Count what would change; write nothing (default false). */
+  /** Count what would change from the stamps; open and write nothing (default false). */
   readonly dryRun?: boolean;
   /**
    * Only these resources (default: every resource with records); each must be one the codec
@@ -39,6 +58,7 @@ export interface RewrapOptions {
   /**
    * Also open records whose stamps already name the current writer and rewrap those the codec
    * reports stale (after editing the field map or the EncryptionConfiguration by hand).
+   * Default false; ignored by `dryRun`.
    */
   readonly openAll?: boolean;
   /** Where progress goes (default nowhere). */
@@ -49,11 +69,13 @@ export interface RewrapOptions {
 
 /** One (path, old writer) group of fields. */
 export interface StaleFields extends PathWriter {
+  /** How many stored fields at this path this old writer wrote. */
   readonly fields: number;
 }
 
 /** What rewrap found and did for one resource. */
 export interface ResourceSummary {
+  /** The resource. */
   readonly resource: string;
   /** The writer each encrypted path should be under. */
   readonly current: readonly PathWriter[];
@@ -61,11 +83,16 @@ export interface ResourceSummary {
   readonly staleFields: readonly StaleFields[];
   /** Records with at least one such field when the run started. */
   readonly recordsNeeding: number;
+  /** Records replaced with freshly sealed documents. */
   recordsRewrapped: number;
+  /** Fields sealed in those records (every encrypted field of a rewritten record counts). */
   fieldsRewrapped: number;
   /** Records changed by someone else between read and write, then re-read. */
   conflictsRetried: number;
-  /** Records that could not be opened (corrupt or under a key no longer loaded), by id. */
+  /**
+   * Records that could not be opened (corrupt or under a key no longer loaded), by id, with the
+   * error code (`UNKNOWN` for an error without one); skipped for the rest of the run.
+   */
   readonly failed: { id: string; code: string }[];
   /** Records still not under the current writer at the end. */
   remaining: number;
@@ -73,12 +100,17 @@ export interface ResourceSummary {
 
 /** The result of a run. */
 export interface RewrapSummary {
+  /** The repository's backend (`sqlite`, `postgres`). */
   readonly backend: string;
+  /** Whether this was a dry run (nothing written). */
   readonly dryRun: boolean;
+  /** One summary per resource with encrypted fields, in the order handled. */
   readonly resources: ResourceSummary[];
   /** Stored fields of resources the field map no longer encrypts (left alone). */
   readonly unmapped: readonly WriterCount[];
+  /** True when `signal` stopped the run; later resources are missing from `resources`. */
   interrupted: boolean;
+  /** Duration of the run in ms. */
   elapsedMs: number;
 }
 
@@ -117,6 +149,21 @@ const NO_PROGRESS: RewrapProgress = { begin() {}, advance() {}, end() {} };
  * version, or the provider the EncryptionConfiguration lists first), in batches, each batch
  * one transaction; with `dryRun`, counts what it would do. Safe to run beside the application
  * (writes are optimistic) and to rerun after an interruption.
+ *
+ * @remarks
+ * What needs work is found from the stamps, so nothing is decrypted to find it and a finished
+ * run finds nothing (idempotent). A record is replaced only by a complete, freshly sealed
+ * document and only if its version is still the one read; a record the application changed
+ * meanwhile is re-read (up to 3 times per pass, up to 5 passes). A record that does not open
+ * (`DECRYPTION_FAILED`, `MALFORMED_CIPHERTEXT`, `UNKNOWN_KEY_ID`, `KEY_RETIRED`,
+ * `KEY_ID_MISMATCH`, or any error while the codec still answers) is listed in `failed` and
+ * skipped; any other failure (daemon or plugin down, store unavailable) stops the run and
+ * rejects. Resources with no encrypted fields in the field map are skipped.
+ *
+ * @param given - What to rewrap and how; see {@link RewrapOptions}.
+ * @returns What was found and done, per resource.
+ * @throws `UNMAPPED_RESOURCE` for a name in `resources` the codec does not know, before anything
+ * is read; `KMS_PLUGIN_FAILED` or `STORE_UNAVAILABLE` when the codec or the store fails.
  */
 export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
   const options: RewrapSettings = {

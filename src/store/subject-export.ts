@@ -12,21 +12,34 @@ export type ExportFormat = "ndjson" | "json";
 
 /** One exported record. */
 export interface ExportedRecord {
+  /** The record's resource. */
   readonly resource: string;
+  /** The record's id within its resource. */
   readonly id: string;
+  /** The data subject exported. */
   readonly subjectId: string;
+  /** The workspace whose key sealed its field-service fields; null when none. */
   readonly workspace: string | null;
+  /** The record's version. */
   readonly version: number;
+  /** ISO 8601 time of its last write. */
   readonly updatedAt: string;
   /** The document as stored: encrypted fields are ciphertext text. */
   readonly document: JsonObject;
-  /** The fields of `document` that are ciphertext. */
+  /** The fields of `document` that are ciphertext, with who wrote them (no key material). */
   readonly encryptedFields: readonly FieldStamp[];
 }
 
 const PAGE = 500;
 
-/** Reads a subject's records page by page, in (resource, id) order. */
+/**
+ * Reads a subject's records page by page (500 per query), in (resource, id) order. Not a
+ * snapshot: records written during the export may or may not be included. Needs no key and
+ * decrypts nothing.
+ *
+ * @param repository - The store's repository.
+ * @param subjectId - The data subject whose records are read.
+ */
 export async function* subjectRecords(
   repository: RecordRepository,
   subjectId: string,
@@ -53,7 +66,17 @@ function exported(record: StoredRecord, subjectId: string): ExportedRecord {
   };
 }
 
-/** Writes a subject's export to `write` (awaited per chunk); returns the record count. */
+/**
+ * Writes a subject's export to `write` (awaited per chunk); returns the record count. Encrypted
+ * fields stay ciphertext.
+ *
+ * @param repository - The store's repository.
+ * @param subjectId - The data subject to export.
+ * @param format - `ndjson`: one {@link ExportedRecord} per line; `json`: one object with
+ * `subjectId`, `exportedAt` and a `records` array.
+ * @param write - Receives the text in order; a rejection stops the export and is passed on.
+ * @returns How many records were written.
+ */
 export async function writeSubjectExport(
   repository: RecordRepository,
   subjectId: string,

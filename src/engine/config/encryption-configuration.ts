@@ -9,29 +9,39 @@ import { decodeEncryptionConfiguration } from "./decode.js";
 import type { EncryptionConfiguration } from "./types.js";
 import { validateEncryptionConfiguration } from "./validate.js";
 
-/**
- * Loads a Kubernetes EncryptionConfiguration (kube-apiserver's
- * --encryption-provider-config file) with the apiserver's semantics: strict decoding,
- * defaults, validation, the KMSv1 gate and wildcard masking. Anything the apiserver would
- * refuse throws InvalidEncryptionConfigurationError (code INVALID_CONFIG) listing every
- * problem with its field path.
- */
-
+/** How an EncryptionConfiguration is checked, as kube-apiserver's flags decide it. */
 export interface EncryptionConfigurationOptions {
-  /** Accept kms apiVersion v1, as kube-apiserver does with --feature-gates=KMSv1=true. */
+  /**
+   * Accept kms `apiVersion: v1` providers, as kube-apiserver does with
+   * `--feature-gates=KMSv1=true`; refused by default.
+   */
   readonly allowKmsV1?: boolean;
   /**
-   * The file is reloaded automatically (--encryption-provider-config-automatic-reload); kms v1
-   * provider names must then be unique as v2 names always are.
+   * The file will be reloaded automatically (`--encryption-provider-config-automatic-reload`):
+   * kms v1 provider names must then be unique, as v2 names always are. Default false.
    */
   readonly reload?: boolean;
 }
 
+/** Options of {@link parseEncryptionConfiguration}. */
 export interface ParseEncryptionConfigurationOptions extends EncryptionConfigurationOptions {
-  /** How messages name the configuration, e.g. its file path. */
+  /** How messages name the configuration, e.g. its file path; default `(inline)`. */
   readonly source?: string;
 }
 
+/**
+ * Loads a Kubernetes EncryptionConfiguration file (kube-apiserver's
+ * `--encryption-provider-config`) with the apiserver's semantics: strict decoding, defaults,
+ * validation, the KMSv1 gate and wildcard masking. The result's `hash` is the sha256 of the
+ * file's bytes.
+ *
+ * @param path - The file (YAML or JSON); only its first YAML document is read.
+ * @param options - Feature gates; see {@link EncryptionConfigurationOptions}.
+ * @returns The validated, frozen configuration.
+ * @throws {@link InvalidEncryptionConfigurationError} (`INVALID_CONFIG`) when the file cannot be
+ * read or anything in it would be refused by the apiserver, listing every problem with its field
+ * path. Messages never quote the file's contents, which may hold key secrets.
+ */
 export async function loadEncryptionConfiguration(
   path: string,
   options: EncryptionConfigurationOptions = {},
@@ -56,7 +66,17 @@ export async function loadEncryptionConfiguration(
   return parseEncryptionConfiguration(bytes, { ...options, source });
 }
 
-/** Parses YAML or JSON text (or its bytes, which are then hashed as they are). */
+/**
+ * Parses and validates EncryptionConfiguration text, as {@link loadEncryptionConfiguration}
+ * does for a file. Only the first YAML document is read (JSON is YAML), as by the apiserver.
+ *
+ * @param text - YAML or JSON; bytes must be UTF-8 and are hashed as given, text is hashed as
+ * its UTF-8 encoding.
+ * @param options - Feature gates, and the name messages use for the configuration.
+ * @returns The validated, frozen configuration.
+ * @throws {@link InvalidEncryptionConfigurationError} (`INVALID_CONFIG`) listing every problem;
+ * messages carry line and column, never the text, which may hold key secrets.
+ */
 export function parseEncryptionConfiguration(
   text: string | Uint8Array,
   options: ParseEncryptionConfigurationOptions = {},

@@ -21,7 +21,10 @@ import {
 import { KmsV2SeedState, refuse, type WriteSeed } from "./kms-v2-seed-state.js";
 import { KmsV2Plugin } from "./plugin-client.js";
 
-/** kube-apiserver's timing toward a KMS v2 plugin (KMS-CONTRACT.md §2.2); tests shorten it. */
+/**
+ * Timing of a kms v2 provider toward its plugin; kube-apiserver's (1 min, 10 s, 3 min) unless
+ * given (tests shorten it). All three are required when given.
+ */
 export interface KmsV2Timing {
   /** Status poll period while healthy (1 min). */
   readonly healthyPollMs: number;

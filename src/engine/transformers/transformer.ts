@@ -8,28 +8,64 @@ import { wipe } from "../../crypto/wipe.js";
 
 /** Which provider and key wrote a stored value: public facts, never key material. */
 export interface Writer {
-  /** "identity", "aesgcm", "aescbc", "secretbox", "kms:v1:<name>" or "kms:v2:<name>". */
+  /** `identity`, `aesgcm`, `aescbc`, `secretbox`, `kms:v1:<name>` or `kms:v2:<name>`. */
   readonly provider: string;
-  /** The key name (aes*, secretbox), the plugin's key id (kms v2), or "" (identity, kms v1). */
+  /**
+   * The key name (aesgcm, aescbc, secretbox), the plugin's key id (kms v2), or `""` (identity,
+   * kms v1).
+   */
   readonly keyId: string;
 }
 
+/** The result of encrypting a value for storage. */
 export interface Stored {
+  /** The bytes to store, starting with the writer's `k8s:enc:…:` prefix (identity: none). */
   readonly data: Uint8Array;
+  /** Who wrote them. */
   readonly writer: Writer;
 }
 
+/** The result of decrypting a stored value. */
 export interface Read {
+  /** The decrypted value; the caller owns it. */
   readonly plaintext: Uint8Array;
   /** True when the value should be rewritten: a later provider or key, or an old kms key id. */
   readonly stale: boolean;
+  /** Who wrote the value. */
   readonly writer: Writer;
 }
 
+/**
+ * Encrypts and decrypts the values of one resource, as its EncryptionConfiguration rule says.
+ * Safe for concurrent calls; errors never carry keys or plaintext.
+ */
 export interface Transformer {
+  /**
+   * Encrypts with the first provider (and its first key).
+   *
+   * @param plaintext - The value; not modified, not kept.
+   * @param authenticatedData - Where the value is stored; the same bytes must be given to read
+   * it back (ignored by aescbc and secretbox, as upstream).
+   * @throws `KMS_PLUGIN_FAILED` when a kms provider writes and its plugin is not usable.
+   */
   toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored>;
+  /**
+   * Decrypts with the provider whose prefix the value carries; a value without a known prefix is
+   * read by identity when the rule lists it.
+   *
+   * @param data - The stored bytes.
+   * @param authenticatedData - The bytes given when the value was stored.
+   * @throws `MALFORMED_CIPHERTEXT` (no provider of the rule wrote it, or it is truncated),
+   * `DECRYPTION_FAILED` (authentication failed; the message never says why) or
+   * `KMS_PLUGIN_FAILED` (a plugin call failed).
+   */
   fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read>;
-  /** Who would write a value now (for kms v2 this needs a healthy plugin state). */
+  /**
+   * Who would write a value now, without encrypting anything.
+   *
+   * @throws `KMS_PLUGIN_FAILED` for a kms v2 provider without a usable seed (no healthy Status
+   * yet, or the seed expired).
+   */
   currentWriter(): Writer;
 }
 
