@@ -6,7 +6,10 @@
  *
  * @packageDocumentation
  */
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ERROR_CODES, type ErrorCode, KmsEnvelopeError } from "../src/errors.js";
+
+// Provider authors catch and extend the family their errors belong to from this entry alone.
+export { ERROR_CODES, type ErrorCode, KmsEnvelopeError };
 
 /**
  * How a provider failure should be treated (the classification aws-encryption-provider uses):

@@ -30,7 +30,7 @@ export {
   type KmsProviderHealth,
   type ResourceTransformers,
 } from "./engine/encryption-engine.js";
-export { EngineMetrics } from "./engine/engine-metrics.js";
+export { EngineMetrics, type ObservedKmsProvider } from "./engine/engine-metrics.js";
 export { resourceOfEtcdKey } from "./engine/etcd-key.js";
 export type { KmsV2Timing } from "./engine/kms/kms-v2-envelope.js";
 export {
@@ -40,6 +40,7 @@ export {
 } from "./engine/reloading-engine.js";
 export type { Read, Stored, Transformer, Writer } from "./engine/transformers/transformer.js";
 export {
+  ConfigError,
   DecryptionFailedError,
   ERROR_CODES,
   type ErrorCode,
@@ -103,6 +104,7 @@ export {
   rewrap,
   type StaleFields,
 } from "./store/rewrap.js";
+export type { OpenOptions as RepositoryOpenOptions } from "./store/schema.js";
 export {
   type ExportedRecord,
   type ExportFormat,

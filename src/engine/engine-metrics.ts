@@ -4,7 +4,9 @@ import type { Read, Stored, Transformer, Writer } from "./transformers/transform
 
 /** What the metrics read from a running kms provider. */
 export interface ObservedKmsProvider {
+  /** The provider label, `kms:v1:<name>` or `kms:v2:<name>`. */
   readonly provider: string;
+  /** Whether the provider's plugin answered its last health check. */
   healthy(): boolean;
   /** Decrypted DEK sources (v2) or DEKs (v1) currently cached. */
   cachedSources(): number;
@@ -88,19 +90,20 @@ export class EngineMetrics {
 
   /**
    * Reports a provider's health and cache size until `forget` is called (engine close).
-   * Called by the engine; applications do not call it.
+   * @internal Called by the engine; applications do not call it.
    */
   track(provider: ObservedKmsProvider): void {
     this.#providers.add(provider);
   }
 
-  /** Stops reporting a provider passed to `track`. Called by the engine on close. */
+  /** Stops reporting a provider passed to `track`. @internal Called by the engine on close. */
   forget(provider: ObservedKmsProvider): void {
     this.#providers.delete(provider);
   }
 
   /**
-   * Counts one finished plugin call and records its duration. Called by the engine.
+   * Counts one finished plugin call and records its duration.
+   * @internal Called by the engine.
    *
    * @param provider - Provider label, `kms:v1:<name>` or `kms:v2:<name>`.
    * @param method - gRPC method (`Status`, `Encrypt`, `Decrypt`, `Version`).
@@ -113,7 +116,8 @@ export class EngineMetrics {
   }
 
   /**
-   * Counts one transformed value. Called by the engine.
+   * Counts one transformed value.
+   * @internal Called by the engine.
    *
    * @param operation - `to_storage` (encrypt) or `from_storage` (decrypt).
    * @param provider - Provider label of the writer (`aesgcm`, `kms:v2:<name>`); for failed reads

@@ -69,13 +69,59 @@ interface StoredItem extends FieldItem {
  * field-service call per seal or open batch. Calls may run concurrently; errors never carry
  * field values or keys. Get one from {@link openFieldLayer}.
  */
-export class FieldLayer implements FieldCodec {
+export interface FieldLayer extends FieldCodec {
+  /** The field map this layer applies (e.g. its plaintextChecked paths for the guard). */
+  readonly fieldMap: FieldMap;
+
+  /**
+   * Encrypts one value of a listed field; bytes fields take a Uint8Array (or standard base64
+   * text).
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - One of its encrypted field paths.
+   * @param record - The record the value belongs to: its id, and its workspace for
+   * field-service fields.
+   * @param value - The plaintext; must match the field's type.
+   * @returns The text to store and its stamp.
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the map lists no such encrypted field,
+   * the value has the wrong type or the workspace is missing; `INVALID_CONFIG` and
+   * `KMS_PLUGIN_FAILED` as for seal.
+   */
+  sealValue(
+    resource: string,
+    path: string,
+    record: { id: string; workspace?: string },
+    value: FieldPlaintext,
+  ): Promise<{ text: string; stamp: FieldStamp }>;
+
+  /**
+   * Decrypts one stored value of a listed field; bytes fields come back as a Uint8Array,
+   * string fields as a string, json fields as the JSON value.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - One of its encrypted field paths.
+   * @param record - The record the value was sealed for: its id, and its workspace for
+   * field-service fields.
+   * @param text - The stored text.
+   * @returns The value, whether it should be rewrapped, and who wrote it.
+   * @throws As for open, and `INVALID_REQUEST` when the map lists no such encrypted field.
+   */
+  openValue(
+    resource: string,
+    path: string,
+    record: { id: string; workspace?: string },
+    text: string,
+  ): Promise<{ value: FieldPlaintext; stale: boolean; stamp: FieldStamp }>;
+}
+
+/** The FieldLayer over a field map, the engine and the daemon's field service. */
+export class MapFieldLayer implements FieldLayer {
   readonly #map: FieldMap;
   readonly #engine: ResourceTransformers | undefined;
   readonly #fieldService: FieldServiceClient | undefined;
   readonly #allowUnmapped: boolean;
 
-  /** @internal Applications get a field layer from openFieldLayer. */
+  // Applications get a field layer from openFieldLayer.
   constructor(options: {
     fieldMap: FieldMap;
     engine?: ResourceTransformers;
@@ -93,7 +139,6 @@ export class FieldLayer implements FieldCodec {
     }
   }
 
-  /** The field map this layer applies (e.g. its plaintextChecked paths for the guard). */
   get fieldMap(): FieldMap {
     return this.#map;
   }
@@ -206,20 +251,6 @@ export class FieldLayer implements FieldCodec {
     }));
   }
 
-  /**
-   * Encrypts one value of a listed field; bytes fields take a Uint8Array (or standard base64
-   * text).
-   *
-   * @param resource - The resource as the field map names it.
-   * @param path - One of its encrypted field paths.
-   * @param record - The record the value belongs to: its id, and its workspace for
-   * field-service fields.
-   * @param value - The plaintext; must match the field's type.
-   * @returns The text to store and its stamp.
-   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the map lists no such encrypted field,
-   * the value has the wrong type or the workspace is missing; `INVALID_CONFIG` and
-   * `KMS_PLUGIN_FAILED` as for seal.
-   */
   async sealValue(
     resource: string,
     path: string,
@@ -239,18 +270,6 @@ export class FieldLayer implements FieldCodec {
     return result as { text: string; stamp: FieldStamp };
   }
 
-  /**
-   * Decrypts one stored value of a listed field; bytes fields come back as a Uint8Array,
-   * string fields as a string, json fields as the JSON value.
-   *
-   * @param resource - The resource as the field map names it.
-   * @param path - One of its encrypted field paths.
-   * @param record - The record the value was sealed for: its id, and its workspace for
-   * field-service fields.
-   * @param text - The stored text.
-   * @returns The value, whether it should be rewrapped, and who wrote it.
-   * @throws As for open, and `INVALID_REQUEST` when the map lists no such encrypted field.
-   */
   async openValue(
     resource: string,
     path: string,

@@ -5,7 +5,7 @@ import {
   type ResourceTransformers,
 } from "../engine/encryption-engine.js";
 import { ReloadingEngine } from "../engine/reloading-engine.js";
-import { FieldLayer, missingRoute } from "./field-layer.js";
+import { type FieldLayer, MapFieldLayer, missingRoute } from "./field-layer.js";
 import { loadFieldMap } from "./field-map.js";
 import { FieldServiceClient } from "./field-service-client.js";
 
@@ -85,7 +85,7 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
       timeoutMs: sources.daemonTimeoutMs ?? 5_000,
     });
   }
-  return new FieldLayer({
+  return new MapFieldLayer({
     fieldMap,
     engine,
     fieldService,

@@ -59,6 +59,8 @@ describe("the packed package", () => {
       "package/dist/src/index.d.ts",
       "package/dist/providers/types.d.ts",
       "package/dist/src/cli/main.js",
+      "package/dist/docs/api/kms-envelope/index.md",
+      "package/dist/docs/api/providers/index.md",
       "package/proto/k8s.io/kms/apis/v2/api.proto",
       "package/config/field-map-obot.yaml",
       "package/LICENSE",

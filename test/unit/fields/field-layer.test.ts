@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseEncryptionConfiguration } from "../../../src/engine/config/encryption-configuration.js";
 import { EncryptionEngine } from "../../../src/engine/encryption-engine.js";
-import { FieldLayer } from "../../../src/fields/field-layer.js";
+import { type FieldLayer, MapFieldLayer } from "../../../src/fields/field-layer.js";
 import { parseFieldMap } from "../../../src/fields/field-map.js";
 import { UnmappedResourceError } from "../../../src/fields/unmapped-resource.js";
 import { EncryptedStore } from "../../../src/store/encrypted-store.js";
@@ -59,8 +59,8 @@ describe("field layer: a resource the field map does not list fails closed", () 
   let permissive: FieldLayer;
 
   before(async () => {
-    layer = new FieldLayer({ fieldMap: MAP, engine: await engine() });
-    permissive = new FieldLayer({ fieldMap: MAP, engine: await engine(), allowUnmapped: true });
+    layer = new MapFieldLayer({ fieldMap: MAP, engine: await engine() });
+    permissive = new MapFieldLayer({ fieldMap: MAP, engine: await engine(), allowUnmapped: true });
   });
   after(async () => {
     await layer?.close();
@@ -106,7 +106,7 @@ describe("field layer: a resource the field map does not list fails closed", () 
   });
 
   it("an entry with no fields passes through without needing an engine or a daemon", async () => {
-    const plainOnly = new FieldLayer({
+    const plainOnly = new MapFieldLayer({
       fieldMap: parseFieldMap(
         "apiVersion: kms-envelope/v1\nkind: FieldMap\nresources: [{ resource: notes, fields: {} }]",
       ),
@@ -147,7 +147,7 @@ describe("EncryptedStore and rewrap over the field layer", () => {
 
   before(async () => {
     directory = await mkdtemp(join(tmpdir(), "kms-envelope-unmapped-"));
-    layer = new FieldLayer({ fieldMap: MAP, engine: await engine() });
+    layer = new MapFieldLayer({ fieldMap: MAP, engine: await engine() });
   });
   after(async () => {
     await layer?.close();
@@ -216,7 +216,7 @@ describe("field layer: a sensitive field is never written by identity", () => {
   };
   for (const [why, rules] of Object.entries(configs)) {
     it(`seal and sealValue refuse when ${why}, and nothing is written`, async () => {
-      const layer = new FieldLayer({
+      const layer = new MapFieldLayer({
         fieldMap: MAP,
         engine: await EncryptionEngine.start(
           parseEncryptionConfiguration(
