@@ -124,19 +124,6 @@ function plans(fieldConcurrency: number, floodCalls: number): Plan[] {
   ];
 }
 
-/** The probe address the daemon bound, from its "kms-envelope serving" log line. */
-async function servedHttpAddress(daemon: DaemonProcess): Promise<string> {
-  for (let attempt = 0; attempt < 40; attempt++) {
-    for (const line of daemon.lines) {
-      if (!line.includes('"kms-envelope serving"')) continue;
-      const { http } = JSON.parse(line) as { http?: string };
-      if (http !== undefined && http !== "off") return http;
-    }
-    await sleep(50);
-  }
-  throw new Error(`the daemon did not log its probe address:\n${daemon.lines.join("\n")}`);
-}
-
 /** Counters of interest from /metrics: calls by "method code", connections shed. */
 async function scrape(httpAddress: string): Promise<Map<string, number>> {
   const text = await (await fetch(`http://${httpAddress}/metrics`)).text();
@@ -307,7 +294,7 @@ export async function measureAbuse(
   const rows: AbuseRow[] = [];
   let daemonExitCode: number | null = null;
   try {
-    const httpAddress = await servedHttpAddress(daemon);
+    const { httpAddress } = daemon;
     for (const plan of plans(fieldConcurrency, floodCalls)) {
       if (options.only !== undefined && !options.only.includes(plan.scenario)) continue;
       const row = await measureScenario(daemon, httpAddress, kmsload, plan, {

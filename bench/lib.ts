@@ -1,15 +1,13 @@
 // Shared helpers of the benchmark scripts: repository paths, building the daemon and the native
 // load client, running the daemon as a child process, and reading its RSS / CPU from /proc.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
-import { callUnary } from "../src/wire/call-unary.js";
-import { services } from "../src/wire/protos.js";
+import { type LaunchedDaemon, launchDaemon } from "../test/support/daemon-launcher.js";
 
 /** Repository root (the directory holding bench/). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -19,8 +17,12 @@ export const BIN_DIR = join(REPO_ROOT, "bench", ".bin");
 export const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
 /** Built daemon entry point. */
 export const DAEMON_MAIN = join(REPO_ROOT, "dist", "src", "cli", "main.js");
-/** The shared native load client's sources and build script. */
-export const KMSLOAD_DIR = join(REPO_ROOT, "..", "shared", "tools", "kmsload");
+/**
+ * The native KMS v2 load client's sources and build script. It is the team's shared tool, not
+ * part of this repository: KMSLOAD_DIR says where it is, beside the checkout by default.
+ */
+export const KMSLOAD_DIR =
+  process.env.KMSLOAD_DIR ?? join(REPO_ROOT, "..", "shared", "tools", "kmsload");
 
 /** Progress output goes to stderr so stdout carries only the final Markdown. */
 export function log(message: string): void {
@@ -83,7 +85,7 @@ export function ensureKmsload(): string {
   const script = join(KMSLOAD_DIR, "build.sh");
   if (!existsSync(script)) {
     throw new Error(
-      `kmsload build script not found at ${script} (expected ../shared/tools/kmsload)`,
+      `kmsload build script not found at ${script}: set KMSLOAD_DIR to the kmsload tool's directory`,
     );
   }
   if (existsSync(binary) && newestMtime(binary) >= newestMtime(source)) return binary;
@@ -140,7 +142,7 @@ export function daemonNodeFlags(): string[] {
 export interface DaemonOptions {
   /** Extra node flags placed before the script, e.g. --cpu-prof. */
   nodeFlags?: string[];
-  /** How long to wait for the socket to answer Status. */
+  /** How long to wait for the daemon to serve. */
   startTimeoutMs?: number;
   /** --http-address for /metrics and the probes; "off" unless given. */
   httpAddress?: string;
@@ -148,129 +150,29 @@ export interface DaemonOptions {
   logLevel?: string;
 }
 
-/** The kms-envelope daemon running as a child process on a temporary socket. */
-export class DaemonProcess {
-  readonly child: ChildProcess;
-  readonly socketPath: string;
-  readonly lines: string[] = [];
-  readonly #directory: string;
-  #stdoutBytes = 0;
-  readonly #exited: Promise<number | null>;
+/**
+ * The daemon as the benchmarks run it: the built CLI, a temporary socket and a fresh master
+ * key, started by the launcher the tests use.
+ */
+export type DaemonProcess = LaunchedDaemon;
 
-  private constructor(child: ChildProcess, socketPath: string, directory: string) {
-    this.child = child;
-    this.socketPath = socketPath;
-    this.#directory = directory;
-    this.#exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-    child.stdout?.on("data", (chunk: Buffer) => {
-      this.#stdoutBytes += chunk.length;
-    });
-    for (const stream of [child.stdout, child.stderr]) {
-      let pending = "";
-      stream?.on("data", (chunk: Buffer) => {
-        pending += chunk.toString();
-        const parts = pending.split("\n");
-        pending = parts.pop() ?? "";
-        this.lines.push(...parts.filter((line) => line !== ""));
-      });
-    }
-  }
-
-  /** Bytes the daemon has written to stdout, where its log goes. */
-  get stdoutBytes(): number {
-    return this.#stdoutBytes;
-  }
-
-  /** Process id of the daemon (node itself, no shell in between). */
-  get pid(): number {
-    if (this.child.pid === undefined) throw new Error("daemon has no pid");
-    return this.child.pid;
-  }
-
-  /** Starts `node dist/src/cli/main.js serve` and waits until Status answers "ok". */
-  static async start(options: DaemonOptions = {}): Promise<DaemonProcess> {
+export const DaemonProcess = {
+  /** Starts `node dist/src/cli/main.js serve` and waits until it serves. */
+  async start(options: DaemonOptions = {}): Promise<DaemonProcess> {
     const directory = await mkdtemp(join(tmpdir(), "kms-envelope-bench-"));
-    const socketPath = join(directory, "kms.sock");
-    const environment = Object.fromEntries(
-      Object.entries(process.env).filter(
-        ([name]) => !name.startsWith("KMS_ENVELOPE_") && !name.startsWith("ENCRYPTION_MASTER_KEY"),
-      ),
-    );
-    const child = spawn(
-      process.execPath,
-      [
-        ...daemonNodeFlags(),
-        ...(options.nodeFlags ?? []),
-        DAEMON_MAIN,
-        "serve",
-        "--socket",
-        socketPath,
-        "--http-address",
-        options.httpAddress ?? "off",
-        "--log-level",
-        options.logLevel ?? "warn",
-      ],
-      {
-        env: { ...environment, ENCRYPTION_MASTER_KEY: randomBytes(32).toString("base64") },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    const daemon = new DaemonProcess(child, socketPath, directory);
-    try {
-      await daemon.#waitReady(options.startTimeoutMs ?? 20_000);
-    } catch (error) {
-      await daemon.stop("SIGKILL");
-      throw error;
-    }
+    const daemon = await launchDaemon({
+      command: [process.execPath, ...daemonNodeFlags(), ...(options.nodeFlags ?? []), DAEMON_MAIN],
+      socketPath: join(directory, "kms.sock"),
+      env: { ENCRYPTION_MASTER_KEY: randomBytes(32).toString("base64") },
+      httpAddress: options.httpAddress ?? "off",
+      logLevel: options.logLevel ?? "warn",
+      startTimeoutMs: options.startTimeoutMs,
+    });
+    // The socket directory goes with the daemon, however it ends.
+    void daemon.exited().then(() => rm(directory, { recursive: true, force: true }));
     return daemon;
-  }
-
-  async #waitReady(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let lastError = "";
-    while (Date.now() < deadline) {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
-        throw new Error(
-          `daemon exited (${this.child.exitCode ?? this.child.signalCode}) before serving:\n${this.lines.join("\n")}`,
-        );
-      }
-      if (existsSync(this.socketPath)) {
-        const client = new services.kmsV2(
-          `unix:${this.socketPath}`,
-          grpc.credentials.createInsecure(),
-        );
-        try {
-          const answer = await callUnary<{ healthz: string }>(
-            client,
-            "Status",
-            {},
-            { deadline: Date.now() + 1000 },
-          );
-          if (answer.healthz === "ok") return;
-          lastError = `healthz ${answer.healthz}`;
-        } catch (error) {
-          lastError = error instanceof Error ? error.message : String(error);
-        } finally {
-          client.close();
-        }
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(
-      `daemon did not answer Status within ${timeoutMs} ms (${lastError}):\n${this.lines.join("\n")}`,
-    );
-  }
-
-  /** Sends a signal (SIGTERM by default), waits for the exit and removes the temp directory. */
-  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 30_000): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
-    const code = await this.#exited;
-    clearTimeout(timer);
-    await rm(this.#directory, { recursive: true, force: true });
-    return code;
-  }
-}
+  },
+};
 
 /** kmsload's one-line JSON report. */
 export interface KmsloadReport {

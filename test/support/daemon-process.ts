@@ -5,20 +5,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { callUnary } from "../../src/wire/call-unary.js";
 import { services } from "../../src/wire/protos.js";
+import {
+  type CliCommand,
+  cleanEnvironment,
+  type LaunchedDaemon,
+  type LaunchOptions,
+  launchDaemon,
+  SOURCE_CLI,
+} from "./daemon-launcher.js";
 
-/** How a test starts the CLI: a program and the arguments that come before the command's. */
-export type CliCommand = readonly [program: string, ...prefix: string[]];
-
-/** The CLI from this checkout's sources, run by tsx. */
-export const SOURCE_CLI: CliCommand = [
-  process.execPath,
-  "--import",
-  "tsx",
-  join(PACKAGE_ROOT, "src/cli/main.ts"),
-];
+export { type CliCommand, SOURCE_CLI };
 
 /** A fresh random master key, base64, for ENCRYPTION_MASTER_KEY. */
 export function newMasterKey(): string {
@@ -45,6 +43,12 @@ after(() => {
   for (const child of liveDaemons) child.kill("SIGKILL");
 });
 
+/** Keeps a child in liveDaemons until it exits. */
+function track(child: ChildProcess): void {
+  liveDaemons.add(child);
+  child.on("exit", () => liveDaemons.delete(child));
+}
+
 /** A CLI process started from source, whose output is collected as it runs. */
 export interface CliProcess {
   readonly child: ChildProcess;
@@ -66,18 +70,13 @@ export function startCli(
     env: { ...cleanEnvironment(), ...env },
     stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
-  liveDaemons.add(child);
+  track(child);
   child.stdin?.end(input);
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    child.on("exit", (code) => {
-      liveDaemons.delete(child);
-      resolve(code);
-    }),
-  );
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
@@ -125,15 +124,6 @@ export async function runCliReadingOneLine(
   return { code, stdout: cli.stdout(), stderr: cli.stderr() };
 }
 
-// The test runner's own KMS_ENVELOPE_* or key variables must not leak into the daemons.
-function cleanEnvironment(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([name]) => !name.startsWith("KMS_ENVELOPE_") && !name.startsWith("ENCRYPTION_MASTER_KEY"),
-    ),
-  );
-}
-
 /** gRPC clients of every service the daemon serves, on one channel each. */
 export interface DaemonClients {
   kmsV2: grpc.Client;
@@ -168,102 +158,14 @@ export function dial(socketPath: string): DaemonClients {
 }
 
 /** A daemon started as a real child process on a temporary socket. */
-export class DaemonProcess {
-  readonly socketPath: string;
-  readonly child: ChildProcess;
-  readonly lines: string[] = [];
-  httpAddress = "";
-  keyId = "";
-  #exited: Promise<number | null>;
-
-  private constructor(socketPath: string, child: ChildProcess) {
-    this.socketPath = socketPath;
-    this.child = child;
-    this.#exited = new Promise((resolve) =>
-      child.on("exit", (code) => {
-        liveDaemons.delete(child);
-        resolve(code);
-      }),
-    );
-    liveDaemons.add(child);
-    for (const stream of [child.stdout, child.stderr]) {
-      let pending = "";
-      stream?.on("data", (chunk: Buffer) => {
-        pending += chunk.toString();
-        const parts = pending.split("\n");
-        pending = parts.pop() ?? "";
-        this.lines.push(...parts);
-      });
-    }
-  }
-
-  /** Starts `kms-envelope serve` and waits for its "serving" log line. */
-  static async start(options: {
-    socketPath: string;
-    env: NodeJS.ProcessEnv;
-    args?: string[];
-    command?: CliCommand;
-  }): Promise<DaemonProcess> {
-    const [program, ...prefix] = options.command ?? SOURCE_CLI;
-    const child = spawn(
-      program,
-      [
-        ...prefix,
-        "serve",
-        "--socket",
-        options.socketPath,
-        "--http-address",
-        "127.0.0.1:0",
-        "--log-level",
-        "debug",
-        ...(options.args ?? []),
-      ],
-      { env: { ...cleanEnvironment(), ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const daemon = new DaemonProcess(options.socketPath, child);
-    await daemon.#waitServing();
-    return daemon;
-  }
-
-  async #waitServing(): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      const line = this.lines.find((entry) => entry.includes('"msg":"kms-envelope serving"'));
-      if (line !== undefined) {
-        const parsed = JSON.parse(line) as { http: string; keyId: string };
-        this.httpAddress = parsed.http;
-        this.keyId = parsed.keyId;
-        return;
-      }
-      if (this.child.exitCode !== null) break;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    this.child.kill("SIGKILL");
-    throw new Error(`daemon did not start:\n${this.lines.join("\n")}`);
-  }
-
-  /** Sends a signal and waits for the exit code. */
-  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
-    if (this.child.exitCode === null) this.child.kill(signal);
-    return this.#exited;
-  }
-
-  /** Resolves with the exit code once the process has ended. */
-  exited(): Promise<number | null> {
-    return this.#exited;
-  }
-
-  /** Every log line parsed as JSON (non-JSON lines are kept as { raw }). */
-  logRecords(): Record<string, unknown>[] {
-    return this.lines.map((line) => {
-      try {
-        return JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return { raw: line };
-      }
-    });
-  }
-}
+/** A daemon a test started; one left running when its test file ends is killed. */
+export type DaemonProcess = LaunchedDaemon;
+export const DaemonProcess = {
+  /** Starts `kms-envelope serve` (from source unless `command` says otherwise) and waits for it. */
+  start(options: Omit<LaunchOptions, "onSpawn">): Promise<LaunchedDaemon> {
+    return launchDaemon({ ...options, onSpawn: track });
+  },
+};
 
 /** Calls a unary method with a 10 s deadline. */
 export function call<Response>(
