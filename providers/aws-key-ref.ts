@@ -1,7 +1,7 @@
 import { ConfigError } from "../src/errors.js";
 
 /** A checked AWS KMS key reference. */
-export interface AwsKeyReference {
+interface AwsKeyReference {
   /** The reference as given, trimmed: key id, key ARN, `alias/<name>` or alias ARN. */
   readonly keyRef: string;
   /** The key ARN when keyRef is one (not for an alias ARN); learnt from responses otherwise. */

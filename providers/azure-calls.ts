@@ -21,7 +21,7 @@ export interface CallAbort {
 }
 
 /** Classifies a call's (or one attempt's) failure from the error and what the call saw. */
-export type ClassifyCall = (error: unknown, state: CallState, abort: CallAbort) => ProviderError;
+type ClassifyCall = (error: unknown, state: CallState, abort: CallAbort) => ProviderError;
 
 type Policy = NonNullable<KeyClientOptions["additionalPolicies"]>[number]["policy"];
 type PipelineResponse = Awaited<ReturnType<Policy["sendRequest"]>>;

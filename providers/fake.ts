@@ -13,10 +13,10 @@ import {
 } from "./types.js";
 
 /** One scripted answer: succeed, or fail with a provider error of the given class. */
-export type FakeOutcome = "ok" | ProviderErrorClass;
+type FakeOutcome = "ok" | ProviderErrorClass;
 
 /** Provider operations the fake counts. */
-export type FakeOperation = "wrapKey" | "unwrapKey" | "checkHealth";
+type FakeOperation = "wrapKey" | "unwrapKey" | "checkHealth";
 
 /**
  * A scripted provider for tests: answers come from a queue of outcomes (then a standing

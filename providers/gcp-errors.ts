@@ -9,7 +9,7 @@ export type CloudKmsOperation = "Encrypt" | "Decrypt";
 export class IntegrityFailure extends Error {}
 
 /** What the classifier knows about a failed attempt besides the error. */
-export interface AttemptFacts {
+interface AttemptFacts {
   operation: CloudKmsOperation;
   /** The CryptoKey name. */
   keyRef: string;

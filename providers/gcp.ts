@@ -39,7 +39,7 @@ export interface GcpKmsProviderOptions {
 }
 
 /** Additional authenticated data binding a wrapped key to its key id (public, not secret). */
-export function wrapAad(keyId: string): Buffer {
+function wrapAad(keyId: string): Buffer {
   return Buffer.from(`kms-envelope/master-key/${keyId}`, "utf8");
 }
 

@@ -100,7 +100,7 @@ const serveOptions = z.object({
 export type ServeOptionsInput = z.input<typeof serveOptions>;
 
 /** The serve command's configuration, validated once and frozen: the daemon's options and the CLI's own. */
-export interface ServeConfig extends DaemonOptions {
+interface ServeConfig extends DaemonOptions {
   readonly runDir: string;
   readonly dev: boolean;
   readonly logLevel: (typeof LOG_LEVELS)[number];

@@ -6,10 +6,10 @@ import type { RecordRepository } from "../store/repository.js";
 import type { OpenOptions } from "../store/schema.js";
 
 /** The store's file name inside the data directory. */
-export const STORE_FILE_NAME = "store.db";
+const STORE_FILE_NAME = "store.db";
 
 /** Where the default SQLite store lives unless --data-dir or --store says otherwise. */
-export function defaultDataDirectory(): string {
+function defaultDataDirectory(): string {
   if (process.getuid?.() === 0) return "/var/lib/kms-envelope";
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "kms-envelope");
 }

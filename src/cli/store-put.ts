@@ -25,7 +25,7 @@ export interface PutOptions {
 }
 
 /** Where the records go: the store seals and writes; the repository says what exists. */
-export interface PutTarget {
+interface PutTarget {
   readonly store: EncryptedStore;
   readonly repository: RecordRepository;
   /** The resource's encrypted fields, which the guard does not inspect. */
@@ -33,7 +33,7 @@ export interface PutTarget {
 }
 
 /** How many records a run created and replaced. */
-export interface PutCounts {
+interface PutCounts {
   created: number;
   replaced: number;
 }

@@ -3,7 +3,7 @@ import type { ProviderOptions } from "../../providers/types.js";
 import type { ProviderFaults, ProviderSubject } from "./provider/index.js";
 
 /** A provider module (built-in name, path or package) as the daemon would load it. */
-export interface ModuleSubjectOptions {
+interface ModuleSubjectOptions {
   /** `local`, `aws`, …, `./my-hsm.js` or a package name. */
   specifier: string;
   /** The key reference under test. */

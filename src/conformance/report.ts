@@ -4,7 +4,7 @@
  */
 
 /** pass: the rule holds; fail: it is broken; warn: legal but worth a look; skip: not checkable. */
-export type RuleStatus = "pass" | "fail" | "warn" | "skip";
+type RuleStatus = "pass" | "fail" | "warn" | "skip";
 
 /** What one rule found. Evidence is public: lengths, codes, timings, never key material. */
 export interface RuleResult {

@@ -5,7 +5,7 @@ import { SEALED_MIN_BYTES } from "./sealed.js";
 const PREFIX = "kmse:v1:";
 
 /** A field value split into the key id that sealed it and the sealed bytes. */
-export interface SealedFieldValue {
+interface SealedFieldValue {
   keyId: string;
   sealed: Uint8Array;
 }

@@ -6,7 +6,7 @@ import { SEALED_MIN_BYTES } from "./sealed.js";
 export const KMS_CIPHERTEXT_FORMAT = 0x01;
 
 /** A KMS ciphertext split into the key id that sealed it and the sealed bytes. */
-export interface KmsCiphertext {
+interface KmsCiphertext {
   keyId: string;
   sealed: Uint8Array;
 }

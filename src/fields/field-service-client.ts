@@ -9,13 +9,13 @@ import { services } from "../wire/protos.js";
 import { grpcAddress } from "../wire/socket-address.js";
 import { UnaryConnection } from "../wire/unary-connection.js";
 
-export interface PlainFields {
+interface PlainFields {
   readonly workspace: string;
   readonly recordId: string;
   readonly fields: Readonly<Record<string, Uint8Array>>;
 }
 
-export interface SealedFields {
+interface SealedFields {
   readonly workspace: string;
   readonly recordId: string;
   readonly fields: Readonly<Record<string, string>>;

@@ -6,7 +6,7 @@ import type { FieldRecord } from "../wire/field-records.js";
 import type { MasterKeySet } from "./master-key-set.js";
 
 /** A record of plaintext fields, as the field service receives and returns them. */
-export type PlainFieldRecord = FieldRecord<Uint8Array>;
+type PlainFieldRecord = FieldRecord<Uint8Array>;
 
 /** A record of sealed field values (`kmse:v1:…`). */
 export type SealedFieldRecord = FieldRecord<string>;

@@ -7,7 +7,7 @@ import { base64Schema, keyIdSchema, providerNameSchema } from "../config/schemas
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 
 /** States of a master-key version (SPEC.md §3). */
-export const VERSION_STATES = ["primary", "active", "retired"] as const;
+const VERSION_STATES = ["primary", "active", "retired"] as const;
 
 /** What a keyring version is for: encrypt (primary), decrypt only (active), nothing (retired). */
 export type VersionState = (typeof VERSION_STATES)[number];

@@ -10,7 +10,7 @@ import { type Keyring, type KeyringVersion, primaryVersion, readKeyring } from "
 import { MasterKeySet } from "./master-key-set.js";
 
 /** Unwraps one keyring version and proves it is the key its id names. */
-export async function unwrapVersion(
+async function unwrapVersion(
   registry: ProviderRegistry,
   version: KeyringVersion,
   signal?: AbortSignal,

@@ -14,7 +14,7 @@ import { services } from "../wire/protos.js";
 export type FieldMethod = "Seal" | "Open";
 
 /** Most records one Seal or Open call may carry; larger jobs are split by the client. */
-export const MAX_RECORDS_PER_BATCH = 10_000;
+const MAX_RECORDS_PER_BATCH = 10_000;
 // Names end up inside length prefixes (≤ 65535 bytes); far smaller caps catch misuse early.
 const MAX_NAME_BYTES = 1024;
 
@@ -25,7 +25,7 @@ export interface FieldBatchLimits {
 }
 
 /** One batch's answer: the serialized response, its correlation id and its size. */
-export interface FieldBatchResult {
+interface FieldBatchResult {
   response: Uint8Array;
   uid: string | undefined;
   fields: number;

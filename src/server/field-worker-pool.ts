@@ -7,7 +7,7 @@ import type { DoneMessage, FromWorker, ToWorker } from "./field-worker-protocol.
 import type { RawOutcome } from "./grpc-server.js";
 
 /** A field-service call's outcome, with the number of field values it carried. */
-export type FieldOutcome = RawOutcome & { fields: number };
+type FieldOutcome = RawOutcome & { fields: number };
 
 interface Job {
   readonly id: number;

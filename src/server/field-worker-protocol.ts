@@ -2,7 +2,7 @@ import type { ErrorCode } from "../errors.js";
 import type { FieldMethod } from "./field-batch.js";
 
 /** Copies of the master-key versions, primary first; the worker owns and wipes them. */
-export interface KeysMessage {
+interface KeysMessage {
   kind: "keys";
   keys: { provider: string; key: Uint8Array }[];
   retiredKeyIds: string[];
@@ -17,7 +17,7 @@ export interface JobMessage {
 }
 
 /** Asks the worker to wipe its keys and stop. */
-export interface CloseMessage {
+interface CloseMessage {
   kind: "close";
 }
 

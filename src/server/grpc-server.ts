@@ -12,7 +12,7 @@ import { MemoryBudget } from "./memory-budget.js";
 import { RequestBody } from "./request-body.js";
 
 /** A unary method: request in, response out; failures are thrown (or rejected). */
-export type UnaryHandler = (request: never) => object | Promise<object>;
+type UnaryHandler = (request: never) => object | Promise<object>;
 
 /** The response side of a server-streaming call. */
 export interface ResponseStream {
@@ -23,7 +23,7 @@ export interface ResponseStream {
 }
 
 /** A server-streaming method. */
-export type StreamHandler = (request: never, stream: ResponseStream) => void;
+type StreamHandler = (request: never, stream: ResponseStream) => void;
 
 /** What a raw handler answers: the serialized response, or the failure, and the call's uid. */
 export interface RawOutcome {

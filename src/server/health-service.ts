@@ -10,7 +10,7 @@ type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
 const WATCH_POLL_MS = 1000;
 
 /** `grpc.health.v1.Health` plus a way to end open Watch streams so shutdown can drain. */
-export interface HealthService {
+interface HealthService {
   handlers: ServiceHandlers;
   /** Ends every Watch stream; called when the daemon starts draining. */
   closeWatches(): void;

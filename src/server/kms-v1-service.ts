@@ -9,7 +9,7 @@ import type { VersionResponse } from "../wire/generated/v1beta1/VersionResponse.
 import type { ServiceHandlers } from "./grpc-server.js";
 
 /** The only version the v1beta1 client accepts (KMS-CONTRACT.md §1.2). */
-export const KMS_V1_VERSION = "v1beta1";
+const KMS_V1_VERSION = "v1beta1";
 
 // kube-apiserver always sends "v1beta1"; an empty version is tolerated for hand-written clients.
 function assertVersion(request: { version: string }): void {

@@ -9,7 +9,7 @@ import type { StatusResponse } from "../wire/generated/v2/StatusResponse.js";
 import type { ServiceHandlers } from "./grpc-server.js";
 
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
-export const KMS_V2_VERSION = "v2";
+const KMS_V2_VERSION = "v2";
 
 /** Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). */
 export function kmsV2Service(envelope: SealingService, probes: ProbeSources): ServiceHandlers {

@@ -3,13 +3,13 @@ import { FRAME_HEADER_BYTES } from "./grpc-framing.js";
 import type { MemoryBudget } from "./memory-budget.js";
 
 /** Requests up to this size are "small": KMS calls, which may use the budget's reserve. */
-export const SMALL_CALL_BYTES = 64 * 1024;
+const SMALL_CALL_BYTES = 64 * 1024;
 // A large declared length is not trusted: the buffer grows as bytes really arrive, so a peer
 // that declares 4 MiB and sends 5 bytes holds 64 KiB, not 4 MiB.
 const FIRST_CAPACITY = 64 * 1024;
 
 /** What the call's request may use: its size cap and the budgets it draws on. */
-export interface RequestBodyLimits {
+interface RequestBodyLimits {
   /** Largest message accepted (--max-request-bytes). */
   readonly maxMessageBytes: number;
   /** The connection's budget, which draws on the daemon's. */

@@ -30,7 +30,7 @@ function socketIsLive(path: string): Promise<boolean> {
 }
 
 /** What preparing the socket path found there. */
-export type SocketPathState = "free" | "stale-socket-removed";
+type SocketPathState = "free" | "stale-socket-removed";
 
 /** Creates the socket's directory (0700) when missing, and refuses one that cannot hold it. */
 async function prepareDirectory(path: string): Promise<void> {
@@ -102,7 +102,7 @@ export async function secureSocketFile(
 }
 
 /** Identity of a socket file: inode numbers are reused at once, so device and ctime count too. */
-export type SocketIdentity = string;
+type SocketIdentity = string;
 
 /** Identity of the file at `path` now, or undefined when there is none. */
 export async function socketIdentity(path: string): Promise<SocketIdentity | undefined> {

@@ -45,7 +45,7 @@ const URL_PASSWORD = /\b[a-z][a-z0-9+.-]*:\/\/[^\s/:@]+:[^\s/@]+@[^\s/@]+/i;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Shannon entropy of a string in bits per character. */
-export function shannonEntropy(text: string): number {
+function shannonEntropy(text: string): number {
   const counts = new Map<string, number>();
   for (const character of text) counts.set(character, (counts.get(character) ?? 0) + 1);
   let entropy = 0;
@@ -74,7 +74,7 @@ function looksHighEntropy(text: string, minLength: number): boolean {
 }
 
 /** Options of the detectors that have any. */
-export interface ShapeOptions {
+interface ShapeOptions {
   /** Shortest token the high-entropy detector considers (default 32). */
   readonly minEntropyLength?: number;
 }

@@ -10,10 +10,10 @@ import type { ClientConfig } from "pg";
 import { ConfigError } from "../errors.js";
 
 /** The libpq sslmode values kms-envelope accepts. */
-export type SslMode = "disable" | "verify-ca" | "verify-full";
+type SslMode = "disable" | "verify-ca" | "verify-full";
 
 /** What a connection string resolves to. */
-export interface PostgresSettings {
+interface PostgresSettings {
   readonly client: ClientConfig;
   readonly sslMode: SslMode;
   /** The connection string without user, password or query, safe for logs. */

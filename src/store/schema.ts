@@ -7,7 +7,7 @@ import { KmsEnvelopeError } from "../errors.js";
  */
 
 /** One schema step. */
-export interface Migration {
+interface Migration {
   readonly version: number;
   readonly description: string;
   readonly sqlite: string;
@@ -64,7 +64,7 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 
 /** The schema version this build of kms-envelope writes. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
+const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** How a store is opened: read-write creates and migrates it; read-only only reads what exists. */
 export interface OpenOptions {

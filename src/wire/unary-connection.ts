@@ -20,7 +20,7 @@ export type CallResult<T> =
   | { ok: false; code: grpc.status; codeName: string; details: string; ms: number };
 
 /** Options of a connection to one service on one socket. */
-export interface UnaryConnectionOptions {
+interface UnaryConnectionOptions {
   /** A grpc-js target (`unix:/path`, `unix-abstract:name`), see wire/socket-address.ts. */
   readonly address: string;
   /** Deadline of every call. */

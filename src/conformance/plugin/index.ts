@@ -19,7 +19,7 @@ export { percentile } from "./load-rules.js";
 export { PluginRun, type PluginRunOptions } from "./run.js";
 
 /** The Kubernetes KMS contract (KMS-CONTRACT.md §1-2), in the order the rules run. */
-export const PLUGIN_RULES: readonly Rule<PluginRun>[] = [
+const PLUGIN_RULES: readonly Rule<PluginRun>[] = [
   ...STATUS_RULES,
   ...ENCRYPT_RULES,
   ...ROUND_TRIP_RULES,

@@ -19,11 +19,11 @@ import type { AesKeyConfig, ProviderConfig, ResourceRule } from "./types.js";
  * first such problem, taking entries in file order and, within one, providers then resources.
  */
 
-export interface BuildOptions {
+interface BuildOptions {
   readonly allowKmsV1: boolean;
 }
 
-export type BuildResult =
+type BuildResult =
   | { readonly ok: true; readonly rules: readonly ResourceRule[] }
   | { readonly ok: false; readonly problem: ConfigProblem };
 

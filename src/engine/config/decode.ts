@@ -34,7 +34,7 @@ export interface ProviderWire {
   readonly kms: KmsWire | undefined;
 }
 
-export interface ResourceConfigurationWire {
+interface ResourceConfigurationWire {
   readonly resources: readonly string[];
   readonly providers: readonly ProviderWire[];
 }
@@ -43,7 +43,7 @@ export interface EncryptionConfigurationWire {
   readonly resources: readonly ResourceConfigurationWire[];
 }
 
-export type DecodeResult =
+type DecodeResult =
   | { readonly ok: true; readonly config: EncryptionConfigurationWire }
   | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
 

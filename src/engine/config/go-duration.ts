@@ -18,7 +18,7 @@ const NANOS_PER_UNIT: ReadonlyMap<string, bigint> = new Map([
 /** Go's durations are int64 nanoseconds; parsing fails rather than wrapping past this. */
 const MAX_MAGNITUDE = 1n << 63n;
 
-export type GoDurationResult =
+type GoDurationResult =
   | { readonly ok: true; readonly nanoseconds: bigint }
   | { readonly ok: false; readonly error: string };
 

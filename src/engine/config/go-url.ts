@@ -1,4 +1,5 @@
 import { errorMessage } from "../../errors.js";
+
 /**
  * The parts of Go's net/url.Parse that decide a KMS endpoint's fate in kube-apiserver: whether
  * parsing fails (and with which message), the scheme (Go lowercases it) and the unescaped
@@ -6,7 +7,7 @@ import { errorMessage } from "../../errors.js";
  * only as far as Go can reject them.
  */
 
-export type GoUrlResult =
+type GoUrlResult =
   | { readonly ok: true; readonly scheme: string; readonly path: string }
   | { readonly ok: false; readonly error: string };
 

@@ -1,6 +1,6 @@
 import { parseGoUrl } from "./go-url.js";
 
-export type KmsEndpointResult =
+type KmsEndpointResult =
   | { readonly ok: true; readonly socketPath: string }
   | { readonly ok: false; readonly message: string };
 

@@ -26,7 +26,7 @@ const NON_REST_RESOURCES = new Set([
   "servicenodeportallocations",
 ]);
 
-export interface ValidationOptions {
+interface ValidationOptions {
   /** Automatic reload is on: kms v1 names must then be unique too. */
   readonly reload: boolean;
 }

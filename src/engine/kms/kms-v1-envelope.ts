@@ -10,7 +10,7 @@ import { KmsV1Plugin } from "./plugin-client.js";
 const DEK_BYTES = 32;
 const MAX_ENCRYPTED_DEK_BYTES = 0xffff;
 
-export interface KmsV1EnvelopeOptions {
+interface KmsV1EnvelopeOptions {
   readonly name: string;
   readonly socketPath: string;
   readonly timeoutMs: number;

@@ -40,7 +40,7 @@ const KUBE_APISERVER_TIMING: KmsV2Timing = {
   writeTtlMs: 180_000,
 };
 
-export interface KmsV2EnvelopeOptions {
+interface KmsV2EnvelopeOptions {
   readonly name: string;
   readonly socketPath: string;
   readonly timeoutMs: number;

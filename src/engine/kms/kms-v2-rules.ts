@@ -4,7 +4,7 @@
  * value is acceptable, so the engine can throw and the conformance runner can report.
  */
 
-export const KEY_ID_MAX_BYTES = 1024;
+const KEY_ID_MAX_BYTES = 1024;
 /** Status.version values kube-apiserver accepts (and then pins for the plugin's lifetime). */
 export const ACCEPTED_VERSIONS: readonly string[] = ["v2", "v2beta1"];
 export const ENCRYPTED_DEK_SOURCE_MAX_BYTES = 1024;

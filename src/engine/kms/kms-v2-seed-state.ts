@@ -18,14 +18,14 @@ export interface WriteSeed {
 }
 
 /** What a Status call answered. */
-export interface StatusAnswer {
+interface StatusAnswer {
   readonly version: string;
   readonly healthz: string;
   readonly keyId: string;
 }
 
 /** What an Encrypt call answered for a new seed. */
-export interface EncryptAnswer {
+interface EncryptAnswer {
   readonly ciphertext: Uint8Array;
   readonly keyId: string;
   readonly annotations: ReadonlyMap<string, Uint8Array>;

@@ -10,20 +10,20 @@ import { services } from "../../wire/protos.js";
 import { grpcAddress } from "../../wire/socket-address.js";
 import { type CallObserver, UnaryConnection } from "../../wire/unary-connection.js";
 
-export interface PluginOptions {
+interface PluginOptions {
   readonly socketPath: string;
   readonly name: string;
   readonly timeoutMs: number;
   readonly observe?: CallObserver;
 }
 
-export interface KmsV2StatusAnswer {
+interface KmsV2StatusAnswer {
   readonly version: string;
   readonly healthz: string;
   readonly keyId: string;
 }
 
-export interface KmsV2EncryptAnswer {
+interface KmsV2EncryptAnswer {
   readonly ciphertext: Uint8Array;
   readonly keyId: string;
   readonly annotations: ReadonlyMap<string, Uint8Array>;
