@@ -3,19 +3,7 @@ import { pathToFileURL } from "node:url";
 import { providerNameSchema } from "../src/config/schemas.js";
 import { ConfigError, errorMessage } from "../src/errors.js";
 import { instrument } from "./instrumented.js";
-import type { CustodyProvider, ProviderOptions } from "./types.js";
-
-/**
- * What a provider module exports — built-in or custom (SPEC.md §3): its `name` (the key-id
- * prefix) and a factory for one provider key.
- */
-export interface ProviderModule {
-  name: string;
-  createProvider(
-    keyRef: string,
-    options: ProviderOptions,
-  ): CustodyProvider | Promise<CustodyProvider>;
-}
+import type { CustodyProvider, ProviderModule, ProviderOptions } from "./types.js";
 
 // Imported on first use only, so a daemon loads just the SDK of the cloud it talks to.
 const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
@@ -25,7 +13,7 @@ const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
 const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;
 
 /** The built-in provider names. */
-export const BUILT_IN_PROVIDERS = Object.keys(BUILT_IN);
+const BUILT_IN_PROVIDERS = Object.keys(BUILT_IN);
 
 function checkModule(candidate: unknown, source: string): ProviderModule {
   const module = candidate as Partial<ProviderModule> | undefined;

@@ -172,3 +172,24 @@ export interface ProviderOptions {
    */
   observeAttempt?: ProviderAttemptObserver | undefined;
 }
+
+/**
+ * What a provider module exports, built-in or your own: `name`, the lowercase key-id prefix
+ * (at most 32 characters of `a-z`, `0-9` and `-`), and a factory for one provider key. The
+ * daemon and the key commands load a module by path or package name (`--provider`) and check
+ * both exports and every instance at start-up.
+ */
+export interface ProviderModule {
+  /** The provider's name, the prefix of every key id it produces. */
+  name: string;
+  /**
+   * Creates a provider for one key reference.
+   *
+   * @param keyRef - The key reference as the operator wrote it (`--key-ref`).
+   * @param options - Deadlines, retries, endpoint, region and the environment to read settings from.
+   */
+  createProvider(
+    keyRef: string,
+    options: ProviderOptions,
+  ): CustodyProvider | Promise<CustodyProvider>;
+}

@@ -203,3 +203,36 @@ describe("architecture: generated wire types", () => {
     }
   });
 });
+
+describe("architecture: no dead exports", () => {
+  const EXPORTED =
+    /^export (?:async )?(?:abstract )?(?:const|function|class|interface|type) (\w+)/gm;
+  const USERS = ["src", "providers", "test", "bench", "examples"];
+
+  function filesUnder(directory: string): string[] {
+    return readdirSync(join(PACKAGE_ROOT, directory), { withFileTypes: true }).flatMap((entry) => {
+      const path = join(directory, entry.name);
+      if (entry.isDirectory()) return entry.name === "node_modules" ? [] : filesUnder(path);
+      return /\.(ts|mjs)$/.test(entry.name) ? [path] : [];
+    });
+  }
+
+  test("every name a source module exports is used by another file (or is an entry's)", () => {
+    const texts = new Map(
+      USERS.flatMap(filesUnder).map((file) => [
+        file,
+        readFileSync(join(PACKAGE_ROOT, file), "utf8"),
+      ]),
+    );
+    const unused = ROOTS.flatMap(sourceFiles).flatMap((file) =>
+      [...(texts.get(file) ?? "").matchAll(EXPORTED)]
+        .map((match) => match[1] as string)
+        .filter((name) => {
+          const word = new RegExp(`\\b${name}\\b`);
+          return ![...texts].some(([other, text]) => other !== file && word.test(text));
+        })
+        .map((name) => `${file}: ${name}`),
+    );
+    assert.deepEqual(unused, [], "drop the export (or the code) of these");
+  });
+});
