@@ -94,6 +94,7 @@ export type {
   RecordRepository,
   ReplaceOutcome,
   StoredRecord,
+  SubjectPage,
   WriterCount,
 } from "./store/repository.js";
 export {

@@ -27,6 +27,7 @@ import type {
   RecordRepository,
   ReplaceOutcome,
   StoredRecord,
+  SubjectPage,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -268,12 +269,15 @@ class PostgresRepository implements RecordRepository {
     subjectId: string,
     after: RecordKey | undefined,
     limit: number,
-  ): Promise<StoredRecord[]> {
+  ): Promise<SubjectPage> {
     const { rows } = await this.#query<RecordKey>(
       "SELECT resource, id FROM kmse_records WHERE subject_id = $1 AND (resource, id) > ($2, $3) ORDER BY resource, id LIMIT $4",
       [subjectId, after?.resource ?? "", after?.id ?? "", limit],
     );
-    return inKeyOrder(rows, (resource, ids) => this.getMany(resource, ids));
+    return {
+      records: await inKeyOrder(rows, (resource, ids) => this.getMany(resource, ids)),
+      next: rows.length === limit ? rows[rows.length - 1] : undefined,
+    };
   }
 
   async writerCounts(): Promise<WriterCount[]> {

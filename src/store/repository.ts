@@ -82,6 +82,14 @@ export interface WriterCount extends PathWriter {
   readonly fields: number;
 }
 
+/** One page of a data subject's records, and where the next one starts. */
+export interface SubjectPage {
+  /** The page's records that still exist, in (resource, id) order. */
+  readonly records: StoredRecord[];
+  /** The last key read when the page was full; undefined at the end. */
+  readonly next: RecordKey | undefined;
+}
+
 /**
  * Storage of records and their field stamps; implementations are safe across processes.
  * {@link openRepository} opens one. Failures to reach the database are `STORE_UNAVAILABLE`
@@ -122,14 +130,16 @@ export interface RecordRepository {
   /** Ids of a resource after `afterId` (`""` for the start) in id order, at most `limit`. */
   recordIds(resource: string, afterId: string, limit: number): Promise<string[]>;
   /**
-   * Records of a data subject after `after` (undefined for the start) in (resource, id) order,
-   * at most `limit`. A record deleted while the page is read is left out of it.
+   * One page of a data subject's records after `after` (undefined for the start) in (resource,
+   * id) order: at most `limit` keys are read and a record deleted meanwhile is left out, so a
+   * page may be short or empty with more to come. `next` is where the following page starts;
+   * undefined when there is none.
    */
   subjectRecords(
     subjectId: string,
     after: RecordKey | undefined,
     limit: number,
-  ): Promise<StoredRecord[]>;
+  ): Promise<SubjectPage>;
   /** Stored encrypted fields grouped by resource, path and writer. */
   writerCounts(): Promise<WriterCount[]>;
   /**

@@ -26,6 +26,7 @@ import type {
   RecordRepository,
   ReplaceOutcome,
   StoredRecord,
+  SubjectPage,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -275,13 +276,16 @@ class SqliteRepository implements RecordRepository {
     subjectId: string,
     after: RecordKey | undefined,
     limit: number,
-  ): Promise<StoredRecord[]> {
+  ): Promise<SubjectPage> {
     const keys = this.#database
       .prepare(
         "SELECT resource, id FROM kmse_records WHERE subject_id = ? AND (resource, id) > (?, ?) ORDER BY resource, id LIMIT ?",
       )
       .all(subjectId, after?.resource ?? "", after?.id ?? "", limit) as RecordKey[];
-    return inKeyOrder(keys, (resource, ids) => this.getMany(resource, ids));
+    return {
+      records: await inKeyOrder(keys, (resource, ids) => this.getMany(resource, ids)),
+      next: keys.length === limit ? keys[keys.length - 1] : undefined,
+    };
   }
 
   async writerCounts(): Promise<WriterCount[]> {

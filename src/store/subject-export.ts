@@ -47,9 +47,9 @@ export async function* subjectRecords(
   let after: RecordKey | undefined;
   for (;;) {
     const page = await repository.subjectRecords(subjectId, after, PAGE);
-    for (const record of page) yield exported(record, subjectId);
-    if (page.length < PAGE) return;
-    after = page[page.length - 1];
+    for (const record of page.records) yield exported(record, subjectId);
+    if (page.next === undefined) return;
+    after = page.next;
   }
 }
 

@@ -9,6 +9,7 @@ import pg from "pg";
 import type { FieldStamp } from "../../src/fields/field-codec.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
+import { subjectRecords } from "../../src/store/subject-export.js";
 import { hasCode } from "../support/error-assertions.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
@@ -336,15 +337,42 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       let after: { resource: string; id: string } | undefined;
       for (;;) {
         const page = await repository.subjectRecords("bob", after, 2);
-        seen.push(...page.map((entry) => `${entry.resource}/${entry.id}`));
+        seen.push(...page.records.map((entry) => `${entry.resource}/${entry.id}`));
         assert.ok(
-          page.every((entry) => entry.subjectId === "bob"),
+          page.records.every((entry) => entry.subjectId === "bob"),
           "only bob's records",
         );
-        if (page.length < 2) break;
-        after = page[page.length - 1];
+        if (page.next === undefined) break;
+        after = page.next;
       }
       assert.deepEqual(seen, ["audit/a-9", "credentials/bob-c", "users/u-1", "users/u-2"]);
+    });
+
+    test("a subject's export is complete when a whole page is deleted while it is read", async () => {
+      const resource = "deletions";
+      const ids = Array.from({ length: 501 }, (_, index) => `d-${String(index).padStart(3, "0")}`);
+      await repository.insert(
+        resource,
+        ids.map((id) => ({ ...(record(id)[1][0] as NewRecord), subjectId: "dana" })),
+      );
+      // The application deletes the first page's records between the key read and the fetch.
+      let raced = false;
+      const getMany = repository.getMany.bind(repository);
+      repository.getMany = async (name, wanted) => {
+        if (!raced) {
+          raced = true;
+          for (const id of wanted) await repository.delete({ resource: name, id });
+        }
+        return getMany(name, wanted);
+      };
+      const exported: string[] = [];
+      try {
+        for await (const entry of subjectRecords(repository, "dana")) exported.push(entry.id);
+      } finally {
+        repository.getMany = getMany;
+      }
+      assert.ok(raced, "the fetch was raced");
+      assert.deepEqual(exported, ["d-500"]);
     });
 
     test("reopening migrates nothing twice; a newer schema is refused with what to do", async () => {
