@@ -125,8 +125,11 @@ export async function runCliReadingOneLine(
   return { code, stdout: cli.stdout(), stderr: cli.stderr() };
 }
 
-// The test runner's own KMS_ENVELOPE_* or key variables must not leak into the daemons.
-function cleanEnvironment(): NodeJS.ProcessEnv {
+/**
+ * The test runner's environment without its KMS_ENVELOPE_* or key variables, which must not
+ * leak into the processes a test starts.
+ */
+export function cleanEnvironment(): NodeJS.ProcessEnv {
   return Object.fromEntries(
     Object.entries(process.env).filter(
       ([name]) => !name.startsWith("KMS_ENVELOPE_") && !name.startsWith("ENCRYPTION_MASTER_KEY"),
