@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFile, cp, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -19,6 +20,7 @@ import {
 
 const run = promisify(execFile);
 const EXAMPLE = join(PACKAGE_ROOT, "examples/users-and-tokens");
+const PROVIDER_EXAMPLE = join(PACKAGE_ROOT, "examples/custom-provider/kek-file.mjs");
 const SQLITE_ADDON = "node_modules/better-sqlite3/build/Release/better_sqlite3.node";
 
 let workspace: { path: string; remove: () => Promise<void> };
@@ -35,6 +37,9 @@ before(async () => {
   tarball = join(workspace.path, packed.stdout.trim().split("\n").at(-1) ?? "");
   app = join(workspace.path, "app");
   await cp(EXAMPLE, app, { recursive: true });
+  // The provider example sits in the application's project, where its `kms-envelope/providers`
+  // import resolves to the installed package, as it would for a team that copies it.
+  await copyFile(PROVIDER_EXAMPLE, join(app, "kek-file.mjs"));
   const manifest = JSON.parse(await readFile(join(app, "package.json"), "utf8"));
   manifest.dependencies["kms-envelope"] = `file:${tarball}`;
   await writeFile(join(app, "package.json"), JSON.stringify(manifest, null, 2));
@@ -99,12 +104,13 @@ describe("the packed package", () => {
       assert.equal(database.includes(secret), false, `${secret} is stored in the clear`);
   });
 
-  it("type-checks the example against the shipped declarations", async () => {
+  it("type-checks the examples against the shipped declarations", async () => {
     const compiler = join(PACKAGE_ROOT, "node_modules/.bin/tsc");
     const flags = ["--noEmit", "--allowJs", "--checkJs", "--strict", "--skipLibCheck"];
     const resolution = ["--module", "nodenext", "--moduleResolution", "nodenext"];
     const types = ["--typeRoots", join(PACKAGE_ROOT, "node_modules/@types"), "--types", "node"];
-    await run(compiler, [...flags, ...resolution, "--target", "es2022", ...types, "app.mjs"], {
+    const files = ["app.mjs", "kek-file.mjs"];
+    await run(compiler, [...flags, ...resolution, "--target", "es2022", ...types, ...files], {
       cwd: app,
     });
   });
@@ -127,6 +133,51 @@ describe("the packed package", () => {
       providerError: "function",
       errorCodes: true,
     });
+  });
+
+  it("loads the example custody provider into the installed command: keygen, rotate, conformance", async () => {
+    const cli: CliCommand = [join(app, "node_modules/.bin/kms-envelope")];
+    const provider = join(app, "kek-file.mjs");
+    const keyring = join(workspace.path, "keyring.yaml");
+    const kek = join(workspace.path, "kek");
+    const otherKek = join(workspace.path, "other-kek");
+    for (const path of [kek, otherKek]) await writeFile(path, randomBytes(32), { mode: 0o600 });
+    const keyRef = `file:${kek}`;
+    const keygen = await runCli(
+      ["keygen", "--provider", provider, "--key-ref", keyRef, "--keyring", keyring],
+      {},
+      20_000,
+      undefined,
+      cli,
+    );
+    assert.equal(keygen.code, 0, keygen.stderr);
+    assert.match(keygen.stdout, /^primary +kek-file:/);
+    const rotate = await runCli(
+      ["rotate", "--keyring", keyring, "--provider-module", provider],
+      {},
+      20_000,
+      undefined,
+      cli,
+    );
+    assert.equal(rotate.code, 0, rotate.stderr);
+    assert.match(rotate.stdout, /^active +kek-file:.*\nprimary +kek-file:/);
+    const conformance = await runCli(
+      [
+        "conformance",
+        "--provider",
+        provider,
+        "--key-ref",
+        keyRef,
+        "--other-key-ref",
+        `file:${otherKek}`,
+      ],
+      {},
+      20_000,
+      undefined,
+      cli,
+    );
+    assert.equal(conformance.code, 0, conformance.stdout + conformance.stderr);
+    assert.match(conformance.stdout, / 0 failed, 0 warnings, .*: conforms/);
   });
 
   it("serves from the installed command, and its field service seals in worker threads", async () => {
