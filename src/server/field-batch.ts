@@ -9,14 +9,13 @@ import type { OpenResponse } from "../wire/generated/kms_envelope/field/v1/OpenR
 import type { SealRequest__Output } from "../wire/generated/kms_envelope/field/v1/SealRequest.js";
 import type { SealResponse } from "../wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../wire/protos.js";
+import { checkName } from "./field-names.js";
 
 /** The field service's methods, by their proto names. */
 export type FieldMethod = "Seal" | "Open";
 
 /** Most records one Seal or Open call may carry; larger jobs are split by the client. */
 const MAX_RECORDS_PER_BATCH = 10_000;
-// Names end up inside length prefixes (≤ 65535 bytes); far smaller caps catch misuse early.
-const MAX_NAME_BYTES = 1024;
 
 /** How much one batch may ask for, so no single call can occupy a worker for long. */
 export interface FieldBatchLimits {
@@ -32,15 +31,6 @@ interface FieldBatchResult {
 }
 
 const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
-
-function checkName(value: string, what: string, index: number): void {
-  if (value === "") throw new InvalidRequestError(`records[${index}].${what} is required`);
-  if (Buffer.byteLength(value) > MAX_NAME_BYTES) {
-    throw new InvalidRequestError(
-      `records[${index}].${what} is longer than ${MAX_NAME_BYTES} bytes`,
-    );
-  }
-}
 
 /** Validates the batch at the edge and counts its fields; names the first bad record. */
 function fromWire<Value>(
@@ -59,9 +49,9 @@ function fromWire<Value>(
   }
   let total = 0;
   const checked = records.map((record, index) => {
-    checkName(record.workspace, "workspace", index);
-    checkName(record.resource, "resource", index);
-    checkName(record.record_id, "record_id", index);
+    checkName(record.workspace, `records[${index}].workspace`);
+    checkName(record.resource, `records[${index}].resource`);
+    checkName(record.record_id, `records[${index}].record_id`);
     const names = Object.keys(record.fields);
     if (names.length > limits.maxFieldsPerRecord) {
       throw new InvalidRequestError(
@@ -74,7 +64,7 @@ function fromWire<Value>(
         `the batch has more than ${limits.maxFieldsPerRequest} fields (--max-fields-per-request): split it into smaller batches`,
       );
     }
-    for (const field of names) checkName(field, "fields key", index);
+    for (const field of names) checkName(field, `records[${index}].fields key`);
     return recordFromWire(record);
   });
   return { records: checked, fields: total };
