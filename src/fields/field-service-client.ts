@@ -1,6 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
+import { InvalidRequestError } from "../errors.js";
+import type { LookupQuery } from "../keys/field-lookup.js";
 import { recordFromWire, recordToWire } from "../wire/field-records.js";
+import type { LookupRequest } from "../wire/generated/kms_envelope/field/v1/LookupRequest.js";
+import type { LookupResponse__Output } from "../wire/generated/kms_envelope/field/v1/LookupResponse.js";
 import type { OpenRequest } from "../wire/generated/kms_envelope/field/v1/OpenRequest.js";
 import type { OpenResponse__Output } from "../wire/generated/kms_envelope/field/v1/OpenResponse.js";
 import type { SealRequest } from "../wire/generated/kms_envelope/field/v1/SealRequest.js";
@@ -21,9 +25,22 @@ interface SealedFields {
   readonly fields: Readonly<Record<string, string>>;
 }
 
+// A refused Lookup is a bad request (an unknown normalizer, too many values), not a bad record.
+const LOOKUP_REFUSALS = { [status.INVALID_ARGUMENT]: "INVALID_REQUEST" } as const;
+
+/** The UTF-8 of a value, refusing text that has none (a lone surrogate would become U+FFFD). */
+function utf8Of(value: string, index: number): Buffer {
+  if (/\p{Cs}/u.test(value)) {
+    throw new InvalidRequestError(
+      `values[${index}] is not well-formed Unicode (it has a lone surrogate): pass text that has a UTF-8 form`,
+    );
+  }
+  return Buffer.from(value, "utf8");
+}
+
 /**
- * The daemon's field service (proto/kms_envelope/field/v1): one Seal or Open round trip per
- * batch of records of one resource; the workspace keys never leave the daemon.
+ * The daemon's field service (proto/kms_envelope/field/v1): one Seal, Open or Lookup round trip
+ * per batch; the workspace keys never leave the daemon.
  */
 export class FieldServiceClient {
   readonly #field: UnaryConnection;
@@ -74,6 +91,28 @@ export class FieldServiceClient {
       stale: answer.stale,
       keyId: answer.key_id,
     };
+  }
+
+  /**
+   * The lookup tokens (SPEC.md §2.1) of `values` of one field: for each value, its token under
+   * every master-key version the daemon holds, the primary's (`keyId`) first. Normalizers are
+   * applied by the daemon, in the order given.
+   */
+  async lookup(query: LookupQuery): Promise<{ tokens: string[][]; keyId: string }> {
+    const request: LookupRequest = {
+      uid: randomUUID(),
+      workspace: query.workspace,
+      resource: query.resource,
+      field: query.field,
+      normalizers: [...query.normalizers],
+      values: query.values.map(utf8Of),
+    };
+    const answer = await this.#field.call<LookupResponse__Output>(
+      "Lookup",
+      request,
+      LOOKUP_REFUSALS,
+    );
+    return { tokens: answer.values.map((value) => value.tokens), keyId: answer.key_id };
   }
 
   /** The daemon's primary key id: what new field values are sealed under. */

@@ -11,6 +11,9 @@ const LATENCY_BUCKETS = [
 
 type CallLabels = "method" | "code";
 
+/** What the field service did with a value: the `operation` label of field_values_total. */
+export type FieldOperation = "seal" | "open" | "lookup";
+
 /** The daemon's Prometheus metrics; label values come from fixed sets only (bounded cardinality). */
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -79,7 +82,7 @@ export class DaemonMetrics {
     });
     this.#fieldValues = new Counter({
       name: `${METRIC_PREFIX}field_values_total`,
-      help: "Field values sealed or opened by the field service.",
+      help: "Field values sealed, opened or turned into lookup tokens by the field service.",
       labelNames: ["operation"],
       registers,
     });
@@ -184,8 +187,8 @@ export class DaemonMetrics {
     this.#providerSuspended.labels(provider).set(suspended ? 1 : 0);
   }
 
-  /** Counts field values sealed or opened. */
-  countFieldValues(operation: "seal" | "open", count: number): void {
+  /** Counts field values sealed, opened or turned into lookup tokens. */
+  countFieldValues(operation: FieldOperation, count: number): void {
     this.#fieldValues.labels(operation).inc(count);
   }
 }

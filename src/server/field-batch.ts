@@ -1,22 +1,25 @@
 import type { MethodDefinition } from "@grpc/grpc-js";
 import { wipe } from "../crypto/wipe.js";
 import { InvalidRequestError } from "../errors.js";
+import { lookupTokens } from "../keys/field-lookup.js";
 import { openRecords, sealRecords } from "../keys/field-sealing.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
 import { type FieldRecord, recordFromWire, recordToWire } from "../wire/field-records.js";
+import type { LookupRequest__Output } from "../wire/generated/kms_envelope/field/v1/LookupRequest.js";
+import type { LookupResponse } from "../wire/generated/kms_envelope/field/v1/LookupResponse.js";
 import type { OpenRequest__Output } from "../wire/generated/kms_envelope/field/v1/OpenRequest.js";
 import type { OpenResponse } from "../wire/generated/kms_envelope/field/v1/OpenResponse.js";
 import type { SealRequest__Output } from "../wire/generated/kms_envelope/field/v1/SealRequest.js";
 import type { SealResponse } from "../wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../wire/protos.js";
+import { checkName } from "./field-names.js";
+import { lookupQueryFromWire } from "./lookup-request.js";
 
 /** The field service's methods, by their proto names. */
-export type FieldMethod = "Seal" | "Open";
+export type FieldMethod = "Seal" | "Open" | "Lookup";
 
 /** Most records one Seal or Open call may carry; larger jobs are split by the client. */
 const MAX_RECORDS_PER_BATCH = 10_000;
-// Names end up inside length prefixes (≤ 65535 bytes); far smaller caps catch misuse early.
-const MAX_NAME_BYTES = 1024;
 
 /** How much one batch may ask for, so no single call can occupy a worker for long. */
 export interface FieldBatchLimits {
@@ -32,15 +35,6 @@ interface FieldBatchResult {
 }
 
 const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
-
-function checkName(value: string, what: string, index: number): void {
-  if (value === "") throw new InvalidRequestError(`records[${index}].${what} is required`);
-  if (Buffer.byteLength(value) > MAX_NAME_BYTES) {
-    throw new InvalidRequestError(
-      `records[${index}].${what} is longer than ${MAX_NAME_BYTES} bytes`,
-    );
-  }
-}
 
 /** Validates the batch at the edge and counts its fields; names the first bad record. */
 function fromWire<Value>(
@@ -59,9 +53,9 @@ function fromWire<Value>(
   }
   let total = 0;
   const checked = records.map((record, index) => {
-    checkName(record.workspace, "workspace", index);
-    checkName(record.resource, "resource", index);
-    checkName(record.record_id, "record_id", index);
+    checkName(record.workspace, `records[${index}].workspace`);
+    checkName(record.resource, `records[${index}].resource`);
+    checkName(record.record_id, `records[${index}].record_id`);
     const names = Object.keys(record.fields);
     if (names.length > limits.maxFieldsPerRecord) {
       throw new InvalidRequestError(
@@ -74,7 +68,7 @@ function fromWire<Value>(
         `the batch has more than ${limits.maxFieldsPerRequest} fields (--max-fields-per-request): split it into smaller batches`,
       );
     }
-    for (const field of names) checkName(field, "fields key", index);
+    for (const field of names) checkName(field, `records[${index}].fields key`);
     return recordFromWire(record);
   });
   return { records: checked, fields: total };
@@ -105,7 +99,8 @@ function decode<Request>(method: FieldMethod, message: Uint8Array): Request {
 
 /**
  * Runs one field-service call from serialized request to serialized response: decode,
- * validate, seal or open under `keys`, encode. Opened plaintexts are zeroed once encoded.
+ * validate, seal, open or compute lookup tokens under `keys`, encode. Opened plaintexts are
+ * zeroed once encoded.
  */
 export function runFieldBatch(
   keys: MasterKeySet,
@@ -124,6 +119,17 @@ export function runFieldBatch(
     };
     const response = definition.Seal.responseSerialize(answer);
     return { response, uid: request.uid, fields: plain.fields };
+  }
+  if (method === "Lookup") {
+    const request = decode<LookupRequest__Output>(method, message);
+    const query = lookupQueryFromWire(request, limits.maxFieldsPerRequest);
+    const looked = lookupTokens(keys, query);
+    const answer: LookupResponse = {
+      values: looked.tokens.map((tokens) => ({ tokens })),
+      key_id: looked.keyId,
+    };
+    const response = definition.Lookup.responseSerialize(answer);
+    return { response, uid: request.uid, fields: query.values.length };
   }
   const request = decode<OpenRequest__Output>(method, message);
   const sealed = fromWire(request.records, limits);

@@ -1,19 +1,20 @@
 import type { SealingService } from "../keys/sealing-service.js";
-import type { DaemonMetrics } from "../ops/metrics.js";
+import type { DaemonMetrics, FieldOperation } from "../ops/metrics.js";
 import type { FieldMethod } from "./field-batch.js";
 import type { FieldWorkerPool } from "./field-worker-pool.js";
 import type { RawHandler, ServiceHandlers } from "./grpc-server.js";
 
 /**
  * Handlers of `kms_envelope.field.v1.FieldService`. Health is checked here, on the main
- * thread; decoding, sealing and encoding run in the worker pool on the raw request bytes.
+ * thread; decoding, sealing, opening, lookup tokens and encoding run in the worker pool on the
+ * raw request bytes.
  */
 export function fieldService(
   envelope: SealingService,
   workers: FieldWorkerPool,
   metrics: DaemonMetrics,
 ): ServiceHandlers {
-  const handler = (method: FieldMethod, operation: "seal" | "open"): RawHandler => ({
+  const handler = (method: FieldMethod, operation: FieldOperation): RawHandler => ({
     raw: async (message) => {
       envelope.requireUsable();
       const outcome = await workers.run(method, message);
@@ -21,5 +22,9 @@ export function fieldService(
       return outcome;
     },
   });
-  return { Seal: handler("Seal", "seal"), Open: handler("Open", "open") };
+  return {
+    Seal: handler("Seal", "seal"),
+    Open: handler("Open", "open"),
+    Lookup: handler("Lookup", "lookup"),
+  };
 }

@@ -88,9 +88,16 @@ export class UnaryConnection {
     );
   }
 
-  /** Calls a method and answers, or throws KMS_PLUGIN_FAILED (or the mapped refusal). */
-  async call<T>(method: string, request: object): Promise<T> {
-    const { label, refusals } = this.#options;
+  /**
+   * Calls a method and answers, or throws KMS_PLUGIN_FAILED (or the mapped refusal). `refusals`
+   * replaces the connection's for a method whose refusals mean something else.
+   */
+  async call<T>(
+    method: string,
+    request: object,
+    refusals: UnaryConnectionOptions["refusals"] = this.#options.refusals,
+  ): Promise<T> {
+    const { label } = this.#options;
     if (this.#closed)
       throw new KmsEnvelopeError("KMS_PLUGIN_FAILED", `${label}: the engine is closed`);
     const result = await this.attempt<T>(method, request);

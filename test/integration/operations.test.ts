@@ -98,7 +98,7 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
     assert.equal(record.grpcCode, "INVALID_ARGUMENT");
   });
 
-  test("no plaintext, key or field value reaches any log line, even at debug level", async () => {
+  test("no plaintext, key, field value or lookup token reaches any log line, even at debug level", async () => {
     const marker = `MARKER-${randomBytes(12).toString("hex")}`;
     const plaintext = Buffer.from(marker);
     const v2 = await call<{ ciphertext: Buffer; key_id: string }>(suite.clients.kmsV2, "Encrypt", {
@@ -128,6 +128,12 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       ],
     });
     await call(suite.clients.field, "Open", { records: sealed.records });
+    const place = { workspace: "ws", resource: "users", field: "email", uid: "secret-test" };
+    const looked = await call<{ values: { tokens: string[] }[] }>(suite.clients.field, "Lookup", {
+      ...place,
+      normalizers: ["trim"],
+      values: [plaintext],
+    });
     // Failures too: a tampered value and a value moved to another record.
     const tampered = Buffer.from(v2.ciphertext);
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
@@ -138,6 +144,11 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
     });
     await callError(suite.clients.field, "Open", {
       records: [{ ...sealed.records[0], record_id: "u2" }],
+    });
+    await callError(suite.clients.field, "Lookup", {
+      ...place,
+      normalizers: ["upper"],
+      values: [plaintext],
     });
     await new Promise((resolve) => setTimeout(resolve, 200));
 
@@ -150,6 +161,7 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       "master key (base64)": masterKey,
       "master key (hex)": keyBytes.toString("hex"),
       "sealed field value": sealed.records[0]?.fields.email as string,
+      "lookup token": looked.values[0]?.tokens[0] as string,
       "v2 ciphertext (base64)": v2.ciphertext.toString("base64"),
     };
     for (const [what, text] of Object.entries(forbidden)) {

@@ -7,6 +7,7 @@ import { ProviderError } from "../../../providers/types.js";
 import { fieldContext, KMS_V1_CONTEXT, KMS_V2_CONTEXT } from "../../../src/crypto/contexts.js";
 import { formatFieldValue } from "../../../src/crypto/field-value.js";
 import { encodeKmsCiphertext } from "../../../src/crypto/kms-ciphertext.js";
+import { NORMALIZERS, parseLookupToken } from "../../../src/crypto/lookup-token.js";
 import { seal } from "../../../src/crypto/sealed.js";
 import { loadSecretbox } from "../../../src/crypto/secretbox.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
@@ -104,7 +105,11 @@ after(async () => {
   }
 });
 
-type Shape = "string" | "bytes" | { map: "string" | "bytes" } | { list: Shapes };
+type Shape =
+  | "string"
+  | "bytes"
+  | { map: "string" | "bytes" }
+  | { list: Shapes | "string" | "bytes" };
 type Shapes = Readonly<Record<string, Shape>>;
 
 const PLAIN_RECORD: Shapes = {
@@ -140,6 +145,18 @@ const METHODS: readonly { service: ServiceName; method: string; request: Shapes 
     method: "Open",
     request: { records: { list: SEALED_RECORD }, uid: "string" },
   },
+  {
+    service: "field",
+    method: "Lookup",
+    request: {
+      workspace: "string",
+      resource: "string",
+      field: "string",
+      normalizers: { list: "string" },
+      values: { list: "bytes" },
+      uid: "string",
+    },
+  },
 ];
 
 function definitionOf(service: ServiceName, method: string): Definition {
@@ -161,7 +178,10 @@ function assertShape(value: unknown, shapes: Shapes, path = "request"): void {
     if (typeof shape === "string") assertScalar(field, shape, at);
     else if ("list" in shape) {
       assert.ok(Array.isArray(field), `${at} is not a list`);
-      for (const [i, item] of field.entries()) assertShape(item, shape.list, `${at}[${i}]`);
+      for (const [i, item] of field.entries()) {
+        if (typeof shape.list === "string") assertScalar(item, shape.list, `${at}[${i}]`);
+        else assertShape(item, shape.list, `${at}[${i}]`);
+      }
     } else {
       assert.ok(typeof field === "object" && field !== null, `${at} is not a map`);
       for (const [key, item] of Object.entries(field))
@@ -400,6 +420,23 @@ const REQUESTS: Record<string, fc.Arbitrary<object>> = {
     ),
     uid: fc.string(),
   }),
+  "field.Lookup": fc.record({
+    workspace: names,
+    resource: names,
+    field: fieldNames,
+    normalizers: fc.array(
+      fc.oneof(fc.constantFrom(...NORMALIZERS), fc.constantFrom("", "NFC", ...PROTOTYPE_NAMES)),
+      { maxLength: 4 },
+    ),
+    values: fc.array(
+      fc.oneof(
+        fc.string({ maxLength: 20 }).map((text) => Buffer.from(text)),
+        fc.uint8Array({ maxLength: 20 }),
+      ),
+      { maxLength: 10 },
+    ),
+    uid: fc.string(),
+  }),
 };
 
 describe("fuzz: daemon request decoding and handlers (every KMS v2, KMS v1beta1, field and health method)", () => {
@@ -520,6 +557,32 @@ describe("fuzz: daemon request decoding and handlers (every KMS v2, KMS v1beta1,
     );
   });
 
+  it("field Lookup answers, for every value, one token per loaded key version, primary first, or refuses the batch", async () => {
+    let answered = 0;
+    await fc.assert(
+      fc.asyncProperty(REQUESTS["field.Lookup"] as fc.Arbitrary<LookupShape>, async (request) => {
+        const message = definitionOf("field", "Lookup").requestSerialize(request);
+        const answer = await call(healthy, "field", "Lookup", message);
+        if (answer.kind !== "answered") return;
+        answered += 1;
+        const [response] = answer.responses as {
+          values: { tokens: string[] }[];
+          key_id: string;
+        }[];
+        assert.equal(response?.key_id, primaryKeyId);
+        assert.equal(response?.values.length, request.values.length);
+        for (const { tokens } of response?.values ?? []) {
+          assert.deepEqual(
+            tokens.map((token) => parseLookupToken(token).keyId),
+            [primaryKeyId, olderKeyId],
+          );
+        }
+      }),
+      runs(200),
+    );
+    assert.ok(answered > 0, "no generated request was valid: the property checked nothing");
+  });
+
   it('field Seal answers a sealed value for a field named "__proto__"', async () => {
     const request = {
       records: [
@@ -554,6 +617,10 @@ describe("fuzz: daemon request decoding and handlers (every KMS v2, KMS v1beta1,
     assert.equal(answer.kind, "answered");
   });
 });
+
+interface LookupShape {
+  values: Uint8Array[];
+}
 
 interface SealShape {
   records: { workspace: string; resource: string; record_id: string; fields: object }[];

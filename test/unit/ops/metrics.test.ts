@@ -96,8 +96,10 @@ describe("DaemonMetrics", () => {
     metrics.countFieldValues("seal", 3);
     metrics.countFieldValues("seal", 2);
     metrics.countFieldValues("open", 7);
+    metrics.countFieldValues("lookup", 4);
     assert.equal(await value(metrics, "field_values_total", { operation: "seal" }), 5);
     assert.equal(await value(metrics, "field_values_total", { operation: "open" }), 7);
+    assert.equal(await value(metrics, "field_values_total", { operation: "lookup" }), 4);
   });
 
   test("two instances have independent registries", async () => {
