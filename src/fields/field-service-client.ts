@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import { InvalidRequestError } from "../errors.js";
+import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
 import type { LookupQuery } from "../keys/field-lookup.js";
 import { recordFromWire, recordToWire } from "../wire/field-records.js";
 import type { LookupRequest } from "../wire/generated/kms_envelope/field/v1/LookupRequest.js";
@@ -25,8 +25,9 @@ interface SealedFields {
   readonly fields: Readonly<Record<string, string>>;
 }
 
-// A refused Lookup is a bad request (an unknown normalizer, too many values), not a bad record.
-const LOOKUP_REFUSALS = { [status.INVALID_ARGUMENT]: "INVALID_REQUEST" } as const;
+// A refused Seal or Lookup is a bad request (a bad name, an unknown normalizer, too many
+// values), not a record that does not decrypt.
+const REQUEST_REFUSALS = { [status.INVALID_ARGUMENT]: "INVALID_REQUEST" } as const;
 
 /** The UTF-8 of a value, refusing text that has none (a lone surrogate would become U+FFFD). */
 function utf8Of(value: string, index: number): Buffer {
@@ -45,6 +46,7 @@ function utf8Of(value: string, index: number): Buffer {
 export class FieldServiceClient {
   readonly #field: UnaryConnection;
   readonly #kms: UnaryConnection;
+  readonly #label: string;
 
   constructor(options: { socketPath: string; timeoutMs: number }) {
     const label = `kms-envelope daemon at ${options.socketPath}`;
@@ -55,14 +57,22 @@ export class FieldServiceClient {
       timeoutMs: options.timeoutMs,
       label,
     };
-    this.#field = new UnaryConnection(services.field, {
+    const daemon = {
       ...connection,
+      failure: {
+        code: "DAEMON_UNREACHABLE",
+        remedy: `check that the daemon is running and healthy (kms-envelope status --socket ${options.socketPath})`,
+      },
+    } as const;
+    this.#field = new UnaryConnection(services.field, {
+      ...daemon,
       refusals: {
         [status.INVALID_ARGUMENT]: "DECRYPTION_FAILED",
         [status.NOT_FOUND]: "UNKNOWN_KEY_ID",
       },
     });
-    this.#kms = new UnaryConnection(services.kmsV2, connection);
+    this.#kms = new UnaryConnection(services.kmsV2, daemon);
+    this.#label = label;
   }
 
   async seal(
@@ -73,8 +83,10 @@ export class FieldServiceClient {
       uid: randomUUID(),
       records: records.map((record) => recordToWire({ ...record, resource })),
     };
-    const answer = await this.#field.call<SealResponse__Output>("Seal", request);
-    return { records: answer.records.map(recordFromWire), keyId: answer.key_id };
+    const answer = await this.#field.call<SealResponse__Output>("Seal", request, REQUEST_REFUSALS);
+    const sealed = answer.records.map(recordFromWire);
+    this.#checkAnswer("Seal", records, sealed);
+    return { records: sealed, keyId: answer.key_id };
   }
 
   async open(
@@ -86,8 +98,10 @@ export class FieldServiceClient {
       records: records.map((record) => recordToWire({ ...record, resource })),
     };
     const answer = await this.#field.call<OpenResponse__Output>("Open", request);
+    const opened = answer.records.map(recordFromWire);
+    this.#checkAnswer("Open", records, opened);
     return {
-      records: answer.records.map(recordFromWire),
+      records: opened,
       stale: answer.stale,
       keyId: answer.key_id,
     };
@@ -110,7 +124,7 @@ export class FieldServiceClient {
     const answer = await this.#field.call<LookupResponse__Output>(
       "Lookup",
       request,
-      LOOKUP_REFUSALS,
+      REQUEST_REFUSALS,
     );
     return { tokens: answer.values.map((value) => value.tokens), keyId: answer.key_id };
   }
@@ -118,6 +132,28 @@ export class FieldServiceClient {
   /** The daemon's primary key id: what new field values are sealed under. */
   async primaryKeyId(): Promise<string> {
     return (await this.#kms.call<{ key_id: string }>("Status", {})).key_id;
+  }
+
+  /**
+   * The answer must hold exactly the records and fields asked about, in order: a missing field
+   * would otherwise read as empty bytes or be stored as nothing at all.
+   */
+  #checkAnswer(
+    method: string,
+    asked: readonly { recordId: string; fields: Readonly<Record<string, unknown>> }[],
+    answered: readonly { recordId: string; fields: Readonly<Record<string, unknown>> }[],
+  ): void {
+    const shape = (record: (typeof asked)[number]) =>
+      JSON.stringify([record.recordId, Object.keys(record.fields).sort()]);
+    const same =
+      asked.length === answered.length &&
+      asked.every((record, index) => shape(record) === shape(answered[index] as typeof record));
+    if (!same) {
+      throw new KmsEnvelopeError(
+        "DAEMON_UNREACHABLE",
+        `${this.#label}: ${method} answered other records or fields than it was asked for; check that the socket is a kms-envelope daemon of this version`,
+      );
+    }
   }
 
   close(): void {

@@ -33,9 +33,19 @@ interface UnaryConnectionOptions {
    * aside instead of stopping.
    */
   readonly refusals?: Partial<Record<grpc.status, ErrorCode>>;
+  /**
+   * The code of every other failure and what to do about it (default `KMS_PLUGIN_FAILED`,
+   * "check that the plugin is running and healthy").
+   */
+  readonly failure?: { readonly code: ErrorCode; readonly remedy: string };
   readonly observe?: CallObserver;
   readonly channelOptions?: grpc.ChannelOptions;
 }
+
+const PLUGIN_FAILURE = {
+  code: "KMS_PLUGIN_FAILED",
+  remedy: "check that the plugin is running and healthy",
+} as const;
 
 /**
  * The one gRPC client connection of the code base: a service on one socket, every call with a
@@ -89,7 +99,7 @@ export class UnaryConnection {
   }
 
   /**
-   * Calls a method and answers, or throws KMS_PLUGIN_FAILED (or the mapped refusal). `refusals`
+   * Calls a method and answers, or throws the connection's failure code (or the mapped refusal). `refusals`
    * replaces the connection's for a method whose refusals mean something else.
    */
   async call<T>(
@@ -97,14 +107,17 @@ export class UnaryConnection {
     request: object,
     refusals: UnaryConnectionOptions["refusals"] = this.#options.refusals,
   ): Promise<T> {
-    const { label } = this.#options;
-    if (this.#closed)
-      throw new KmsEnvelopeError("KMS_PLUGIN_FAILED", `${label}: the engine is closed`);
+    const { label, failure = PLUGIN_FAILURE } = this.#options;
+    if (this.#closed) throw new KmsEnvelopeError(failure.code, `${label}: the client is closed`);
     const result = await this.attempt<T>(method, request);
     if (result.ok) return result.value;
+    const refusal = refusals?.[result.code];
+    // A refusal is about the input, so the peer's own words say what is wrong with it.
+    if (refusal !== undefined)
+      throw new KmsEnvelopeError(refusal, `${label}: ${method} refused: ${result.details}`);
     throw new KmsEnvelopeError(
-      refusals?.[result.code] ?? "KMS_PLUGIN_FAILED",
-      `${label}: ${method} failed with ${result.codeName}: ${result.details}; check that the plugin is running and healthy`,
+      failure.code,
+      `${label}: ${method} failed with ${result.codeName}: ${result.details}; ${failure.remedy}`,
     );
   }
 

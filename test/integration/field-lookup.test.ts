@@ -181,7 +181,7 @@ describe("field-service Lookup over the daemon's Unix socket", () => {
         assert.equal((error as { code: string }).code, "INVALID_REQUEST");
         assert.match(
           (error as Error).message,
-          /Lookup failed with INVALID_ARGUMENT: field is required/,
+          /Lookup refused: field is required/,
         );
         return true;
       });
