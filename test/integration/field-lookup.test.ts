@@ -179,10 +179,7 @@ describe("field-service Lookup over the daemon's Unix socket", () => {
       });
       await assert.rejects(client.lookup({ ...query, field: "", values: ["a"] }), (error) => {
         assert.equal((error as { code: string }).code, "INVALID_REQUEST");
-        assert.match(
-          (error as Error).message,
-          /Lookup refused: field is required/,
-        );
+        assert.match((error as Error).message, /Lookup refused: field is required/);
         return true;
       });
     } finally {
