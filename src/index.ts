@@ -8,6 +8,7 @@
  * @packageDocumentation
  */
 
+export { NORMALIZERS, type Normalizer } from "./crypto/lookup-token.js";
 export {
   type ConfigProblem,
   InvalidEncryptionConfigurationError,

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { documentIssuesError } from "../config/issues.js";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
+import { NORMALIZERS, type Normalizer } from "../crypto/lookup-token.js";
 import { ConfigError } from "../errors.js";
 import type { FieldRoute } from "./field-codec.js";
 
@@ -21,6 +22,11 @@ export interface ResourceFields {
   readonly fields: ReadonlyMap<string, FieldType>;
   /** Plaintext fields the store's credential guard inspects (never encrypted). */
   readonly plaintextChecked: readonly string[];
+  /**
+   * Fields declared with `lookup` (string fields of field-service resources only): path to the
+   * normalizers their lookup tokens apply, in order. A field not here cannot be searched.
+   */
+  readonly lookups: ReadonlyMap<string, readonly Normalizer[]>;
 }
 
 /**
@@ -34,6 +40,8 @@ export interface FieldMap {
 
 const PATH = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$/;
 
+const fieldType = z.enum(["string", "json", "bytes"]);
+
 // zod drops a "__proto__" key from a record without a word, which would leave that field in
 // the clear (or, as the only field, declare the resource plain); such a map is refused instead.
 const fieldsSchema = z
@@ -42,7 +50,17 @@ const fieldsSchema = z
     (value) => typeof value !== "object" || value === null || !Object.hasOwn(value, "__proto__"),
     { message: '"__proto__" cannot name an encrypted field: rename the field in the application' },
   )
-  .pipe(z.record(z.string(), z.enum(["string", "json", "bytes"])));
+  .pipe(
+    z.record(
+      z.string(),
+      // The short form `email: string` is read as the long one, `{ type: string, lookup: [trim] }`,
+      // so a mistake in either is reported at the key at fault rather than as "invalid input".
+      z.preprocess(
+        (field) => (typeof field === "string" ? { type: field } : field),
+        z.strictObject({ type: fieldType, lookup: z.array(z.enum(NORMALIZERS)).optional() }),
+      ),
+    ),
+  );
 
 const schema = z.strictObject({
   apiVersion: z.literal("kms-envelope/v1"),
@@ -72,7 +90,9 @@ function overlapping(paths: readonly string[]): [string, string] | undefined {
  * @throws `INVALID_CONFIG` for anything unknown or inconsistent: unknown keys, a resource
  * listed twice, fields without a route or a route without fields, a path that is not
  * dot-separated names, a path inside another encrypted path, a plaintextChecked path that is
- * also encrypted, or a field named `__proto__`.
+ * also encrypted, a field named `__proto__`, or a `lookup` that is not a list of known
+ * normalizers, is on a field that is not `string`, or is on a resource whose route is not
+ * `field-service`.
  */
 export function parseFieldMap(text: string, source = "field map"): FieldMap {
   const document = parseYamlText(text, source);
@@ -87,7 +107,11 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
         `${entry.resource} is listed twice`,
         "merge the entries",
       );
-    const paths = Object.keys(entry.fields ?? {});
+    const declared = Object.entries(entry.fields ?? {}).map(([path, field]) => ({
+      path,
+      ...field,
+    }));
+    const paths = declared.map((field) => field.path);
     // An entry without fields is how a resource is declared plain on purpose (the field layer
     // refuses resources the map does not list); a route there would promise encryption.
     if (paths.length > 0 && entry.route === undefined)
@@ -124,11 +148,34 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
         `${both} is also an encrypted field`,
         "drop it from plaintextChecked: an encrypted field is never stored in the clear",
       );
+    const lookups = new Map<string, readonly Normalizer[]>();
+    for (const { path, type, lookup } of declared) {
+      if (lookup === undefined) continue;
+      const setting = `${place}.fields.${path}.lookup`;
+      // Tokens are HMACs under the values' order of bytes; only text has a normal form to apply
+      // normalizers to, and a JSON or bytes value's equality is rarely what an application means.
+      if (type !== "string")
+        throw new ConfigError(
+          setting,
+          `is given for a ${type} field; only string fields can have lookup tokens`,
+          `drop lookup from ${path}, or store the value to search for as a string field of its own`,
+        );
+      // Tokens are keyed by the daemon's workspace keys (SPEC.md §2.1); the engine route runs
+      // in process on an EncryptionConfiguration, which has no workspaces and no key to key them by.
+      if (entry.route !== "field-service")
+        throw new ConfigError(
+          setting,
+          `is given on ${entry.resource}, whose route is ${entry.route}; lookup tokens are computed by the daemon under workspace keys, which the engine route does not use`,
+          `give ${entry.resource} route: field-service to search ${path}, or drop lookup`,
+        );
+      lookups.set(path, lookup);
+    }
     resources.set(entry.resource, {
       resource: entry.resource,
       route: entry.route,
-      fields: new Map(Object.entries(entry.fields ?? {})),
+      fields: new Map(declared.map(({ path, type }) => [path, type])),
       plaintextChecked,
+      lookups,
     });
   }
   return { resources };

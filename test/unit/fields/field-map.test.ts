@@ -92,9 +92,57 @@ describe("field maps", () => {
       `${header}resources: [{ resource: a, fields: { __proto__: {} } }]`,
       /resources.0.fields: "__proto__" cannot name an encrypted field/,
     ],
+    [
+      "a lookup on a json field",
+      `${header}resources: [{ resource: a, route: field-service, fields: { x: { type: json, lookup: [trim] } } }]`,
+      /resources.0.fields.x.lookup: is given for a json field; only string fields can have lookup tokens \(drop lookup from x/,
+    ],
+    [
+      "a lookup on an engine resource",
+      `${header}resources: [{ resource: a, route: engine, fields: { email: { type: string, lookup: [] } } }]`,
+      /resources.0.fields.email.lookup: is given on a, whose route is engine; .*workspace keys.* \(give a route: field-service to search email, or drop lookup\)/,
+    ],
+    [
+      "an unknown normalizer",
+      `${header}resources: [{ resource: a, route: field-service, fields: { x: { type: string, lookup: [casefold] } } }]`,
+      /resources.0.fields.x.lookup.0: Invalid option: expected one of "trim"\|"lowercase"\|"nfc"/,
+    ],
+    [
+      "an unknown key in a field",
+      `${header}resources: [{ resource: a, route: field-service, fields: { x: { type: string, index: true } } }]`,
+      /resources.0.fields.x: Unrecognized key: "index"/,
+    ],
+    [
+      "a long form without a type",
+      `${header}resources: [{ resource: a, route: field-service, fields: { x: { lookup: [trim] } } }]`,
+      /resources.0.fields.x.type: Invalid option/,
+    ],
   ];
   for (const [name, text, message] of invalid)
     it(`refuses: ${name}`, () => assert.throws(() => parseFieldMap(text), message));
+
+  it("a field may be written long, with the normalizers of its lookup tokens; the short form stays", () => {
+    const map = parseFieldMap(
+      `${header}resources:\n  - resource: users\n    route: field-service\n    fields:\n      email: { type: string, lookup: [trim, lowercase] }\n      handle: { type: string, lookup: [] }\n      name: { type: string }\n      bio: string\n`,
+    );
+    const users = map.resources.get("users");
+    assert.deepEqual(
+      users?.fields,
+      new Map([
+        ["email", "string"],
+        ["handle", "string"],
+        ["name", "string"],
+        ["bio", "string"],
+      ]),
+    );
+    assert.deepEqual(
+      users?.lookups,
+      new Map([
+        ["email", ["trim", "lowercase"]],
+        ["handle", []],
+      ]),
+    );
+  });
 
   it("an entry with no fields (and no route) declares a resource stored in the clear on purpose", () => {
     const map = parseFieldMap(
@@ -105,6 +153,7 @@ describe("field maps", () => {
       route: undefined,
       fields: new Map(),
       plaintextChecked: [],
+      lookups: new Map(),
     });
     assert.deepEqual(map.resources.get("drafts")?.plaintextChecked, ["title"]);
   });
