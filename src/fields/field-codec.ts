@@ -56,6 +56,17 @@ export interface FieldRecord {
   readonly workspace?: string;
 }
 
+/**
+ * The lookup token (SPEC.md §2.1) of one field of a sealed record, under the primary master-key
+ * version: what a store indexes so the record can be found by the field's value.
+ */
+export interface LookupToken {
+  /** The field path, as the field map names it. */
+  readonly path: string;
+  /** `kmsl:v1:<key id>:<tag>`; reveals equality of values of this field, nothing else. */
+  readonly token: string;
+}
+
 /** One record as {@link FieldCodec.seal} returns it, in input order. */
 export interface SealedRecord {
   /** The input record's id. */
@@ -64,6 +75,11 @@ export interface SealedRecord {
   readonly document: JsonObject;
   /** One stamp per field sealed, for the store to keep beside the document. */
   readonly stamps: readonly FieldStamp[];
+  /**
+   * One token per present field the field map declares a lookup for, for the store to index in
+   * the same transaction as the document; absent or empty when there is none.
+   */
+  readonly tokens?: readonly LookupToken[];
 }
 
 /** One record as {@link FieldCodec.open} returns it, in input order. */
@@ -134,6 +150,19 @@ export interface FieldCodec {
    * daemon unreachable).
    */
   currentWriter(resource: string, path: string): Promise<Pick<FieldStamp, "provider" | "keyId">>;
+  /**
+   * The tokens a search for `value` in a lookup field matches: its token under every master-key
+   * version the daemon holds, the primary's first, so records indexed before a rotation are
+   * found until rewrap moves them.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param path - A field the map declares a lookup for.
+   * @param workspace - The workspace whose records are searched; tokens of another never match.
+   * @param value - The value searched for, before normalizing (the field's normalizers apply).
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the field has no lookup or the workspace
+   * is empty; `DAEMON_UNREACHABLE` when the daemon does not answer.
+   */
+  tokensFor(resource: string, path: string, workspace: string, value: string): Promise<string[]>;
   /** The encrypted field paths the field map lists for a resource (`[]` if none; never throws). */
   encryptedPaths(resource: string): readonly string[];
   /** Releases connections to plugins and the daemon; idempotent. */

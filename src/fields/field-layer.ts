@@ -1,13 +1,19 @@
 import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
 import type { ResourceTransformers } from "../engine/encryption-engine.js";
-import { ConfigError, InvalidRequestError, MalformedCiphertextError } from "../errors.js";
+import {
+  ConfigError,
+  InvalidRequestError,
+  KmsEnvelopeError,
+  MalformedCiphertextError,
+} from "../errors.js";
 import type {
   FieldCodec,
   FieldRecord,
   FieldRoute,
   FieldStamp,
   JsonObject,
+  LookupToken,
   OpenedRecord,
   SealedRecord,
 } from "./field-codec.js";
@@ -183,7 +189,10 @@ export class MapFieldLayer implements FieldLayer {
       ...item,
       bytes: valueToBytes(value, item.type, item.where),
     }));
-    const stored = await this.#sealItems(resource, spec.route, records, items);
+    const [stored, tokens] = await Promise.all([
+      this.#sealItems(resource, spec.route, records, items),
+      this.#lookupTokens(resource, spec, records, items),
+    ]);
     const documents = records.map((record) => record.document);
     const stamps = records.map((): FieldStamp[] => []);
     for (const [i, item] of items.entries()) {
@@ -199,7 +208,33 @@ export class MapFieldLayer implements FieldLayer {
       id: record.id,
       document: documents[index] as JsonObject,
       stamps: stamps[index] as FieldStamp[],
+      tokens: tokens[index] as LookupToken[],
     }));
+  }
+
+  async tokensFor(
+    resource: string,
+    path: string,
+    workspace: string,
+    value: string,
+  ): Promise<string[]> {
+    const normalizers = this.#spec(resource)?.lookups.get(path);
+    if (normalizers === undefined)
+      throw new InvalidRequestError(
+        `${resource} ${path} has no lookup, so it cannot be searched: declare it in the field map as { type: string, lookup: [trim, lowercase] } (or the normalizers it needs) and compute the tokens of stored records`,
+      );
+    if (workspace === "")
+      throw new InvalidRequestError(
+        `${resource}: a lookup needs the workspace to search (tokens are keyed per workspace)`,
+      );
+    const answer = await this.#needService().lookup({
+      workspace,
+      resource,
+      field: path,
+      normalizers,
+      values: [value],
+    });
+    return answer.tokens[0] ?? [];
   }
 
   /**
@@ -345,6 +380,54 @@ export class MapFieldLayer implements FieldLayer {
           items.push({ record, path, type, where: `${resource} ${id} ${path}`, value });
       }
     return items;
+  }
+
+  /**
+   * The primary-version token of each present lookup field, per record: one Lookup call per
+   * workspace and field in the batch (a call is about one of each). Only the primary token is
+   * kept: a search asks for every version's tokens, so older ones need not be stored.
+   */
+  async #lookupTokens(
+    resource: string,
+    spec: ResourceFields,
+    records: readonly FieldRecord[],
+    items: readonly PlainItem[],
+  ): Promise<LookupToken[][]> {
+    const tokens = records.map((): LookupToken[] => []);
+    const groups = new Map<string, { workspace: string; path: string; items: PlainItem[] }>();
+    for (const item of items) {
+      if (!spec.lookups.has(item.path)) continue;
+      const workspace = (records[item.record] as FieldRecord).workspace ?? "";
+      const key = JSON.stringify([workspace, item.path]);
+      const group = groups.get(key) ?? { workspace, path: item.path, items: [] };
+      group.items.push(item);
+      groups.set(key, group);
+    }
+    // Seal refuses records without a workspace at once; so does this, before any call.
+    if (groups.size === 0 || [...groups.values()].some((group) => group.workspace === ""))
+      return tokens;
+    await Promise.all(
+      [...groups.values()].map(async ({ workspace, path, items: grouped }) => {
+        const answer = await this.#needService().lookup({
+          workspace,
+          resource,
+          field: path,
+          normalizers: spec.lookups.get(path) ?? [],
+          // A lookup field is a string field, and seal has checked the value is a string.
+          values: grouped.map((item) => Buffer.from(item.bytes).toString("utf8")),
+        });
+        for (const [index, item] of grouped.entries()) {
+          const token = answer.tokens[index]?.[0];
+          if (token === undefined)
+            throw new KmsEnvelopeError(
+              "DAEMON_UNREACHABLE",
+              `the daemon answered Lookup for ${resource} ${path} without a token for every value; check that the socket is a kms-envelope daemon of this version`,
+            );
+          tokens[item.record]?.push({ path, token });
+        }
+      }),
+    );
+    return tokens;
   }
 
   async #sealItems(

@@ -22,6 +22,8 @@ function withOverrides(codec: FieldCodec, overrides: Partial<FieldCodec>): Field
     currentWriter: (resource, path) => codec.currentWriter(resource, path),
     encryptedPaths: (resource) => codec.encryptedPaths(resource),
     checkResource: (resource) => codec.checkResource(resource),
+    tokensFor: (resource, path, workspace, value) =>
+      codec.tokensFor(resource, path, workspace, value),
     close: () => codec.close(),
     ...overrides,
   };

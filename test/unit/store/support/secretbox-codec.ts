@@ -128,6 +128,12 @@ export class SecretboxCodec implements FieldCodec {
     });
   }
 
+  /** Declares no lookups: the store's searches are tested through the daemon. */
+  async tokensFor(resource: string, path: string): Promise<string[]> {
+    this.checkResource(resource);
+    throw new KmsEnvelopeError("INVALID_REQUEST", `test codec: ${resource} ${path} has no lookup`);
+  }
+
   async close(): Promise<void> {}
 
   #fieldKey(keyId: string, resource: string, path: string, id: string): Buffer {
