@@ -105,6 +105,7 @@ export class EncryptedStore {
         workspace: input.workspace ?? null,
         document: (sealed[index] as SealedRecord).document,
         stamps: (sealed[index] as SealedRecord).stamps,
+        tokens: (sealed[index] as SealedRecord).tokens ?? [],
       })),
     );
     return stored.map((record, index) =>
@@ -133,6 +134,52 @@ export class EncryptedStore {
     ]);
     if (opened === undefined) throw new Error(`the codec returned no record for ${resource} ${id}`);
     return plain(stored, opened.document, opened.stale);
+  }
+
+  /**
+   * Finds and opens the records of one workspace whose field equals `value` after the field's
+   * normalizers (so `" Ada@Example.com"` finds `ada@example.com` when the map says
+   * `lookup: [trim, lowercase]`), in id order. Tokens of every master-key version the daemon
+   * holds are matched, so records written before a rotation are found until rewrap moves them.
+   *
+   * @param resource - The resource as the field map names it.
+   * @param query - `field`: a field the map declares a lookup for; `value`: the value searched
+   * for; `workspace`: the workspace searched (tokens are keyed per workspace, so another
+   * workspace's records never match).
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the field has no lookup in the field map;
+   * the codec's errors when a found record does not open.
+   */
+  async find(
+    resource: string,
+    query: { field: string; value: string; workspace: string },
+  ): Promise<PlainRecord[]> {
+    this.#codec.checkResource(resource);
+    const tokens = await this.#codec.tokensFor(resource, query.field, query.workspace, query.value);
+    const ids = await this.#repository.recordsWithToken(resource, query.field, tokens);
+    // The token already says which workspace; the stored column says it again, so a found
+    // record of another workspace (a token copied between rows) is never returned.
+    const byId = new Map(
+      (await this.#repository.getMany(resource, ids)).map((record) => [record.id, record]),
+    );
+    const stored = ids.flatMap((id) => {
+      const record = byId.get(id);
+      return record !== undefined && record.workspace === query.workspace ? [record] : [];
+    });
+    if (stored.length === 0) return [];
+    const opened = await this.#codec.open(
+      resource,
+      stored.map((record) => ({
+        id: record.id,
+        document: record.document,
+        ...workspaceOf(record),
+      })),
+    );
+    return stored.map((record, index) => {
+      const openedRecord = opened[index];
+      if (openedRecord === undefined)
+        throw new Error(`the codec returned no record for ${resource} ${record.id}`);
+      return plain(record, openedRecord.document, openedRecord.stale);
+    });
   }
 
   /**
@@ -166,7 +213,13 @@ export class EncryptedStore {
       { id, workspace: current.workspace, document },
     ])) as [SealedRecord];
     const outcome = await this.#repository.replace(resource, [
-      { id, expectedVersion, document: sealed.document, stamps: sealed.stamps },
+      {
+        id,
+        expectedVersion,
+        document: sealed.document,
+        stamps: sealed.stamps,
+        tokens: sealed.tokens ?? [],
+      },
     ]);
     const version = outcome.written.get(id);
     if (version === undefined) {

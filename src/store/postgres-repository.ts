@@ -6,7 +6,7 @@
  */
 import pg from "pg";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
-import type { FieldStamp } from "../fields/field-codec.js";
+import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
 import { postgresSettings } from "./postgres-connection.js";
 import {
   alreadyExists,
@@ -121,7 +121,7 @@ class PostgresRepository implements RecordRepository {
   }
 
   async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
-    for (const record of records) checkStamps(record.id, record.stamps);
+    for (const record of records) checkStamps(record.id, record.stamps, record.tokens);
     if (records.length === 0) return [];
     try {
       return await this.#transaction(async (client) => {
@@ -142,6 +142,11 @@ class PostgresRepository implements RecordRepository {
           client,
           resource,
           records.map((record) => [record.id, record.stamps] as const),
+        );
+        await insertTokens(
+          client,
+          resource,
+          records.map((record) => [record.id, record.tokens ?? []] as const),
         );
         const byId = new Map(rows.map((row) => [row.id, recordRow(row)]));
         return records.map((record) =>
@@ -185,7 +190,8 @@ class PostgresRepository implements RecordRepository {
     resource: string,
     replacements: readonly RecordReplacement[],
   ): Promise<ReplaceOutcome> {
-    for (const replacement of replacements) checkStamps(replacement.id, replacement.stamps);
+    for (const replacement of replacements)
+      checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     if (replacements.length === 0) return { written: new Map(), conflicts: [] };
     return this.#transaction(async (client) => {
       // Locking the rows in key order first means two batch writers (two rewraps) queue behind
@@ -221,6 +227,17 @@ class PostgresRepository implements RecordRepository {
           .filter((entry) => written.has(entry.id))
           .map((entry) => [entry.id, entry.stamps] as const),
       );
+      await client.query(
+        "DELETE FROM kmse_lookup_tokens WHERE resource = $1 AND record_id = ANY($2::text[])",
+        [resource, writtenIds],
+      );
+      await insertTokens(
+        client,
+        resource,
+        replacements
+          .filter((entry) => written.has(entry.id))
+          .map((entry) => [entry.id, entry.tokens ?? []] as const),
+      );
       const conflicts = replacements
         .filter((entry) => !written.has(entry.id))
         .map((entry) => entry.id);
@@ -240,6 +257,19 @@ class PostgresRepository implements RecordRepository {
             [key.resource, key.id, expectedVersion],
           );
     return (result.rowCount ?? 0) > 0;
+  }
+
+  async recordsWithToken(
+    resource: string,
+    path: string,
+    tokens: readonly string[],
+  ): Promise<string[]> {
+    if (tokens.length === 0) return [];
+    const { rows } = await this.#query<{ record_id: string }>(
+      "SELECT DISTINCT record_id FROM kmse_lookup_tokens WHERE resource = $1 AND path = $2 AND token = ANY($3::text[]) ORDER BY record_id",
+      [resource, path, tokens],
+    );
+    return rows.map((row) => row.record_id);
   }
 
   async resources(): Promise<string[]> {
@@ -392,6 +422,25 @@ async function insertStamps(
       rows.map((row) => row.stamp.route),
       rows.map((row) => row.stamp.provider),
       rows.map((row) => row.stamp.keyId),
+    ],
+  );
+}
+
+async function insertTokens(
+  client: pg.PoolClient,
+  resource: string,
+  records: readonly (readonly [string, readonly LookupToken[]])[],
+): Promise<void> {
+  const rows = records.flatMap(([id, tokens]) => tokens.map((token) => ({ id, token })));
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO kmse_lookup_tokens (resource, record_id, path, token)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])`,
+    [
+      resource,
+      rows.map((row) => row.id),
+      rows.map((row) => row.token.path),
+      rows.map((row) => row.token.token),
     ],
   );
 }

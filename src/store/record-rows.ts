@@ -4,7 +4,7 @@
  */
 
 import { KmsEnvelopeError } from "../errors.js";
-import type { FieldRoute, FieldStamp, JsonObject } from "../fields/field-codec.js";
+import type { FieldRoute, FieldStamp, JsonObject, LookupToken } from "../fields/field-codec.js";
 import type { PathWriter, RecordKey, StoredRecord } from "./repository.js";
 
 /** A kmse_records row as both drivers return it (updated_at normalised by the caller). */
@@ -35,17 +35,26 @@ export function documentText(document: JsonObject): string {
   return JSON.stringify(document);
 }
 
-/** Checks that a record's stamps name each path once, before anything is written. */
-export function checkStamps(id: string, stamps: readonly FieldStamp[]): void {
-  const paths = new Set<string>();
-  for (const stamp of stamps) {
-    if (paths.has(stamp.path)) {
-      throw new KmsEnvelopeError(
-        "INVALID_REQUEST",
-        `record ${JSON.stringify(id)} has two stamps for field ${JSON.stringify(stamp.path)}; the codec must stamp each field once`,
-      );
+/** Checks that a record's stamps and tokens each name a path once, before anything is written. */
+export function checkStamps(
+  id: string,
+  stamps: readonly FieldStamp[],
+  tokens: readonly LookupToken[] = [],
+): void {
+  for (const [what, entries] of [
+    ["stamps", stamps],
+    ["lookup tokens", tokens],
+  ] as const) {
+    const paths = new Set<string>();
+    for (const { path } of entries) {
+      if (paths.has(path)) {
+        throw new KmsEnvelopeError(
+          "INVALID_REQUEST",
+          `record ${JSON.stringify(id)} has two ${what} for field ${JSON.stringify(path)}; the codec must give each field one`,
+        );
+      }
+      paths.add(path);
     }
-    paths.add(stamp.path);
   }
 }
 

@@ -4,7 +4,7 @@
  * FieldCodec (src/fields/field-codec.ts) and their stamps are kept beside them, so "which fields
  * are not under the current writer" is a query over stamps, not a scan of ciphertexts.
  */
-import type { FieldStamp, JsonObject } from "../fields/field-codec.js";
+import type { FieldStamp, JsonObject, LookupToken } from "../fields/field-codec.js";
 
 /** Identifies one record: its resource (as the field map names it) and its id there. */
 export interface RecordKey {
@@ -42,6 +42,8 @@ export interface NewRecord {
   readonly document: JsonObject;
   /** The codec's stamps for the document, at most one per path. */
   readonly stamps: readonly FieldStamp[];
+  /** The codec's lookup tokens for the document, at most one per path; default none. */
+  readonly tokens?: readonly LookupToken[];
 }
 
 /** A replacement of a record's document that only applies while it is still at `expectedVersion`. */
@@ -54,6 +56,11 @@ export interface RecordReplacement {
   readonly document: JsonObject;
   /** Its stamps, at most one per path; they replace the record's stamps. */
   readonly stamps: readonly FieldStamp[];
+  /**
+   * Its lookup tokens, at most one per path; they replace the record's tokens (absent: it has
+   * none any more), so a changed value is no longer found by its old one.
+   */
+  readonly tokens?: readonly LookupToken[];
 }
 
 /** Result of a batch of replacements applied in one transaction. */
@@ -123,6 +130,11 @@ export interface RecordRepository {
   replace(resource: string, replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
   /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
   delete(key: RecordKey, expectedVersion?: number): Promise<boolean>;
+  /**
+   * Ids of the records of `resource` whose lookup token at `path` is one of `tokens`, in id
+   * order: what a search by a field's value reads before opening the records.
+   */
+  recordsWithToken(resource: string, path: string, tokens: readonly string[]): Promise<string[]>;
   /** Every resource that has records, sorted. */
   resources(): Promise<string[]>;
   /** How many records a resource has. */

@@ -295,6 +295,9 @@ class ResourceRewrap {
         expectedVersion: (toWrite[index] as { row: StoredRecord }).row.version,
         document: record.document,
         stamps: record.stamps,
+        // Replacing a record replaces its tokens: the freshly sealed record's are under the
+        // primary version, as its values now are.
+        tokens: record.tokens,
       })),
     );
     this.#summary.recordsRewrapped += outcome.written.size;

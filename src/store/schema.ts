@@ -53,6 +53,25 @@ CREATE INDEX kmse_field_stamps_writer ON kmse_field_stamps (resource, path, prov
 `;
 };
 
+// Tokens (SPEC.md §2.1) live beside the records, one per record and lookup field (the primary
+// version's; a search asks for every version's), and go with the record when it is deleted. The
+// index leads with (resource, path, token), so a search is an index lookup whatever the table's size.
+const lookupTokens = (dialect: "sqlite" | "postgres"): string => {
+  const withoutRowId = dialect === "sqlite" ? " WITHOUT ROWID" : "";
+  const key = dialect === "sqlite" ? "TEXT" : 'TEXT COLLATE "C"';
+  return `
+CREATE TABLE kmse_lookup_tokens (
+  resource ${key} NOT NULL,
+  record_id ${key} NOT NULL,
+  path ${key} NOT NULL,
+  token ${key} NOT NULL,
+  PRIMARY KEY (resource, record_id, path),
+  FOREIGN KEY (resource, record_id) REFERENCES kmse_records (resource, id) ON DELETE CASCADE
+)${withoutRowId};
+CREATE INDEX kmse_lookup_tokens_token ON kmse_lookup_tokens (resource, path, token, record_id);
+`;
+};
+
 /** Every migration, in version order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -60,6 +79,12 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "records with per-field writer stamps",
     sqlite: recordsAndStamps("sqlite"),
     postgres: recordsAndStamps("postgres"),
+  },
+  {
+    version: 2,
+    description: "lookup tokens of searchable encrypted fields",
+    sqlite: lookupTokens("sqlite"),
+    postgres: lookupTokens("postgres"),
   },
 ];
 

@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
-import type { FieldStamp } from "../fields/field-codec.js";
+import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
 import {
   alreadyExists,
   checkStamps,
@@ -133,7 +133,7 @@ class SqliteRepository implements RecordRepository {
   }
 
   async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
-    for (const record of records) checkStamps(record.id, record.stamps);
+    for (const record of records) checkStamps(record.id, record.stamps, record.tokens);
     const updatedAt = new Date().toISOString();
     const rows: RecordRow[] = records.map((record) => ({
       resource,
@@ -163,6 +163,7 @@ class SqliteRepository implements RecordRepository {
               row.updated_at,
             );
             this.#insertStamps(resource, row.id, current.stamps);
+            this.#insertTokens(resource, row.id, current.tokens ?? []);
           }
         })
         .immediate();
@@ -204,12 +205,16 @@ class SqliteRepository implements RecordRepository {
     resource: string,
     replacements: readonly RecordReplacement[],
   ): Promise<ReplaceOutcome> {
-    for (const replacement of replacements) checkStamps(replacement.id, replacement.stamps);
+    for (const replacement of replacements)
+      checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     const update = this.#database.prepare(
       "UPDATE kmse_records SET document = ?, version = version + 1, updated_at = ? WHERE resource = ? AND id = ? AND version = ?",
     );
     const deleteStamps = this.#database.prepare(
       "DELETE FROM kmse_field_stamps WHERE resource = ? AND record_id = ?",
+    );
+    const deleteTokens = this.#database.prepare(
+      "DELETE FROM kmse_lookup_tokens WHERE resource = ? AND record_id = ?",
     );
     return this.#database
       .transaction(() => {
@@ -230,6 +235,8 @@ class SqliteRepository implements RecordRepository {
           }
           deleteStamps.run(resource, replacement.id);
           this.#insertStamps(resource, replacement.id, replacement.stamps);
+          deleteTokens.run(resource, replacement.id);
+          this.#insertTokens(resource, replacement.id, replacement.tokens ?? []);
           written.set(replacement.id, replacement.expectedVersion + 1);
         }
         return { written, conflicts };
@@ -247,6 +254,21 @@ class SqliteRepository implements RecordRepository {
             .prepare("DELETE FROM kmse_records WHERE resource = ? AND id = ? AND version = ?")
             .run(key.resource, key.id, expectedVersion);
     return result.changes > 0;
+  }
+
+  async recordsWithToken(
+    resource: string,
+    path: string,
+    tokens: readonly string[],
+  ): Promise<string[]> {
+    if (tokens.length === 0) return [];
+    return (
+      this.#database
+        .prepare(
+          "SELECT DISTINCT record_id FROM kmse_lookup_tokens WHERE resource = ? AND path = ? AND token IN (SELECT value FROM json_each(?)) ORDER BY record_id",
+        )
+        .all(resource, path, JSON.stringify(tokens)) as { record_id: string }[]
+    ).map((row) => row.record_id);
   }
 
   async resources(): Promise<string[]> {
@@ -324,6 +346,13 @@ class SqliteRepository implements RecordRepository {
 
   async close(): Promise<void> {
     if (this.#database.open) this.#database.close();
+  }
+
+  #insertTokens(resource: string, recordId: string, tokens: readonly LookupToken[]): void {
+    const insert = this.#database.prepare(
+      "INSERT INTO kmse_lookup_tokens (resource, record_id, path, token) VALUES (?, ?, ?, ?)",
+    );
+    for (const { path, token } of tokens) insert.run(resource, recordId, path, token);
   }
 
   #insertStamps(resource: string, recordId: string, stamps: readonly FieldStamp[]): void {

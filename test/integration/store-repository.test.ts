@@ -21,6 +21,8 @@ interface Backend {
   created(url: string): Promise<boolean>;
   /** Sets the recorded schema version of a store (to simulate a newer kms-envelope). */
   setSchemaVersion(url: string, version: number): Promise<void>;
+  /** Runs SQL statements on a store directly, as an older kms-envelope or an attacker would. */
+  exec(url: string, sql: string): Promise<void>;
   setUp(): Promise<void>;
   tearDown(): Promise<void>;
 }
@@ -44,6 +46,11 @@ function sqliteBackend(): Backend {
       database
         .prepare("INSERT INTO kmse_schema_migrations VALUES (?, 'future', 'now')")
         .run(version);
+      database.close();
+    },
+    async exec(url, sql) {
+      const database = new Database(url.slice("sqlite://".length));
+      database.exec(sql);
       database.close();
     },
     async tearDown() {
@@ -82,6 +89,15 @@ function postgresBackend(): Backend {
         version,
       ]);
       await client.end();
+    },
+    async exec(url, sql) {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query(sql);
+      } finally {
+        await client.end();
+      }
     },
     async tearDown() {
       await server?.stop();
@@ -263,6 +279,81 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       );
     });
 
+    test("lookup tokens are written with the record, replaced with it, and deleted with it", async () => {
+      const email = (token: string) => ({ path: "email", token });
+      await repository.insert("people", [
+        { ...record("p1")[1][0], id: "p1", tokens: [email("kmsl:v1:k:ada")] } as NewRecord,
+        { ...record("p2")[1][0], id: "p2", tokens: [email("kmsl:v1:k:ada")] } as NewRecord,
+        { ...record("p3")[1][0], id: "p3", tokens: [email("kmsl:v1:k:bob")] } as NewRecord,
+      ]);
+      const find = (...tokens: string[]) => repository.recordsWithToken("people", "email", tokens);
+      assert.deepEqual(await find("kmsl:v1:k:ada"), ["p1", "p2"]);
+      assert.deepEqual(await find("kmsl:v1:old:ada", "kmsl:v1:k:bob"), ["p3"], "any of the tokens");
+      assert.deepEqual(await repository.recordsWithToken("people", "name", ["kmsl:v1:k:ada"]), []);
+      assert.deepEqual(await repository.recordsWithToken("others", "email", ["kmsl:v1:k:ada"]), []);
+      const outcome = await repository.replace("people", [
+        {
+          id: "p1",
+          expectedVersion: 1,
+          document: {},
+          stamps: [],
+          tokens: [email("kmsl:v1:k:eve")],
+        },
+        { id: "p2", expectedVersion: 1, document: {}, stamps: [] },
+        // A lost race changes nothing, tokens included.
+        { id: "p3", expectedVersion: 7, document: {}, stamps: [], tokens: [email("kmsl:v1:k:x")] },
+      ]);
+      assert.deepEqual(outcome.conflicts, ["p3"]);
+      assert.deepEqual(await find("kmsl:v1:k:ada"), [], "the old value no longer finds them");
+      assert.deepEqual(await find("kmsl:v1:k:eve"), ["p1"]);
+      assert.deepEqual(await find("kmsl:v1:k:bob"), ["p3"]);
+      assert.equal(await repository.delete({ resource: "people", id: "p1" }), true);
+      assert.deepEqual(await find("kmsl:v1:k:eve"), [], "no token outlives its record");
+      await assert.rejects(
+        repository.insert("people", [
+          {
+            ...record("p4")[1][0],
+            id: "p4",
+            tokens: [email("kmsl:v1:k:a"), email("kmsl:v1:k:b")],
+          } as NewRecord,
+        ]),
+        (error: Error & { code?: string }) =>
+          error.code === "INVALID_REQUEST" &&
+          /two lookup tokens for field "email"/.test(error.message),
+      );
+      assert.equal(await repository.get({ resource: "people", id: "p4" }), undefined);
+    });
+
+    test("a store of schema version 1 gains the token table when opened read-write", async () => {
+      const fresh = await backend.newStore();
+      const first = await openRepository(fresh);
+      await first.insert(...record("old"));
+      await first.close();
+      await backend.exec(
+        fresh,
+        "DROP TABLE kmse_lookup_tokens; DELETE FROM kmse_schema_migrations WHERE version = 2",
+      );
+      await assert.rejects(openRepository(fresh, { readOnly: true }), /older than this/);
+      const migrated = await openRepository(fresh);
+      try {
+        assert.equal((await migrated.get({ resource: "credentials", id: "old" }))?.version, 1);
+        await migrated.replace("credentials", [
+          {
+            id: "old",
+            expectedVersion: 1,
+            document: {},
+            stamps: [],
+            tokens: [{ path: "name", token: "kmsl:v1:k:t" }],
+          },
+        ]);
+        assert.deepEqual(await migrated.recordsWithToken("credentials", "name", ["kmsl:v1:k:t"]), [
+          "old",
+        ]);
+      } finally {
+        await migrated.close();
+      }
+    });
+
     test("fields not under the current writer are found by query, page by page", async () => {
       const resource = "rotation";
       for (let index = 0; index < 25; index++) {
@@ -388,7 +479,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         openRepository(fresh),
         (error: Error & { code?: string }) =>
           error.code === "STORE_UNAVAILABLE" &&
-          /schema version 99, newer than this kms-envelope knows \(1\); upgrade kms-envelope/.test(
+          /schema version 99, newer than this kms-envelope knows \(2\); upgrade kms-envelope/.test(
             error.message,
           ),
       );
@@ -427,7 +518,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       await backend.setSchemaVersion(fresh, 99);
       await assert.rejects(
         openRepository(fresh, { readOnly: true }),
-        hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(1\)/),
+        hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(2\)/),
       );
     });
 
