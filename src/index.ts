@@ -58,6 +58,7 @@ export type {
   FieldStamp,
   JsonObject,
   JsonValue,
+  LookupToken,
   OpenedRecord,
   SealedRecord,
 } from "./fields/field-codec.js";
