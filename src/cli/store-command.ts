@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { KmsEnvelopeError } from "../errors.js";
+import { ConfigError, KmsEnvelopeError } from "../errors.js";
 import { EncryptedStore } from "../store/encrypted-store.js";
 import { listRecords } from "../store/record-listing.js";
 import type { RecordRepository } from "../store/repository.js";
@@ -22,6 +22,25 @@ interface ListFlags extends StoreFlags {
 
 interface GetFlags extends ListFlags, FieldLayerFlags {
   id: string;
+}
+
+interface FindFlags extends FieldLayerFlags, StoreFlags {
+  resource: string;
+  where: { field: string; value: string };
+  workspace: string;
+}
+
+/** `--where FIELD=VALUE`, split at the first "=" (a value may contain more). */
+function whereClause(text: string): { field: string; value: string } {
+  const at = text.indexOf("=");
+  if (at <= 0)
+    // The text is not repeated: its value part may be the very plaintext being looked for.
+    throw new ConfigError(
+      "--where",
+      "is not FIELD=VALUE",
+      "name the field, then = and the value: --where email=VALUE",
+    );
+  return { field: text.slice(0, at), value: text.slice(at + 1) };
 }
 
 interface PutFlags extends FieldLayerFlags, StoreFlags {
@@ -181,14 +200,56 @@ function getCommand(): Command {
   });
 }
 
+/** `store find`: the records whose lookup field equals a value, decrypted, as NDJSON. */
+function findCommand(): Command {
+  const command = new Command("find")
+    .description(
+      "print the records whose field equals a value (after the field's lookup normalizers), decrypted, as NDJSON; the field needs a lookup in the field map",
+    )
+    .requiredOption("--resource <resource>", "resource searched, as the field map names it")
+    .requiredOption("--where <field=value>", "the field and the value searched for", whereClause)
+    .requiredOption("--workspace <workspace>", "workspace searched (lookups never cross them)");
+  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: FindFlags) => {
+    const codec = await fieldLayerFromFlags(flags);
+    try {
+      codec.checkResource(flags.resource);
+      const repository = await openStoreFromFlags(flags, { readOnly: true });
+      try {
+        const found = await new EncryptedStore({ repository, codec }).find(flags.resource, {
+          ...flags.where,
+          workspace: flags.workspace,
+        });
+        const write = drainingWriter(process.stdout);
+        for (const record of found)
+          await write(`${JSON.stringify(record.document)}
+`);
+        const stale = found.filter((record) => record.stale).length;
+        if (found.length === 0)
+          process.stderr.write(
+            `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
+          );
+        else if (stale > 0)
+          process.stderr.write(
+            `kms-envelope: ${stale} of them written by an older provider or key: run kms-envelope rewrap\n`,
+          );
+      } finally {
+        await repository.close();
+      }
+    } finally {
+      await codec.close();
+    }
+  });
+}
+
 /**
- * `kms-envelope store put|get|list`: the encrypted store from the command line. put seals
+ * `kms-envelope store put|get|list|find`: the encrypted store from the command line. put seals
  * through the field layer on the way in and get opens on the way out; list only reads stamps.
  */
 export function storeCommand(): Command {
   return new Command("store")
-    .description("put, get and list records of the encrypted store")
+    .description("put, get, list and find records of the encrypted store")
     .addCommand(putCommand())
     .addCommand(getCommand())
-    .addCommand(listCommand());
+    .addCommand(listCommand())
+    .addCommand(findCommand());
 }
