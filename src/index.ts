@@ -97,6 +97,8 @@ export type {
   ReplaceOutcome,
   StoredRecord,
   SubjectPage,
+  TokenCount,
+  TokenVersion,
   WriterCount,
 } from "./store/repository.js";
 export {
@@ -106,6 +108,7 @@ export {
   type RewrapSummary,
   rewrap,
   type StaleFields,
+  type StaleTokens,
 } from "./store/rewrap.js";
 export type { OpenOptions as RepositoryOpenOptions } from "./store/schema.js";
 export {

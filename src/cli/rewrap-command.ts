@@ -49,6 +49,15 @@ function describeSummary(summary: RewrapSummary): string {
             : ` (${stale.map((entry) => `${entry.fields} under ${writer(entry)}`).join(", ")})`),
       );
     }
+    for (const lookup of resource.lookups) {
+      const stale = resource.staleTokens.filter((entry) => entry.path === lookup.path);
+      lines.push(
+        `  ${lookup.path} lookup tokens → ${lookup.keyId}` +
+          (stale.length === 0
+            ? ""
+            : ` (${stale.map((entry) => `${entry.tokens} under ${entry.keyId}`).join(", ")})`),
+      );
+    }
     for (const failure of resource.failed.slice(0, 20)) {
       lines.push(
         `  cannot open ${resource.resource} ${JSON.stringify(failure.id)}: ${failure.code}`,

@@ -165,6 +165,11 @@ export interface FieldCodec {
   tokensFor(resource: string, path: string, workspace: string, value: string): Promise<string[]>;
   /** The encrypted field paths the field map lists for a resource (`[]` if none; never throws). */
   encryptedPaths(resource: string): readonly string[];
+  /**
+   * The fields the field map declares a lookup for on a resource (`[]` if none; never throws):
+   * where rewrap expects a token under the primary master-key version beside every present value.
+   */
+  lookupPaths(resource: string): readonly string[];
   /** Releases connections to plugins and the daemon; idempotent. */
   close(): Promise<void>;
 }

@@ -159,6 +159,14 @@ export class MapFieldLayer implements FieldLayer {
   }
 
   /**
+   * The fields the map declares a lookup for on a resource, in map order; `[]` for a resource it
+   * does not list. Never throws, like {@link FieldLayer.encryptedPaths}.
+   */
+  lookupPaths(resource: string): readonly string[] {
+    return [...(this.#map.resources.get(resource)?.lookups.keys() ?? [])];
+  }
+
+  /**
    * Refuses a resource that seal and open would refuse.
    *
    * @throws {@link UnmappedResourceError} (`UNMAPPED_RESOURCE`) for a resource the map does

@@ -17,6 +17,7 @@ import {
   type RecordRow,
   type StampRow,
   stampsById,
+  TOKEN_KEY_ID_SQL,
   toStoredRecord,
 } from "./record-rows.js";
 import type {
@@ -28,6 +29,8 @@ import type {
   ReplaceOutcome,
   StoredRecord,
   SubjectPage,
+  TokenCount,
+  TokenVersion,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -318,13 +321,22 @@ class PostgresRepository implements RecordRepository {
     return rows;
   }
 
+  async tokenCounts(): Promise<TokenCount[]> {
+    const { rows } = await this.#query<TokenCount>(
+      `SELECT resource, path, ${TOKEN_KEY_ID_SQL} AS "keyId", count(*)::int AS tokens FROM kmse_lookup_tokens
+       GROUP BY resource, path, "keyId" ORDER BY resource, path, "keyId"`,
+    );
+    return rows;
+  }
+
   async recordsNotUnder(
     resource: string,
     current: readonly PathWriter[],
     afterId: string,
     limit: number,
+    tokens: readonly TokenVersion[] = [],
   ): Promise<string[]> {
-    const condition = notUnderCondition(current, (index) => `$${index + 4}`);
+    const condition = notUnderCondition(current, (index) => `$${index + 4}`, tokens);
     const { rows } = await this.#query<{ record_id: string }>(
       `SELECT DISTINCT record_id FROM kmse_field_stamps WHERE resource = $1 AND record_id > $2 AND ${condition.sql} ORDER BY record_id LIMIT $3`,
       [resource, afterId, limit, ...condition.parameters],
@@ -332,8 +344,12 @@ class PostgresRepository implements RecordRepository {
     return rows.map((row) => row.record_id);
   }
 
-  async countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number> {
-    const condition = notUnderCondition(current, (index) => `$${index + 2}`);
+  async countRecordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    tokens: readonly TokenVersion[] = [],
+  ): Promise<number> {
+    const condition = notUnderCondition(current, (index) => `$${index + 2}`, tokens);
     const { rows } = await this.#query<{ count: number }>(
       `SELECT count(DISTINCT record_id)::int AS count FROM kmse_field_stamps WHERE resource = $1 AND ${condition.sql}`,
       [resource, ...condition.parameters],

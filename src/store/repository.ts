@@ -89,6 +89,22 @@ export interface WriterCount extends PathWriter {
   readonly fields: number;
 }
 
+/** The master-key version one lookup field's tokens should be under. */
+export interface TokenVersion {
+  /** The lookup field's path, as the field map names it. */
+  readonly path: string;
+  /** The master-key version (the daemon's primary key id) named in `kmsl:v1:<key id>:`. */
+  readonly keyId: string;
+}
+
+/** How many stored lookup tokens of a resource path were computed under one master-key version. */
+export interface TokenCount extends TokenVersion {
+  /** The resource the tokens belong to. */
+  readonly resource: string;
+  /** How many tokens (one per record at most) this version keys at this path. */
+  readonly tokens: number;
+}
+
 /** One page of a data subject's records, and where the next one starts. */
 export interface SubjectPage {
   /** The page's records that still exist, in (resource, id) order. */
@@ -154,18 +170,27 @@ export interface RecordRepository {
   ): Promise<SubjectPage>;
   /** Stored encrypted fields grouped by resource, path and writer. */
   writerCounts(): Promise<WriterCount[]>;
+  /** Stored lookup tokens grouped by resource, path and the master-key version they name. */
+  tokenCounts(): Promise<TokenCount[]>;
   /**
    * Ids (after `afterId`, in id order, at most `limit`) of records of `resource` with a field
-   * at one of the `current` paths whose stamp names another writer.
+   * at one of the `current` paths whose stamp names another writer, or with a field at one of
+   * the `tokens` paths (it has a stamp) but no token there under that version: a token under an
+   * older version, or none at all because `lookup` was added after the record was written.
    */
   recordsNotUnder(
     resource: string,
     current: readonly PathWriter[],
     afterId: string,
     limit: number,
+    tokens?: readonly TokenVersion[],
   ): Promise<string[]>;
   /** How many records `recordsNotUnder` would list from the start. */
-  countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number>;
+  countRecordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    tokens?: readonly TokenVersion[],
+  ): Promise<number>;
   /** Releases the database; idempotent. */
   close(): Promise<void>;
 }

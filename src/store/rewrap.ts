@@ -1,10 +1,11 @@
 /**
  * Rewrap: moves every stored encrypted field that is not under its current writer (the primary
- * key of the engine provider or of the daemon) onto it, while the application keeps running.
+ * key of the engine provider or of the daemon) onto it, and every lookup token not under the
+ * daemon's primary master-key version (or missing) with it, while the application keeps running.
  *
  * Why it is safe to run at any time and to kill at any point:
- * - what needs work is found from stamps (a query), so a rerun starts where a killed run
- *   stopped and a finished run finds nothing (idempotent);
+ * - what needs work is found from stamps and lookup tokens (a query), so a rerun starts where a
+ *   killed run stopped and a finished run finds nothing (idempotent);
  * - each batch is opened, resealed and written in one transaction, and each record is replaced
  *   only if its version is still the one read, so a record the application changed meanwhile
  *   is re-read rather than overwritten with old data;
@@ -15,7 +16,14 @@
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldCodec, OpenedRecord } from "../fields/field-codec.js";
 import { workspaceOf } from "./encrypted-store.js";
-import type { PathWriter, RecordRepository, StoredRecord, WriterCount } from "./repository.js";
+import type {
+  PathWriter,
+  RecordRepository,
+  StoredRecord,
+  TokenCount,
+  TokenVersion,
+  WriterCount,
+} from "./repository.js";
 
 /**
  * How rewrap reports progress (the CLI's terminal bar or log lines). Calls are synchronous and
@@ -73,6 +81,12 @@ export interface StaleFields extends PathWriter {
   readonly fields: number;
 }
 
+/** Lookup tokens of one path under one older master-key version. */
+export interface StaleTokens extends TokenVersion {
+  /** How many stored tokens at this path this older version keys. */
+  readonly tokens: number;
+}
+
 /** What rewrap found and did for one resource. */
 export interface ResourceSummary {
   /** The resource. */
@@ -81,7 +95,14 @@ export interface ResourceSummary {
   readonly current: readonly PathWriter[];
   /** Fields under another writer when the run started, by path and writer. */
   readonly staleFields: readonly StaleFields[];
-  /** Records with at least one such field when the run started. */
+  /** The master-key version each lookup field's tokens should be under (the primary). */
+  readonly lookups: readonly TokenVersion[];
+  /** Lookup tokens under an older version when the run started, by path and version. */
+  readonly staleTokens: readonly StaleTokens[];
+  /**
+   * Records with at least one such field, or a lookup field whose token is not under the
+   * primary version, when the run started.
+   */
   readonly recordsNeeding: number;
   /** Records replaced with freshly sealed documents. */
   recordsRewrapped: number;
@@ -94,7 +115,7 @@ export interface ResourceSummary {
    * error code (`UNKNOWN` for an error without one); skipped for the rest of the run.
    */
   readonly failed: { id: string; code: string }[];
-  /** Records still not under the current writer at the end. */
+  /** Records still not under the current writer (fields or tokens) at the end. */
   remaining: number;
 }
 
@@ -176,6 +197,7 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
   const { repository, codec } = options;
   for (const resource of options.resources ?? []) codec.checkResource(resource);
   const counts = await repository.writerCounts();
+  const tokenCounts = await repository.tokenCounts();
   const resources = options.resources ?? (await repository.resources());
   const summary: RewrapSummary = {
     backend: repository.backend,
@@ -191,6 +213,12 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
     const current = await Promise.all(
       paths.map(async (path) => ({ path, ...(await codec.currentWriter(resource, path)) })),
     );
+    // Lookup fields are field-service fields, whose current writer's key id is the daemon's
+    // primary master-key version: the one their tokens should be under.
+    const lookups = codec.lookupPaths(resource).map((path) => ({
+      path,
+      keyId: current.find((writer) => writer.path === path)?.keyId ?? "",
+    }));
     const resourceSummary: ResourceSummary = {
       resource,
       current,
@@ -198,7 +226,9 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
         .filter((count) => count.resource === resource && paths.includes(count.path))
         .filter((count) => !isCurrent(count, current))
         .map(({ path, provider, keyId, fields }) => ({ path, provider, keyId, fields })),
-      recordsNeeding: await repository.countRecordsNotUnder(resource, current),
+      lookups,
+      staleTokens: staleTokens(tokenCounts, resource, lookups),
+      recordsNeeding: await repository.countRecordsNotUnder(resource, current, lookups),
       recordsRewrapped: 0,
       fieldsRewrapped: 0,
       conflictsRetried: 0,
@@ -220,6 +250,20 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
   return summary;
 }
 
+/** The tokens of a resource's lookup fields that are not under the version each should be. */
+function staleTokens(
+  counts: readonly TokenCount[],
+  resource: string,
+  lookups: readonly TokenVersion[],
+): StaleTokens[] {
+  return counts.flatMap(({ resource: countResource, path, keyId, tokens }) => {
+    const primary = lookups.find((lookup) => lookup.path === path);
+    return countResource === resource && primary !== undefined && primary.keyId !== keyId
+      ? [{ path, keyId, tokens }]
+      : [];
+  });
+}
+
 /** The passes over one resource. */
 class ResourceRewrap {
   readonly #options: RewrapSettings;
@@ -233,7 +277,7 @@ class ResourceRewrap {
 
   async run(): Promise<void> {
     const { repository, progress, signal } = this.#options;
-    const { resource, current } = this.#summary;
+    const { resource, current, lookups } = this.#summary;
     progress.begin(
       resource,
       this.#options.openAll
@@ -250,7 +294,13 @@ class ResourceRewrap {
         while (!signal?.aborted) {
           const ids = everyRecord
             ? await repository.recordIds(resource, cursor, this.#options.batchSize)
-            : await repository.recordsNotUnder(resource, current, cursor, this.#options.batchSize);
+            : await repository.recordsNotUnder(
+                resource,
+                current,
+                cursor,
+                this.#options.batchSize,
+                lookups,
+              );
           if (ids.length === 0) break;
           cursor = ids[ids.length - 1] as string;
           const pending = ids.filter((id) => !this.#failed.has(id));
@@ -263,20 +313,27 @@ class ResourceRewrap {
     } finally {
       progress.end();
     }
-    this.#summary.remaining = await repository.countRecordsNotUnder(resource, current);
+    this.#summary.remaining = await repository.countRecordsNotUnder(resource, current, lookups);
   }
 
   async #batch(ids: readonly string[], everyRecord: boolean, retries: number): Promise<void> {
     if (ids.length === 0) return;
     const { repository, codec } = this.#options;
-    const { resource, current } = this.#summary;
+    const { resource, current, lookups } = this.#summary;
     const rows = await repository.getMany(resource, ids);
-    const needing = everyRecord
-      ? rows
-      : rows.filter((row) => row.stamps.some((stamp) => !isCurrent(stamp, current)));
+    // Stamps show whether a re-read record still needs its fields moved; its tokens are not
+    // read with it, so with lookup fields every listed record is resealed. That costs a Seal
+    // call for a record the application rewrote meanwhile, never data: the record as re-read is
+    // written back, and only at the version read.
+    const needing =
+      everyRecord || lookups.length > 0
+        ? rows
+        : rows.filter((row) => row.stamps.some((stamp) => !isCurrent(stamp, current)));
     const opened = await this.#open(needing);
     const toWrite = opened.filter(
       ({ row, record }) =>
+        // With --all, the first pass leaves tokens to the next, which lists the records
+        // whose tokens need moving rather than resealing every record with a lookup field.
         !everyRecord || record.stale || row.stamps.some((stamp) => !isCurrent(stamp, current)),
     );
     if (toWrite.length === 0) return;

@@ -16,6 +16,7 @@ import {
   type RecordRow,
   type StampRow,
   stampsById,
+  TOKEN_KEY_ID_SQL,
   toStoredRecord,
 } from "./record-rows.js";
 import type {
@@ -27,6 +28,8 @@ import type {
   ReplaceOutcome,
   StoredRecord,
   SubjectPage,
+  TokenCount,
+  TokenVersion,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -318,13 +321,22 @@ class SqliteRepository implements RecordRepository {
       .all() as WriterCount[];
   }
 
+  async tokenCounts(): Promise<TokenCount[]> {
+    return this.#database
+      .prepare(
+        `SELECT resource, path, ${TOKEN_KEY_ID_SQL} AS keyId, count(*) AS tokens FROM kmse_lookup_tokens GROUP BY resource, path, keyId ORDER BY resource, path, keyId`,
+      )
+      .all() as TokenCount[];
+  }
+
   async recordsNotUnder(
     resource: string,
     current: readonly PathWriter[],
     afterId: string,
     limit: number,
+    tokens: readonly TokenVersion[] = [],
   ): Promise<string[]> {
-    const condition = notUnderCondition(current, () => "?");
+    const condition = notUnderCondition(current, () => "?", tokens);
     return (
       this.#database
         .prepare(
@@ -334,8 +346,12 @@ class SqliteRepository implements RecordRepository {
     ).map((row) => row.record_id);
   }
 
-  async countRecordsNotUnder(resource: string, current: readonly PathWriter[]): Promise<number> {
-    const condition = notUnderCondition(current, () => "?");
+  async countRecordsNotUnder(
+    resource: string,
+    current: readonly PathWriter[],
+    tokens: readonly TokenVersion[] = [],
+  ): Promise<number> {
+    const condition = notUnderCondition(current, () => "?", tokens);
     const { count } = this.#database
       .prepare(
         `SELECT count(DISTINCT record_id) AS count FROM kmse_field_stamps WHERE resource = ? AND ${condition.sql}`,

@@ -21,6 +21,7 @@ function withOverrides(codec: FieldCodec, overrides: Partial<FieldCodec>): Field
     open: (resource, records) => codec.open(resource, records),
     currentWriter: (resource, path) => codec.currentWriter(resource, path),
     encryptedPaths: (resource) => codec.encryptedPaths(resource),
+    lookupPaths: (resource) => codec.lookupPaths(resource),
     checkResource: (resource) => codec.checkResource(resource),
     tokensFor: (resource, path, workspace, value) =>
       codec.tokensFor(resource, path, workspace, value),

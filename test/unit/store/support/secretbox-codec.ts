@@ -71,6 +71,11 @@ export class SecretboxCodec implements FieldCodec {
     return this.#fields.get(resource) ?? [];
   }
 
+  /** The test codec computes no lookup tokens, so no field has a lookup. */
+  lookupPaths(): readonly string[] {
+    return [];
+  }
+
   /** Like the field layer: a resource given no fields (even []) is known, any other is refused. */
   checkResource(resource: string): void {
     if (!this.#fields.has(resource))
