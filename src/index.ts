@@ -102,6 +102,7 @@ export type {
   WriterCount,
 } from "./store/repository.js";
 export {
+  type MissingTokens,
   type ResourceSummary,
   type RewrapOptions,
   type RewrapProgress,

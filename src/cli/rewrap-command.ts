@@ -50,12 +50,17 @@ function describeSummary(summary: RewrapSummary): string {
       );
     }
     for (const lookup of resource.lookups) {
-      const stale = resource.staleTokens.filter((entry) => entry.path === lookup.path);
+      const behind = [
+        ...resource.staleTokens
+          .filter((entry) => entry.path === lookup.path)
+          .map((entry) => `${entry.tokens} under ${entry.keyId}`),
+        ...resource.missingTokens
+          .filter((entry) => entry.path === lookup.path)
+          .map((entry) => `${entry.records} missing`),
+      ];
       lines.push(
         `  ${lookup.path} lookup tokens → ${lookup.keyId}` +
-          (stale.length === 0
-            ? ""
-            : ` (${stale.map((entry) => `${entry.tokens} under ${entry.keyId}`).join(", ")})`),
+          (behind.length === 0 ? "" : ` (${behind.join(", ")})`),
       );
     }
     for (const failure of resource.failed.slice(0, 20)) {

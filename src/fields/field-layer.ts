@@ -229,7 +229,7 @@ export class MapFieldLayer implements FieldLayer {
     const normalizers = this.#spec(resource)?.lookups.get(path);
     if (normalizers === undefined)
       throw new InvalidRequestError(
-        `${resource} ${path} has no lookup, so it cannot be searched: declare it in the field map as { type: string, lookup: [trim, lowercase] } (or the normalizers it needs) and compute the tokens of stored records`,
+        `${resource} ${path} has no lookup, so it cannot be searched: declare it in the field map as { type: string, lookup: [trim, lowercase] } (or the normalizers it needs), then run kms-envelope rewrap to compute the tokens of records already stored`,
       );
     if (workspace === "")
       throw new InvalidRequestError(

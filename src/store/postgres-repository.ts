@@ -329,6 +329,14 @@ class PostgresRepository implements RecordRepository {
     return rows;
   }
 
+  async countMissingTokens(resource: string, path: string): Promise<number> {
+    const { rows } = await this.#query<{ count: number }>(
+      "SELECT count(*)::int AS count FROM kmse_field_stamps s WHERE s.resource = $1 AND s.path = $2 AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = s.resource AND t.record_id = s.record_id AND t.path = s.path)",
+      [resource, path],
+    );
+    return rows[0]?.count ?? 0;
+  }
+
   async recordsNotUnder(
     resource: string,
     current: readonly PathWriter[],

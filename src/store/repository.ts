@@ -173,6 +173,11 @@ export interface RecordRepository {
   /** Stored lookup tokens grouped by resource, path and the master-key version they name. */
   tokenCounts(): Promise<TokenCount[]>;
   /**
+   * How many records of `resource` hold a field at `path` (it has a stamp) but no lookup token
+   * there under any version: those written before the field map declared the lookup.
+   */
+  countMissingTokens(resource: string, path: string): Promise<number>;
+  /**
    * Ids (after `afterId`, in id order, at most `limit`) of records of `resource` with a field
    * at one of the `current` paths whose stamp names another writer, or with a field at one of
    * the `tokens` paths (it has a stamp) but no token there under that version: a token under an

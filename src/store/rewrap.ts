@@ -87,6 +87,14 @@ export interface StaleTokens extends TokenVersion {
   readonly tokens: number;
 }
 
+/** Records holding a lookup field but no token for it (the lookup was declared later). */
+export interface MissingTokens {
+  /** The lookup field's path. */
+  readonly path: string;
+  /** How many records hold a value there without a token. */
+  readonly records: number;
+}
+
 /** What rewrap found and did for one resource. */
 export interface ResourceSummary {
   /** The resource. */
@@ -99,6 +107,11 @@ export interface ResourceSummary {
   readonly lookups: readonly TokenVersion[];
   /** Lookup tokens under an older version when the run started, by path and version. */
   readonly staleTokens: readonly StaleTokens[];
+  /**
+   * Lookup fields with values but no token when the run started (a `lookup` added to the field
+   * map of a populated store), by path; rewrap computes them, so `find` then sees every record.
+   */
+  readonly missingTokens: readonly MissingTokens[];
   /**
    * Records with at least one such field, or a lookup field whose token is not under the
    * primary version, when the run started.
@@ -228,6 +241,14 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
         .map(({ path, provider, keyId, fields }) => ({ path, provider, keyId, fields })),
       lookups,
       staleTokens: staleTokens(tokenCounts, resource, lookups),
+      missingTokens: (
+        await Promise.all(
+          lookups.map(async ({ path }) => ({
+            path,
+            records: await repository.countMissingTokens(resource, path),
+          })),
+        )
+      ).filter((entry) => entry.records > 0),
       recordsNeeding: await repository.countRecordsNotUnder(resource, current, lookups),
       recordsRewrapped: 0,
       fieldsRewrapped: 0,

@@ -329,6 +329,15 @@ class SqliteRepository implements RecordRepository {
       .all() as TokenCount[];
   }
 
+  async countMissingTokens(resource: string, path: string): Promise<number> {
+    const { count } = this.#database
+      .prepare(
+        "SELECT count(*) AS count FROM kmse_field_stamps s WHERE s.resource = ? AND s.path = ? AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = s.resource AND t.record_id = s.record_id AND t.path = s.path)",
+      )
+      .get(resource, path) as { count: number };
+    return count;
+  }
+
   async recordsNotUnder(
     resource: string,
     current: readonly PathWriter[],
