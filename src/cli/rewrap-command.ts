@@ -53,7 +53,11 @@ function describeSummary(summary: RewrapSummary): string {
       const behind = [
         ...resource.staleTokens
           .filter((entry) => entry.path === lookup.path)
-          .map((entry) => `${entry.tokens} under ${entry.keyId}`),
+          // An empty key id is a token of another shape (see TOKEN_KEY_ID_SQL).
+          .map(
+            (entry) =>
+              `${entry.tokens} under ${entry.keyId === "" ? "no version (malformed)" : entry.keyId}`,
+          ),
         ...resource.missingTokens
           .filter((entry) => entry.path === lookup.path)
           .map((entry) => `${entry.records} missing`),

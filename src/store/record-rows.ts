@@ -135,8 +135,12 @@ export function notUnderCondition(
 /**
  * The key id of `kmsl:v1:<key id>:<22-character tag>` as SQL over the `token` column (the same
  * in SQLite and PostgreSQL): the text between the 8-character prefix and the last 23 characters.
+ * A token too short for that shape (only a hand-edited row) counts under the empty key id, so it
+ * is reported as not under the primary version (and rewrap replaces it) instead of failing the
+ * count: PostgreSQL refuses a negative substring length.
  */
-export const TOKEN_KEY_ID_SQL = "substr(token, 9, length(token) - 31)";
+export const TOKEN_KEY_ID_SQL =
+  "CASE WHEN length(token) > 31 THEN substr(token, 9, length(token) - 31) ELSE '' END";
 
 /**
  * Loads the records of `keys` resource by resource and returns them in the order of `keys` (the

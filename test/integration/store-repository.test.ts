@@ -413,6 +413,64 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.ok((await repository.resources()).includes(resource), "resource listed");
     });
 
+    test("lookup tokens under another version, or missing, are found by query; tokens are counted by the version they name", async () => {
+      const resource = "search";
+      // Key ids hold ':' themselves, so the version is what lies between kmsl:v1: and the tag.
+      const token = (keyId: string, index: number) =>
+        `kmsl:v1:${keyId}:${String(index).padStart(22, "A")}`;
+      for (let index = 0; index < 12; index++) {
+        const id = `s-${String(index).padStart(3, "0")}`;
+        const tokens =
+          index % 3 === 0
+            ? [{ path: "email", token: token("local:old", index) }]
+            : index % 3 === 1
+              ? [{ path: "email", token: token("local:new", index) }]
+              : [];
+        await repository.insert(
+          ...record(id, {
+            resource,
+            document: { email: "x", name: "y" },
+            // The last record holds no email, so no token is missing there.
+            stamps: [
+              ...(index === 11 ? [] : [stamp("email", "local:new", "field-service")]),
+              stamp("name", "local:new", "field-service"),
+            ],
+            tokens: index === 11 ? [] : tokens,
+          }),
+        );
+      }
+      const lookups = [{ path: "email", keyId: "local:new" }];
+      const expected = ["s-000", "s-002", "s-003", "s-005", "s-006", "s-008", "s-009"];
+      assert.equal(await repository.countRecordsNotUnder(resource, [], lookups), expected.length);
+      const found: string[] = [];
+      let cursor = "";
+      for (;;) {
+        const page = await repository.recordsNotUnder(resource, [], cursor, 3, lookups);
+        if (page.length === 0) break;
+        found.push(...page);
+        cursor = page[page.length - 1] as string;
+      }
+      assert.deepEqual(found, expected, "each record once, in id order");
+      assert.equal(await repository.countMissingTokens(resource, "email"), 3);
+      assert.equal(await repository.countMissingTokens(resource, "name"), 12, "no lookup there");
+      // A stamp under another writer lists a record as well: the union is counted once.
+      assert.equal(
+        await repository.countRecordsNotUnder(
+          resource,
+          [{ path: "name", provider: "field-service", keyId: "local:newer" }],
+          lookups,
+        ),
+        12,
+      );
+      assert.deepEqual(
+        (await repository.tokenCounts()).filter((count) => count.resource === resource),
+        [
+          { resource, path: "email", keyId: "local:new", tokens: 4 },
+          { resource, path: "email", keyId: "local:old", tokens: 4 },
+        ],
+      );
+    });
+
     test("a subject's records come in (resource, id) order across pages; others' never", async () => {
       for (const [resource, id, subjectId] of [
         ["users", "u-2", "bob"],
