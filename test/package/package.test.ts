@@ -69,6 +69,8 @@ describe("the packed package", () => {
       "package/proto/k8s.io/kms/apis/v2/api.proto",
       "package/config/field-map-obot.yaml",
       "package/LICENSE",
+      "package/examples/users-and-tokens/app.mjs",
+      "package/examples/custom-provider/kek-file.mjs",
       "package/README.md",
     ]) {
       assert.ok(files.includes(expected), `${expected} missing from the tarball`);
