@@ -70,6 +70,9 @@ export const ERROR_CODES = [
 /** One of {@link ERROR_CODES}: the `code` of every {@link KmsEnvelopeError}. */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+// Symbol.for, so that every copy of the package loaded into one process shares the key.
+const ERROR_CLASSES = Symbol.for("kms-envelope/error-classes");
+
 /**
  * Base class of every error kms-envelope raises on purpose. Messages are one line, say what to
  * do, and never contain keys, plaintext or tokens (key ids, which are public, may appear).
@@ -87,6 +90,31 @@ export class KmsEnvelopeError extends Error {
     super(message, options);
     this.name = "KmsEnvelopeError";
     this.code = code;
+    // The names of the error's classes, most derived first, under a registry-wide symbol.
+    const classes: string[] = [];
+    for (
+      let type: { name: string } = new.target;
+      type !== Error;
+      type = Object.getPrototypeOf(type)
+    )
+      classes.push(type.name);
+    Object.defineProperty(this, ERROR_CLASSES, { value: Object.freeze(classes) });
+  }
+
+  /**
+   * True for errors of this class, including those made by another copy of kms-envelope: a
+   * provider module that resolved its own copy of the package throws errors whose classes are
+   * not this copy's, and they must still be recognised (a revoked key classified as `user`,
+   * not `other`).
+   *
+   * @param value - Anything.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the class on the right of instanceof, a subclass included
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    const classes = (value as { [ERROR_CLASSES]?: unknown } | null | undefined)?.[ERROR_CLASSES];
+    // biome-ignore lint/complexity/noThisInStatic: the class on the right of instanceof, a subclass included
+    return Array.isArray(classes) && classes.includes(this.name);
   }
 }
 
