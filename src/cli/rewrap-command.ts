@@ -124,7 +124,10 @@ export function rewrapCommand(): Command {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     try {
-      const repository = await openStoreFromFlags(flags, { readOnly: flags.dryRun === true });
+      const repository = await openStoreFromFlags(flags, {
+        readOnly: flags.dryRun === true,
+        existing: true,
+      });
       try {
         const summary = await rewrap({
           repository,

@@ -98,6 +98,11 @@ export interface OpenOptions {
    * so a command that only reads can never leave an empty store behind at a mistyped path.
    */
   readonly readOnly?: boolean;
+  /**
+   * Open read-write, but only a SQLite store that exists (it is still migrated): for commands
+   * that rewrite stored records, which have nothing to do in a new file at a mistyped path.
+   */
+  readonly existing?: boolean;
 }
 
 /**

@@ -45,10 +45,10 @@ const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, 
  */
 export function openSqliteRepository(path: string, options: OpenOptions = {}): RecordRepository {
   const readOnly = options.readOnly === true;
-  if (readOnly && !existsSync(path)) {
+  if ((readOnly || options.existing === true) && !existsSync(path)) {
     throw new KmsEnvelopeError(
       "STORE_MISSING",
-      `the SQLite store ${path} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)`,
+      `the SQLite store ${path} does not exist, and a command that only reads or rewrites records never creates one; check --store or --data-dir, or store records first (kms-envelope store put)`,
     );
   }
   let database: Database.Database;

@@ -183,7 +183,7 @@ resources:
     assert.equal(missing.code, 2, missing.stderr);
     assert.equal(
       missing.stderr,
-      `kms-envelope: the SQLite store ${join(dataDir, "store.db")} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`,
+      `kms-envelope: the SQLite store ${join(dataDir, "store.db")} does not exist, and a command that only reads or rewrites records never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`,
     );
     assert.equal(existsSync(dataDir), false, "export created nothing");
 

@@ -305,10 +305,10 @@ resources:
     }
   });
 
-  test("read-only commands on a missing store name its path, exit 2 and create nothing", async () => {
+  test("read-only commands and rewrap on a missing store name its path, exit 2 and create nothing", async () => {
     const dataDir = join(directory.path, "never-created");
     const path = join(dataDir, "store.db");
-    const missing = `kms-envelope: the SQLite store ${path} does not exist, and a command that only reads never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`;
+    const missing = `kms-envelope: the SQLite store ${path} does not exist, and a command that only reads or rewrites records never creates one; check --store or --data-dir, or store records first (kms-envelope store put)\n`;
     const commands = [
       ["store", "list", "--resource", "messages", "--data-dir", dataDir],
       [
@@ -325,6 +325,7 @@ resources:
       ],
       ["export", "--subject", "ada", "--store", `sqlite://${path}`],
       ["rewrap", "--dry-run", "--fields", ATELYAOS_MAP, "--store", `sqlite://${path}`],
+      ["rewrap", "--fields", ATELYAOS_MAP, "--store", `sqlite://${path}`],
     ];
     for (const args of commands) {
       const result = await runCli(args, env());

@@ -550,7 +550,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         hasCode(
           "STORE_MISSING",
           backend.name === "sqlite"
-            ? /^the SQLite store \/.*\/store-\d+\.db does not exist, and a command that only reads never creates one; check --store or --data-dir/
+            ? /^the SQLite store \/.*\/store-\d+\.db does not exist, and a command that only reads or rewrites records never creates one; check --store or --data-dir/
             : /^the store postgres:\/\/127\.0\.0\.1:\d+\/kmse_\w+ has no kms-envelope tables: nothing was ever stored there; check --store or --data-dir$/,
         ),
       );
