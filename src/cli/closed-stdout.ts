@@ -11,3 +11,19 @@ export function endQuietlyWhenStdoutCloses(): void {
     process.exit(1);
   });
 }
+
+/**
+ * serve's stdout is its log. A log reader that goes away (a closed pipe, a stopped collector)
+ * must not take kube-apiserver's KMS plugin down with it: the daemon keeps serving, says once on
+ * stderr that its log is lost, and drops further log lines.
+ */
+export function keepServingWhenStdoutCloses(): void {
+  let told = false;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (told) return;
+    told = true;
+    process.stderr.write(
+      `kms-envelope: the log on stdout cannot be written (${error.code ?? error.message}); serving on without it: restart with a log reader attached\n`,
+    );
+  });
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { endQuietlyWhenStdoutCloses } from "./closed-stdout.js";
+import { endQuietlyWhenStdoutCloses, keepServingWhenStdoutCloses } from "./closed-stdout.js";
 import { StopSignals } from "./stop-signals.js";
 
 // `serve` catches stop signals before the rest of the CLI is loaded (which takes a noticeable
@@ -8,7 +8,8 @@ import { StopSignals } from "./stop-signals.js";
 const command = process.argv.slice(2).find((argument) => !argument.startsWith("-"));
 const stopSignals = command === "serve" ? StopSignals.install() : undefined;
 // Every other command's stdout is output for a reader who may stop early. serve's stdout is its
-// log: losing the log reader must not make the daemon look as if it had stopped cleanly.
-if (command !== "serve") endQuietlyWhenStdoutCloses();
+// log: losing the log reader must neither stop the daemon nor look like a clean stop.
+if (command === "serve") keepServingWhenStdoutCloses();
+else endQuietlyWhenStdoutCloses();
 const { runProgram } = await import("./program.js");
 await runProgram(stopSignals);
