@@ -14,6 +14,7 @@ interface RewrapFlags extends FieldLayerFlags, StoreFlags {
   resource?: string[];
   all?: boolean;
   json?: boolean;
+  exitCode?: boolean;
 }
 
 function batchSize(text: string): number {
@@ -106,7 +107,11 @@ export function rewrapCommand(): Command {
       "--all",
       "also open records whose stamps look current and rewrap those the engine reports stale",
     )
-    .option("--json", "print the summary as JSON");
+    .option("--json", "print the summary as JSON")
+    .option(
+      "--exit-code",
+      "with --dry-run: exit 1 when anything is left to rewrap (so a script can wait for 0)",
+    );
   return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: RewrapFlags) => {
     const codec = await fieldLayerFromFlags(flags);
     const controller = new AbortController();
@@ -143,6 +148,8 @@ export function rewrapCommand(): Command {
           flags.json ? `${JSON.stringify(summary, null, 2)}\n` : describeSummary(summary),
         );
         const left = summary.resources.reduce((sum, entry) => sum + entry.remaining, 0);
+        // A dry run asked for an exit code answers "is anything left" with it, like git diff.
+        if (summary.dryRun && flags.exitCode === true && left > 0) process.exitCode = 1;
         if (!summary.dryRun && (summary.interrupted || left > 0)) {
           process.stderr.write(
             summary.interrupted

@@ -245,6 +245,10 @@ for (const backend of backends) {
         assert.ok(remaining > 0 && remaining < RECORDS, `killed midway (${remaining} left)`);
         t.diagnostic(`rewrap SIGKILLed with ${remaining} of ${RECORDS} records left`);
 
+        // A script waiting for the rewrap sees work left.
+        const pending = await runCli(["rewrap", "--dry-run", "--exit-code", ...args], {}, 60_000);
+        assert.equal(pending.code, 1, pending.stderr);
+
         // Nothing was lost or left undecryptable by the kill.
         const afterKill = await openAll(repository, codec);
         assert.equal(afterKill.size, RECORDS, "every record is still there");
@@ -281,6 +285,7 @@ for (const backend of backends) {
         [
           "rewrap",
           "--dry-run",
+          "--exit-code",
           "--store",
           store.url,
           "--fields",
