@@ -17,6 +17,7 @@ import {
   runCli,
   temporaryDirectory,
 } from "../support/daemon-process.js";
+import { keygenWithExampleProvider } from "../support/example-provider.js";
 
 const run = promisify(execFile);
 const EXAMPLE = join(PACKAGE_ROOT, "examples/users-and-tokens");
@@ -141,18 +142,14 @@ describe("the packed package", () => {
     const cli: CliCommand = [join(app, "node_modules/.bin/kms-envelope")];
     const provider = join(app, "kek-file.mjs");
     const keyring = join(workspace.path, "keyring.yaml");
-    const kek = join(workspace.path, "kek");
     const otherKek = join(workspace.path, "other-kek");
-    for (const path of [kek, otherKek]) await writeFile(path, randomBytes(32), { mode: 0o600 });
-    const keyRef = `file:${kek}`;
-    const keygen = await runCli(
-      ["keygen", "--provider", provider, "--key-ref", keyRef, "--keyring", keyring],
-      {},
-      20_000,
-      undefined,
+    await writeFile(otherKek, randomBytes(32), { mode: 0o600 });
+    const { keyRef, keygen } = await keygenWithExampleProvider({
       cli,
-    );
-    assert.equal(keygen.code, 0, keygen.stderr);
+      provider,
+      keyring,
+      kek: join(workspace.path, "kek"),
+    });
     assert.match(keygen.stdout, /^primary +kek-file:/);
     const rotate = await runCli(
       ["rotate", "--keyring", keyring, "--provider-module", provider],

@@ -20,9 +20,8 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { chmod, copyFile, cp, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, cp, mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -30,6 +29,7 @@ import { promisify } from "node:util";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { cleanEnvironment } from "../support/daemon-launcher.js";
 import { type CliCommand, DaemonProcess, runCli } from "../support/daemon-process.js";
+import { keygenWithExampleProvider } from "../support/example-provider.js";
 
 const FIXTURES = ["none", "daemon", "keyring"] as const;
 type Fixture = (typeof FIXTURES)[number];
@@ -151,16 +151,7 @@ async function startFixture(
   if (fixture !== "keyring") return undefined;
   const provider = join(directory, PROVIDER_EXAMPLE);
   const keyring = join(directory, "keyring.yaml");
-  await writeFile(join(directory, "kek"), randomBytes(32), { mode: 0o600 });
-  const keyRef = `file:${join(directory, "kek")}`;
-  const keygen = await runCli(
-    ["keygen", "--provider", provider, "--key-ref", keyRef, "--keyring", keyring],
-    {},
-    20_000,
-    undefined,
-    cli,
-  );
-  assert.equal(keygen.code, 0, keygen.stderr);
+  await keygenWithExampleProvider({ cli, provider, keyring, kek: join(directory, "kek") });
   // A short poll, so the block's wait for the rotated key is a moment, not the default 10 s.
   const daemon = await DaemonProcess.start({
     socketPath,
