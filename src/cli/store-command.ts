@@ -157,6 +157,29 @@ function listCommand(): Command {
   });
 }
 
+/**
+ * What get and find share: the field layer, the resource checked before the store is opened (so
+ * a mistyped name fails as UNMAPPED_RESOURCE and no store is touched), the store opened
+ * read-only, and both closed however `read` ends.
+ */
+async function readThroughFieldLayer(
+  flags: FieldLayerFlags & StoreFlags & { resource: string },
+  read: (store: EncryptedStore) => Promise<void>,
+): Promise<void> {
+  const codec = await fieldLayerFromFlags(flags);
+  try {
+    codec.checkResource(flags.resource);
+    const repository = await openStoreFromFlags(flags, { readOnly: true });
+    try {
+      await read(new EncryptedStore({ repository, codec }));
+    } finally {
+      await repository.close();
+    }
+  } finally {
+    await codec.close();
+  }
+}
+
 /** `store get`: one record, decrypted, as one JSON line. */
 function getCommand(): Command {
   const command = new Command("get")
@@ -169,35 +192,21 @@ function getCommand(): Command {
       "--workspace <workspace>",
       "only a record of this workspace (another workspace's record is reported as not found)",
     );
-  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: GetFlags) => {
-    const codec = await fieldLayerFromFlags(flags);
-    try {
-      // Before the store is opened, so a mistyped resource fails as UNMAPPED_RESOURCE.
-      codec.checkResource(flags.resource);
-      const repository = await openStoreFromFlags(flags, { readOnly: true });
-      try {
-        const record = await new EncryptedStore({ repository, codec }).read(
-          flags.resource,
-          flags.id,
-          { workspace: flags.workspace },
+  return addStoreOptions(addFieldLayerFlags(command)).action((flags: GetFlags) =>
+    readThroughFieldLayer(flags, async (store) => {
+      const record = await store.read(flags.resource, flags.id, { workspace: flags.workspace });
+      if (record === undefined)
+        throw new KmsEnvelopeError(
+          "RECORD_NOT_FOUND",
+          `no record ${JSON.stringify(flags.id)} of ${flags.resource}${flags.workspace === undefined ? "" : ` in workspace ${JSON.stringify(flags.workspace)}`}; kms-envelope store list --resource ${flags.resource} shows the ids`,
         );
-        if (record === undefined)
-          throw new KmsEnvelopeError(
-            "RECORD_NOT_FOUND",
-            `no record ${JSON.stringify(flags.id)} of ${flags.resource}${flags.workspace === undefined ? "" : ` in workspace ${JSON.stringify(flags.workspace)}`}; kms-envelope store list --resource ${flags.resource} shows the ids`,
-          );
-        process.stdout.write(`${JSON.stringify(record.document)}\n`);
-        if (record.stale)
-          process.stderr.write(
-            `kms-envelope: ${flags.resource} ${JSON.stringify(flags.id)} was written by an older provider or key: run kms-envelope rewrap\n`,
-          );
-      } finally {
-        await repository.close();
-      }
-    } finally {
-      await codec.close();
-    }
-  });
+      process.stdout.write(`${JSON.stringify(record.document)}\n`);
+      if (record.stale)
+        process.stderr.write(
+          `kms-envelope: ${flags.resource} ${JSON.stringify(flags.id)} was written by an older provider or key: run kms-envelope rewrap\n`,
+        );
+    }),
+  );
 }
 
 /** `store find`: the records whose lookup field equals a value, decrypted, as NDJSON. */
@@ -209,36 +218,25 @@ function findCommand(): Command {
     .requiredOption("--resource <resource>", "resource searched, as the field map names it")
     .requiredOption("--where <field=value>", "the field and the value searched for", whereClause)
     .requiredOption("--workspace <workspace>", "workspace searched (lookups never cross them)");
-  return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: FindFlags) => {
-    const codec = await fieldLayerFromFlags(flags);
-    try {
-      codec.checkResource(flags.resource);
-      const repository = await openStoreFromFlags(flags, { readOnly: true });
-      try {
-        const found = await new EncryptedStore({ repository, codec }).find(flags.resource, {
-          ...flags.where,
-          workspace: flags.workspace,
-        });
-        const write = drainingWriter(process.stdout);
-        for (const record of found)
-          await write(`${JSON.stringify(record.document)}
-`);
-        const stale = found.filter((record) => record.stale).length;
-        if (found.length === 0)
-          process.stderr.write(
-            `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
-          );
-        else if (stale > 0)
-          process.stderr.write(
-            `kms-envelope: ${stale} of them written by an older provider or key: run kms-envelope rewrap\n`,
-          );
-      } finally {
-        await repository.close();
-      }
-    } finally {
-      await codec.close();
-    }
-  });
+  return addStoreOptions(addFieldLayerFlags(command)).action((flags: FindFlags) =>
+    readThroughFieldLayer(flags, async (store) => {
+      const found = await store.find(flags.resource, {
+        ...flags.where,
+        workspace: flags.workspace,
+      });
+      const write = drainingWriter(process.stdout);
+      for (const record of found) await write(`${JSON.stringify(record.document)}\n`);
+      const stale = found.filter((record) => record.stale).length;
+      if (found.length === 0)
+        process.stderr.write(
+          `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
+        );
+      else if (stale > 0)
+        process.stderr.write(
+          `kms-envelope: ${stale} of them written by an older provider or key: run kms-envelope rewrap\n`,
+        );
+    }),
+  );
 }
 
 /**
