@@ -21,7 +21,10 @@
  *
  * - `UNMAPPED_RESOURCE`: the field map does not list the resource.
  *
- * - `KMS_PLUGIN_FAILED`: a KMS plugin or the kms-envelope daemon failed or is unreachable.
+ * - `KMS_PLUGIN_FAILED`: a KMS plugin an EncryptionConfiguration names failed or is unreachable.
+ *
+ * - `DAEMON_UNREACHABLE`: the kms-envelope daemon's field service is unreachable or failing, or
+ *   answered something other than what it was asked.
  *
  * - `STORE_UNAVAILABLE`: the database cannot be opened or reached, or its schema is newer.
  *
