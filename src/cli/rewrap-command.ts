@@ -15,6 +15,7 @@ interface RewrapFlags extends FieldLayerFlags, StoreFlags {
   all?: boolean;
   json?: boolean;
   exitCode?: boolean;
+  adoptPlaintext?: boolean;
 }
 
 function batchSize(text: string): number {
@@ -68,6 +69,12 @@ function describeSummary(summary: RewrapSummary): string {
           (behind.length === 0 ? "" : ` (${behind.join(", ")})`),
       );
     }
+    if (resource.plaintextFields.length > 0 || resource.plaintextEncrypted > 0)
+      lines.push(
+        `  plaintext: ${resource.plaintextFields.map((entry) => `${entry.path} ${entry.fields}`).join(", ") || "none"} at the start` +
+          (summary.dryRun ? "" : `, ${resource.plaintextEncrypted} encrypted`) +
+          `, ${resource.plaintextLeft} plaintext fields left`,
+      );
     for (const failure of resource.failed.slice(0, 20)) {
       lines.push(
         `  cannot open ${resource.resource} ${JSON.stringify(failure.id)}: ${failure.code}`,
@@ -79,6 +86,22 @@ function describeSummary(summary: RewrapSummary): string {
       `${entry.resource}.${entry.path}: ${entry.fields} fields under ${writer(entry)} that the field map no longer lists (left alone)`,
     );
   }
+  const plaintext = summary.resources.reduce((sum, entry) => sum + entry.plaintextLeft, 0);
+  // The one line an operator waits for before switching the plaintext fallback off.
+  lines.push(`${plaintext} plaintext fields left`);
+  if (
+    summary.backend === "postgres" &&
+    summary.resources.some((entry) => entry.plaintextFields.length > 0)
+  )
+    lines.push(
+      "PostgreSQL keeps replaced row versions, plaintext included, until VACUUM reclaims them: after adopting, run VACUUM FULL kmse_records (it locks the table while it runs)",
+    );
+  if (summary.scrub !== undefined)
+    lines.push(
+      summary.scrub.complete
+        ? "scrubbed: no replaced value is left in the store's files"
+        : `not scrubbed: ${summary.scrub.advice ?? "the backend cannot remove replaced values"}`,
+    );
   const records = summary.resources.reduce((sum, entry) => sum + entry.recordsRewrapped, 0);
   const seconds = summary.elapsedMs / 1000;
   lines.push(
@@ -108,6 +131,10 @@ export function rewrapCommand(): Command {
       "also open records whose stamps look current and rewrap those the engine reports stale",
     )
     .option("--json", "print the summary as JSON")
+    .option(
+      "--adopt-plaintext",
+      "also encrypt values stored in the clear before the field map listed their fields, then scrub the old values from the store's files where the backend can",
+    )
     .option(
       "--exit-code",
       "with --dry-run: exit 1 when anything is left to rewrap (so a script can wait for 0)",
@@ -141,6 +168,7 @@ export function rewrapCommand(): Command {
           dryRun: flags.dryRun === true,
           resources: flags.resource,
           openAll: flags.all === true,
+          adoptPlaintext: flags.adoptPlaintext === true,
           progress: progressFor(process.stderr),
           signal: controller.signal,
         });
@@ -148,13 +176,16 @@ export function rewrapCommand(): Command {
           flags.json ? `${JSON.stringify(summary, null, 2)}\n` : describeSummary(summary),
         );
         const left = summary.resources.reduce((sum, entry) => sum + entry.remaining, 0);
+        const plaintext = summary.resources.reduce((sum, entry) => sum + entry.plaintextLeft, 0);
         // A dry run asked for an exit code answers "is anything left" with it, like git diff.
-        if (summary.dryRun && flags.exitCode === true && left > 0) process.exitCode = 1;
-        if (!summary.dryRun && (summary.interrupted || left > 0)) {
+        if (summary.dryRun && flags.exitCode === true && left + plaintext > 0) process.exitCode = 1;
+        if (!summary.dryRun && (summary.interrupted || left > 0 || plaintext > 0)) {
           process.stderr.write(
             summary.interrupted
               ? "kms-envelope: rewrap was interrupted; run it again to continue\n"
-              : `kms-envelope: ${left} records are still not under the current writer; fix or delete the ones that cannot be opened, then run rewrap again (do not retire the old key yet)\n`,
+              : left > 0
+                ? `kms-envelope: ${left} records are still not under the current writer; fix or delete the ones that cannot be opened, then run rewrap again (do not retire the old key yet)\n`
+                : `kms-envelope: ${plaintext} fields are still stored in the clear; run rewrap --adopt-plaintext to encrypt them\n`,
           );
           process.exitCode = 1;
         }

@@ -20,12 +20,17 @@ interface ListFlags extends StoreFlags {
   workspace?: string;
 }
 
-interface GetFlags extends ListFlags, FieldLayerFlags {
-  id: string;
+interface ReadFlags extends FieldLayerFlags, StoreFlags {
+  resource: string;
+  adoptPlaintext?: boolean;
 }
 
-interface FindFlags extends FieldLayerFlags, StoreFlags {
-  resource: string;
+interface GetFlags extends ReadFlags {
+  id: string;
+  workspace?: string;
+}
+
+interface FindFlags extends ReadFlags {
   where: { field: string; value: string };
   workspace: string;
 }
@@ -163,7 +168,7 @@ function listCommand(): Command {
  * read-only, and both closed however `read` ends.
  */
 async function readThroughFieldLayer(
-  flags: FieldLayerFlags & StoreFlags & { resource: string },
+  flags: ReadFlags,
   read: (store: EncryptedStore) => Promise<void>,
 ): Promise<void> {
   const codec = await fieldLayerFromFlags(flags);
@@ -171,13 +176,23 @@ async function readThroughFieldLayer(
     codec.checkResource(flags.resource);
     const repository = await openStoreFromFlags(flags, { readOnly: true });
     try {
-      await read(new EncryptedStore({ repository, codec }));
+      await read(
+        new EncryptedStore({ repository, codec, adoptPlaintext: flags.adoptPlaintext === true }),
+      );
     } finally {
       await repository.close();
     }
   } finally {
     await codec.close();
   }
+}
+
+/** Adds the read commands' --adopt-plaintext. */
+function addAdoptOption(command: Command): Command {
+  return command.option(
+    "--adopt-plaintext",
+    "read values stored in the clear before the field map listed their fields as they are (kms-envelope rewrap --adopt-plaintext encrypts them)",
+  );
 }
 
 /** `store get`: one record, decrypted, as one JSON line. */
@@ -192,7 +207,7 @@ function getCommand(): Command {
       "--workspace <workspace>",
       "only a record of this workspace (another workspace's record is reported as not found)",
     );
-  return addStoreOptions(addFieldLayerFlags(command)).action((flags: GetFlags) =>
+  return addStoreOptions(addFieldLayerFlags(addAdoptOption(command))).action((flags: GetFlags) =>
     readThroughFieldLayer(flags, async (store) => {
       const record = await store.read(flags.resource, flags.id, { workspace: flags.workspace });
       if (record === undefined)
@@ -201,7 +216,11 @@ function getCommand(): Command {
           `no record ${JSON.stringify(flags.id)} of ${flags.resource}${flags.workspace === undefined ? "" : ` in workspace ${JSON.stringify(flags.workspace)}`}; kms-envelope store list --resource ${flags.resource} shows the ids`,
         );
       process.stdout.write(`${JSON.stringify(record.document)}\n`);
-      if (record.stale)
+      if (record.plaintextFields.length > 0)
+        process.stderr.write(
+          `kms-envelope: ${flags.resource} ${JSON.stringify(flags.id)} holds ${record.plaintextFields.join(", ")} in the clear: run kms-envelope rewrap --adopt-plaintext\n`,
+        );
+      else if (record.stale)
         process.stderr.write(
           `kms-envelope: ${flags.resource} ${JSON.stringify(flags.id)} was written by an older provider or key: run kms-envelope rewrap\n`,
         );
@@ -218,7 +237,7 @@ function findCommand(): Command {
     .requiredOption("--resource <resource>", "resource searched, as the field map names it")
     .requiredOption("--where <field=value>", "the field and the value searched for", whereClause)
     .requiredOption("--workspace <workspace>", "workspace searched (lookups never cross them)");
-  return addStoreOptions(addFieldLayerFlags(command)).action((flags: FindFlags) =>
+  return addStoreOptions(addFieldLayerFlags(addAdoptOption(command))).action((flags: FindFlags) =>
     readThroughFieldLayer(flags, async (store) => {
       const found = await store.find(flags.resource, {
         ...flags.where,

@@ -25,3 +25,19 @@ export function withPath(document: JsonObject, path: string, value: JsonValue): 
   if (!isObject(child)) throw new RangeError(`no object at ${step}`);
   return { ...document, [step]: withPath(child, rest.join("."), value) };
 }
+
+/**
+ * A copy of `document` without the value at `path` (the objects on the way are copied, never
+ * changed); the document itself when nothing is there.
+ */
+export function withoutPath(document: JsonObject, path: string): JsonObject {
+  const [step, ...rest] = path.split(".") as [string, ...string[]];
+  if (!Object.hasOwn(document, step)) return document;
+  if (rest.length === 0) {
+    const { [step]: _removed, ...others } = document;
+    return others;
+  }
+  const child = document[step];
+  if (!isObject(child)) return document;
+  return { ...document, [step]: withoutPath(child, rest.join(".")) };
+}

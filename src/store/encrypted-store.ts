@@ -8,6 +8,7 @@ import { KmsEnvelopeError } from "../errors.js";
 import type { FieldCodec, JsonObject, SealedRecord } from "../fields/field-codec.js";
 import type { PlaintextGuard } from "./plaintext-guard.js";
 import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js";
+import { type OpenedStoredRecord, openStored } from "./stored-fields.js";
 
 /** A record as the application sees it: encrypted fields opened. */
 export interface PlainRecord extends RecordKey {
@@ -21,8 +22,17 @@ export interface PlainRecord extends RecordKey {
   readonly version: number;
   /** ISO 8601 time of the last write. */
   readonly updatedAt: string;
-  /** True when some field was written by an earlier key or provider (rewrap will move it). */
+  /**
+   * True when some field was written by an earlier key or provider, or is still in the clear
+   * (rewrap will move or encrypt it).
+   */
   readonly stale: boolean;
+  /**
+   * Encrypted fields that were read as plain values because the store held them in the clear
+   * (only with `adoptPlaintext`; rewrap with it encrypts them). Empty for created and updated
+   * records.
+   */
+  readonly plaintextFields: readonly string[];
 }
 
 /** A record to create. */
@@ -56,20 +66,27 @@ export class EncryptedStore {
   readonly #repository: RecordRepository;
   readonly #codec: FieldCodec;
   readonly #guard: PlaintextGuard | undefined;
+  readonly #adoptPlaintext: boolean;
 
   /**
    * @param options - `repository` keeps the records; `codec` (usually from
    * {@link openFieldLayer}) seals and opens them; `guard`, when given, checks plaintext fields
-   * before every write. The store does not close them.
+   * before every write. The store does not close them. `adoptPlaintext` (default false) reads
+   * values the store holds in the clear at encrypted paths (written before the field map listed
+   * them) as they are, naming them in {@link PlainRecord.plaintextFields}, instead of refusing
+   * them with `MALFORMED_CIPHERTEXT`: for the time between listing a field and running
+   * `rewrap` with `adoptPlaintext`, after which no such value is left.
    */
   constructor(options: {
     repository: RecordRepository;
     codec: FieldCodec;
     guard?: PlaintextGuard;
+    adoptPlaintext?: boolean;
   }) {
     this.#repository = options.repository;
     this.#codec = options.codec;
     this.#guard = options.guard;
+    this.#adoptPlaintext = options.adoptPlaintext === true;
   }
 
   /**
@@ -118,7 +135,8 @@ export class EncryptedStore {
    * the record belongs to another one (so one tenant cannot learn which ids another uses).
    *
    * @throws `UNMAPPED_RESOURCE`; `DECRYPTION_FAILED`, `UNKNOWN_KEY_ID` or
-   * `MALFORMED_CIPHERTEXT` when a stored field does not open.
+   * `MALFORMED_CIPHERTEXT` when a stored field does not open; `MALFORMED_CIPHERTEXT` also for
+   * a field the store holds in the clear, unless the store adopts plaintext.
    */
   async read(
     resource: string,
@@ -129,11 +147,9 @@ export class EncryptedStore {
     const stored = await this.#repository.get({ resource, id });
     if (stored === undefined) return undefined;
     if (options.workspace !== undefined && stored.workspace !== options.workspace) return undefined;
-    const [opened] = await this.#codec.open(resource, [
-      { id, document: stored.document, ...workspaceOf(stored) },
-    ]);
+    const [opened] = await openStored(this.#codec, resource, [stored], this.#adoptPlaintext);
     if (opened === undefined) throw new Error(`the codec returned no record for ${resource} ${id}`);
-    return plain(stored, opened.document, opened.stale);
+    return plain(stored, opened.document, opened.stale, opened.plaintextFields);
   }
 
   /**
@@ -141,6 +157,8 @@ export class EncryptedStore {
    * normalizers (so `" Ada@Example.com"` finds `ada@example.com` when the map says
    * `lookup: [trim, lowercase]`), in id order. Tokens of every master-key version the daemon
    * holds are matched, so records written before a rotation are found until rewrap moves them.
+   * A value still in the clear has no token: its record is found once rewrap with
+   * `adoptPlaintext` has encrypted it.
    *
    * @param resource - The resource as the field map names it.
    * @param query - `field`: a field the map declares a lookup for; `value`: the value searched
@@ -166,19 +184,10 @@ export class EncryptedStore {
       return record !== undefined && record.workspace === query.workspace ? [record] : [];
     });
     if (stored.length === 0) return [];
-    const opened = await this.#codec.open(
-      resource,
-      stored.map((record) => ({
-        id: record.id,
-        document: record.document,
-        ...workspaceOf(record),
-      })),
-    );
+    const opened = await openStored(this.#codec, resource, stored, this.#adoptPlaintext);
     return stored.map((record, index) => {
-      const openedRecord = opened[index];
-      if (openedRecord === undefined)
-        throw new Error(`the codec returned no record for ${resource} ${record.id}`);
-      return plain(record, openedRecord.document, openedRecord.stale);
+      const openedRecord = opened[index] as OpenedStoredRecord;
+      return plain(record, openedRecord.document, openedRecord.stale, openedRecord.plaintextFields);
     });
   }
 
@@ -267,12 +276,12 @@ export class EncryptedStore {
   }
 }
 
-/** The workspace argument the codec expects for a stored record. */
-export function workspaceOf(record: StoredRecord): { workspace?: string } {
-  return record.workspace === null ? {} : { workspace: record.workspace };
-}
-
-function plain(stored: StoredRecord, document: JsonObject, stale: boolean): PlainRecord {
+function plain(
+  stored: StoredRecord,
+  document: JsonObject,
+  stale: boolean,
+  plaintextFields: readonly string[] = [],
+): PlainRecord {
   return {
     resource: stored.resource,
     id: stored.id,
@@ -282,5 +291,6 @@ function plain(stored: StoredRecord, document: JsonObject, stale: boolean): Plai
     version: stored.version,
     updatedAt: stored.updatedAt,
     stale,
+    plaintextFields,
   };
 }

@@ -7,30 +7,29 @@
 import pg from "pg";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
+import { plaintextCountQuery, recordsNotUnderQuery, TOKEN_KEY_ID_SQL } from "./pending-work-sql.js";
 import { postgresSettings } from "./postgres-connection.js";
 import {
   alreadyExists,
   checkStamps,
   documentText,
   inKeyOrder,
-  notUnderCondition,
   type RecordRow,
   type StampRow,
   stampsById,
-  TOKEN_KEY_ID_SQL,
   toStoredRecord,
 } from "./record-rows.js";
 import type {
   NewRecord,
-  PathWriter,
   RecordKey,
   RecordReplacement,
   RecordRepository,
   ReplaceOutcome,
+  RewrapTarget,
+  ScrubOutcome,
   StoredRecord,
   SubjectPage,
   TokenCount,
-  TokenVersion,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -337,32 +336,37 @@ class PostgresRepository implements RecordRepository {
     return rows[0]?.count ?? 0;
   }
 
+  async countPlaintext(resource: string, path: string): Promise<number> {
+    const query = plaintextCountQuery("postgres", resource, path);
+    const { rows } = await this.#query<{ count: number }>(query.sql, query.parameters);
+    return rows[0]?.count ?? 0;
+  }
+
   async recordsNotUnder(
     resource: string,
-    current: readonly PathWriter[],
+    target: RewrapTarget,
     afterId: string,
     limit: number,
-    tokens: readonly TokenVersion[] = [],
   ): Promise<string[]> {
-    const condition = notUnderCondition(current, (index) => `$${index + 4}`, tokens);
-    const { rows } = await this.#query<{ record_id: string }>(
-      `SELECT DISTINCT record_id FROM kmse_field_stamps WHERE resource = $1 AND record_id > $2 AND ${condition.sql} ORDER BY record_id LIMIT $3`,
-      [resource, afterId, limit, ...condition.parameters],
-    );
+    const query = recordsNotUnderQuery("postgres", resource, target, { afterId, limit });
+    const { rows } = await this.#query<{ record_id: string }>(query.sql, query.parameters);
     return rows.map((row) => row.record_id);
   }
 
-  async countRecordsNotUnder(
-    resource: string,
-    current: readonly PathWriter[],
-    tokens: readonly TokenVersion[] = [],
-  ): Promise<number> {
-    const condition = notUnderCondition(current, (index) => `$${index + 2}`, tokens);
-    const { rows } = await this.#query<{ count: number }>(
-      `SELECT count(DISTINCT record_id)::int AS count FROM kmse_field_stamps WHERE resource = $1 AND ${condition.sql}`,
-      [resource, ...condition.parameters],
-    );
+  async countRecordsNotUnder(resource: string, target: RewrapTarget): Promise<number> {
+    const query = recordsNotUnderQuery("postgres", resource, target);
+    const { rows } = await this.#query<{ count: number }>(query.sql, query.parameters);
     return rows[0]?.count ?? 0;
+  }
+
+  async scrub(): Promise<ScrubOutcome> {
+    // Deliberately no VACUUM from here: VACUUM FULL locks the table against the application for
+    // its whole run, which is the operator's call to make, not a side effect of rewrap.
+    return {
+      complete: false,
+      advice:
+        "PostgreSQL keeps the replaced row versions (with their plaintext) in the table files until VACUUM reclaims them, and VACUUM FULL kmse_records rewrites the table so the old files are removed; its WAL archive and backups keep them until they expire",
+    };
   }
 
   async close(): Promise<void> {

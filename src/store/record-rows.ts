@@ -5,7 +5,7 @@
 
 import { KmsEnvelopeError } from "../errors.js";
 import type { FieldRoute, FieldStamp, JsonObject, LookupToken } from "../fields/field-codec.js";
-import type { PathWriter, RecordKey, StoredRecord, TokenVersion } from "./repository.js";
+import type { RecordKey, StoredRecord } from "./repository.js";
 
 /** A kmse_records row as both drivers return it (updated_at normalised by the caller). */
 export interface RecordRow {
@@ -96,51 +96,6 @@ export function toStoredRecord(row: RecordRow, stamps: readonly FieldStamp[]): S
     updatedAt: row.updated_at,
   };
 }
-
-// Lookup tokens are `kmsl:v1:<key id>:<tag>` (SPEC.md §2.1); the store reads the key id only.
-const TOKEN_PREFIX = "kmsl:v1:";
-
-/**
- * The WHERE clause (after the resource and cursor conditions) over kmse_field_stamps that
- * selects stamps at one of the `current` paths written by someone else, or at one of the
- * `tokens` paths with no token under that version; `placeholder(n)` renders the n-th extra
- * parameter.
- */
-export function notUnderCondition(
-  current: readonly PathWriter[],
-  placeholder: (index: number) => string,
-  tokens: readonly TokenVersion[] = [],
-): { sql: string; parameters: string[] } {
-  if (current.length === 0 && tokens.length === 0) return { sql: "FALSE", parameters: [] };
-  const parameters: string[] = [];
-  const clauses = current.map((writer) => {
-    const base = parameters.length;
-    parameters.push(writer.path, writer.provider, writer.keyId);
-    return `(path = ${placeholder(base)} AND (provider <> ${placeholder(base + 1)} OR key_id <> ${placeholder(base + 2)}))`;
-  });
-  for (const version of tokens) {
-    const base = parameters.length;
-    const prefix = `${TOKEN_PREFIX}${version.keyId}:`;
-    // Twice, since SQLite's placeholders are positional.
-    parameters.push(version.path, prefix, prefix);
-    // A stamp at a lookup path means the value is present, so a token belongs beside it; the
-    // token's key id is compared by prefix, since it is only part of the token's text.
-    clauses.push(
-      `(path = ${placeholder(base)} AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = kmse_field_stamps.resource AND t.record_id = kmse_field_stamps.record_id AND t.path = kmse_field_stamps.path AND substr(t.token, 1, length(CAST(${placeholder(base + 1)} AS TEXT))) = CAST(${placeholder(base + 2)} AS TEXT)))`,
-    );
-  }
-  return { sql: `(${clauses.join(" OR ")})`, parameters };
-}
-
-/**
- * The key id of `kmsl:v1:<key id>:<22-character tag>` as SQL over the `token` column (the same
- * in SQLite and PostgreSQL): the text between the 8-character prefix and the last 23 characters.
- * A token too short for that shape (only a hand-edited row) counts under the empty key id, so it
- * is reported as not under the primary version (and rewrap replaces it) instead of failing the
- * count: PostgreSQL refuses a negative substring length.
- */
-export const TOKEN_KEY_ID_SQL =
-  "CASE WHEN length(token) > 31 THEN substr(token, 9, length(token) - 31) ELSE '' END";
 
 /**
  * Loads the records of `keys` resource by resource and returns them in the order of `keys` (the

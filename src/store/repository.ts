@@ -105,6 +105,24 @@ export interface TokenCount extends TokenVersion {
   readonly tokens: number;
 }
 
+/** What a record must be under for rewrap to have nothing to do with it. */
+export interface RewrapTarget {
+  /** The writer each encrypted path should be under. */
+  readonly writers: readonly PathWriter[];
+  /** The master-key version each lookup field's token should be under; default none. */
+  readonly tokens?: readonly TokenVersion[];
+  /** Encrypted paths whose values in the clear (no stamp) count as work; default none. */
+  readonly plaintext?: readonly string[];
+}
+
+/** What {@link RecordRepository.scrub} did. */
+export interface ScrubOutcome {
+  /** True when no overwritten value is left in the database's files. */
+  readonly complete: boolean;
+  /** What is left and what to do about it, when not complete. */
+  readonly advice?: string;
+}
+
 /** One page of a data subject's records, and where the next one starts. */
 export interface SubjectPage {
   /** The page's records that still exist, in (resource, id) order. */
@@ -178,24 +196,34 @@ export interface RecordRepository {
    */
   countMissingTokens(resource: string, path: string): Promise<number>;
   /**
-   * Ids (after `afterId`, in id order, at most `limit`) of records of `resource` with a field
-   * at one of the `current` paths whose stamp names another writer, or with a field at one of
-   * the `tokens` paths (it has a stamp) but no token there under that version: a token under an
-   * older version, or none at all because `lookup` was added after the record was written.
+   * How many records of `resource` hold a value at the encrypted `path` that has no stamp: a
+   * value stored in the clear before the field map listed the path, which rewrap with
+   * `adoptPlaintext` encrypts.
+   */
+  countPlaintext(resource: string, path: string): Promise<number>;
+  /**
+   * Ids (after `afterId`, in id order, at most `limit`) of records of `resource` that need
+   * rewrap under `target`: a field at one of its writers' paths whose stamp names another
+   * writer; a field at one of its lookup paths (it has a stamp) with no token there under that
+   * version (a token under an older version, or none because `lookup` was added after the
+   * record was written); or a value in the clear at one of its plaintext paths.
    */
   recordsNotUnder(
     resource: string,
-    current: readonly PathWriter[],
+    target: RewrapTarget,
     afterId: string,
     limit: number,
-    tokens?: readonly TokenVersion[],
   ): Promise<string[]>;
   /** How many records `recordsNotUnder` would list from the start. */
-  countRecordsNotUnder(
-    resource: string,
-    current: readonly PathWriter[],
-    tokens?: readonly TokenVersion[],
-  ): Promise<number>;
+  countRecordsNotUnder(resource: string, target: RewrapTarget): Promise<number>;
+  /**
+   * Removes overwritten values from the database's files where the backend can, once rewrap has
+   * replaced plaintext: SQLite (which writes with `secure_delete` on) rebuilds the file with
+   * VACUUM, so no free page keeps an old value, and checkpoints and truncates its WAL. PostgreSQL
+   * cannot from here: old row versions stay in the table files (and its WAL and backups) until
+   * VACUUM reclaims them, which the outcome says.
+   */
+  scrub(): Promise<ScrubOutcome>;
   /** Releases the database; idempotent. */
   close(): Promise<void>;
 }

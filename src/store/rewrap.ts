@@ -14,16 +14,23 @@
  */
 
 import { KmsEnvelopeError } from "../errors.js";
-import type { FieldCodec, OpenedRecord } from "../fields/field-codec.js";
-import { workspaceOf } from "./encrypted-store.js";
+import type { FieldCodec } from "../fields/field-codec.js";
 import type {
   PathWriter,
   RecordRepository,
+  RewrapTarget,
+  ScrubOutcome,
   StoredRecord,
   TokenCount,
   TokenVersion,
   WriterCount,
 } from "./repository.js";
+import {
+  type OpenedStoredRecord,
+  openStored,
+  plaintextPaths,
+  workspaceOf,
+} from "./stored-fields.js";
 
 /**
  * How rewrap reports progress (the CLI's terminal bar or log lines). Calls are synchronous and
@@ -69,6 +76,13 @@ export interface RewrapOptions {
    * Default false; ignored by `dryRun`.
    */
   readonly openAll?: boolean;
+  /**
+   * Also encrypt values the store holds in the clear at encrypted paths (written before the
+   * field map listed them), and end the run by scrubbing the overwritten values from the
+   * database's files where the backend can (see {@link RecordRepository.scrub}). Default false:
+   * such values are only counted. With `dryRun`, their records count in `recordsNeeding`.
+   */
+  readonly adoptPlaintext?: boolean;
   /** Where progress goes (default nowhere). */
   readonly progress?: RewrapProgress;
   /** Stops after the batch in flight (SIGINT/SIGTERM); the summary says it was interrupted. */
@@ -85,6 +99,14 @@ export interface StaleFields extends PathWriter {
 export interface StaleTokens extends TokenVersion {
   /** How many stored tokens at this path this older version keys. */
   readonly tokens: number;
+}
+
+/** Values of one encrypted path that the store holds in the clear. */
+export interface PlaintextFields {
+  /** The encrypted field's path. */
+  readonly path: string;
+  /** How many records hold a plain value there. */
+  readonly fields: number;
 }
 
 /** Records holding a lookup field but no token for it (the lookup was declared later). */
@@ -113,8 +135,14 @@ export interface ResourceSummary {
    */
   readonly missingTokens: readonly MissingTokens[];
   /**
-   * Records with at least one such field, or a lookup field whose token is not under the
-   * primary version, when the run started.
+   * Plain values at encrypted paths when the run started, by path (written before the field map
+   * listed the path); counted whether or not the run adopts them.
+   */
+  readonly plaintextFields: readonly PlaintextFields[];
+  /**
+   * Records with at least one such field, a lookup field whose token is not under the primary
+   * version, or (when adopting plaintext) a plain value at an encrypted path, when the run
+   * started.
    */
   readonly recordsNeeding: number;
   /** Records replaced with freshly sealed documents. */
@@ -128,8 +156,12 @@ export interface ResourceSummary {
    * error code (`UNKNOWN` for an error without one); skipped for the rest of the run.
    */
   readonly failed: { id: string; code: string }[];
+  /** Plain values encrypted by this run. */
+  plaintextEncrypted: number;
   /** Records still not under the current writer (fields or tokens) at the end. */
   remaining: number;
+  /** Plain values still at encrypted paths at the end; 0 means no record needs the fallback. */
+  plaintextLeft: number;
 }
 
 /** The result of a run. */
@@ -142,6 +174,11 @@ export interface RewrapSummary {
   readonly resources: ResourceSummary[];
   /** Stored fields of resources the field map no longer encrypts (left alone). */
   readonly unmapped: readonly WriterCount[];
+  /**
+   * How the run removed replaced values from the database's files: present after a run with
+   * `adoptPlaintext` that was not interrupted.
+   */
+  scrub?: ScrubOutcome;
   /** True when `signal` stopped the run; later resources are missing from `resources`. */
   interrupted: boolean;
   /** Duration of the run in ms. */
@@ -194,6 +231,12 @@ const NO_PROGRESS: RewrapProgress = { begin() {}, advance() {}, end() {} };
  * skipped; any other failure (daemon or plugin down, store unavailable) stops the run and
  * rejects. Resources with no encrypted fields in the field map are skipped.
  *
+ * Values the store holds in the clear at encrypted paths (the field map listed the path after
+ * they were written) are counted in every run and encrypted, with their lookup tokens, by a run
+ * with `adoptPlaintext`, which then scrubs the replaced values from the database's files where
+ * the backend can. Without it, a record that needs rewrap for another reason and holds such a
+ * value is listed in `failed` (`MALFORMED_CIPHERTEXT`).
+ *
  * @param given - What to rewrap and how; see {@link RewrapOptions}.
  * @returns What was found and done, per resource.
  * @throws `UNMAPPED_RESOURCE` for a name in `resources` the codec does not know, before anything
@@ -232,6 +275,13 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
       path,
       keyId: current.find((writer) => writer.path === path)?.keyId ?? "",
     }));
+    // A dry run with adoptPlaintext counts the records the real run would visit.
+    const target: RewrapTarget = {
+      writers: current,
+      tokens: lookups,
+      plaintext: options.adoptPlaintext === true ? paths : [],
+    };
+    const plaintextFields = await countPlaintext(repository, resource, paths);
     const resourceSummary: ResourceSummary = {
       resource,
       current,
@@ -249,26 +299,49 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
           })),
         )
       ).filter((entry) => entry.records > 0),
-      recordsNeeding: await repository.countRecordsNotUnder(resource, current, lookups),
+      plaintextFields,
+      recordsNeeding: await repository.countRecordsNotUnder(resource, target),
       recordsRewrapped: 0,
       fieldsRewrapped: 0,
       conflictsRetried: 0,
       failed: [],
+      plaintextEncrypted: 0,
       remaining: 0,
+      plaintextLeft: plaintextFields.reduce((sum, entry) => sum + entry.fields, 0),
     };
     summary.resources.push(resourceSummary);
     if (options.dryRun) {
       resourceSummary.remaining = resourceSummary.recordsNeeding;
       continue;
     }
-    await new ResourceRewrap(options, resourceSummary).run();
+    await new ResourceRewrap(options, resourceSummary, target).run();
+    resourceSummary.plaintextLeft = (await countPlaintext(repository, resource, paths)).reduce(
+      (sum, entry) => sum + entry.fields,
+      0,
+    );
     if (options.signal?.aborted) {
       summary.interrupted = true;
       break;
     }
   }
+  // Also after a run that found nothing left to adopt: an earlier one may have been stopped
+  // between encrypting the values and scrubbing their old copies.
+  if (options.adoptPlaintext === true && !options.dryRun && !summary.interrupted)
+    summary.scrub = await repository.scrub();
   summary.elapsedMs = Date.now() - started;
   return summary;
+}
+
+/** Plain values at each encrypted path of a resource, for the paths that have any. */
+async function countPlaintext(
+  repository: RecordRepository,
+  resource: string,
+  paths: readonly string[],
+): Promise<PlaintextFields[]> {
+  const counts = await Promise.all(
+    paths.map(async (path) => ({ path, fields: await repository.countPlaintext(resource, path) })),
+  );
+  return counts.filter((entry) => entry.fields > 0);
 }
 
 /** The tokens of a resource's lookup fields that are not under the version each should be. */
@@ -289,16 +362,18 @@ function staleTokens(
 class ResourceRewrap {
   readonly #options: RewrapSettings;
   readonly #summary: ResourceSummary;
+  readonly #target: RewrapTarget;
   readonly #failed = new Set<string>();
 
-  constructor(options: RewrapSettings, summary: ResourceSummary) {
+  constructor(options: RewrapSettings, summary: ResourceSummary, target: RewrapTarget) {
     this.#options = options;
     this.#summary = summary;
+    this.#target = target;
   }
 
   async run(): Promise<void> {
     const { repository, progress, signal } = this.#options;
-    const { resource, current, lookups } = this.#summary;
+    const { resource } = this.#summary;
     progress.begin(
       resource,
       this.#options.openAll
@@ -317,10 +392,9 @@ class ResourceRewrap {
             ? await repository.recordIds(resource, cursor, this.#options.batchSize)
             : await repository.recordsNotUnder(
                 resource,
-                current,
+                this.#target,
                 cursor,
                 this.#options.batchSize,
-                lookups,
               );
           if (ids.length === 0) break;
           cursor = ids[ids.length - 1] as string;
@@ -334,22 +408,27 @@ class ResourceRewrap {
     } finally {
       progress.end();
     }
-    this.#summary.remaining = await repository.countRecordsNotUnder(resource, current, lookups);
+    this.#summary.remaining = await repository.countRecordsNotUnder(resource, this.#target);
   }
 
   async #batch(ids: readonly string[], everyRecord: boolean, retries: number): Promise<void> {
     if (ids.length === 0) return;
     const { repository, codec } = this.#options;
     const { resource, current, lookups } = this.#summary;
+    const plaintext = this.#target.plaintext ?? [];
     const rows = await repository.getMany(resource, ids);
-    // Stamps show whether a re-read record still needs its fields moved; its tokens are not
-    // read with it, so with lookup fields every listed record is resealed. That costs a Seal
-    // call for a record the application rewrote meanwhile, never data: the record as re-read is
-    // written back, and only at the version read.
+    // Stamps show whether a re-read record still needs its fields moved or encrypted; its
+    // tokens are not read with it, so with lookup fields every listed record is resealed. That
+    // costs a Seal call for a record the application rewrote meanwhile, never data: the record
+    // as re-read is written back, and only at the version read.
     const needing =
       everyRecord || lookups.length > 0
         ? rows
-        : rows.filter((row) => row.stamps.some((stamp) => !isCurrent(stamp, current)));
+        : rows.filter(
+            (row) =>
+              row.stamps.some((stamp) => !isCurrent(stamp, current)) ||
+              plaintextPaths(row, plaintext).length > 0,
+          );
     const opened = await this.#open(needing);
     const toWrite = opened.filter(
       ({ row, record }) =>
@@ -379,8 +458,12 @@ class ResourceRewrap {
       })),
     );
     this.#summary.recordsRewrapped += outcome.written.size;
-    for (const record of sealed) {
-      if (outcome.written.has(record.id)) this.#summary.fieldsRewrapped += record.stamps.length;
+    for (const [index, record] of sealed.entries()) {
+      if (!outcome.written.has(record.id)) continue;
+      this.#summary.fieldsRewrapped += record.stamps.length;
+      this.#summary.plaintextEncrypted += (
+        toWrite[index] as { record: OpenedStoredRecord }
+      ).record.plaintextFields.length;
     }
     if (outcome.conflicts.length > 0) {
       this.#summary.conflictsRetried += outcome.conflicts.length;
@@ -393,17 +476,12 @@ class ResourceRewrap {
   /** Opens rows as one batch, or one by one to set aside the rows that cannot be opened. */
   async #open(
     rows: readonly StoredRecord[],
-  ): Promise<{ row: StoredRecord; record: OpenedRecord }[]> {
+  ): Promise<{ row: StoredRecord; record: OpenedStoredRecord }[]> {
     const { codec } = this.#options;
     const { resource } = this.#summary;
-    const request = (row: StoredRecord) => ({
-      id: row.id,
-      document: row.document,
-      ...workspaceOf(row),
-    });
     try {
-      const opened = await codec.open(resource, rows.map(request));
-      return rows.map((row, index) => ({ row, record: opened[index] as OpenedRecord }));
+      const opened = await openStored(codec, resource, rows, this.#options.adoptPlaintext === true);
+      return rows.map((row, index) => ({ row, record: opened[index] as OpenedStoredRecord }));
     } catch (error) {
       // The daemon's field service reports a bad value as a failed call, like an outage; if the
       // codec still answers, the failure belongs to the records, otherwise the run stops.
@@ -414,7 +492,7 @@ class ResourceRewrap {
       }
     }
     // Opening is all or nothing per batch: one bad value fails it, so retry row by row.
-    const results: { row: StoredRecord; record: OpenedRecord }[] = [];
+    const results: { row: StoredRecord; record: OpenedStoredRecord }[] = [];
     for (const row of rows) results.push(...(await this.#open([row])));
     return results;
   }

@@ -7,29 +7,28 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
+import { plaintextCountQuery, recordsNotUnderQuery, TOKEN_KEY_ID_SQL } from "./pending-work-sql.js";
 import {
   alreadyExists,
   checkStamps,
   documentText,
   inKeyOrder,
-  notUnderCondition,
   type RecordRow,
   type StampRow,
   stampsById,
-  TOKEN_KEY_ID_SQL,
   toStoredRecord,
 } from "./record-rows.js";
 import type {
   NewRecord,
-  PathWriter,
   RecordKey,
   RecordReplacement,
   RecordRepository,
   ReplaceOutcome,
+  RewrapTarget,
+  ScrubOutcome,
   StoredRecord,
   SubjectPage,
   TokenCount,
-  TokenVersion,
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
@@ -77,6 +76,9 @@ function openForWriting(path: string): Database.Database {
   database.pragma("journal_mode = WAL");
   database.pragma("synchronous = FULL");
   database.pragma("foreign_keys = ON");
+  // Freed space is zeroed rather than left holding old values: a replaced record's plaintext
+  // or ciphertext under a retired key must not stay readable in the file (see scrub).
+  database.pragma("secure_delete = ON");
   return database;
 }
 
@@ -338,35 +340,46 @@ class SqliteRepository implements RecordRepository {
     return count;
   }
 
+  async countPlaintext(resource: string, path: string): Promise<number> {
+    const query = plaintextCountQuery("sqlite", resource, path);
+    const { count } = this.#database.prepare(query.sql).get(...query.parameters) as {
+      count: number;
+    };
+    return count;
+  }
+
   async recordsNotUnder(
     resource: string,
-    current: readonly PathWriter[],
+    target: RewrapTarget,
     afterId: string,
     limit: number,
-    tokens: readonly TokenVersion[] = [],
   ): Promise<string[]> {
-    const condition = notUnderCondition(current, () => "?", tokens);
+    const query = recordsNotUnderQuery("sqlite", resource, target, { afterId, limit });
     return (
-      this.#database
-        .prepare(
-          `SELECT DISTINCT record_id FROM kmse_field_stamps WHERE resource = ? AND record_id > ? AND ${condition.sql} ORDER BY record_id LIMIT ?`,
-        )
-        .all(resource, afterId, ...condition.parameters, limit) as { record_id: string }[]
+      this.#database.prepare(query.sql).all(...query.parameters) as { record_id: string }[]
     ).map((row) => row.record_id);
   }
 
-  async countRecordsNotUnder(
-    resource: string,
-    current: readonly PathWriter[],
-    tokens: readonly TokenVersion[] = [],
-  ): Promise<number> {
-    const condition = notUnderCondition(current, () => "?", tokens);
-    const { count } = this.#database
-      .prepare(
-        `SELECT count(DISTINCT record_id) AS count FROM kmse_field_stamps WHERE resource = ? AND ${condition.sql}`,
-      )
-      .get(resource, ...condition.parameters) as { count: number };
+  async countRecordsNotUnder(resource: string, target: RewrapTarget): Promise<number> {
+    const query = recordsNotUnderQuery("sqlite", resource, target);
+    const { count } = this.#database.prepare(query.sql).get(...query.parameters) as {
+      count: number;
+    };
     return count;
+  }
+
+  async scrub(): Promise<ScrubOutcome> {
+    // VACUUM copies the live rows into fresh pages, so old values left in free pages (written
+    // before secure_delete was on, or by another tool) are gone; the checkpoint then moves the
+    // new pages into the file and TRUNCATE empties the WAL that still held them on the way.
+    this.#database.exec("VACUUM");
+    const [result] = this.#database.pragma("wal_checkpoint(TRUNCATE)") as { busy: number }[];
+    if (result?.busy === 0) return { complete: true };
+    return {
+      complete: false,
+      advice:
+        "another connection was still reading, so the write-ahead log could not be emptied; run rewrap again once the application is idle (it checkpoints again), or stop the application briefly",
+    };
   }
 
   async close(): Promise<void> {

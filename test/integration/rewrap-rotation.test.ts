@@ -181,7 +181,7 @@ for (const backend of backends) {
         return newKey !== oldKey;
       }, "the daemon to pick up the rotated keyring");
       const current: PathWriter[] = [{ path: "secrets", provider: "field-service", keyId: newKey }];
-      assert.equal(await repository.countRecordsNotUnder(RESOURCE, current), RECORDS);
+      assert.equal(await repository.countRecordsNotUnder(RESOURCE, { writers: current }), RECORDS);
 
       // 3. The application keeps writing and reading throughout.
       const app = new EncryptedStore({ repository: await openRepository(store.url), codec });
@@ -233,7 +233,7 @@ for (const backend of backends) {
         let remaining = RECORDS;
         await eventually(
           async () => {
-            remaining = await repository.countRecordsNotUnder(RESOURCE, current);
+            remaining = await repository.countRecordsNotUnder(RESOURCE, { writers: current });
             return remaining <= RECORDS / 2 || first.exitCode !== null;
           },
           "rewrap to get halfway",
@@ -241,7 +241,7 @@ for (const backend of backends) {
         );
         first.kill("SIGKILL");
         assert.equal(await firstExit, "SIGKILL", "the first rewrap was killed, not finished");
-        remaining = await repository.countRecordsNotUnder(RESOURCE, current);
+        remaining = await repository.countRecordsNotUnder(RESOURCE, { writers: current });
         assert.ok(remaining > 0 && remaining < RECORDS, `killed midway (${remaining} left)`);
         t.diagnostic(`rewrap SIGKILLed with ${remaining} of ${RECORDS} records left`);
 
@@ -268,7 +268,7 @@ for (const backend of backends) {
       assert.ok(counts.reads > 100 && counts.writes > 10, JSON.stringify(counts));
 
       // 6. Nothing is left under the old key, as the stamps and a third run both say.
-      assert.equal(await repository.countRecordsNotUnder(RESOURCE, current), 0);
+      assert.equal(await repository.countRecordsNotUnder(RESOURCE, { writers: current }), 0);
       const writers = (await repository.writerCounts()).filter(
         (entry) => entry.resource === RESOURCE,
       );

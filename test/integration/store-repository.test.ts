@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import pg from "pg";
-import type { FieldStamp } from "../../src/fields/field-codec.js";
+import type { FieldStamp, JsonObject } from "../../src/fields/field-codec.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
 import { subjectRecords } from "../../src/store/subject-export.js";
@@ -377,11 +377,14 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const expected = Array.from({ length: 25 }, (_, index) => index)
         .filter((index) => index % 3 === 0 || index % 5 === 0)
         .map((index) => `r-${String(index).padStart(3, "0")}`);
-      assert.equal(await repository.countRecordsNotUnder(resource, current), expected.length);
+      assert.equal(
+        await repository.countRecordsNotUnder(resource, { writers: current }),
+        expected.length,
+      );
       const found: string[] = [];
       let cursor = "";
       for (;;) {
-        const page = await repository.recordsNotUnder(resource, current, cursor, 4);
+        const page = await repository.recordsNotUnder(resource, { writers: current }, cursor, 4);
         if (page.length === 0) break;
         assert.ok(page.length <= 4, "a page holds at most the limit");
         found.push(...page);
@@ -390,16 +393,18 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.deepEqual(found, expected, "each record once, in id order");
       // Only the listed paths count; a provider change counts like a key change.
       assert.equal(
-        await repository.countRecordsNotUnder(resource, [current[0] as (typeof current)[0]]),
+        await repository.countRecordsNotUnder(resource, {
+          writers: [current[0] as (typeof current)[0]],
+        }),
         9,
       );
       assert.equal(
-        await repository.countRecordsNotUnder(resource, [
-          { path: "a", provider: "aesgcm", keyId: "key-2" },
-        ]),
+        await repository.countRecordsNotUnder(resource, {
+          writers: [{ path: "a", provider: "aesgcm", keyId: "key-2" }],
+        }),
         25,
       );
-      assert.equal(await repository.countRecordsNotUnder(resource, []), 0);
+      assert.equal(await repository.countRecordsNotUnder(resource, { writers: [] }), 0);
       const counts = (await repository.writerCounts()).filter((c) => c.resource === resource);
       assert.deepEqual(counts, [
         { resource, path: "a", provider: "secretbox", keyId: "key-1", fields: 9 },
@@ -411,6 +416,71 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const ids = await repository.recordIds(resource, "r-020", 100);
       assert.deepEqual(ids, ["r-021", "r-022", "r-023", "r-024"]);
       assert.ok((await repository.resources()).includes(resource), "resource listed");
+    });
+
+    test("values at encrypted paths without a stamp are counted and listed as plaintext, at any depth", async () => {
+      const resource = "adopt";
+      const documents: Record<string, JsonObject> = {
+        // Plain at both paths.
+        "a-0": { email: "x@y.z", profile: { phone: "123" } },
+        // email sealed (stamped), phone plain.
+        "a-1": { email: "sealed", profile: { phone: 5 } },
+        // Nothing there, null, or not under an object: no value, so nothing to encrypt.
+        "a-2": { email: null, profile: { phone: null } },
+        "a-3": { profile: ["phone"] },
+        "a-4": { profile: "phone" },
+        // A value that is an object or false is still a value.
+        "a-5": { email: { nested: true }, profile: { phone: false } },
+        // Sealed at both paths.
+        "a-6": { email: "sealed", profile: { phone: "sealed" } },
+      };
+      for (const [id, document] of Object.entries(documents)) {
+        const stamps =
+          id === "a-6"
+            ? [stamp("email", "key-1"), stamp("profile.phone", "key-1")]
+            : id === "a-1"
+              ? [stamp("email", "key-1")]
+              : [];
+        await repository.insert(...record(id, { resource, document, stamps }));
+      }
+      assert.equal(await repository.countPlaintext(resource, "email"), 2);
+      assert.equal(await repository.countPlaintext(resource, "profile.phone"), 3);
+      assert.equal(await repository.countPlaintext(resource, "missing"), 0);
+      const writers = [
+        { path: "email", provider: "secretbox", keyId: "key-1" },
+        { path: "profile.phone", provider: "secretbox", keyId: "key-1" },
+      ];
+      const plaintext = ["email", "profile.phone"];
+      assert.equal(await repository.countRecordsNotUnder(resource, { writers }), 0);
+      assert.equal(await repository.countRecordsNotUnder(resource, { writers, plaintext }), 3);
+      const pages: string[][] = [];
+      let cursor = "";
+      for (;;) {
+        const page = await repository.recordsNotUnder(resource, { writers, plaintext }, cursor, 2);
+        if (page.length === 0) break;
+        pages.push(page);
+        cursor = page[page.length - 1] as string;
+      }
+      assert.deepEqual(pages, [["a-0", "a-1"], ["a-5"]]);
+      // A stale stamp and a plain value are one union, each record listed once.
+      const newer = writers.map((writer) => ({ ...writer, keyId: "key-2" }));
+      assert.deepEqual(
+        await repository.recordsNotUnder(resource, { writers: newer, plaintext }, "", 10),
+        ["a-0", "a-1", "a-5", "a-6"],
+      );
+      assert.equal(
+        await repository.countRecordsNotUnder(resource, { writers: newer, plaintext }),
+        4,
+      );
+    });
+
+    test("scrub says what it removed and, where it cannot, what to do", async () => {
+      const outcome = await repository.scrub();
+      if (backend.name === "sqlite") assert.deepEqual(outcome, { complete: true });
+      else {
+        assert.equal(outcome.complete, false);
+        assert.match(outcome.advice ?? "", /VACUUM FULL kmse_records/);
+      }
     });
 
     test("lookup tokens under another version, or missing, are found by query; tokens are counted by the version they name", async () => {
@@ -441,11 +511,19 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       }
       const lookups = [{ path: "email", keyId: "local:new" }];
       const expected = ["s-000", "s-002", "s-003", "s-005", "s-006", "s-008", "s-009"];
-      assert.equal(await repository.countRecordsNotUnder(resource, [], lookups), expected.length);
+      assert.equal(
+        await repository.countRecordsNotUnder(resource, { writers: [], tokens: lookups }),
+        expected.length,
+      );
       const found: string[] = [];
       let cursor = "";
       for (;;) {
-        const page = await repository.recordsNotUnder(resource, [], cursor, 3, lookups);
+        const page = await repository.recordsNotUnder(
+          resource,
+          { writers: [], tokens: lookups },
+          cursor,
+          3,
+        );
         if (page.length === 0) break;
         found.push(...page);
         cursor = page[page.length - 1] as string;
@@ -455,11 +533,10 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.equal(await repository.countMissingTokens(resource, "name"), 12, "no lookup there");
       // A stamp under another writer lists a record as well: the union is counted once.
       assert.equal(
-        await repository.countRecordsNotUnder(
-          resource,
-          [{ path: "name", provider: "field-service", keyId: "local:newer" }],
-          lookups,
-        ),
+        await repository.countRecordsNotUnder(resource, {
+          writers: [{ path: "name", provider: "field-service", keyId: "local:newer" }],
+          tokens: lookups,
+        }),
         12,
       );
       assert.deepEqual(

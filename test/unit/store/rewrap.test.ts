@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
@@ -10,6 +10,7 @@ import { EncryptedStore } from "../../../src/store/encrypted-store.js";
 import type { RecordRepository } from "../../../src/store/repository.js";
 import { type RewrapProgress, rewrap } from "../../../src/store/rewrap.js";
 import { openSqliteRepository } from "../../../src/store/sqlite-repository.js";
+import { hasCode } from "../../support/error-assertions.js";
 import { SecretboxCodec } from "./support/secretbox-codec.js";
 
 const FIELDS = { credentials: ["secrets"], users: ["email", "name"] };
@@ -249,9 +250,9 @@ describe("rewrap (SQLite, secretbox test codec)", () => {
       /daemon unreachable/,
     );
     assert.equal(
-      await repository.countRecordsNotUnder("credentials", [
-        { path: "secrets", ...(await codec.currentWriter()) },
-      ]),
+      await repository.countRecordsNotUnder("credentials", {
+        writers: [{ path: "secrets", ...(await codec.currentWriter()) }],
+      }),
       3,
       "nothing was half-written",
     );
@@ -358,5 +359,156 @@ describe("rewrap (SQLite, secretbox test codec)", () => {
       summary.unmapped.map((entry) => `${entry.resource}.${entry.path}:${entry.fields}`),
       ["credentials.secrets:2", "users.name:1"],
     );
+  });
+
+  describe("adopting plaintext", () => {
+    /** Rows as a store holds them before the field map listed their fields: no stamps. */
+    async function populatePlain(count: number): Promise<void> {
+      await repository.insert(
+        "users",
+        Array.from({ length: count }, (_, index) => ({
+          id: `p-${index}`,
+          subjectId: null,
+          workspace: null,
+          document: { email: `plain-${index}@example.com`, name: `Plain ${index}`, plan: "free" },
+          stamps: [],
+        })),
+      );
+      // One record half adopted: email sealed, name (listed later) still in the clear.
+      const [sealed] = await codec.seal("users", [{ id: "half", document: { email: "h@x.io" } }]);
+      assert.ok(sealed);
+      await repository.insert("users", [
+        {
+          id: "half",
+          subjectId: null,
+          workspace: null,
+          document: { ...sealed.document, name: "Half Plain" },
+          stamps: sealed.stamps,
+        },
+      ]);
+    }
+
+    test("a value stored in the clear is refused naming the field, or read as it is when adopting", async () => {
+      await populatePlain(1);
+      await assert.rejects(
+        store.read("users", "p-0"),
+        hasCode(
+          "MALFORMED_CIPHERTEXT",
+          /^malformed ciphertext: users "p-0" email holds a plain value, .*--adopt-plaintext/,
+        ),
+      );
+      await assert.rejects(store.read("users", "p-0"), (error: Error) => {
+        assert.doesNotMatch(error.message, /plain-0@example\.com/, "the value is never quoted");
+        return true;
+      });
+      const adopting = new EncryptedStore({ repository, codec, adoptPlaintext: true });
+      const plain = await adopting.read("users", "p-0");
+      assert.deepEqual(plain?.document, {
+        email: "plain-0@example.com",
+        name: "Plain 0",
+        plan: "free",
+      });
+      assert.deepEqual(plain?.plaintextFields, ["email", "name"]);
+      assert.equal(plain?.stale, true);
+      const half = await adopting.read("users", "half");
+      assert.deepEqual(half?.document, { email: "h@x.io", name: "Half Plain" });
+      assert.deepEqual(half?.plaintextFields, ["name"], "the sealed field was opened");
+    });
+
+    test("rewrap counts plaintext fields in every run and encrypts them only when adopting, then scrubs", async () => {
+      await populatePlain(5);
+      const dry = await rewrap({ repository, codec, dryRun: true });
+      const users = dry.resources.find((entry) => entry.resource === "users");
+      assert.deepEqual(users?.plaintextFields, [
+        { path: "email", fields: 5 },
+        { path: "name", fields: 6 },
+      ]);
+      assert.equal(users?.plaintextLeft, 11);
+      assert.equal(users?.recordsNeeding, 0, "without adopting, nothing to rewrap");
+      const dryAdopting = await rewrap({ repository, codec, dryRun: true, adoptPlaintext: true });
+      assert.equal(
+        dryAdopting.resources[0]?.recordsNeeding,
+        6,
+        "adopting visits every such record",
+      );
+      assert.equal(dryAdopting.scrub, undefined, "a dry run scrubs nothing");
+
+      const notAdopting = await rewrap({ repository, codec });
+      assert.equal(notAdopting.resources[0]?.recordsRewrapped, 0);
+      assert.equal(notAdopting.resources[0]?.plaintextLeft, 11);
+      assert.equal(notAdopting.scrub, undefined);
+
+      const adopted = await rewrap({ repository, codec, batchSize: 4, adoptPlaintext: true });
+      assert.equal(adopted.resources[0]?.recordsRewrapped, 6);
+      assert.equal(adopted.resources[0]?.plaintextEncrypted, 11);
+      assert.equal(adopted.resources[0]?.plaintextLeft, 0);
+      assert.equal(adopted.resources[0]?.remaining, 0);
+      assert.deepEqual(adopted.scrub, { complete: true });
+      // Now plain reads work, with the same values, and the rows hold ciphertext.
+      const record = await store.read("users", "p-3");
+      assert.deepEqual(record?.document, {
+        email: "plain-3@example.com",
+        name: "Plain 3",
+        plan: "free",
+      });
+      assert.deepEqual(record?.plaintextFields, []);
+      const raw = await repository.get({ resource: "users", id: "p-3" });
+      assert.match(String(raw?.document.email), /^tsb:/);
+      assert.deepEqual(
+        raw?.stamps.map((stamp) => stamp.path),
+        ["email", "name"],
+      );
+      const again = await rewrap({ repository, codec, adoptPlaintext: true });
+      assert.equal(again.resources[0]?.recordsRewrapped, 0, "a finished adoption finds nothing");
+    });
+
+    test("after adoption the SQLite file holds no old value, not even one freed before secure_delete", async () => {
+      await populatePlain(3);
+      // A store written by an older kms-envelope or another tool: secure_delete off, a value
+      // replaced in place (its old text left in the page's free space) and a large record
+      // deleted (its overflow pages left on the free list, text intact), pages rewrap never
+      // rewrites.
+      const legacy = new Database(path);
+      legacy.pragma("secure_delete = OFF");
+      legacy
+        .prepare("UPDATE kmse_records SET document = ? WHERE resource = 'users' AND id = 'p-1'")
+        .run(JSON.stringify({ email: "replaced-1@example.com", name: "Plain 1", plan: "free" }));
+      legacy
+        .prepare(
+          "INSERT INTO kmse_records (resource, id, document, version, updated_at) VALUES ('users', 'gone', ?, 1, '2026-01-01T00:00:00Z')",
+        )
+        .run(
+          JSON.stringify({ email: "deleted@example.com", notes: "deleted note ".repeat(40_000) }),
+        );
+      legacy.prepare("DELETE FROM kmse_records WHERE id = 'gone'").run();
+      legacy.close();
+      const fileText = async () =>
+        (
+          await Promise.all(
+            ["", "-wal"].map((suffix) =>
+              readFile(`${path}${suffix}`).then(
+                (bytes) => bytes.toString("latin1"),
+                () => "",
+              ),
+            ),
+          )
+        ).join("");
+      const secrets = [
+        "plain-0@example.com",
+        "plain-1@example.com",
+        "replaced-1@example.com",
+        "Plain 2",
+        "deleted@example.com",
+        "deleted note",
+      ];
+      const before = await fileText();
+      for (const secret of secrets)
+        assert.ok(before.includes(secret), `${secret} is in the file before`);
+
+      const summary = await rewrap({ repository, codec, adoptPlaintext: true });
+      assert.deepEqual(summary.scrub, { complete: true });
+      const after = await fileText();
+      for (const secret of secrets) assert.ok(!after.includes(secret), `${secret} is gone`);
+    });
   });
 });
