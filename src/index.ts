@@ -95,6 +95,8 @@ export type {
   RecordReplacement,
   RecordRepository,
   ReplaceOutcome,
+  RewrapTarget,
+  ScrubOutcome,
   StoredRecord,
   SubjectPage,
   TokenCount,
@@ -103,6 +105,7 @@ export type {
 } from "./store/repository.js";
 export {
   type MissingTokens,
+  type PlaintextFields,
   type ResourceSummary,
   type RewrapOptions,
   type RewrapProgress,
