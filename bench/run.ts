@@ -8,7 +8,9 @@
 // machine to go quiet before each run, default 20s), BENCH_DAEMON_NODE_FLAGS (extra node flags
 // for the daemon, e.g. "--max-semi-space-size=16", to try runtime tuning), BENCH_REWRAP_RECORDS
 // (records per rewrap run, default 10000). The abuse phase (bench/abuse.ts) ends every run;
-// BENCH_ONLY=abuse runs it alone and replaces only its section of the results. Its own
+// BENCH_ONLY=abuse runs it alone and replaces only its section of the results; so does
+// BENCH_ONLY=lookups for the lookups phase (BENCH_LOOKUP_RECORDS records per backend, default
+// 100000; token rate measured for BENCH_DURATION). Its own
 // variables: BENCH_ABUSE_DURATION (per scenario, default 20s), BENCH_ABUSE_SETTLE (wait before
 // the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
 // BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
@@ -42,6 +44,7 @@ import {
   runKmsload,
   waitForQuiet,
 } from "./lib.js";
+import { type LookupReport, lookupsSection, measureLookups } from "./lookups.js";
 import { measureRewrap, type RewrapReport, rewrapSection } from "./rewrap.js";
 
 /** The project's floor for KMS v2 roundtrip at concurrency 64, in calls/s. */
@@ -149,6 +152,8 @@ function markdown(results: {
   minimum: { roundtripC64: number | undefined; required: number; met: boolean };
   abuse: AbuseReport | undefined;
   abuseError?: string;
+  lookups?: LookupReport;
+  lookupsError?: string;
 }): string {
   const { machine, kms, field, memory } = results;
   const git = machine.git as { commit: string; dirty: boolean };
@@ -226,6 +231,7 @@ function markdown(results: {
   }
   lines.push(...engineFieldsSection(results.engineFields));
   lines.push(...rewrapSection(results.rewrap));
+  lines.push(...lookupsSection(results.lookups, results.lookupsError));
   lines.push("## Daemon memory (VmRSS)", "");
   lines.push("| when | RSS | peak (VmHWM) |", "|---|---:|---:|");
   for (const [when, sample] of Object.entries(memory)) {
@@ -316,35 +322,99 @@ function abuseFailed(abuse: AbuseReport | undefined, abuseError: string | undefi
   return broken.length > 0 || abuse.daemonExitCode !== 0;
 }
 
-/** BENCH_ONLY=abuse: the abuse phase alone; the other sections of latest.* are kept. */
-async function abuseOnly(
+/** The results file as a previous run left it, if any. */
+type PreviousResults = Omit<Parameters<typeof markdown>[0], "durationMs"> & {
+  settings: { durationMs: number };
+};
+
+/**
+ * BENCH_ONLY=abuse or lookups: that phase alone; the other sections of latest.* are kept.
+ * Returns the exit code.
+ */
+async function phaseOnly(
+  phase: "abuse" | "lookups",
   kmsload: string,
   machine: Record<string, unknown>,
   quietWaitMs: number,
 ): Promise<number> {
-  const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
+  let update: Partial<PreviousResults>;
+  let failed: boolean;
+  if (phase === "abuse") {
+    const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
+    update = { abuse, abuseError };
+    failed = abuseFailed(abuse, abuseError);
+  } else {
+    const daemon = await DaemonProcess.start();
+    let result: { lookups?: LookupReport; lookupsError?: string };
+    try {
+      result = await runLookupsPhase(daemon.socketPath, quietWaitMs);
+    } finally {
+      await daemon.stop("SIGTERM");
+    }
+    update = result;
+    failed = lookupsFailed(result);
+  }
   const path = join(RESULTS_DIR, "latest.json");
   const previous = existsSync(path)
-    ? (JSON.parse(readFileSync(path, "utf8")) as Omit<
-        Parameters<typeof markdown>[0],
-        "durationMs"
-      > & { settings: { durationMs: number } })
+    ? (JSON.parse(readFileSync(path, "utf8")) as PreviousResults)
     : undefined;
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(path, `${JSON.stringify({ ...previous, abuse, abuseError }, null, 2)}\n`);
+  writeFileSync(path, `${JSON.stringify({ ...previous, ...update }, null, 2)}\n`);
   const summary =
     previous === undefined
-      ? ["# kms-envelope benchmark", "", ...abuseSection(abuse, abuseError)].join("\n")
-      : markdown({ ...previous, abuse, abuseError, durationMs: previous.settings.durationMs });
+      ? [
+          "# kms-envelope benchmark",
+          "",
+          ...(phase === "abuse"
+            ? abuseSection(update.abuse, update.abuseError)
+            : lookupsSection(update.lookups, update.lookupsError)),
+        ].join("\n")
+      : markdown({ ...previous, ...update, durationMs: previous.settings.durationMs });
   writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
   process.stdout.write(`${summary}\n`);
-  return abuseFailed(abuse, abuseError) ? 1 : 0;
+  return failed ? 1 : 0;
+}
+
+/** The lookups phase against a running daemon. */
+async function runLookupsPhase(
+  socketPath: string,
+  quietWaitMs: number,
+): Promise<{ lookups?: LookupReport; lookupsError?: string }> {
+  log("lookups: tokens through the daemon, backfill and find on SQLite and PostgreSQL");
+  await waitForQuiet(quietWaitMs);
+  try {
+    return {
+      lookups: await measureLookups(
+        socketPath,
+        Number(process.env.BENCH_LOOKUP_RECORDS ?? "100000"),
+        parseDurationMs(process.env.BENCH_DURATION ?? "10s"),
+      ),
+    };
+  } catch (error) {
+    const lookupsError = error instanceof Error ? error.message : String(error);
+    log(`lookups bench failed: ${lookupsError}`);
+    return { lookupsError };
+  }
+}
+
+/** Wrong search answers or tokens left missing fail the run, like errors elsewhere. */
+function lookupsFailed(result: { lookups?: LookupReport; lookupsError?: string }): boolean {
+  const wrong = result.lookups?.results.filter(
+    (row) => row.wrongAnswers > 0 || row.missingAfter > 0,
+  );
+  for (const row of wrong ?? [])
+    process.stdout.write(
+      `BENCH FAILED: lookups ${row.backend}: ${row.wrongAnswers} wrong answers, ${row.missingAfter} tokens missing after the backfill.\n`,
+    );
+  if (result.lookupsError !== undefined)
+    process.stdout.write(`BENCH FAILED: lookups: ${result.lookupsError}.\n`);
+  return result.lookupsError !== undefined || (wrong?.length ?? 0) > 0;
 }
 
 async function main(): Promise<number> {
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== "abuse") {
-    throw new Error(`BENCH_ONLY=${only}: the only phase that runs alone is "abuse"`);
+  if (only !== undefined && only !== "abuse" && only !== "lookups") {
+    throw new Error(`BENCH_ONLY=${only}: the phases that run alone are "abuse" and "lookups"`);
   }
   const durationMs = parseDurationMs(process.env.BENCH_DURATION ?? "10s");
   const fieldDurationMs = parseDurationMs(
@@ -368,7 +438,7 @@ async function main(): Promise<number> {
   }
   const rebuilt = ensureDaemonBuilt();
   const machine = { ...machineInfo(), distRebuilt: rebuilt, daemonNodeFlags: daemonNodeFlags() };
-  if (only === "abuse") return abuseOnly(kmsload, machine, quietWaitMs);
+  if (only !== undefined) return phaseOnly(only, kmsload, machine, quietWaitMs);
 
   log(`starting daemon (${relative(REPO_ROOT, DAEMON_MAIN)})`);
   const daemon = await DaemonProcess.start();
@@ -382,6 +452,7 @@ async function main(): Promise<number> {
   let engineFieldsError: string | undefined;
   let rewrap: RewrapReport | undefined;
   let rewrapError: string | undefined;
+  let lookupsPhase: { lookups?: LookupReport; lookupsError?: string } = {};
   let daemonExit: number | null = null;
   try {
     memory["idle (after start)"] = readMemory(daemon.pid);
@@ -474,6 +545,7 @@ async function main(): Promise<number> {
       rewrapError = error instanceof Error ? error.message : String(error);
       log(`rewrap bench failed: ${rewrapError}`);
     }
+    lookupsPhase = await runLookupsPhase(daemon.socketPath, quietWaitMs);
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
@@ -521,6 +593,7 @@ async function main(): Promise<number> {
     errors: { kms: kmsErrors, field: fieldErrors },
     abuse,
     abuseError,
+    ...lookupsPhase,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -551,6 +624,7 @@ async function main(): Promise<number> {
     failed = true;
   }
   if (abuseFailed(abuse, abuseError)) failed = true;
+  if (lookupsFailed(lookupsPhase)) failed = true;
   return failed ? 1 : 0;
 }
 
