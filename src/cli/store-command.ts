@@ -35,6 +35,9 @@ interface FindFlags extends ReadFlags {
   workspace: string;
 }
 
+/** Records `store find` asks for at a time. */
+const FIND_PAGE = 500;
+
 /** `--where FIELD=VALUE`, split at the first "=" (a value may contain more). */
 function whereClause(text: string): { field: string; value: string } {
   const at = text.indexOf("=");
@@ -239,14 +242,25 @@ function findCommand(): Command {
     .requiredOption("--workspace <workspace>", "workspace searched (lookups never cross them)");
   return addStoreOptions(addFieldLayerFlags(addAdoptOption(command))).action((flags: FindFlags) =>
     readThroughFieldLayer(flags, async (store) => {
-      const found = await store.find(flags.resource, {
-        ...flags.where,
-        workspace: flags.workspace,
-      });
+      // Page by page, so a value thousands of records share streams out in bounded memory.
       const write = drainingWriter(process.stdout);
-      for (const record of found) await write(`${JSON.stringify(record.document)}\n`);
-      const stale = found.filter((record) => record.stale).length;
-      if (found.length === 0)
+      let count = 0;
+      let stale = 0;
+      let after = "";
+      for (;;) {
+        const page = await store.find(flags.resource, {
+          ...flags.where,
+          workspace: flags.workspace,
+          after,
+          limit: FIND_PAGE,
+        });
+        for (const record of page) await write(`${JSON.stringify(record.document)}\n`);
+        count += page.length;
+        stale += page.filter((record) => record.stale).length;
+        if (page.length < FIND_PAGE) break;
+        after = (page[page.length - 1] as { id: string }).id;
+      }
+      if (count === 0)
         process.stderr.write(
           `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
         );

@@ -4,11 +4,15 @@
  * the version it read and fails with STORE_CONFLICT if someone (rewrap included) wrote since.
  */
 
-import { KmsEnvelopeError } from "../errors.js";
+import { InvalidRequestError, KmsEnvelopeError } from "../errors.js";
 import type { FieldCodec, JsonObject, SealedRecord } from "../fields/field-codec.js";
 import type { PlaintextGuard } from "./plaintext-guard.js";
 import type { RecordKey, RecordRepository, StoredRecord } from "./repository.js";
 import { type OpenedStoredRecord, openStored } from "./stored-fields.js";
+
+// Record ids a search reads per query: a value many records share is read and opened in pages
+// of this size, so one search never sends the daemon an unbounded batch.
+const FIND_PAGE = 500;
 
 /** A record as the application sees it: encrypted fields opened. */
 export interface PlainRecord extends RecordKey {
@@ -163,17 +167,41 @@ export class EncryptedStore {
    * @param resource - The resource as the field map names it.
    * @param query - `field`: a field the map declares a lookup for; `value`: the value searched
    * for; `workspace`: the workspace searched (tokens are keyed per workspace, so another
-   * workspace's records never match).
-   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the field has no lookup in the field map;
-   * the codec's errors when a found record does not open.
+   * workspace's records never match); `limit`: at most this many records (default all);
+   * `after`: only records whose id sorts after it (byte order), so the next page of a search
+   * that filled its `limit` starts after the last id it returned.
+   * @returns Fewer records than `limit` only when there are no more.
+   * @throws `UNMAPPED_RESOURCE`; `INVALID_REQUEST` when the field has no lookup in the field map
+   * or `limit` is not a positive whole number; the codec's errors when a found record does not
+   * open.
    */
   async find(
     resource: string,
-    query: { field: string; value: string; workspace: string },
+    query: { field: string; value: string; workspace: string; after?: string; limit?: number },
   ): Promise<PlainRecord[]> {
     this.#codec.checkResource(resource);
+    const limit = query.limit ?? Number.POSITIVE_INFINITY;
+    if (!(limit > 0) || (limit !== Number.POSITIVE_INFINITY && !Number.isInteger(limit)))
+      throw new InvalidRequestError(`find: limit must be a positive whole number, not ${limit}`);
     const tokens = await this.#codec.tokensFor(resource, query.field, query.workspace, query.value);
-    const ids = await this.#repository.recordsWithToken(resource, query.field, tokens);
+    const found: PlainRecord[] = [];
+    let cursor = query.after ?? "";
+    while (found.length < limit) {
+      const want = Math.min(FIND_PAGE, limit - found.length);
+      const ids = await this.#repository.recordsWithToken(resource, query.field, tokens, {
+        afterId: cursor,
+        limit: want,
+      });
+      if (ids.length === 0) break;
+      cursor = ids[ids.length - 1] as string;
+      found.push(...(await this.#openFound(resource, ids, query.workspace)));
+      if (ids.length < want) break;
+    }
+    return found;
+  }
+
+  /** The records among `ids` that are of `workspace`, opened, in the order of `ids`. */
+  async #openFound(resource: string, ids: readonly string[], workspace: string) {
     // The token already says which workspace; the stored column says it again, so a found
     // record of another workspace (a token copied between rows) is never returned.
     const byId = new Map(
@@ -181,7 +209,7 @@ export class EncryptedStore {
     );
     const stored = ids.flatMap((id) => {
       const record = byId.get(id);
-      return record !== undefined && record.workspace === query.workspace ? [record] : [];
+      return record !== undefined && record.workspace === workspace ? [record] : [];
     });
     if (stored.length === 0) return [];
     const opened = await openStored(this.#codec, resource, stored, this.#adoptPlaintext);

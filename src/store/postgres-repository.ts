@@ -265,11 +265,12 @@ class PostgresRepository implements RecordRepository {
     resource: string,
     path: string,
     tokens: readonly string[],
+    page: { afterId: string; limit: number },
   ): Promise<string[]> {
     if (tokens.length === 0) return [];
     const { rows } = await this.#query<{ record_id: string }>(
-      "SELECT DISTINCT record_id FROM kmse_lookup_tokens WHERE resource = $1 AND path = $2 AND token = ANY($3::text[]) ORDER BY record_id",
-      [resource, path, tokens],
+      "SELECT DISTINCT record_id FROM kmse_lookup_tokens WHERE resource = $1 AND path = $2 AND token = ANY($3::text[]) AND record_id > $4 ORDER BY record_id LIMIT $5",
+      [resource, path, tokens, page.afterId, page.limit],
     );
     return rows.map((row) => row.record_id);
   }

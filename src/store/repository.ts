@@ -165,10 +165,16 @@ export interface RecordRepository {
   /** Deletes a record (only at `expectedVersion` when given); false when nothing was deleted. */
   delete(key: RecordKey, expectedVersion?: number): Promise<boolean>;
   /**
-   * Ids of the records of `resource` whose lookup token at `path` is one of `tokens`, in id
-   * order: what a search by a field's value reads before opening the records.
+   * Ids of the records of `resource` whose lookup token at `path` is one of `tokens`, after
+   * `page.afterId` (`""` for the start) in id order, at most `page.limit`: what a search by a
+   * field's value reads before opening the records.
    */
-  recordsWithToken(resource: string, path: string, tokens: readonly string[]): Promise<string[]>;
+  recordsWithToken(
+    resource: string,
+    path: string,
+    tokens: readonly string[],
+    page: { afterId: string; limit: number },
+  ): Promise<string[]>;
   /** Every resource that has records, sorted. */
   resources(): Promise<string[]>;
   /** How many records a resource has. */

@@ -65,6 +65,32 @@ describe("kms-envelope store find", () => {
     );
   });
 
+  test("a value more records share than one page holds is printed whole, each record once, in id order", async () => {
+    const many = Array.from({ length: 1_203 }, (_, index) => ({
+      id: `m-${String(index).padStart(4, "0")}`,
+      ws: "many",
+      email: "Team@Example.com",
+      name: `Member ${index}`,
+    }));
+    const put = await runCli(
+      ["store", "put", ...flags, "--workspace-field", "ws"],
+      { KMS_ENVELOPE_SOCKET: suite.daemon.socketPath },
+      120_000,
+      many.map((user) => JSON.stringify(user)).join("\n"),
+    );
+    assert.equal(put.code, 0, put.stderr);
+    const found = await find("--where", "email=team@example.com", "--workspace", "many");
+    assert.equal(found.code, 0, found.stderr);
+    const names = found.stdout
+      .trim()
+      .split("\n")
+      .map((line) => (JSON.parse(line) as { name: string }).name);
+    assert.deepEqual(
+      names,
+      many.map((user) => user.name),
+    );
+  });
+
   test("another workspace's equal value never matches; nothing found is said on stderr without the value", async () => {
     const found = await find("--where", "email=bob@example.com", "--workspace", "other");
     assert.equal(found.code, 0, found.stderr);

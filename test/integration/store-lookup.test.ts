@@ -196,6 +196,38 @@ describe("finding records by an encrypted field, through the daemon", () => {
         assert.deepEqual(await ids("nobody@example.com"), []);
       });
 
+      test("a value many records share is returned in pages: limit, then after the last id", async () => {
+        await store.createMany(
+          "people",
+          ["s-1", "s-2", "s-3", "s-4", "s-5"].map((id) => ({
+            id,
+            workspace: "ws-1",
+            document: { email: "Shared@Example.com", name: id },
+          })),
+        );
+        const page = async (after?: string) =>
+          (
+            await store.find("people", {
+              field: "email",
+              value: "shared@example.com",
+              workspace: "ws-1",
+              limit: 2,
+              ...(after === undefined ? {} : { after }),
+            })
+          ).map((record) => record.id);
+        assert.deepEqual(await page(), ["s-1", "s-2"]);
+        assert.deepEqual(await page("s-2"), ["s-3", "s-4"]);
+        assert.deepEqual(await page("s-4"), ["s-5"], "a short page is the last");
+        assert.deepEqual(await ids("shared@example.com"), ["s-1", "s-2", "s-3", "s-4", "s-5"]);
+        for (const limit of [0, -1, 1.5, Number.NaN])
+          await assert.rejects(
+            store.find("people", { field: "email", value: "x", workspace: "ws-1", limit }),
+            hasCode("INVALID_REQUEST", /limit must be a positive whole number/),
+          );
+        for (const id of ["s-1", "s-2", "s-3", "s-4", "s-5"])
+          assert.ok(await store.delete("people", id));
+      });
+
       test("another workspace's records never match", async () => {
         assert.deepEqual(await ids("ada@example.com", "ws-2"), ["ada-elsewhere"]);
         assert.deepEqual(await ids("bob@example.com", "ws-2"), []);

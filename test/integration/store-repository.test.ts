@@ -286,11 +286,28 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         { ...record("p2")[1][0], id: "p2", tokens: [email("kmsl:v1:k:ada")] } as NewRecord,
         { ...record("p3")[1][0], id: "p3", tokens: [email("kmsl:v1:k:bob")] } as NewRecord,
       ]);
-      const find = (...tokens: string[]) => repository.recordsWithToken("people", "email", tokens);
+      const all = { afterId: "", limit: 100 };
+      const find = (...tokens: string[]) =>
+        repository.recordsWithToken("people", "email", tokens, all);
       assert.deepEqual(await find("kmsl:v1:k:ada"), ["p1", "p2"]);
+      // Paged in id order, duplicates counted once even when several tokens match.
+      const page = (afterId: string) =>
+        repository.recordsWithToken("people", "email", ["kmsl:v1:k:ada", "kmsl:v1:k:bob"], {
+          afterId,
+          limit: 2,
+        });
+      assert.deepEqual(await page(""), ["p1", "p2"]);
+      assert.deepEqual(await page("p2"), ["p3"]);
+      assert.deepEqual(await page("p3"), []);
       assert.deepEqual(await find("kmsl:v1:old:ada", "kmsl:v1:k:bob"), ["p3"], "any of the tokens");
-      assert.deepEqual(await repository.recordsWithToken("people", "name", ["kmsl:v1:k:ada"]), []);
-      assert.deepEqual(await repository.recordsWithToken("others", "email", ["kmsl:v1:k:ada"]), []);
+      assert.deepEqual(
+        await repository.recordsWithToken("people", "name", ["kmsl:v1:k:ada"], all),
+        [],
+      );
+      assert.deepEqual(
+        await repository.recordsWithToken("others", "email", ["kmsl:v1:k:ada"], all),
+        [],
+      );
       const outcome = await repository.replace("people", [
         {
           id: "p1",
@@ -346,9 +363,13 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
             tokens: [{ path: "name", token: "kmsl:v1:k:t" }],
           },
         ]);
-        assert.deepEqual(await migrated.recordsWithToken("credentials", "name", ["kmsl:v1:k:t"]), [
-          "old",
-        ]);
+        assert.deepEqual(
+          await migrated.recordsWithToken("credentials", "name", ["kmsl:v1:k:t"], {
+            afterId: "",
+            limit: 10,
+          }),
+          ["old"],
+        );
       } finally {
         await migrated.close();
       }
