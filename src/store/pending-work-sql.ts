@@ -40,10 +40,21 @@ export const TOKEN_KEY_ID_SQL =
   "CASE WHEN length(token) > 31 THEN substr(token, 9, length(token) - 31) ELSE '' END";
 
 /**
+ * A correlated subquery kept as one: PostgreSQL would otherwise turn it into a join planned from
+ * statistics, and on tables filled since they were last analyzed it chose a nested loop over
+ * every row of the other table for each row (a count over 100,000 records did not finish in five
+ * minutes). An OFFSET keeps it a per-row probe of the primary key, whatever the statistics say.
+ * SQLite always runs it as a probe.
+ */
+function probe(dialect: Dialect, subquery: string): string {
+  return dialect === "postgres" ? `(${subquery} OFFSET 0)` : `(${subquery})`;
+}
+
+/**
  * Over kmse_field_stamps: a stamp at one of the target's paths written by someone else, or at
  * one of its lookup paths with no token under the primary version.
  */
-function staleStamp(target: RewrapTarget, parameters: Parameters): string {
+function staleStamp(dialect: Dialect, target: RewrapTarget, parameters: Parameters): string {
   const clauses = target.writers.map(
     (writer) =>
       `(path = ${parameters.add(writer.path)} AND (provider <> ${parameters.add(writer.provider)} OR key_id <> ${parameters.add(writer.keyId)}))`,
@@ -53,7 +64,7 @@ function staleStamp(target: RewrapTarget, parameters: Parameters): string {
     // A stamp at a lookup path means the value is present, so a token belongs beside it; the
     // token's key id is compared by prefix, since it is only part of the token's text.
     clauses.push(
-      `(path = ${parameters.add(version.path)} AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = kmse_field_stamps.resource AND t.record_id = kmse_field_stamps.record_id AND t.path = kmse_field_stamps.path AND substr(t.token, 1, length(CAST(${parameters.add(prefix)} AS TEXT))) = CAST(${parameters.add(prefix)} AS TEXT)))`,
+      `(path = ${parameters.add(version.path)} AND NOT EXISTS ${probe(dialect, `SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = kmse_field_stamps.resource AND t.record_id = kmse_field_stamps.record_id AND t.path = kmse_field_stamps.path AND substr(t.token, 1, length(CAST(${parameters.add(prefix)} AS TEXT))) = CAST(${parameters.add(prefix)} AS TEXT)`)})`,
     );
   }
   return clauses.length === 0 ? "FALSE" : `(${clauses.join(" OR ")})`;
@@ -70,7 +81,7 @@ function plaintextAt(dialect: Dialect, path: string, parameters: Parameters): st
     dialect === "sqlite"
       ? `json_type(r.document, ${parameters.add(`$${steps.map((step) => `."${step}"`).join("")}`)})`
       : `jsonb_typeof(r.document::jsonb #> ${parameters.add(steps)}::text[])`;
-  return `(coalesce(${type}, 'null') <> 'null' AND NOT EXISTS (SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}))`;
+  return `(coalesce(${type}, 'null') <> 'null' AND NOT EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}`)})`;
 }
 
 /** A query and its parameters. */
@@ -99,7 +110,7 @@ export function recordsNotUnderQuery(
       page === undefined
         ? `${count} AS count FROM (SELECT DISTINCT record_id`
         : "SELECT DISTINCT record_id";
-    const where = `WHERE resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND record_id > ${parameters.add(page.afterId)}`} AND ${staleStamp(target, parameters)}`;
+    const where = `WHERE resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND record_id > ${parameters.add(page.afterId)}`} AND ${staleStamp(dialect, target, parameters)}`;
     return {
       sql:
         page === undefined
@@ -109,7 +120,7 @@ export function recordsNotUnderQuery(
     };
   }
   const head = `FROM kmse_records r WHERE r.resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND r.id > ${parameters.add(page.afterId)}`}`;
-  const stale = `EXISTS (SELECT 1 FROM kmse_field_stamps WHERE kmse_field_stamps.resource = r.resource AND kmse_field_stamps.record_id = r.id AND ${staleStamp(target, parameters)})`;
+  const stale = `EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps WHERE kmse_field_stamps.resource = r.resource AND kmse_field_stamps.record_id = r.id AND ${staleStamp(dialect, target, parameters)}`)}`;
   const clear = plaintext.map((path) => plaintextAt(dialect, path, parameters));
   const condition = `(${[stale, ...clear].join(" OR ")})`;
   return {
@@ -126,5 +137,16 @@ export function plaintextCountQuery(dialect: Dialect, resource: string, path: st
   const parameters = new Parameters(dialect);
   const count = dialect === "sqlite" ? "count(*)" : "count(*)::int";
   const sql = `SELECT ${count} AS count FROM kmse_records r WHERE r.resource = ${parameters.add(resource)} AND ${plaintextAt(dialect, path, parameters)}`;
+  return { sql, parameters: parameters.values };
+}
+
+/**
+ * How many records of `resource` hold a value at the lookup field `path` (it has a stamp) but no
+ * token there under any version (column `count`).
+ */
+export function missingTokensQuery(dialect: Dialect, resource: string, path: string): Query {
+  const parameters = new Parameters(dialect);
+  const count = dialect === "sqlite" ? "count(*)" : "count(*)::int";
+  const sql = `SELECT ${count} AS count FROM kmse_field_stamps s WHERE s.resource = ${parameters.add(resource)} AND s.path = ${parameters.add(path)} AND NOT EXISTS ${probe(dialect, "SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = s.resource AND t.record_id = s.record_id AND t.path = s.path")}`;
   return { sql, parameters: parameters.values };
 }

@@ -7,7 +7,12 @@
 import pg from "pg";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
-import { plaintextCountQuery, recordsNotUnderQuery, TOKEN_KEY_ID_SQL } from "./pending-work-sql.js";
+import {
+  missingTokensQuery,
+  plaintextCountQuery,
+  recordsNotUnderQuery,
+  TOKEN_KEY_ID_SQL,
+} from "./pending-work-sql.js";
 import { postgresSettings } from "./postgres-connection.js";
 import {
   alreadyExists,
@@ -33,6 +38,9 @@ import type {
   WriterCount,
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
+
+// Rows written between two refreshes of the planner's statistics by rewrap's queries.
+const ANALYZE_EVERY = 5_000;
 
 const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
 // Serialises migrations of instances that start together (any constant shared by all of them).
@@ -92,6 +100,10 @@ class PostgresRepository implements RecordRepository {
   readonly #pool: pg.Pool;
   readonly #description: string;
   #closed = false;
+  // Rows this instance wrote since it last refreshed the planner's statistics; starts high so
+  // the first rewrap query of an instance refreshes them.
+  #writtenSinceAnalyze = Number.POSITIVE_INFINITY;
+  #mayAnalyze = true;
 
   constructor(pool: pg.Pool, description: string) {
     this.#pool = pool;
@@ -125,6 +137,7 @@ class PostgresRepository implements RecordRepository {
   async insert(resource: string, records: readonly NewRecord[]): Promise<StoredRecord[]> {
     for (const record of records) checkStamps(record.id, record.stamps, record.tokens);
     if (records.length === 0) return [];
+    this.#writtenSinceAnalyze += records.length;
     try {
       return await this.#transaction(async (client) => {
         const { rows } = await client.query<RawRecordRow>(
@@ -195,6 +208,7 @@ class PostgresRepository implements RecordRepository {
     for (const replacement of replacements)
       checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     if (replacements.length === 0) return { written: new Map(), conflicts: [] };
+    this.#writtenSinceAnalyze += replacements.length;
     return this.#transaction(async (client) => {
       // Locking the rows in key order first means two batch writers (two rewraps) queue behind
       // each other instead of deadlocking.
@@ -330,16 +344,14 @@ class PostgresRepository implements RecordRepository {
   }
 
   async countMissingTokens(resource: string, path: string): Promise<number> {
-    const { rows } = await this.#query<{ count: number }>(
-      "SELECT count(*)::int AS count FROM kmse_field_stamps s WHERE s.resource = $1 AND s.path = $2 AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = s.resource AND t.record_id = s.record_id AND t.path = s.path)",
-      [resource, path],
-    );
+    const query = missingTokensQuery("postgres", resource, path);
+    const { rows } = await this.#pendingWorkQuery<{ count: number }>(query.sql, query.parameters);
     return rows[0]?.count ?? 0;
   }
 
   async countPlaintext(resource: string, path: string): Promise<number> {
     const query = plaintextCountQuery("postgres", resource, path);
-    const { rows } = await this.#query<{ count: number }>(query.sql, query.parameters);
+    const { rows } = await this.#pendingWorkQuery<{ count: number }>(query.sql, query.parameters);
     return rows[0]?.count ?? 0;
   }
 
@@ -350,13 +362,16 @@ class PostgresRepository implements RecordRepository {
     limit: number,
   ): Promise<string[]> {
     const query = recordsNotUnderQuery("postgres", resource, target, { afterId, limit });
-    const { rows } = await this.#query<{ record_id: string }>(query.sql, query.parameters);
+    const { rows } = await this.#pendingWorkQuery<{ record_id: string }>(
+      query.sql,
+      query.parameters,
+    );
     return rows.map((row) => row.record_id);
   }
 
   async countRecordsNotUnder(resource: string, target: RewrapTarget): Promise<number> {
     const query = recordsNotUnderQuery("postgres", resource, target);
-    const { rows } = await this.#query<{ count: number }>(query.sql, query.parameters);
+    const { rows } = await this.#pendingWorkQuery<{ count: number }>(query.sql, query.parameters);
     return rows[0]?.count ?? 0;
   }
 
@@ -384,6 +399,32 @@ class PostgresRepository implements RecordRepository {
       return await this.#pool.query<Row>(sql, parameters);
     } catch (error) {
       throw classify(error, this.#description);
+    }
+  }
+
+  /** One of rewrap's queries over stamps, tokens and records, on fresh statistics. */
+  async #pendingWorkQuery<Row extends pg.QueryResultRow>(
+    sql: string,
+    parameters: unknown[],
+  ): Promise<pg.QueryResult<Row>> {
+    await this.#refreshStatistics();
+    return this.#query<Row>(sql, parameters);
+  }
+
+  /**
+   * Keeps the planner's statistics in step with what rewrap writes: a backfill fills the token
+   * table from empty, and with the statistics autovacuum took before it the planner chose plans
+   * that read every remaining row per batch (quadratic: a 100,000-record backfill ran at 250
+   * records/s). Best effort: a role that may not ANALYZE (not the tables' owner) is not asked
+   * again, and the queries still run, only with older statistics.
+   */
+  async #refreshStatistics(): Promise<void> {
+    if (!this.#mayAnalyze || this.#writtenSinceAnalyze < ANALYZE_EVERY) return;
+    this.#writtenSinceAnalyze = 0;
+    try {
+      await this.#pool.query("ANALYZE kmse_records, kmse_field_stamps, kmse_lookup_tokens");
+    } catch {
+      this.#mayAnalyze = false;
     }
   }
 

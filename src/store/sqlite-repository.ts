@@ -7,7 +7,12 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
-import { plaintextCountQuery, recordsNotUnderQuery, TOKEN_KEY_ID_SQL } from "./pending-work-sql.js";
+import {
+  missingTokensQuery,
+  plaintextCountQuery,
+  recordsNotUnderQuery,
+  TOKEN_KEY_ID_SQL,
+} from "./pending-work-sql.js";
 import {
   alreadyExists,
   checkStamps,
@@ -338,11 +343,10 @@ class SqliteRepository implements RecordRepository {
   }
 
   async countMissingTokens(resource: string, path: string): Promise<number> {
-    const { count } = this.#database
-      .prepare(
-        "SELECT count(*) AS count FROM kmse_field_stamps s WHERE s.resource = ? AND s.path = ? AND NOT EXISTS (SELECT 1 FROM kmse_lookup_tokens t WHERE t.resource = s.resource AND t.record_id = s.record_id AND t.path = s.path)",
-      )
-      .get(resource, path) as { count: number };
+    const query = missingTokensQuery("sqlite", resource, path);
+    const { count } = this.#database.prepare(query.sql).get(...query.parameters) as {
+      count: number;
+    };
     return count;
   }
 
