@@ -293,8 +293,9 @@ describe("deploy/systemd/kms-envelope.service", () => {
     );
     // /var/run is a symbolic link to /run on every systemd distribution.
     assert.deepEqual(endpoints, [`unix://${socket.replace(/^\/run\//, "/var/run/")}`]);
-    // kube-apiserver runs as root: the group bits let it in without a capability, the others
-    // bits keep everyone else out, and the directory lets group root through as well.
+    // kube-apiserver runs as root: the group bits let it in without a capability, the other bits
+    // keep everyone else out, and the directory lets group root through as well (systemd also
+    // keeps it behind the root-only /run/private, since the user is dynamic).
     assert.equal(flag(execStart, "socket-mode"), "0660");
     assert.equal(single(unit, "Service", "Group"), "root");
     assert.equal(single(unit, "Service", "RuntimeDirectoryMode"), "0750");
@@ -315,7 +316,7 @@ describe("deploy/systemd/kms-envelope.service", () => {
     );
   });
 
-  test("the example environment names only variables the daemon reads, and as shipped stops it with exit 2", async () => {
+  test("the example environment names only documented variables, and as shipped stops the daemon with exit 2", async () => {
     const text = await readFile(ENV_FILE, "utf8");
     const main = join(build, "dist/src/cli/main.js");
     const help = await runCli(["serve", "--help"], {}, 20_000, undefined, [process.execPath, main]);
