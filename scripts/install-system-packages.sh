@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, only those missing, so it is cheap to run
 # every time: openssl (the Azure Key Vault emulator and the PostgreSQL tests make test CAs with
-# it) and postgresql (the store tests start a temporary cluster from its server binaries under
-# /usr/lib/postgresql/*/bin; they never use the cluster the package may create).
+# it), postgresql (the store tests start a temporary cluster from its server binaries under
+# /usr/lib/postgresql/*/bin; they never use the cluster the package may create), systemd (only
+# for systemd-analyze, which checks deploy/systemd offline; nothing needs systemd running) and
+# strace (the same test traces the daemon to hold it against the unit's sandbox).
 set -euo pipefail
 needed=()
 command -v openssl >/dev/null 2>&1 || needed+=(openssl)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || needed+=(postgresql)
+command -v systemd-analyze >/dev/null 2>&1 || needed+=(systemd)
+command -v strace >/dev/null 2>&1 || needed+=(strace)
 if [ ${#needed[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
