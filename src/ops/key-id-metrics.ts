@@ -12,7 +12,7 @@ export function keyIdHash(keyId: string): string {
 }
 
 /** Which way a value went: kube-apiserver's `transformation_type` label. */
-export type TransformationType = "to_storage" | "from_storage";
+type TransformationType = "to_storage" | "from_storage";
 
 type UseLabels = "transformation_type" | "provider_name" | "key_id_hash";
 
