@@ -3,7 +3,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { ProviderErrorClass } from "../../providers/types.js";
 import { KeyIdMetrics, keyIdHash } from "./key-id-metrics.js";
 
-/** Every metric name starts with this, so dashboards survive refactors. */
+/**
+ * Every metric of the daemon's own starts with this, so dashboards survive refactors;
+ * kube-apiserver's key-id families (key-id-metrics.ts) keep their upstream names.
+ */
 export const METRIC_PREFIX = "kms_envelope_";
 
 // Sub-millisecond buckets: the daemon answers from memory, so the interesting range is 50 µs–10 ms.
