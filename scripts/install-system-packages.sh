@@ -3,14 +3,18 @@
 # every time: openssl (the Azure Key Vault emulator and the PostgreSQL tests make test CAs with
 # it), postgresql (the store tests start a temporary cluster from its server binaries under
 # /usr/lib/postgresql/*/bin; they never use the cluster the package may create), systemd (only
-# for systemd-analyze, which checks deploy/systemd offline; nothing needs systemd running) and
-# strace (the same test traces the daemon to hold it against the unit's sandbox).
+# for systemd-analyze, which checks deploy/systemd offline; nothing needs systemd running),
+# strace (the same test traces the daemon to hold it against the unit's sandbox) and prometheus
+# for its promtool (the alerting rules and dashboard tests run `promtool check rules` and
+# `promtool test rules`; Debian has no package of promtool alone, and the tests never use the
+# Prometheus server the package also installs).
 set -euo pipefail
 needed=()
 command -v openssl >/dev/null 2>&1 || needed+=(openssl)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || needed+=(postgresql)
 command -v systemd-analyze >/dev/null 2>&1 || needed+=(systemd)
 command -v strace >/dev/null 2>&1 || needed+=(strace)
+command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 if [ ${#needed[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -32,6 +32,15 @@ export {
   type ResourceTransformers,
 } from "./engine/encryption-engine.js";
 export { EngineMetrics, type ObservedKmsProvider } from "./engine/engine-metrics.js";
+export {
+  type EngineHealthSummary,
+  type EngineOpsReport,
+  type EngineOpsSources,
+  engineHealth,
+  engineOpsHandler,
+  engineOpsReport,
+  type HealthReporter,
+} from "./engine/engine-ops.js";
 export { resourceOfEtcdKey } from "./engine/etcd-key.js";
 export type { KmsV2Timing } from "./engine/kms/kms-v2-envelope.js";
 export {

@@ -163,7 +163,12 @@ export class EncryptionEngine implements ResourceTransformers {
                 metrics.kmsCall(label, method, code, seconds);
         const envelope =
           provider.apiVersion === "v2"
-            ? await KmsV2Envelope.start({ ...provider, timing: options.kmsV2Timing, observe })
+            ? await KmsV2Envelope.start({
+                ...provider,
+                timing: options.kmsV2Timing,
+                observe,
+                observeStatusKeyId: (keyId) => metrics?.kmsStatusKeyId(provider.name, keyId),
+              })
             : new KmsV1Envelope({ ...provider, observe });
         const observed: ObservedKmsProvider = {
           provider: label,

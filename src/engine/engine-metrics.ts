@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { KeyIdMetrics } from "../ops/key-id-metrics.js";
 import { METRIC_PREFIX } from "../ops/metrics.js";
 import type { Read, Stored, Transformer, Writer } from "./transformers/transformer.js";
 
@@ -12,6 +13,8 @@ export interface ObservedKmsProvider {
   cachedSources(): number;
 }
 
+const KMS_V2_PREFIX = "kms:v2:";
+
 // Plugin calls go over a local socket to a plugin that may call a cloud KMS: 1 ms to 10 s.
 const KMS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -19,20 +22,29 @@ const KMS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
  * The engine's Prometheus metrics, in the spirit of kube-apiserver's envelope metrics, with
  * labels from bounded sets only: provider (`aesgcm`, `kms:v2:<name>` …), method, gRPC code and
  * result. Create one per registry and pass it to every engine that should report into it
- * (a reloading engine keeps it across reloads). No key, plaintext or key id is ever a label.
+ * (a reloading engine keeps it across reloads). No key or plaintext is ever a label, and key
+ * ids only hashed.
  *
  * @remarks
  * Metrics: `kms_envelope_engine_transformations_total` (operation, provider, result `ok`,
  * `stale` or `error`), `kms_envelope_engine_kms_calls_total` (provider, method, code),
  * `kms_envelope_engine_kms_call_duration_seconds` (provider, method),
  * `kms_envelope_engine_kms_provider_healthy` and `kms_envelope_engine_dek_source_cache_size`
- * (provider).
+ * (provider). For kms v2 providers also kube-apiserver's own key-id families, with its names
+ * and meaning: `apiserver_envelope_encryption_key_id_hash_total` and
+ * `apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds` (transformation_type,
+ * provider_name, key_id_hash) per value written or read, and
+ * `apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds` (provider_name,
+ * key_id_hash) per Status check; provider_name is the provider's name in the configuration and
+ * key_id_hash `sha256:` and the hex SHA-256 of the key id, as kube-apiserver labels it (its
+ * `apiserver_id_hash` label is left out). The 100 most recent label sets of each are kept.
  */
 export class EngineMetrics {
   readonly #transformations: Counter<"operation" | "provider" | "result">;
   readonly #kmsCalls: Counter<"provider" | "method" | "code">;
   readonly #kmsLatency: Histogram<"provider" | "method">;
   readonly #providers = new Set<ObservedKmsProvider>();
+  readonly #keyIds: KeyIdMetrics;
   // prom-client hashes label sets on every update; the per-field path uses bound children.
   readonly #bound = new Map<string, Counter.Internal>();
 
@@ -45,6 +57,7 @@ export class EngineMetrics {
   constructor(registry: Registry) {
     const registers = [registry];
     const providers = this.#providers;
+    this.#keyIds = new KeyIdMetrics(registry);
     this.#transformations = new Counter({
       name: `${METRIC_PREFIX}engine_transformations_total`,
       help: "Values transformed by the engine, by operation (to_storage, from_storage), the provider that wrote or read them, and result (ok, stale, error).",
@@ -116,6 +129,26 @@ export class EngineMetrics {
   }
 
   /**
+   * Notes the key id a kms v2 provider's Status check reported.
+   * @internal Called by the engine.
+   *
+   * @param provider - The provider's name in the configuration.
+   * @param keyId - The key id, hashed before it becomes a label.
+   */
+  kmsStatusKeyId(provider: string, keyId: string): void {
+    this.#keyIds.recordStatus(provider, keyId);
+  }
+
+  /**
+   * Counts one value a kms v2 provider wrote or read under its writer's key id.
+   * @internal Called by the engine.
+   */
+  kmsKeyIdUse(operation: "to_storage" | "from_storage", writer: Writer): void {
+    if (writer.provider.startsWith(KMS_V2_PREFIX))
+      this.#keyIds.recordUse(operation, writer.provider.slice(KMS_V2_PREFIX.length), writer.keyId);
+  }
+
+  /**
    * Counts one transformed value.
    * @internal Called by the engine.
    *
@@ -151,6 +184,7 @@ export class MeteredTransformer implements Transformer {
     try {
       const stored = await this.#inner.toStorage(plaintext, authenticatedData);
       this.#metrics.transformation("to_storage", stored.writer.provider, "ok");
+      this.#metrics.kmsKeyIdUse("to_storage", stored.writer);
       return stored;
     } catch (error) {
       this.#metrics.transformation("to_storage", this.#firstProvider, "error");
@@ -166,6 +200,7 @@ export class MeteredTransformer implements Transformer {
         read.writer.provider,
         read.stale ? "stale" : "ok",
       );
+      this.#metrics.kmsKeyIdUse("from_storage", read.writer);
       return read;
     } catch (error) {
       // Which provider failed is not known for certain (no prefix may have matched).

@@ -1,6 +1,6 @@
 import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
-import type { ResourceTransformers } from "../engine/encryption-engine.js";
+import type { KmsProviderHealth, ResourceTransformers } from "../engine/encryption-engine.js";
 import {
   ConfigError,
   InvalidRequestError,
@@ -80,6 +80,13 @@ export interface FieldLayer extends FieldCodec {
   readonly fieldMap: FieldMap;
 
   /**
+   * Health of the engine's kms providers, in configuration order, as of their last check;
+   * `[]` when the map routes nothing through the engine. The daemon behind field-service
+   * fields reports on its own probe port. See {@link engineHealth}.
+   */
+  health(): KmsProviderHealth[];
+
+  /**
    * Encrypts one value of a listed field; bytes fields take a Uint8Array (or standard base64
    * text).
    *
@@ -147,6 +154,10 @@ export class MapFieldLayer implements FieldLayer {
 
   get fieldMap(): FieldMap {
     return this.#map;
+  }
+
+  health(): KmsProviderHealth[] {
+    return this.#engine?.health() ?? [];
   }
 
   /**

@@ -1,7 +1,12 @@
+import { totalmem } from "node:os";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { ProviderErrorClass } from "../../providers/types.js";
+import { KeyIdMetrics, keyIdHash } from "./key-id-metrics.js";
 
-/** Every metric name starts with this, so dashboards survive refactors. */
+/**
+ * Every metric of the daemon's own starts with this, so dashboards survive refactors;
+ * kube-apiserver's key-id families (key-id-metrics.ts) keep their upstream names.
+ */
 export const METRIC_PREFIX = "kms_envelope_";
 
 // Sub-millisecond buckets: the daemon answers from memory, so the interesting range is 50 µs–10 ms.
@@ -14,23 +19,38 @@ type CallLabels = "method" | "code";
 /** What the field service did with a value: the `operation` label of field_values_total. */
 export type FieldOperation = "seal" | "open" | "lookup";
 
+/**
+ * What the process may hold before the kernel or the container runtime kills it: the cgroup
+ * limit when there is one (Node reports "none" as 2^64), else the machine's memory, so an alert
+ * on RSS against it works with and without a container limit.
+ */
+function memoryLimitBytes(): number {
+  const machine = totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < machine ? constrained : machine;
+}
+
 /** The daemon's Prometheus metrics; label values come from fixed sets only (bounded cardinality). */
 export class DaemonMetrics {
   readonly registry = new Registry();
+  /** kube-apiserver's key-id families, for what the KMS v2 API sees (hashed key ids). */
+  readonly keyIds = new KeyIdMetrics(this.registry);
   readonly #calls: Counter<CallLabels>;
   readonly #latency: Histogram<"method">;
-  readonly #primaryKey: Gauge<"key_id">;
+  readonly #primaryKey: Gauge<"key_id" | "key_id_hash">;
   readonly #keyVersions: Gauge;
   readonly #providerHealthy: Gauge<"provider">;
   readonly #providerSuspended: Gauge<"provider">;
   readonly #providerChecks: Counter<"provider" | "result">;
   readonly #fieldValues: Counter<"operation">;
+  readonly #fieldStaleOpens: Counter;
   readonly #keyReloads: Counter<"result">;
   readonly #providerCalls: Counter<"provider" | "operation" | "result">;
   readonly #providerLatency: Histogram<"provider" | "operation">;
   readonly #providerFailedAttempts: Counter<"provider" | "result">;
   readonly #connectionsShed: Counter<"reason">;
   #bufferedBytes: () => number = () => 0;
+  #ready: () => boolean = () => false;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
   readonly #boundCalls = new Map<string, Counter.Internal>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
@@ -53,8 +73,8 @@ export class DaemonMetrics {
     });
     this.#primaryKey = new Gauge({
       name: `${METRIC_PREFIX}primary_key_info`,
-      help: "Always 1; the key_id label is the current primary master-key version (public).",
-      labelNames: ["key_id"],
+      help: "Always 1; key_id is the current primary master-key version (public), key_id_hash the same id hashed as kube-apiserver's metrics show it.",
+      labelNames: ["key_id", "key_id_hash"],
       registers,
     });
     this.#keyVersions = new Gauge({
@@ -84,6 +104,11 @@ export class DaemonMetrics {
       name: `${METRIC_PREFIX}field_values_total`,
       help: "Field values sealed, opened or turned into lookup tokens by the field service.",
       labelNames: ["operation"],
+      registers,
+    });
+    this.#fieldStaleOpens = new Counter({
+      name: `${METRIC_PREFIX}field_stale_opens_total`,
+      help: "Field-service Open calls that returned values sealed under an older master-key version: stored data still waits for rewrap.",
       registers,
     });
     this.#providerCalls = new Counter({
@@ -123,6 +148,35 @@ export class DaemonMetrics {
       labelNames: ["result"],
       registers,
     });
+    const ready: Gauge = new Gauge({
+      name: `${METRIC_PREFIX}ready`,
+      help: "1 when /readyz passes (socket serving, custody provider healthy, primary key self-test passed), else 0.",
+      registers,
+      collect: () => ready.set(this.#ready() ? 1 : 0),
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}memory_limit_bytes`,
+      help: "Memory the process may use: its cgroup (container) limit, or the machine's memory when it has none.",
+      registers,
+      collect() {
+        this.set(memoryLimitBytes());
+      },
+    });
+    // Counters whose label values are known up front start at 0, so rate() and increase() see
+    // their first event instead of a series appearing at 1.
+    for (const reason of ["max_connections", "evicted_idle"])
+      this.#connectionsShed.labels(reason).inc(0);
+    for (const result of ["ok", "failed"]) this.#keyReloads.labels(result).inc(0);
+  }
+
+  /** Reads the readiness probe's verdict at each scrape. */
+  observeReadiness(read: () => boolean): void {
+    this.#ready = read;
+  }
+
+  /** Counts a field-service Open call whose answer said some value is stale. */
+  countStaleOpen(): void {
+    this.#fieldStaleOpens.inc();
   }
 
   /** Records one call to a custody provider's key service. */
@@ -171,7 +225,7 @@ export class DaemonMetrics {
   /** Publishes the key versions held; resets the info gauge so old key ids disappear. */
   setKeys(primaryKeyId: string, versions: number): void {
     this.#primaryKey.reset();
-    this.#primaryKey.labels(primaryKeyId).set(1);
+    this.#primaryKey.labels(primaryKeyId, keyIdHash(primaryKeyId)).set(1);
     this.#keyVersions.set(versions);
   }
 

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "./logger.js";
 import type { DaemonMetrics } from "./metrics.js";
+import { opsRequestHandler } from "./ops-handler.js";
 import {
   checkHealthz,
   checkLivez,
@@ -50,37 +51,16 @@ export async function startOpsServer(options: {
   logger: Logger;
 }): Promise<OpsServer> {
   const { sources, metrics, logger } = options;
-  const server: Server = createServer((request, response) => {
-    const path = (request.url ?? "/").split("?")[0] ?? "/";
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      response
-        .writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" })
-        .end("method not allowed\n");
-      return;
-    }
-    const probe = PROBES[path];
-    if (probe !== undefined) {
-      const result = probe(sources);
-      response
-        .writeHead(result.ok ? 200 : 503, { "content-type": "text/plain; charset=utf-8" })
-        .end(`${result.reason}\n`);
-      return;
-    }
-    if (path === "/metrics") {
-      metrics.registry.metrics().then(
-        (text) =>
-          response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
-        (error: unknown) => {
-          logger.error({ err: error }, "rendering metrics failed");
-          response.writeHead(500).end();
-        },
-      );
-      return;
-    }
-    response
-      .writeHead(404, { "content-type": "text/plain" })
-      .end("not found: try /healthz, /livez, /readyz or /metrics\n");
-  });
+  const probes = Object.fromEntries(
+    Object.entries(PROBES).map(([path, check]) => [path, () => check(sources)]),
+  );
+  const server: Server = createServer(
+    opsRequestHandler({
+      probes,
+      registry: metrics.registry,
+      onMetricsError: (error) => logger.error({ err: error }, "rendering metrics failed"),
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) => reject(bindFailure(options, error)));
     server.listen(options.port, options.host, () => {

@@ -7,7 +7,7 @@ import { SealingService } from "../keys/sealing-service.js";
 import type { Logger } from "../ops/logger.js";
 import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
-import type { ProbeSources } from "../ops/probes.js";
+import { checkReadyz, type ProbeSources } from "../ops/probes.js";
 import { services } from "../wire/protos.js";
 import type { DaemonOptions } from "./daemon-options.js";
 import { fieldService } from "./field-service.js";
@@ -118,6 +118,7 @@ export async function startDaemon(
     selfTest: () => envelope?.selfTest() ?? false,
     serving: () => serving,
   };
+  metrics.observeReadiness(() => checkReadyz(probes).ok);
   const socketPath = config.socket;
   let socketId: Awaited<ReturnType<typeof socketIdentity>>;
   let ops: OpsServer | undefined;
@@ -161,7 +162,7 @@ export async function startDaemon(
     });
     const healthGrpc = healthService(SERVED_SERVICES, probes);
     const server = new GrpcServer({ limits: config.limits, logger, metrics });
-    server.addService(services.kmsV2.service, kmsV2Service(envelope, probes));
+    server.addService(services.kmsV2.service, kmsV2Service(envelope, probes, metrics.keyIds));
     server.addService(services.kmsV1.service, kmsV1Service(envelope));
     server.addService(services.field.service, fieldService(envelope, workers, metrics));
     server.addService(services.health.service, healthGrpc.handlers);

@@ -27,11 +27,13 @@ export interface FieldBatchLimits {
   readonly maxFieldsPerRecord: number;
 }
 
-/** One batch's answer: the serialized response, its correlation id and its size. */
+/** One batch's answer: the serialized response, its correlation id, its size and staleness. */
 interface FieldBatchResult {
   response: Uint8Array;
   uid: string | undefined;
   fields: number;
+  /** Open only: some value was sealed under an older master-key version. */
+  stale?: boolean;
 }
 
 const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
@@ -141,7 +143,7 @@ export function runFieldBatch(
       key_id: keys.primary.keyId,
     };
     const response = definition.Open.responseSerialize(answer);
-    return { response, uid: request.uid, fields: sealed.fields };
+    return { response, uid: request.uid, fields: sealed.fields, stale: opened.stale };
   } finally {
     for (const record of opened.records) wipe(...Object.values(record.fields));
   }

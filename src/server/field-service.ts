@@ -18,7 +18,10 @@ export function fieldService(
     raw: async (message) => {
       envelope.requireUsable();
       const outcome = await workers.run(method, message);
-      if (outcome.error === undefined) metrics.countFieldValues(operation, outcome.fields);
+      if (outcome.error === undefined) {
+        metrics.countFieldValues(operation, outcome.fields);
+        if (outcome.stale === true) metrics.countStaleOpen();
+      }
       return outcome;
     },
   });

@@ -7,7 +7,7 @@ import type { DoneMessage, FromWorker, ToWorker } from "./field-worker-protocol.
 import type { RawOutcome } from "./grpc-server.js";
 
 /** A field-service call's outcome, with the number of field values it carried. */
-type FieldOutcome = RawOutcome & { fields: number };
+type FieldOutcome = RawOutcome & { fields: number; stale?: boolean };
 
 interface Job {
   readonly id: number;
@@ -180,7 +180,7 @@ export class FieldWorkerPool {
     const job = slot.job;
     slot.job = undefined;
     if (job !== undefined && job.id === done.id) {
-      const outcome: FieldOutcome = { fields: done.fields, uid: done.uid };
+      const outcome: FieldOutcome = { fields: done.fields, uid: done.uid, stale: done.stale };
       if (done.response !== undefined) outcome.response = done.response;
       else if (done.refusal !== undefined)
         outcome.error = new KmsEnvelopeError(done.refusal.code, done.refusal.message);

@@ -30,6 +30,8 @@ export interface DoneMessage {
   id: number;
   uid: string | undefined;
   fields: number;
+  /** The Open answer said some value is under an older master-key version. */
+  stale?: boolean;
   response?: Uint8Array;
   /** A deliberate refusal, rebuilt as a KmsEnvelopeError on the main thread. */
   refusal?: { code: ErrorCode; message: string };

@@ -19,7 +19,13 @@ function run(job: JobMessage): DoneMessage {
   try {
     if (keys === undefined) throw new Error("no keys received before the first job");
     const result = runFieldBatch(keys, job.method, job.message, limits);
-    return { ...done, uid: result.uid, fields: result.fields, response: result.response };
+    return {
+      ...done,
+      uid: result.uid,
+      fields: result.fields,
+      stale: result.stale === true,
+      response: result.response,
+    };
   } catch (error) {
     if (error instanceof KmsEnvelopeError) {
       return { ...done, refusal: { code: error.code, message: error.message } };

@@ -1,5 +1,6 @@
 import { InvalidRequestError } from "../errors.js";
 import type { SealingService } from "../keys/sealing-service.js";
+import type { KeyIdMetrics } from "../ops/key-id-metrics.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
 import type { DecryptRequest__Output } from "../wire/generated/v2/DecryptRequest.js";
 import type { DecryptResponse } from "../wire/generated/v2/DecryptResponse.js";
@@ -11,21 +12,36 @@ import type { ServiceHandlers } from "./grpc-server.js";
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
 const KMS_V2_VERSION = "v2";
 
-/** Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). */
-export function kmsV2Service(envelope: SealingService, probes: ProbeSources): ServiceHandlers {
+/** Key ids are `<custody provider>:<tag>` (SPEC.md §2); the provider is the metrics' provider_name. */
+function custodyProviderOf(keyId: string): string {
+  return keyId.slice(0, keyId.indexOf(":"));
+}
+
+/**
+ * Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). Key ids are counted only
+ * once a call succeeded, so a client sending made-up key ids cannot create label sets.
+ */
+export function kmsV2Service(
+  envelope: SealingService,
+  probes: ProbeSources,
+  keyIds: KeyIdMetrics,
+): ServiceHandlers {
   return {
     Status: (): StatusResponse => {
       const health = checkHealthz(probes);
+      const keyId = envelope.primaryKeyId;
+      keyIds.recordStatus(custodyProviderOf(keyId), keyId);
       // healthz is "ok" only when the key is really usable; otherwise the reason, which the
       // apiserver shows in its own healthz output (KMS-CONTRACT.md §2.2).
       return {
         version: KMS_V2_VERSION,
         healthz: health.ok ? "ok" : health.reason,
-        key_id: envelope.primaryKeyId,
+        key_id: keyId,
       };
     },
     Encrypt: (request: EncryptRequest__Output): EncryptResponse => {
       const { ciphertext, keyId } = envelope.encryptKms("v2", request.plaintext);
+      keyIds.recordUse("to_storage", custodyProviderOf(keyId), keyId);
       // No annotations: the key id travels inside the ciphertext and nothing else is needed
       // to decrypt, so nothing extra sits unencrypted in etcd.
       return { ciphertext, key_id: keyId, annotations: {} };
@@ -34,7 +50,9 @@ export function kmsV2Service(envelope: SealingService, probes: ProbeSources): Se
       if (request.key_id === "") {
         throw new InvalidRequestError("key_id is required: send the key_id that Encrypt returned");
       }
-      return { plaintext: envelope.decryptKms("v2", request.ciphertext, request.key_id) };
+      const plaintext = envelope.decryptKms("v2", request.ciphertext, request.key_id);
+      keyIds.recordUse("from_storage", custodyProviderOf(request.key_id), request.key_id);
+      return { plaintext };
     },
   };
 }

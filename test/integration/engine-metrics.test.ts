@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Registry } from "prom-client";
@@ -110,6 +111,41 @@ describe("engine metrics", () => {
       assert.ok(
         exposition.includes("kms_envelope_engine_kms_call_duration_seconds_bucket"),
         "latency histogram",
+      );
+      // kube-apiserver's key-id families, as it would export them for this provider.
+      const keyIdHash = `sha256:${createHash("sha256").update("secret-looking-key-id").digest("hex")}`;
+      const keyIdLabels = (operation: string) =>
+        `transformation_type="${operation}",provider_name="kube-test",key_id_hash="${keyIdHash}"`;
+      assert.equal(
+        metricLine(
+          exposition,
+          "apiserver_envelope_encryption_key_id_hash_total",
+          keyIdLabels("to_storage"),
+        ),
+        2,
+      );
+      assert.equal(
+        metricLine(
+          exposition,
+          "apiserver_envelope_encryption_key_id_hash_total",
+          keyIdLabels("from_storage"),
+        ),
+        1,
+        "identity reads and failed reads carry no kms key id",
+      );
+      assert.ok(
+        (metricLine(
+          exposition,
+          "apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds",
+          keyIdLabels("to_storage"),
+        ) ?? 0) > 1e9,
+      );
+      assert.ok(
+        (metricLine(
+          exposition,
+          "apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds",
+          `provider_name="kube-test",key_id_hash="${keyIdHash}"`,
+        ) ?? 0) > 1e9,
       );
       for (const secret of ["plaintext", "secret-looking-key-id", "legacy"])
         assert.ok(!exposition.includes(secret), `${secret} must not appear in metrics`);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
 import { type ClientReadableStream, status } from "@grpc/grpc-js";
 import { call, callError, newMasterKey, suiteDaemon } from "../support/daemon-process.js";
@@ -40,6 +40,7 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       key_id: sealed.key_id,
       uid: "m",
     });
+    await call(suite.clients.kmsV2, "Status", {});
     const text = await (await http("/metrics")).text();
     assert.match(
       text,
@@ -53,7 +54,34 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
       text,
       /kms_envelope_grpc_request_duration_seconds_bucket\{le="0\.001",method="\/v2\.KeyManagementService\/Decrypt"\}/,
     );
-    assert.ok(text.includes(`kms_envelope_primary_key_info{key_id="${suite.daemon.keyId}"} 1`));
+    const keyIdHash = `sha256:${createHash("sha256").update(suite.daemon.keyId).digest("hex")}`;
+    assert.ok(
+      text.includes(
+        `kms_envelope_primary_key_info{key_id="${suite.daemon.keyId}",key_id_hash="${keyIdHash}"} 1`,
+      ),
+    );
+    // kube-apiserver's key-id families: the same hash, so they join the apiserver's own series.
+    assert.match(
+      text,
+      new RegExp(
+        `apiserver_envelope_encryption_key_id_hash_total\\{transformation_type="to_storage",provider_name="local",key_id_hash="${keyIdHash}"\\} [1-9]`,
+      ),
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `apiserver_envelope_encryption_key_id_hash_total\\{transformation_type="from_storage",provider_name="local",key_id_hash="${keyIdHash}"\\} 1\n`,
+      ),
+      "only the decryption that succeeded counts",
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds\\{provider_name="local",key_id_hash="${keyIdHash}"\\} 1\\d{9}`,
+      ),
+      "the launcher's Status calls are recorded",
+    );
+    assert.match(text, /kms_envelope_ready 1\n/);
     assert.match(text, /kms_envelope_provider_healthy\{provider="local"\} 1/);
     assert.match(text, /kms_envelope_process_resident_memory_bytes/);
   });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -119,6 +119,17 @@ describe("master-key rotation by restart (local provider)", () => {
         }>(clients.field, "Open", { records: [old.field] });
         assert.equal(opened.stale, true, "values under a previous key are reported stale");
         assert.deepEqual(opened.records[0]?.fields, field.fields);
+        // What the rewrap-pending alert reads: reads under a key id that is not the primary one.
+        const metrics = await (await fetch(`http://${daemon.httpAddress}/metrics`)).text();
+        assert.match(metrics, /^kms_envelope_field_stale_opens_total 1$/m);
+        const hash = (keyId: string) =>
+          `sha256:${createHash("sha256").update(keyId).digest("hex")}`;
+        assert.ok(
+          metrics.includes(
+            `apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds{transformation_type="from_storage",provider_name="local",key_id_hash="${hash(old.keyId)}"}`,
+          ),
+        );
+        assert.ok(metrics.includes(`key_id_hash="${hash(daemon.keyId)}"} 1`), "primary_key_info");
       },
     );
   });

@@ -57,7 +57,7 @@ before(async () => {
 after(() => workspace?.remove());
 
 describe("the packed package", () => {
-  it("holds the built library, its declarations, the CLI, protos and configs, and no sources or tests", async () => {
+  it("holds the built library, its declarations, the CLI, protos, configs and monitoring rules, and no sources or tests", async () => {
     const { stdout } = await run("tar", ["tzf", tarball]);
     const files = stdout.trim().split("\n");
     for (const expected of [
@@ -69,6 +69,8 @@ describe("the packed package", () => {
       "package/dist/docs/api/providers/index.md",
       "package/proto/k8s.io/kms/apis/v2/api.proto",
       "package/config/field-map-obot.yaml",
+      "package/deploy/prometheus/kms-envelope.rules.yaml",
+      "package/deploy/grafana/kms-envelope.dashboard.json",
       "package/LICENSE",
       "package/examples/users-and-tokens/app.mjs",
       "package/examples/custom-provider/kek-file.mjs",

@@ -12,7 +12,7 @@
  *                               stopped).
  *
  * A block runs under `bash -euo pipefail` in a directory that looks to it like the root of a
- * checkout: copies of config/ and examples/, and node_modules/ holding this checkout's build as
+ * checkout: copies of config/, deploy/ and examples/, and node_modules/ holding this checkout's build as
  * the kms-envelope package, so `kms-envelope` (its node_modules/.bin is first on PATH) and
  * `npx kms-envelope` both run the sources under test, and `import "kms-envelope"` loads them.
  * $STORE is a SQLite URL in that directory. The build is compiled from the sources in `before`
@@ -121,6 +121,7 @@ after(() => (shared === undefined ? undefined : rm(shared, { recursive: true, fo
 async function blockDirectory(): Promise<string> {
   const directory = await mkdtemp(join(shared, "block-"));
   await cp(join(PACKAGE_ROOT, "config"), join(directory, "config"), { recursive: true });
+  await cp(join(PACKAGE_ROOT, "deploy"), join(directory, "deploy"), { recursive: true });
   await cp(join(PACKAGE_ROOT, "examples"), join(directory, "examples"), {
     recursive: true,
     filter: (source) => !source.split("/").includes("node_modules"),

@@ -18,6 +18,7 @@ import {
   type EncryptedObject,
   encodeEncryptedObject,
 } from "./encrypted-object.js";
+import { keyIdProblem } from "./kms-v2-rules.js";
 import { KmsV2SeedState, refuse, type WriteSeed } from "./kms-v2-seed-state.js";
 import { KmsV2Plugin } from "./plugin-client.js";
 
@@ -49,6 +50,8 @@ interface KmsV2EnvelopeOptions {
   readonly cacheSize?: number;
   /** Told about every plugin call (method, gRPC code, seconds). */
   readonly observe?: CallObserver;
+  /** Told the key id of every Status answer whose key id is valid, healthy or not. */
+  readonly observeStatusKeyId?: (keyId: string) => void;
 }
 
 /**
@@ -66,6 +69,7 @@ export class KmsV2Envelope implements Transformer {
   readonly #provider: string;
   readonly #plugin: KmsV2Plugin;
   readonly #timing: KmsV2Timing;
+  readonly #observeStatusKeyId: ((keyId: string) => void) | undefined;
   readonly #sources: LRUCache<string, Promise<KeyedTransformer>>;
   readonly #state: KmsV2SeedState;
   #lastProblem: string | undefined = "no Status check has completed yet";
@@ -78,6 +82,7 @@ export class KmsV2Envelope implements Transformer {
     this.#provider = `kms:v2:${options.name}`;
     this.#plugin = new KmsV2Plugin(options);
     this.#timing = options.timing ?? KUBE_APISERVER_TIMING;
+    this.#observeStatusKeyId = options.observeStatusKeyId;
     this.#state = new KmsV2SeedState(options.name, this.#timing.writeTtlMs);
     this.#sources = new LRUCache({
       max: options.cacheSize ?? 1000,
@@ -176,6 +181,7 @@ export class KmsV2Envelope implements Transformer {
     const startedAt = Date.now();
     try {
       const status = await this.#plugin.status();
+      if (keyIdProblem(status.keyId) === undefined) this.#observeStatusKeyId?.(status.keyId);
       const problem = this.#state.statusProblem(status);
       if (problem !== undefined) throw refuse(this.#name, problem);
       if (this.#state.needsSeed(status.keyId, startedAt)) {

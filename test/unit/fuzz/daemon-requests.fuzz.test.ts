@@ -81,13 +81,14 @@ async function startHandlers(healthy: boolean): Promise<Daemon> {
   };
   const logger = createLogger("silent");
   const workers = await FieldWorkerPool.start({ size: 1, keys, limits: LIMITS, logger });
+  const metrics = new DaemonMetrics();
   return {
     monitor,
     workers,
     handlers: {
-      kmsV2: kmsV2Service(envelope, probes),
+      kmsV2: kmsV2Service(envelope, probes, metrics.keyIds),
       kmsV1: kmsV1Service(envelope),
-      field: fieldService(envelope, workers, new DaemonMetrics()),
+      field: fieldService(envelope, workers, metrics),
       health: healthService(SERVED, probes).handlers,
     },
   };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { keyIdHash } from "../../../src/ops/key-id-metrics.js";
 import { DaemonMetrics, METRIC_PREFIX } from "../../../src/ops/metrics.js";
 
 async function value(
@@ -16,11 +17,16 @@ async function value(
 }
 
 describe("DaemonMetrics", () => {
-  test("every metric, default process metrics included, starts with kms_envelope_", async () => {
+  test("every metric, default process metrics included, starts with kms_envelope_, but kube-apiserver's key-id families", async () => {
     const metrics = new DaemonMetrics();
     const names = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
     assert.ok(names.length > 8);
-    for (const name of names) assert.ok(name.startsWith(METRIC_PREFIX), name);
+    const upstream = names.filter((name) => !name.startsWith(METRIC_PREFIX)).sort();
+    assert.deepEqual(upstream, [
+      "apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds",
+      "apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds",
+      "apiserver_envelope_encryption_key_id_hash_total",
+    ]);
     assert.equal(METRIC_PREFIX, "kms_envelope_");
   });
 
@@ -50,7 +56,12 @@ describe("DaemonMetrics", () => {
     metrics.setKeys("local:AAAAAAAAAAAAAAAA", 1);
     metrics.setKeys("local:BBBBBBBBBBBBBBBB", 2);
     const text = await metrics.registry.metrics();
-    assert.match(text, /kms_envelope_primary_key_info\{key_id="local:BBBBBBBBBBBBBBBB"\} 1/);
+    assert.ok(
+      text.includes(
+        `kms_envelope_primary_key_info{key_id="local:BBBBBBBBBBBBBBBB",key_id_hash="${keyIdHash("local:BBBBBBBBBBBBBBBB")}"} 1`,
+      ),
+      "the key id and its hash, which joins kube-apiserver's key_id_hash labels",
+    );
     assert.ok(!text.includes("local:AAAAAAAAAAAAAAAA"), "the old key id disappears");
     assert.equal(await value(metrics, "key_versions"), 2);
   });
@@ -100,6 +111,39 @@ describe("DaemonMetrics", () => {
     assert.equal(await value(metrics, "field_values_total", { operation: "seal" }), 5);
     assert.equal(await value(metrics, "field_values_total", { operation: "open" }), 7);
     assert.equal(await value(metrics, "field_values_total", { operation: "lookup" }), 4);
+  });
+
+  test("countStaleOpen counts Open calls that returned stale values", async () => {
+    const metrics = new DaemonMetrics();
+    assert.equal(await value(metrics, "field_stale_opens_total"), 0);
+    metrics.countStaleOpen();
+    metrics.countStaleOpen();
+    assert.equal(await value(metrics, "field_stale_opens_total"), 2);
+  });
+
+  test("ready follows the readiness probe at each scrape; 0 until told how to read it", async () => {
+    const metrics = new DaemonMetrics();
+    assert.equal(await value(metrics, "ready"), 0);
+    let ready = true;
+    metrics.observeReadiness(() => ready);
+    assert.equal(await value(metrics, "ready"), 1);
+    ready = false;
+    assert.equal(await value(metrics, "ready"), 0);
+  });
+
+  test("memory_limit_bytes is a positive finite limit that RSS can be compared with", async () => {
+    const limit = await value(new DaemonMetrics(), "memory_limit_bytes");
+    assert.ok(limit !== undefined && Number.isFinite(limit) && limit > 0, String(limit));
+    const rss = await value(new DaemonMetrics(), "process_resident_memory_bytes");
+    assert.ok(rss !== undefined && rss < limit);
+  });
+
+  test("counters with a known set of labels start at 0, so rate() sees their first event", async () => {
+    const metrics = new DaemonMetrics();
+    for (const reason of ["max_connections", "evicted_idle"])
+      assert.equal(await value(metrics, "connections_shed_total", { reason }), 0, reason);
+    for (const result of ["ok", "failed"])
+      assert.equal(await value(metrics, "keyring_reloads_total", { result }), 0, result);
   });
 
   test("two instances have independent registries", async () => {

@@ -121,7 +121,10 @@ describe("startOpsServer on 127.0.0.1 port 0", () => {
     assert.equal(answer.status, 200);
     assert.equal(answer.headers["content-type"], metrics.registry.contentType);
     assert.match(answer.body, /^# HELP kms_envelope_/m);
-    assert.match(answer.body, /kms_envelope_primary_key_info\{key_id="local:AAAAAAAAAAAAAAAA"\} 1/);
+    assert.match(
+      answer.body,
+      /kms_envelope_primary_key_info\{key_id="local:AAAAAAAAAAAAAAAA",key_id_hash="sha256:[0-9a-f]{64}"\} 1/,
+    );
     assert.match(
       answer.body,
       /kms_envelope_grpc_requests_total\{method="\/v2\.KeyManagementService\/Status",code="OK"\} 1/,
