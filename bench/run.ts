@@ -10,7 +10,9 @@
 // (records per rewrap run, default 10000). The abuse phase (bench/abuse.ts) ends every run;
 // BENCH_ONLY=abuse runs it alone and replaces only its section of the results; so does
 // BENCH_ONLY=lookups for the lookups phase (BENCH_LOOKUP_RECORDS records per backend, default
-// 100000; token rate measured for BENCH_DURATION). Its own
+// 100000; token rate measured for BENCH_DURATION), and BENCH_ONLY=fields for the field layer
+// beside @47ng/cloak (BENCH_COMPARE_ROUNDS rounds, default 7, of BENCH_COMPARE_ROUND, default
+// 1s, per contender and operation). Its own
 // variables: BENCH_ABUSE_DURATION (per scenario, default 20s), BENCH_ABUSE_SETTLE (wait before
 // the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
 // BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
@@ -21,6 +23,11 @@ import { join, relative } from "node:path";
 import { type AbuseReport, measureAbuse } from "./abuse.js";
 import { abuseSection, fieldRequirementMet } from "./abuse-section.js";
 import type { EngineFieldsReport } from "./engine-fields.js";
+import {
+  compareFieldEncryption,
+  type FieldCompareReport,
+  fieldCompareSection,
+} from "./field-compare.js";
 import type { FieldLoadReport } from "./field-load.js";
 import {
   DAEMON_MAIN,
@@ -154,6 +161,8 @@ function markdown(results: {
   abuseError?: string;
   lookups?: LookupReport;
   lookupsError?: string;
+  fieldCompare?: FieldCompareReport;
+  fieldCompareError?: string;
 }): string {
   const { machine, kms, field, memory } = results;
   const git = machine.git as { commit: string; dirty: boolean };
@@ -230,6 +239,7 @@ function markdown(results: {
     lines.push("");
   }
   lines.push(...engineFieldsSection(results.engineFields));
+  lines.push(...fieldCompareSection(results.fieldCompare, results.fieldCompareError));
   lines.push(...rewrapSection(results.rewrap));
   lines.push(...lookupsSection(results.lookups, results.lookupsError));
   lines.push("## Daemon memory (VmRSS)", "");
@@ -328,11 +338,11 @@ type PreviousResults = Omit<Parameters<typeof markdown>[0], "durationMs"> & {
 };
 
 /**
- * BENCH_ONLY=abuse or lookups: that phase alone; the other sections of latest.* are kept.
- * Returns the exit code.
+ * BENCH_ONLY=abuse, lookups or fields: that phase alone; the other sections of latest.* are
+ * kept. Returns the exit code.
  */
 async function phaseOnly(
-  phase: "abuse" | "lookups",
+  phase: "abuse" | "lookups" | "fields",
   kmsload: string,
   machine: Record<string, unknown>,
   quietWaitMs: number,
@@ -343,6 +353,9 @@ async function phaseOnly(
     const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
     update = { abuse, abuseError };
     failed = abuseFailed(abuse, abuseError);
+  } else if (phase === "fields") {
+    update = await runFieldComparePhase(quietWaitMs);
+    failed = fieldCompareFailed(update);
   } else {
     const daemon = await DaemonProcess.start();
     let result: { lookups?: LookupReport; lookupsError?: string };
@@ -367,12 +380,47 @@ async function phaseOnly(
           "",
           ...(phase === "abuse"
             ? abuseSection(update.abuse, update.abuseError)
-            : lookupsSection(update.lookups, update.lookupsError)),
+            : phase === "fields"
+              ? fieldCompareSection(update.fieldCompare, update.fieldCompareError)
+              : lookupsSection(update.lookups, update.lookupsError)),
         ].join("\n")
       : markdown({ ...previous, ...update, durationMs: previous.settings.durationMs });
   writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
   process.stdout.write(`${summary}\n`);
   return failed ? 1 : 0;
+}
+
+/** The field layer beside @47ng/cloak and the bare cipher, in this process. */
+async function runFieldComparePhase(
+  quietWaitMs: number,
+): Promise<{ fieldCompare?: FieldCompareReport; fieldCompareError?: string }> {
+  log("field encryption: the field layer beside @47ng/cloak and bare secretbox, alternating");
+  await waitForQuiet(quietWaitMs);
+  try {
+    return {
+      fieldCompare: await compareFieldEncryption(
+        Number(process.env.BENCH_COMPARE_ROUNDS ?? "7"),
+        parseDurationMs(process.env.BENCH_COMPARE_ROUND ?? "1s"),
+      ),
+    };
+  } catch (error) {
+    const fieldCompareError = error instanceof Error ? error.message : String(error);
+    log(`field comparison failed: ${fieldCompareError}`);
+    return { fieldCompareError };
+  }
+}
+
+/** A contender that decrypted something else than it encrypted fails the run. */
+function fieldCompareFailed(result: {
+  fieldCompare?: FieldCompareReport;
+  fieldCompareError?: string;
+}): boolean {
+  const wrong = result.fieldCompare?.results.filter((row) => row.mismatches > 0) ?? [];
+  for (const row of wrong)
+    process.stdout.write(`BENCH FAILED: ${row.name} decrypted ${row.mismatches} wrong values.\n`);
+  if (result.fieldCompareError !== undefined)
+    process.stdout.write(`BENCH FAILED: field comparison: ${result.fieldCompareError}.\n`);
+  return result.fieldCompareError !== undefined || wrong.length > 0;
 }
 
 /** The lookups phase against a running daemon. */
@@ -413,8 +461,10 @@ function lookupsFailed(result: { lookups?: LookupReport; lookupsError?: string }
 
 async function main(): Promise<number> {
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== "abuse" && only !== "lookups") {
-    throw new Error(`BENCH_ONLY=${only}: the phases that run alone are "abuse" and "lookups"`);
+  if (only !== undefined && only !== "abuse" && only !== "lookups" && only !== "fields") {
+    throw new Error(
+      `BENCH_ONLY=${only}: the phases that run alone are "abuse", "lookups" and "fields"`,
+    );
   }
   const durationMs = parseDurationMs(process.env.BENCH_DURATION ?? "10s");
   const fieldDurationMs = parseDurationMs(
@@ -453,6 +503,7 @@ async function main(): Promise<number> {
   let rewrap: RewrapReport | undefined;
   let rewrapError: string | undefined;
   let lookupsPhase: { lookups?: LookupReport; lookupsError?: string } = {};
+  let comparePhase: { fieldCompare?: FieldCompareReport; fieldCompareError?: string } = {};
   let daemonExit: number | null = null;
   try {
     memory["idle (after start)"] = readMemory(daemon.pid);
@@ -546,6 +597,7 @@ async function main(): Promise<number> {
       log(`rewrap bench failed: ${rewrapError}`);
     }
     lookupsPhase = await runLookupsPhase(daemon.socketPath, quietWaitMs);
+    comparePhase = await runFieldComparePhase(quietWaitMs);
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
@@ -594,6 +646,7 @@ async function main(): Promise<number> {
     abuse,
     abuseError,
     ...lookupsPhase,
+    ...comparePhase,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -625,6 +678,7 @@ async function main(): Promise<number> {
   }
   if (abuseFailed(abuse, abuseError)) failed = true;
   if (lookupsFailed(lookupsPhase)) failed = true;
+  if (fieldCompareFailed(comparePhase)) failed = true;
   return failed ? 1 : 0;
 }
 
