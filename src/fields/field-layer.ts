@@ -13,15 +13,21 @@ import type {
   FieldRoute,
   FieldStamp,
   JsonObject,
+  JsonValue,
   LookupToken,
   OpenedRecord,
   SealedRecord,
 } from "./field-codec.js";
 import { asJson, bytesToValue, type FieldPlaintext, valueToBytes } from "./field-encoding.js";
 import type { FieldMap, FieldType, ResourceFields } from "./field-map.js";
-import { getPath, withPath } from "./field-paths.js";
+import { getPath, withPaths } from "./field-paths.js";
 import type { FieldServiceClient } from "./field-service-client.js";
 import { UnmappedResourceError } from "./unmapped-resource.js";
+
+/** The document with its fields replaced; the document itself when there are none. */
+function withReplaced(document: JsonObject, replaced: readonly [string, JsonValue][]): JsonObject {
+  return replaced.length === 0 ? document : withPaths(document, replaced);
+}
 
 /** A route of `fieldMap` that cannot be served: what it goes through was not given. */
 export function missingRoute(route: FieldRoute, fieldMap: string): ConfigError {
@@ -212,20 +218,16 @@ export class MapFieldLayer implements FieldLayer {
       this.#sealItems(resource, spec.route, records, items),
       this.#lookupTokens(resource, spec, records, items),
     ]);
-    const documents = records.map((record) => record.document);
+    const replaced = records.map((): [string, JsonValue][] => []);
     const stamps = records.map((): FieldStamp[] => []);
     for (const [i, item] of items.entries()) {
       const result = stored[i] as { text: string; stamp: FieldStamp };
-      documents[item.record] = withPath(
-        documents[item.record] as JsonObject,
-        item.path,
-        result.text,
-      );
+      replaced[item.record]?.push([item.path, result.text]);
       stamps[item.record]?.push(result.stamp);
     }
     return records.map((record, index) => ({
       id: record.id,
-      document: documents[index] as JsonObject,
+      document: withReplaced(record.document, replaced[index] as [string, JsonValue][]),
       stamps: stamps[index] as FieldStamp[],
       tokens: tokens[index] as LookupToken[],
     }));
@@ -287,19 +289,21 @@ export class MapFieldLayer implements FieldLayer {
       return { ...item, text: value };
     });
     const opened = await this.#openItems(resource, spec.route, records, items);
-    const documents = records.map((record) => record.document);
+    const replaced = records.map((): [string, JsonValue][] => []);
     const stamps = records.map((): FieldStamp[] => []);
     const stale = records.map(() => false);
     for (const [i, item] of items.entries()) {
       const result = opened[i] as { bytes: Uint8Array; stale: boolean; stamp: FieldStamp };
-      const value = asJson(bytesToValue(result.bytes, item.type, item.where));
-      documents[item.record] = withPath(documents[item.record] as JsonObject, item.path, value);
+      replaced[item.record]?.push([
+        item.path,
+        asJson(bytesToValue(result.bytes, item.type, item.where)),
+      ]);
       stale[item.record] ||= result.stale;
       stamps[item.record]?.push(result.stamp);
     }
     return records.map((record, index) => ({
       id: record.id,
-      document: documents[index] as JsonObject,
+      document: withReplaced(record.document, replaced[index] as [string, JsonValue][]),
       stale: stale[index] as boolean,
       stamps: stamps[index] as FieldStamp[],
     }));
@@ -501,16 +505,18 @@ export class MapFieldLayer implements FieldLayer {
     items: readonly StoredItem[],
   ): Promise<{ bytes: Uint8Array; stale: boolean; stamp: FieldStamp }[]> {
     if (route === "engine") {
-      const engine = this.#needEngine();
+      // Resolved once per batch: every field of it belongs to the one resource.
+      const transformer = this.#needEngine().transformerFor(resource);
       return Promise.all(
         items.map(async (item) => {
           const data = decodeCanonicalBase64(item.text);
           if (data === undefined)
             throw new MalformedCiphertextError(`${item.where} is not standard base64`);
           const id = (records[item.record] as { id: string }).id;
-          const read = await engine
-            .transformerFor(resource)
-            .fromStorage(data, fieldAuthenticatedData(resource, item.path, id));
+          const read = await transformer.fromStorage(
+            data,
+            fieldAuthenticatedData(resource, item.path, id),
+          );
           return {
             bytes: read.plaintext,
             stale: read.stale,

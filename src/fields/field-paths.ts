@@ -41,3 +41,45 @@ export function withoutPath(document: JsonObject, path: string): JsonObject {
   if (!isObject(child)) return document;
   return { ...document, [step]: withoutPath(child, rest.join(".")) };
 }
+
+/**
+ * A copy of `document` with the value at each path replaced, for many fields at once: the root
+ * and each object on the paths are copied once, not once per field. The caller's document is
+ * never changed; every path must already exist.
+ */
+export function withPaths(
+  document: JsonObject,
+  entries: Iterable<readonly [path: string, value: JsonValue]>,
+): JsonObject {
+  const root: JsonObject = { ...document };
+  const copies = new Set<JsonObject>([root]);
+  for (const [path, value] of entries) {
+    const steps = path.split(".");
+    const last = steps.pop() as string;
+    let parent = root;
+    for (const step of steps) {
+      const child = parent[step];
+      if (!isObject(child)) throw new RangeError(`no object at ${step}`);
+      if (copies.has(child)) {
+        parent = child;
+        continue;
+      }
+      const copy = { ...child };
+      copies.add(copy);
+      setOwn(parent, step, copy);
+      parent = copy;
+    }
+    setOwn(parent, last, value);
+  }
+  return root;
+}
+
+// An own property even for "__proto__", which plain assignment would take as the prototype.
+function setOwn(object: JsonObject, key: string, value: JsonValue): void {
+  Object.defineProperty(object, key, {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}

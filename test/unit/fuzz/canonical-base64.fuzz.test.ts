@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { decodeCanonicalBase64 } from "../../../src/crypto/canonical-base64.js";
+import { decodeCanonicalBase64, STANDARD_BASE64 } from "../../../src/crypto/canonical-base64.js";
 import { AWKWARD_CHARACTERS, runs, textMutationOf } from "./fuzz-support.js";
 
 const base64Alphabet = [
@@ -23,6 +23,25 @@ describe("fuzz: canonical standard base64", () => {
         const bytes = decodeCanonicalBase64(text);
         if (bytes !== undefined) assert.equal(Buffer.from(bytes).toString("base64"), text);
       }),
+      runs(3000),
+    );
+  });
+
+  it("accepts exactly the texts that match the standard base64 pattern and re-encode to themselves", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          base64ishText,
+          fc
+            .uint8Array({ maxLength: 60 })
+            .chain((bytes) => textMutationOf(Buffer.from(bytes).toString("base64"))),
+        ),
+        (text) => {
+          const expected =
+            STANDARD_BASE64.test(text) && Buffer.from(text, "base64").toString("base64") === text;
+          assert.equal(decodeCanonicalBase64(text) !== undefined, expected);
+        },
+      ),
       runs(3000),
     );
   });

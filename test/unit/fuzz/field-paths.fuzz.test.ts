@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import type { JsonObject, JsonValue } from "../../../src/fields/field-codec.js";
-import { getPath, withPath } from "../../../src/fields/field-paths.js";
+import { getPath, withPath, withPaths } from "../../../src/fields/field-paths.js";
 import { PROTOTYPE_NAMES, runs } from "./fuzz-support.js";
 
 const name = fc.oneof(
@@ -58,6 +58,44 @@ describe("fuzz: field paths in JSON records", () => {
             current = (current as Record<string, unknown>)[step];
           }
           assert.equal(value, current);
+        },
+      ),
+      runs(1500),
+    );
+  });
+
+  it("withPaths is withPath applied field by field, and leaves the input untouched", () => {
+    fc.assert(
+      fc.property(
+        documents
+          .filter((document) => pathsOf(document).length > 0)
+          .chain((document) =>
+            fc
+              .subarray(pathsOf(document), { minLength: 1 })
+              // Field maps never list a path inside another, so neither do these.
+              .map((paths) =>
+                paths.filter((path) => !paths.some((other) => path.startsWith(`${other}.`))),
+              )
+              .chain((paths) =>
+                fc
+                  .array(fc.jsonValue({ maxDepth: 2 }), {
+                    minLength: paths.length,
+                    maxLength: paths.length,
+                  })
+                  .map((values) => ({ document, paths, values: values as JsonValue[] })),
+              ),
+          ),
+        ({ document, paths, values }) => {
+          const before = JSON.stringify(document);
+          const entries = paths.map((path, index) => [path, values[index] ?? null] as const);
+          const together = withPaths(document, entries);
+          const oneByOne = entries.reduce(
+            (current, [path, value]) => withPath(current, path, value),
+            document,
+          );
+          assert.equal(JSON.stringify(document), before, "the input was changed");
+          assert.deepEqual(together, oneByOne);
+          assert.equal(Object.getPrototypeOf(together), Object.prototype);
         },
       ),
       runs(1500),
