@@ -110,6 +110,7 @@ export class VaultTransitEmulator {
   readonly #waiting = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   #delayMs = 0;
   #sealed = false;
+  #corruptDecrypts = 0;
 
   private constructor(
     server: Server,
@@ -258,6 +259,11 @@ export class VaultTransitEmulator {
     this.#faults.push({ remaining: count, status, errors, headers: {}, operations });
   }
 
+  /** The next `count` successful decrypts answer a plaintext with one bit flipped. */
+  corruptNextDecrypt(count = 1): void {
+    this.#corruptDecrypts += count;
+  }
+
   /** Holds every answer back this long (0 ends it). */
   delay(milliseconds: number): void {
     this.#delayMs = milliseconds;
@@ -268,6 +274,7 @@ export class VaultTransitEmulator {
     this.#faults.length = 0;
     this.#delayMs = 0;
     this.#sealed = false;
+    this.#corruptDecrypts = 0;
     this.#release();
     this.counters = zeroCounters();
     this.requests.length = 0;
@@ -449,7 +456,14 @@ export class VaultTransitEmulator {
     if (action === "decrypt" && method === "POST") {
       allow(path, "update");
       if (key === undefined) throw badRequest("encryption key not found");
-      return { payload: envelope({ data: key.decrypt(body) }) };
+      const data = key.decrypt(body);
+      if (this.#corruptDecrypts > 0) {
+        this.#corruptDecrypts -= 1;
+        const plaintext = Buffer.from(data.plaintext, "base64");
+        plaintext[0] = (plaintext[0] ?? 0) ^ 0x01;
+        data.plaintext = plaintext.toString("base64");
+      }
+      return { payload: envelope({ data }) };
     }
     if (action === "keys" && sub === undefined && method === "GET") {
       allow(path, "read");
