@@ -200,11 +200,11 @@ export function deniedFailure(
   const policy = requiredPolicy(key);
   let message: string;
   if (capabilities === undefined) {
-    message = `Vault denied ${operation} on ${path}${inNamespace(key)} to the daemon's token (permission denied): its policies need ${policy}`;
+    message = `Vault denied ${operation} on ${path}${inNamespace(key)} to the Vault token (permission denied): its policies need ${policy}`;
   } else if (capabilities.includes("deny")) {
-    message = `a Vault policy of the daemon's token denies ${path}${inNamespace(key)} explicitly: remove that deny rule; the provider needs ${policy}`;
+    message = `a policy of the Vault token denies ${path}${inNamespace(key)} explicitly: remove that deny rule; the provider needs ${policy}`;
   } else if (!capabilities.includes("update") && !capabilities.includes("root")) {
-    message = `the daemon's token lacks the update capability on ${path}${inNamespace(key)} (it has ${capabilities.length === 0 ? "none" : capabilities.join(", ")}): add ${policy} to its policy`;
+    message = `the Vault token lacks the update capability on ${path}${inNamespace(key)} (it has ${capabilities.length === 0 ? "none" : capabilities.join(", ")}): add ${policy} to its policy`;
   } else if (operation === "encrypt") {
     message = `Transit key ${key.keyName} does not exist in mount ${key.mount}${inNamespace(key)} (Vault asks create, not update, to encrypt with a missing key): create it (vault write -f ${key.mount}/keys/${key.keyName}) or fix the key reference`;
   } else {

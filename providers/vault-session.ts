@@ -345,7 +345,7 @@ export class VaultSession {
           : `check that ${auth.method} login still works`;
     return new ProviderError(
       "user",
-      `the daemon's Vault token (from ${this.#tokenSource()}) ${when}${why}: ${remedy}`,
+      `the Vault token (from ${this.#tokenSource()}) ${when}${why}: ${remedy}`,
     );
   }
 

@@ -291,7 +291,7 @@ describe("vault provider: wrapping with Transit", () => {
     assert.equal(denied.errorClass, "user");
     assert.equal(
       denied.message,
-      'the daemon\'s token lacks the update capability on transit/encrypt/kek (it has none): add path "transit/encrypt/kek" { capabilities = ["update"] } and path "transit/decrypt/kek" { capabilities = ["update"] } to its policy',
+      'the Vault token lacks the update capability on transit/encrypt/kek (it has none): add path "transit/encrypt/kek" { capabilities = ["update"] } and path "transit/decrypt/kek" { capabilities = ["update"] } to its policy',
     );
     vault.writePolicy("deny", { "transit/decrypt/kek": ["deny"] });
     const partial = provider({
@@ -303,7 +303,7 @@ describe("vault provider: wrapping with Transit", () => {
     const explicit = await failure(partial.checkHealth());
     assert.match(
       explicit.message,
-      /^a Vault policy of the daemon's token denies transit\/decrypt\/kek explicitly/,
+      /^a policy of the Vault token denies transit\/decrypt\/kek explicitly/,
     );
     for (const error of [denied, explicit]) {
       assert.doesNotMatch(`${error.message}${error.stack}`, new RegExp(token.replace(".", "\\.")));
@@ -623,7 +623,7 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
     assert.equal(expired.errorClass, "user");
     assert.match(
       expired.message,
-      /^the daemon's Vault token \(from VAULT_TOKEN\) expired at \d{4}-\d\d-\d\dT[\d:.]+Z: give the daemon a token it can renew, or one in KMS_ENVELOPE_VAULT_TOKEN_FILE .*or use AppRole or Kubernetes auth/,
+      /^the Vault token \(from VAULT_TOKEN\) expired at \d{4}-\d\d-\d\dT[\d:.]+Z: give the daemon a token it can renew, or one in KMS_ENVELOPE_VAULT_TOKEN_FILE .*or use AppRole or Kubernetes auth/,
     );
     assert.equal(vault.counters.requests, before, "an expired token is not sent");
     assert.doesNotMatch(
@@ -642,7 +642,7 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
       assert.equal(refused.errorClass, "user");
       assert.match(
         refused.message,
-        /^the daemon's Vault token \(from VAULT_TOKEN\) was refused by Vault \(revoked, expired or mistyped\)/,
+        /^the Vault token \(from VAULT_TOKEN\) was refused by Vault \(revoked, expired or mistyped\)/,
       );
     }
   });
