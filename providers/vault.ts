@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { MASTER_KEY_BYTES } from "../src/crypto/master-key.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
@@ -11,19 +10,11 @@ import {
   type ProviderKeyDescription,
   type WrapContext,
 } from "./types.js";
-import {
-  deniedFailure,
-  isRetryable,
-  type KeyFacts,
-  networkFailure,
-  policyPath,
-  type TransitOperation,
-  transitFailure,
-} from "./vault-errors.js";
-import { type VaultBody, VaultHttp, type VaultReply } from "./vault-http.js";
+import { VaultHttp } from "./vault-http.js";
 import { isLoopback, parseVaultKeyRef, type VaultKeyReference } from "./vault-key-ref.js";
 import { VaultSession } from "./vault-session.js";
 import { readVaultSettings } from "./vault-settings.js";
+import { type Deadline, TransitCalls } from "./vault-transit.js";
 
 /** Provider name: the key-id prefix and the registry name. */
 export const name = "vault";
@@ -60,29 +51,34 @@ const HEALTH_CONTEXT = "kms-envelope/v1/health-probe";
 export class VaultTransitProvider implements CustodyProvider {
   readonly name = name;
   readonly #key: VaultKeyReference;
-  readonly #facts: KeyFacts;
+  /** Where requests go: the key reference's address, or the endpoint override. */
+  readonly #address: string;
   readonly #http: VaultHttp;
   readonly #session: VaultSession;
-  readonly #timeoutMs: number;
-  readonly #maxAttempts: number;
-  readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
+  readonly #calls: TransitCalls;
   #closed = false;
 
   constructor(options: VaultTransitProviderOptions) {
     this.#key = parseVaultKeyRef(options.keyRef);
-    this.#timeoutMs = boundedInteger("timeoutMs", options.timeoutMs ?? 10_000, 1, 300_000);
-    this.#maxAttempts = boundedInteger("maxAttempts", options.maxAttempts ?? 3, 1, 10);
-    this.#onAttemptFailed = options.onAttemptFailed;
+    const timeoutMs = boundedInteger("timeoutMs", options.timeoutMs ?? 10_000, 1, 300_000);
+    const maxAttempts = boundedInteger("maxAttempts", options.maxAttempts ?? 3, 1, 10);
     const settings = readVaultSettings(options.environment);
-    const address =
+    this.#address =
       options.endpoint === undefined ? this.#key.address : checkEndpoint(options.endpoint);
-    this.#facts = { key: this.#key, address };
-    this.#http = new VaultHttp(address, { ca: settings.ca, serverName: settings.serverName });
+    this.#http = new VaultHttp(this.#address, { ca: settings.ca, serverName: settings.serverName });
     this.#session = new VaultSession({
       http: this.#http,
       settings,
       keyNamespace: this.#key.namespace,
-      timeoutMs: this.#timeoutMs,
+      timeoutMs,
+    });
+    this.#calls = new TransitCalls({
+      http: this.#http,
+      session: this.#session,
+      facts: { key: this.#key, address: this.#address },
+      timeoutMs,
+      maxAttempts,
+      onAttemptFailed: options.onAttemptFailed,
     });
   }
 
@@ -137,7 +133,7 @@ export class VaultTransitProvider implements CustodyProvider {
       if (opened.length !== probe.length || !timingSafeEqual(opened, probe)) {
         throw new ProviderError(
           "corrupt",
-          `Vault decrypted the health probe under ${this.#key.keyRef} to other bytes than it encrypted: check what answers at ${this.#facts.address}`,
+          `Vault decrypted the health probe under ${this.#key.keyRef} to other bytes than it encrypted: check what answers at ${this.#address}`,
         );
       }
     } finally {
@@ -154,20 +150,20 @@ export class VaultTransitProvider implements CustodyProvider {
 
   async #encrypt(plaintext: Uint8Array, binding: string, deadline: Deadline): Promise<string> {
     const encoded = Buffer.from(binding).toString("base64");
-    const body = await this.#transit(
-      "encrypt",
-      {
-        plaintext: Buffer.from(plaintext).toString("base64"),
-        associated_data: encoded,
-        context: encoded,
-      },
-      deadline,
-    );
+    const copy = Buffer.from(plaintext);
+    const payload = {
+      plaintext: copy.toString("base64"),
+      associated_data: encoded,
+      context: encoded,
+    };
+    // JSON wants the key as a base64 string, which cannot be wiped; the byte copy can.
+    wipe(copy);
+    const body = await this.#calls.call("encrypt", payload, deadline);
     const ciphertext = (body.data as { ciphertext?: unknown } | undefined)?.ciphertext;
     if (typeof ciphertext !== "string" || !WRAPPED.test(ciphertext)) {
       throw new ProviderError(
         "corrupt",
-        `Vault Transit encrypt with ${this.#key.keyRef} returned no vault:v<N>: ciphertext: check what answers at ${this.#facts.address}`,
+        `Vault Transit encrypt with ${this.#key.keyRef} returned no vault:v<N>: ciphertext: check what answers at ${this.#address}`,
       );
     }
     return ciphertext;
@@ -175,7 +171,7 @@ export class VaultTransitProvider implements CustodyProvider {
 
   async #decrypt(ciphertext: string, binding: string, deadline: Deadline): Promise<Uint8Array> {
     const encoded = Buffer.from(binding).toString("base64");
-    const body = await this.#transit(
+    const body = await this.#calls.call(
       "decrypt",
       { ciphertext, associated_data: encoded, context: encoded },
       deadline,
@@ -185,7 +181,7 @@ export class VaultTransitProvider implements CustodyProvider {
     if (typeof plaintext !== "string") {
       throw new ProviderError(
         "corrupt",
-        `Vault Transit decrypt with ${this.#key.keyRef} returned no plaintext: check what answers at ${this.#facts.address}`,
+        `Vault Transit decrypt with ${this.#key.keyRef} returned no plaintext: check what answers at ${this.#address}`,
       );
     }
     return Buffer.from(plaintext, "base64");
@@ -194,164 +190,7 @@ export class VaultTransitProvider implements CustodyProvider {
   #deadline(signal: AbortSignal | undefined): Deadline {
     if (this.#closed)
       throw new ProviderError("other", `the vault provider for ${this.#key.keyRef} is closed`);
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    return {
-      timeout,
-      caller: signal,
-      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
-    };
-  }
-
-  /**
-   * One Transit call: retries 412, 429, 5xx and network failures with jittered backoff within
-   * the deadline; a 403 whose token turns out dead is answered by one new login and one more
-   * try; any other 403 is diagnosed (capabilities-self) into the policy line to add.
-   */
-  async #transit(
-    operation: TransitOperation,
-    payload: Record<string, unknown>,
-    deadline: Deadline,
-    ciphertext?: string,
-  ): Promise<VaultBody> {
-    const { signal } = deadline;
-    const seen: Seen = { lastStatus: undefined, replaced: false };
-    let attempts = 0;
-    for (;;) {
-      attempts += 1;
-      let outcome: Outcome;
-      try {
-        outcome = await this.#attempt(operation, payload, signal, seen, ciphertext);
-      } catch (error) {
-        if (!signal.aborted) {
-          if (error instanceof ProviderError) this.#onAttemptFailed?.(error.errorClass);
-          throw error;
-        }
-        this.#onAttemptFailed?.(seen.lastStatus === 429 ? "throttled" : "other");
-        throw this.#abortFailure(operation, deadline, attempts, seen.lastStatus, error);
-      }
-      if ("body" in outcome) return outcome.body;
-      this.#onAttemptFailed?.(outcome.retry.errorClass);
-      if (attempts >= this.#maxAttempts) throw outcome.retry;
-      try {
-        await sleep(backoff(attempts, outcome.waitMs), undefined, { signal });
-      } catch (error) {
-        throw this.#abortFailure(operation, deadline, attempts, seen.lastStatus, error);
-      }
-    }
-  }
-
-  // One try (plus one more after replacing a dead token): the body, a failure worth retrying,
-  // or a thrown final failure.
-  async #attempt(
-    operation: TransitOperation,
-    payload: Record<string, unknown>,
-    signal: AbortSignal,
-    seen: Seen,
-    ciphertext: string | undefined,
-  ): Promise<Outcome> {
-    let token: string;
-    try {
-      token = await this.#session.token(signal);
-    } catch (error) {
-      // A login that failed for want of Vault (down, sealed, throttled) is worth another try.
-      if (error instanceof ProviderError && error.errorClass !== "user" && !signal.aborted)
-        return { retry: error, waitMs: undefined };
-      throw error;
-    }
-    const reply = await this.#send(operation, token, payload, signal);
-    if (reply instanceof ProviderError) return { retry: reply, waitMs: undefined };
-    seen.lastStatus = reply.status;
-    if (reply.status === 200 && reply.body !== undefined) return { body: reply.body };
-    if (reply.status === 403) {
-      if (!seen.replaced && (await this.#session.isDead(token, reply, signal))) {
-        seen.replaced = true;
-        await this.#session.replace(token, signal);
-        return this.#attempt(operation, payload, signal, seen, ciphertext);
-      }
-      throw deniedFailure(
-        operation,
-        this.#facts,
-        await this.#capabilities(operation, token, signal),
-      );
-    }
-    const failure = transitFailure(operation, reply, this.#facts, ciphertext);
-    if (!isRetryable(reply.status)) throw failure;
-    return { retry: failure, waitMs: reply.retryAfterMs };
-  }
-
-  async #send(
-    operation: TransitOperation,
-    token: string,
-    payload: Record<string, unknown>,
-    signal: AbortSignal,
-  ): Promise<VaultReply | ProviderError> {
-    try {
-      return await this.#http.send({
-        method: "POST",
-        path: policyPath(this.#key, operation),
-        token,
-        namespace: this.#key.namespace,
-        body: payload,
-        signal,
-      });
-    } catch (error) {
-      if (signal.aborted) throw error;
-      const failure = networkFailure(error, `Transit ${operation}`, this.#facts.address);
-      // An untrusted certificate stays untrusted: only outages are worth another attempt.
-      if (failure.errorClass === "user") throw failure;
-      return failure;
-    }
-  }
-
-  // What the token may do on the path (sys/capabilities-self, allowed by the default policy);
-  // undefined when Vault will not say.
-  async #capabilities(
-    operation: TransitOperation,
-    token: string,
-    signal: AbortSignal,
-  ): Promise<string[] | undefined> {
-    const path = policyPath(this.#key, operation);
-    try {
-      const reply = await this.#http.send({
-        method: "POST",
-        path: "sys/capabilities-self",
-        token,
-        namespace: this.#key.namespace,
-        body: { paths: [path] },
-        signal,
-      });
-      if (reply.status !== 200) return undefined;
-      const body = reply.body as (VaultBody & Record<string, unknown>) | undefined;
-      const found = (body?.data as Record<string, unknown> | undefined)?.[path] ?? body?.[path];
-      return Array.isArray(found) ? found.filter((item) => typeof item === "string") : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  #abortFailure(
-    operation: TransitOperation,
-    deadline: Deadline,
-    attempts: number,
-    lastStatus: number | undefined,
-    cause: unknown,
-  ): ProviderError {
-    const where = `Vault Transit ${operation} with ${this.#key.keyRef}`;
-    if (deadline.caller?.aborted === true && !deadline.timeout.aborted)
-      return new ProviderError("other", `${where} was cancelled by the caller`, { cause });
-    const tries = `${attempts} attempt${attempts === 1 ? "" : "s"}`;
-    if (lastStatus === 429) {
-      return new ProviderError(
-        "throttled",
-        `Vault kept rate-limiting ${where} for ${this.#timeoutMs} ms (${tries}): raise the rate limit quota that applies, or look for other clients sharing it`,
-        { cause },
-      );
-    }
-    return new ProviderError(
-      "other",
-      `${where} did not complete within ${this.#timeoutMs} ms (${tries}): check network access to ${this.#facts.address} and Vault's health, or raise --provider-timeout`,
-      { cause },
-    );
+    return this.#calls.deadline(signal);
   }
 }
 
@@ -376,24 +215,6 @@ export function createProvider(
   });
 }
 
-interface Deadline {
-  /** The call's own deadline. */
-  readonly timeout: AbortSignal;
-  /** The caller's signal, if any. */
-  readonly caller: AbortSignal | undefined;
-  /** Either. */
-  readonly signal: AbortSignal;
-}
-
-/** What one call has seen across its attempts. */
-interface Seen {
-  lastStatus: number | undefined;
-  /** A dead token was already replaced once in this call. */
-  replaced: boolean;
-}
-
-type Outcome = { body: VaultBody } | { retry: ProviderError; waitMs: number | undefined };
-
 /** What binds a wrapped key to its key id: Transit associated data and derivation context. */
 function bindingFor(context: WrapContext): string {
   if (context.keyId === "")
@@ -415,12 +236,6 @@ function wrappedCiphertext(wrapped: Uint8Array): string | undefined {
   const encoded = match?.[2];
   if (encoded === undefined || encoded.length % 4 !== 0) return undefined;
   return Buffer.from(encoded, "base64").toString("base64") === encoded ? text : undefined;
-}
-
-function backoff(attempt: number, retryAfterMs: number | undefined): number {
-  const exponential = Math.min(2000, 100 * 2 ** (attempt - 1));
-  const jittered = exponential / 2 + Math.random() * (exponential / 2);
-  return retryAfterMs === undefined ? jittered : Math.min(Math.max(retryAfterMs, jittered), 5000);
 }
 
 function boundedInteger(option: string, value: number, minimum: number, maximum: number): number {
