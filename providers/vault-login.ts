@@ -97,7 +97,7 @@ export class VaultLogin {
       auth.method === "token" && "file" in auth.token
         ? `write a valid token to ${auth.token.file} (it is re-read), e.g. from a Vault Agent sink`
         : auth.method === "token"
-          ? "give the daemon a token it can renew, or one in KMS_ENVELOPE_VAULT_TOKEN_FILE (re-read, e.g. a Vault Agent sink), or use AppRole or Kubernetes auth, which log in again by themselves"
+          ? "give the daemon a token it can renew, or one in VAULT_TOKEN_FILE (re-read, e.g. a Vault Agent sink), or use AppRole or Kubernetes auth, which log in again by themselves"
           : `check that ${auth.method} login still works`;
     return new ProviderError(
       "user",

@@ -37,16 +37,16 @@ const VAULT_ENVIRONMENT = {
   token: "VAULT_TOKEN",
   caCert: "VAULT_CACERT",
   serverName: "VAULT_TLS_SERVER_NAME",
-  auth: "KMS_ENVELOPE_VAULT_AUTH",
-  tokenFile: "KMS_ENVELOPE_VAULT_TOKEN_FILE",
-  authMount: "KMS_ENVELOPE_VAULT_AUTH_MOUNT",
-  authNamespace: "KMS_ENVELOPE_VAULT_AUTH_NAMESPACE",
-  roleId: "KMS_ENVELOPE_VAULT_ROLE_ID",
-  roleIdFile: "KMS_ENVELOPE_VAULT_ROLE_ID_FILE",
-  secretId: "KMS_ENVELOPE_VAULT_SECRET_ID",
-  secretIdFile: "KMS_ENVELOPE_VAULT_SECRET_ID_FILE",
-  role: "KMS_ENVELOPE_VAULT_ROLE",
-  jwtFile: "KMS_ENVELOPE_VAULT_JWT_FILE",
+  auth: "VAULT_AUTH_METHOD",
+  tokenFile: "VAULT_TOKEN_FILE",
+  authMount: "VAULT_AUTH_MOUNT",
+  authNamespace: "VAULT_AUTH_NAMESPACE",
+  roleId: "VAULT_ROLE_ID",
+  roleIdFile: "VAULT_ROLE_ID_FILE",
+  secretId: "VAULT_SECRET_ID",
+  secretIdFile: "VAULT_SECRET_ID_FILE",
+  role: "VAULT_KUBERNETES_ROLE",
+  jwtFile: "VAULT_KUBERNETES_JWT_FILE",
 } as const;
 
 const E = VAULT_ENVIRONMENT;
@@ -79,7 +79,8 @@ const schema = z.object({
 });
 type Parsed = z.output<typeof schema>;
 
-// Which variables belong to which method, to name a variable set for a method not in use.
+// Which variables belong to which method: a credential missing for the chosen method while
+// another method's are set most likely means the method was not chosen.
 const METHOD_VARIABLES = {
   token: [E.token, E.tokenFile],
   approle: [E.roleId, E.roleIdFile, E.secretId, E.secretIdFile],
@@ -103,42 +104,50 @@ export function readVaultSettings(environment: NodeJS.ProcessEnv): VaultSettings
   }
   const parsed = result.data;
   const method = parsed[E.auth] ?? "token";
-  for (const [other, variables] of Object.entries(METHOD_VARIABLES)) {
-    if (other === method) continue;
-    const stray = variables.find((variable) => parsed[variable] !== undefined);
-    if (stray !== undefined) {
-      throw new ConfigError(
-        stray,
-        `is for ${other} auth, but ${E.auth} is ${method}${parsed[E.auth] === undefined ? " (the default)" : ""}`,
-        `set ${E.auth}=${other}, or unset ${stray}`,
-      );
-    }
-  }
   const caFile = parsed[E.caCert];
   return Object.freeze({
     ca: caFile === undefined ? undefined : readCa(caFile),
     serverName: parsed[E.serverName],
-    auth: Object.freeze(authSettings(method, parsed)),
+    auth: Object.freeze(authSettings(method, parsed, otherMethodHint(method, parsed))),
     authNamespace: parsed[E.authNamespace],
   });
 }
 
-function authSettings(method: VaultAuthSettings["method"], parsed: Parsed): VaultAuthSettings {
+function otherMethodHint(method: VaultAuthSettings["method"], parsed: Parsed): string {
+  for (const [other, variables] of Object.entries(METHOD_VARIABLES)) {
+    if (other === method) continue;
+    const set = variables.find((variable) => parsed[variable] !== undefined);
+    if (set !== undefined) return `; ${set} is set: for ${other} auth, set ${E.auth}=${other}`;
+  }
+  return "";
+}
+
+function authSettings(
+  method: VaultAuthSettings["method"],
+  parsed: Parsed,
+  hint: string,
+): VaultAuthSettings {
   switch (method) {
     case "token":
       return {
         method,
-        token: secret(parsed, E.token, E.tokenFile, "the token: a Vault Agent sink file is best"),
+        token: secret(
+          parsed,
+          E.token,
+          E.tokenFile,
+          "the token (a Vault Agent sink file is best)",
+          hint,
+        ),
       };
     case "approle":
       return {
         method,
         mount: parsed[E.authMount] ?? "approle",
-        roleId: secret(parsed, E.roleId, E.roleIdFile, "the AppRole role_id"),
+        roleId: secret(parsed, E.roleId, E.roleIdFile, "the AppRole role_id", hint),
         secretId:
           parsed[E.secretId] === undefined && parsed[E.secretIdFile] === undefined
             ? undefined
-            : secret(parsed, E.secretId, E.secretIdFile, "the secret_id"),
+            : secret(parsed, E.secretId, E.secretIdFile, "the secret_id", ""),
       };
     case "kubernetes": {
       const role = parsed[E.role];
@@ -146,7 +155,7 @@ function authSettings(method: VaultAuthSettings["method"], parsed: Parsed): Vaul
         throw new ConfigError(
           E.role,
           "is not set, and Kubernetes auth needs the Vault role to log in as",
-          `set ${E.role} to the role bound to this pod's service account`,
+          `set ${E.role} to the role bound to this pod's service account${hint}`,
         );
       }
       return {
@@ -164,6 +173,7 @@ function secret(
   variable: keyof Parsed,
   fileVariable: keyof Parsed,
   what: string,
+  hint: string,
 ): SecretSource {
   const value = parsed[variable];
   const file = parsed[fileVariable];
@@ -179,7 +189,7 @@ function secret(
   throw new ConfigError(
     fileVariable,
     `is not set (nor ${variable})`,
-    `give ${what} in ${fileVariable}, or in ${variable}`,
+    `give ${what} in ${fileVariable}, or in ${variable}${hint}`,
   );
 }
 

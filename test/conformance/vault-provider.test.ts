@@ -52,9 +52,9 @@ async function subject(
   await writeFile(join(directory, "secret-id"), `${secretId}\n`, { mode: 0o600 });
   const environment = {
     VAULT_CACERT: vault.caFile,
-    KMS_ENVELOPE_VAULT_AUTH: "approle",
-    KMS_ENVELOPE_VAULT_ROLE_ID: roleId,
-    KMS_ENVELOPE_VAULT_SECRET_ID_FILE: join(directory, "secret-id"),
+    VAULT_AUTH_METHOD: "approle",
+    VAULT_ROLE_ID: roleId,
+    VAULT_SECRET_ID_FILE: join(directory, "secret-id"),
   };
   const open = (name: string) =>
     Promise.resolve(

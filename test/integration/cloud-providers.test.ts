@@ -123,9 +123,9 @@ async function vaultUnderTest(): Promise<CloudUnderTest> {
     // AppRole as an operator would configure it; a VAULT_TOKEN of the machine must not leak in.
     env: {
       VAULT_CACERT: emulator.caFile,
-      KMS_ENVELOPE_VAULT_AUTH: "approle",
-      KMS_ENVELOPE_VAULT_ROLE_ID: roleId,
-      KMS_ENVELOPE_VAULT_SECRET_ID_FILE: secretIdFile,
+      VAULT_AUTH_METHOD: "approle",
+      VAULT_ROLE_ID: roleId,
+      VAULT_SECRET_ID_FILE: secretIdFile,
       VAULT_TOKEN: undefined,
       VAULT_TLS_SERVER_NAME: undefined,
     },

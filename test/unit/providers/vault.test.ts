@@ -133,32 +133,36 @@ describe("vault provider settings", () => {
   const settle = (environment: NodeJS.ProcessEnv) => () =>
     new VaultTransitProvider({ keyRef, environment });
 
-  test("token auth needs VAULT_TOKEN or KMS_ENVELOPE_VAULT_TOKEN_FILE, not both", () => {
+  test("token auth needs VAULT_TOKEN or VAULT_TOKEN_FILE, not both", () => {
     assert.throws(
       settle({}),
-      hasCode("INVALID_CONFIG", /^KMS_ENVELOPE_VAULT_TOKEN_FILE: is not set \(nor VAULT_TOKEN\)/),
+      hasCode("INVALID_CONFIG", /^VAULT_TOKEN_FILE: is not set \(nor VAULT_TOKEN\)/),
     );
     assert.throws(
-      settle({ VAULT_TOKEN: "x", KMS_ENVELOPE_VAULT_TOKEN_FILE: "/run/token" }),
-      hasCode("INVALID_CONFIG", /^VAULT_TOKEN: and KMS_ENVELOPE_VAULT_TOKEN_FILE are both set/),
+      settle({ VAULT_TOKEN: "x", VAULT_TOKEN_FILE: "/run/token" }),
+      hasCode("INVALID_CONFIG", /^VAULT_TOKEN: and VAULT_TOKEN_FILE are both set/),
     );
   });
 
-  test("a variable of another auth method is named, with the method to choose", () => {
+  test("a credential missing for the chosen method names the variable of another method that is set", () => {
     assert.throws(
-      settle({ VAULT_TOKEN: "x", KMS_ENVELOPE_VAULT_ROLE_ID: "r" }),
+      settle({ VAULT_ROLE_ID: "r" }),
       hasCode(
         "INVALID_CONFIG",
-        "KMS_ENVELOPE_VAULT_ROLE_ID: is for approle auth, but KMS_ENVELOPE_VAULT_AUTH is token (the default) (set KMS_ENVELOPE_VAULT_AUTH=approle, or unset KMS_ENVELOPE_VAULT_ROLE_ID)",
+        "VAULT_TOKEN_FILE: is not set (nor VAULT_TOKEN) (give the token (a Vault Agent sink file is best) in VAULT_TOKEN_FILE, or in VAULT_TOKEN; VAULT_ROLE_ID is set: for approle auth, set VAULT_AUTH_METHOD=approle)",
       ),
     );
-    assert.throws(
-      settle({ KMS_ENVELOPE_VAULT_AUTH: "ldap" }),
-      hasCode("INVALID_CONFIG", /^KMS_ENVELOPE_VAULT_AUTH: /),
+    // A token in the environment does not stand in the way of another method.
+    assert.doesNotThrow(
+      settle({ VAULT_TOKEN: "x", VAULT_AUTH_METHOD: "approle", VAULT_ROLE_ID: "r" }),
     );
     assert.throws(
-      settle({ KMS_ENVELOPE_VAULT_AUTH: "kubernetes" }),
-      hasCode("INVALID_CONFIG", /^KMS_ENVELOPE_VAULT_ROLE: is not set/),
+      settle({ VAULT_AUTH_METHOD: "ldap" }),
+      hasCode("INVALID_CONFIG", /^VAULT_AUTH_METHOD: /),
+    );
+    assert.throws(
+      settle({ VAULT_AUTH_METHOD: "kubernetes" }),
+      hasCode("INVALID_CONFIG", /^VAULT_KUBERNETES_ROLE: is not set/),
     );
   });
 
@@ -419,7 +423,7 @@ describe("vault provider: TLS and namespaces", () => {
       env: {
         VAULT_CACERT: vault.caFile,
         VAULT_TOKEN: token,
-        KMS_ENVELOPE_VAULT_AUTH_NAMESPACE: "team-a",
+        VAULT_AUTH_NAMESPACE: "team-a",
       },
     });
     await roundTrip(subject);
@@ -466,9 +470,9 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
     const subject = provider({
       env: {
         VAULT_CACERT: vault.caFile,
-        KMS_ENVELOPE_VAULT_AUTH: "approle",
-        KMS_ENVELOPE_VAULT_ROLE_ID: roleId,
-        KMS_ENVELOPE_VAULT_SECRET_ID_FILE: await file("secret-id", `${secretId}\n`),
+        VAULT_AUTH_METHOD: "approle",
+        VAULT_ROLE_ID: roleId,
+        VAULT_SECRET_ID_FILE: await file("secret-id", `${secretId}\n`),
       },
     });
     await subject.checkHealth();
@@ -504,9 +508,9 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
           keyRef: emulator.keyRef("kek"),
           env: {
             VAULT_CACERT: emulator.caFile,
-            KMS_ENVELOPE_VAULT_AUTH: "approle",
-            KMS_ENVELOPE_VAULT_ROLE_ID: roleId,
-            KMS_ENVELOPE_VAULT_SECRET_ID: secretId,
+            VAULT_AUTH_METHOD: "approle",
+            VAULT_ROLE_ID: roleId,
+            VAULT_SECRET_ID: secretId,
           },
         });
         const wrapped = await subject.wrapKey(randomBytes(32), CONTEXT);
@@ -540,9 +544,9 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
     const subject = provider({
       env: {
         VAULT_CACERT: vault.caFile,
-        KMS_ENVELOPE_VAULT_AUTH: "kubernetes",
-        KMS_ENVELOPE_VAULT_ROLE: "kms",
-        KMS_ENVELOPE_VAULT_JWT_FILE: jwtFile,
+        VAULT_AUTH_METHOD: "kubernetes",
+        VAULT_KUBERNETES_ROLE: "kms",
+        VAULT_KUBERNETES_JWT_FILE: jwtFile,
       },
     });
     await roundTrip(subject);
@@ -567,9 +571,9 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
       provider({
         env: {
           VAULT_CACERT: vault.caFile,
-          KMS_ENVELOPE_VAULT_AUTH: "approle",
-          KMS_ENVELOPE_VAULT_ROLE_ID: "not-a-role",
-          KMS_ENVELOPE_VAULT_SECRET_ID: "nope",
+          VAULT_AUTH_METHOD: "approle",
+          VAULT_ROLE_ID: "not-a-role",
+          VAULT_SECRET_ID: "nope",
         },
       }).checkHealth(),
     );
@@ -582,9 +586,9 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
       provider({
         env: {
           VAULT_CACERT: vault.caFile,
-          KMS_ENVELOPE_VAULT_AUTH: "kubernetes",
-          KMS_ENVELOPE_VAULT_ROLE: "kms",
-          KMS_ENVELOPE_VAULT_JWT_FILE: join(directory, "no-such-token"),
+          VAULT_AUTH_METHOD: "kubernetes",
+          VAULT_KUBERNETES_ROLE: "kms",
+          VAULT_KUBERNETES_JWT_FILE: join(directory, "no-such-token"),
         },
       }).checkHealth(),
     );
@@ -598,7 +602,7 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
   test("a token file is re-read when its token is refused: a new token there works without a restart", async () => {
     const tokenFile = await file("token", vault.createToken({ policies: ["kms"] }));
     const subject = provider({
-      env: { VAULT_CACERT: vault.caFile, KMS_ENVELOPE_VAULT_TOKEN_FILE: tokenFile },
+      env: { VAULT_CACERT: vault.caFile, VAULT_TOKEN_FILE: tokenFile },
     });
     await subject.checkHealth();
     const old = (await import("node:fs/promises")).readFile(tokenFile, "utf8");
@@ -623,7 +627,7 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
     assert.equal(expired.errorClass, "user");
     assert.match(
       expired.message,
-      /^the Vault token \(from VAULT_TOKEN\) expired at \d{4}-\d\d-\d\dT[\d:.]+Z: give the daemon a token it can renew, or one in KMS_ENVELOPE_VAULT_TOKEN_FILE .*or use AppRole or Kubernetes auth/,
+      /^the Vault token \(from VAULT_TOKEN\) expired at \d{4}-\d\d-\d\dT[\d:.]+Z: give the daemon a token it can renew, or one in VAULT_TOKEN_FILE .*or use AppRole or Kubernetes auth/,
     );
     assert.equal(vault.counters.requests, before, "an expired token is not sent");
     assert.doesNotMatch(
