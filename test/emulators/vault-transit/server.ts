@@ -22,6 +22,7 @@ import {
   TokenStore,
 } from "./tokens.js";
 import { TransitKey, type TransitKeyType } from "./transit-keys.js";
+import { transitRoute } from "./transit-routes.js";
 
 /** Start-up options of the emulator. */
 export interface VaultEmulatorOptions {
@@ -442,70 +443,21 @@ export class VaultTransitEmulator {
       allow(path, method === "GET" ? "read" : "update");
       throw noHandler(join(namespace, path));
     }
-    const keys = this.#keys({ mount, namespace });
-    const match = /^(encrypt|decrypt|keys)\/([\w.-]+)(?:\/(rotate|config))?$/.exec(
-      path.slice(mount.length + 1),
-    );
-    const [, action, name = "", sub] = match ?? [];
-    const key = keys.get(name);
-    if (action === "encrypt" && method === "POST") {
-      allow(path, key === undefined ? "create" : "update");
-      const target = key ?? this.#upsert(keys, name, body);
-      return { payload: envelope({ data: target.encrypt(body) }) };
-    }
-    if (action === "decrypt" && method === "POST") {
-      allow(path, "update");
-      if (key === undefined) throw badRequest("encryption key not found");
-      const data = key.decrypt(body);
-      if (this.#corruptDecrypts > 0) {
+    const answer = transitRoute({
+      method,
+      path: path.slice(mount.length + 1),
+      keys: this.#keys({ mount, namespace }),
+      body,
+      allow: (capability) => allow(path, capability),
+      corrupt: () => {
+        if (this.#corruptDecrypts === 0) return false;
         this.#corruptDecrypts -= 1;
-        const plaintext = Buffer.from(data.plaintext, "base64");
-        plaintext[0] = (plaintext[0] ?? 0) ^ 0x01;
-        data.plaintext = plaintext.toString("base64");
-      }
-      return { payload: envelope({ data }) };
-    }
-    if (action === "keys" && sub === undefined && method === "GET") {
-      allow(path, "read");
-      if (key === undefined) return { status: 404, payload: { errors: [] } };
-      return { payload: envelope({ data: key.read() }) };
-    }
-    if (action === "keys" && sub === undefined && method === "POST") {
-      allow(path, key === undefined ? "create" : "update");
-      const created =
-        key ?? new TransitKey(name, body.type as TransitKeyType | undefined, body.derived === true);
-      keys.set(name, created);
-      return { payload: envelope({ data: created.read() }) };
-    }
-    if (action === "keys" && sub !== undefined && method === "POST") {
-      allow(path, "update");
-      if (key === undefined) throw badRequest("encryption key not found");
-      if (sub === "rotate") key.rotate();
-      else
-        key.configure({
-          ...(body.min_decryption_version !== undefined && {
-            minDecryptionVersion: Number(body.min_decryption_version),
-          }),
-          ...(body.min_encryption_version !== undefined && {
-            minEncryptionVersion: Number(body.min_encryption_version),
-          }),
-        });
-      return { payload: envelope({ data: key.read() }) };
-    }
-    allow(path, method === "GET" ? "read" : "update");
-    throw new VaultError(405, ["1 error occurred:\n\t* unsupported operation\n\n"]);
-  }
-
-  // Encrypt with `create` on a missing key creates it, derived when a context was given.
-  #upsert(keys: Map<string, TransitKey>, name: string, body: Record<string, unknown>): TransitKey {
-    const derived = typeof body.context === "string" && body.context !== "";
-    const key = new TransitKey(
-      name,
-      (body.type as TransitKeyType | undefined) ?? "aes256-gcm96",
-      derived,
-    );
-    keys.set(name, key);
-    return key;
+        return true;
+      },
+    });
+    return "data" in answer
+      ? { payload: envelope({ data: answer.data }) }
+      : { status: answer.status, payload: { errors: [] } };
   }
 
   #capabilities(entry: TokenEntry, relative: string, path: string): string[] {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -605,8 +605,7 @@ describe("vault provider: tokens renewed, replaced and expired", () => {
       env: { VAULT_CACERT: vault.caFile, VAULT_TOKEN_FILE: tokenFile },
     });
     await subject.checkHealth();
-    const old = (await import("node:fs/promises")).readFile(tokenFile, "utf8");
-    vault.revokeToken(await old);
+    vault.revokeToken(await readFile(tokenFile, "utf8"));
     const revoked = await failure(subject.checkHealth());
     assert.equal(revoked.errorClass, "user");
     assert.match(
