@@ -7,7 +7,7 @@ import type { CustodyProvider, ProviderModule, ProviderOptions } from "./types.j
 
 // Imported on first use only, so a daemon loads just the SDK of the cloud it talks to.
 const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
-  ["local", "aws", "azure", "gcp"].map((name) => [name, () => import(`./${name}.js`)]),
+  ["local", "aws", "azure", "gcp", "vault"].map((name) => [name, () => import(`./${name}.js`)]),
 );
 
 const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;
@@ -24,7 +24,7 @@ function checkModule(candidate: unknown, source: string): ProviderModule {
     throw new ConfigError(
       `provider module ${source}`,
       "does not export a lowercase `name` and a `createProvider` function",
-      'export `name` (lowercase, e.g. "vault") and `createProvider(keyRef, options)`',
+      'export `name` (lowercase, e.g. "my-hsm") and `createProvider(keyRef, options)`',
     );
   }
   return module as ProviderModule;

@@ -71,7 +71,7 @@ export function conformanceCommand(): Command {
     .option("--samples <n>", "sequential calls of each kind timed by the latency rule", "50")
     .option(
       "--provider <name|module>",
-      "custody provider to check: aws, azure, gcp, local, or a module path",
+      "custody provider to check: aws, azure, gcp, vault, local, or a module path",
     )
     .option(
       "--key-ref <ref>",

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { AwsKmsEmulator } from "../emulators/aws-kms/server.js";
 import { AzureKeyVaultEmulator } from "../emulators/azure-key-vault/server.js";
 import { GcpKmsEmulator } from "../emulators/gcp-kms/server.js";
+import { VaultTransitEmulator } from "../emulators/vault-transit/server.js";
 import {
   call,
   callError,
@@ -18,7 +20,7 @@ import {
 
 /** What the daemon-level tests need from one cloud's emulator. */
 interface CloudUnderTest {
-  provider: "aws" | "gcp" | "azure";
+  provider: "aws" | "gcp" | "azure" | "vault";
   keyRef: string;
   /** Environment and flags an operator would give the daemon and the CLI. */
   env: NodeJS.ProcessEnv;
@@ -101,6 +103,50 @@ async function azureUnderTest(): Promise<CloudUnderTest> {
   };
 }
 
+async function vaultUnderTest(): Promise<CloudUnderTest> {
+  const emulator = await VaultTransitEmulator.start();
+  const secrets = await mkdtemp(join(tmpdir(), "vault-approle-"));
+  emulator.createKey("master");
+  const policy = {
+    "transit/encrypt/master": ["update"],
+    "transit/decrypt/master": ["update"],
+  } as const;
+  emulator.writePolicy("kms-envelope", policy);
+  const { roleId, secretId } = emulator
+    .enableAppRole()
+    .createRole("kms-envelope", { policies: ["kms-envelope"], tokenTtlSeconds: 600 });
+  const secretIdFile = join(secrets, "secret-id");
+  await writeFile(secretIdFile, `${secretId}\n`, { mode: 0o600 });
+  return {
+    provider: "vault",
+    keyRef: emulator.keyRef("master"),
+    // AppRole as an operator would configure it; a VAULT_TOKEN of the machine must not leak in.
+    env: {
+      VAULT_CACERT: emulator.caFile,
+      VAULT_AUTH_METHOD: "approle",
+      VAULT_ROLE_ID: roleId,
+      VAULT_SECRET_ID_FILE: secretIdFile,
+      VAULT_TOKEN: undefined,
+      VAULT_TLS_SERVER_NAME: undefined,
+      VAULT_ROLE_ID_FILE: undefined,
+      VAULT_SECRET_ID: undefined,
+      VAULT_AUTH_MOUNT: undefined,
+      VAULT_AUTH_NAMESPACE: undefined,
+    },
+    args: [],
+    unwrapCalls: () => emulator.counters.decrypt,
+    wrapCalls: () => emulator.counters.encrypt,
+    revoke: () => emulator.writePolicy("kms-envelope", {}),
+    restore: () => emulator.writePolicy("kms-envelope", policy),
+    throttleNextUnwrap: () => emulator.throttle(1, ["decrypt"], 0),
+    corruptNextUnwrap: () => emulator.corruptNextDecrypt(),
+    close: async () => {
+      await emulator.close();
+      await rm(secrets, { recursive: true, force: true });
+    },
+  };
+}
+
 async function eventually(check: () => Promise<void>, timeoutMs = 8000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -120,6 +166,7 @@ for (const [label, makeCloud] of [
   ["aws", awsUnderTest],
   ["gcp", gcpUnderTest],
   ["azure", azureUnderTest],
+  ["vault", vaultUnderTest],
 ] as const) {
   describe(`${label} provider through the daemon`, () => {
     let cloud: CloudUnderTest;

@@ -43,7 +43,7 @@ describe("provider registry", () => {
     await assert.rejects(
       loadProviderModule(empty),
       invalid(
-        /\(export `name` \(lowercase, e\.g\. "vault"\) and `createProvider\(keyRef, options\)`\)$/,
+        /\(export `name` \(lowercase, e\.g\. "my-hsm"\) and `createProvider\(keyRef, options\)`\)$/,
       ),
     );
     await assert.rejects(
@@ -107,8 +107,8 @@ describe("provider registry", () => {
 
   test("a keyring naming an unknown provider says to pass --provider-module", async () => {
     await assert.rejects(
-      new ProviderRegistry(options).provider("vault", "x"),
-      invalid(/^provider "vault": is not built in.* \(pass --provider-module with its module\)$/),
+      new ProviderRegistry(options).provider("my-hsm", "x"),
+      invalid(/^provider "my-hsm": is not built in.* \(pass --provider-module with its module\)$/),
     );
   });
 
