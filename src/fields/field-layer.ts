@@ -477,7 +477,12 @@ export class MapFieldLayer implements FieldLayer {
             fieldAuthenticatedData(resource, item.path, id),
           );
           return {
-            text: Buffer.from(stored.data).toString("base64"),
+            // A view, not a copy: the bytes are only read, once, to encode them.
+            text: Buffer.from(
+              stored.data.buffer,
+              stored.data.byteOffset,
+              stored.data.byteLength,
+            ).toString("base64"),
             stamp: { path: item.path, route: "engine" as const, ...stored.writer },
           };
         }),

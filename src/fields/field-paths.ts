@@ -74,12 +74,15 @@ export function withPaths(
   return root;
 }
 
-// An own property even for "__proto__", which plain assignment would take as the prototype.
+// An own property even for "__proto__", which plain assignment would take as the prototype;
+// any other key is assigned, which is several times cheaper than defining it.
 function setOwn(object: JsonObject, key: string, value: JsonValue): void {
-  Object.defineProperty(object, key, {
-    value,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
+  if (key !== "__proto__") object[key] = value;
+  else
+    Object.defineProperty(object, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
 }
