@@ -336,7 +336,8 @@ function pinSource(values: Map<QueryAttribute, Uint8Array>): PinSource | undefin
   const env = /^env:([A-Za-z_][A-Za-z0-9_]*)$/.exec(source);
   if (env !== null) return { kind: "env", variable: env[1] as string };
   // RFC 8089: file:/path, file:///path and file://localhost/path all name a local file.
-  const file = /^file:(?:\/\/(?:localhost)?)?(\/.*)$/i.exec(source);
+  // "s": a path may hold any character, line separators included.
+  const file = /^file:(?:\/\/(?:localhost)?)?(\/.*)$/is.exec(source);
   const path = file?.[1];
   if (path !== undefined && !path.includes("\u0000") && !path.endsWith("/")) {
     return { kind: "file", path };
