@@ -364,7 +364,7 @@ function selectSlot(api: PKCS11, reference: Pkcs11KeyReference, facts: TokenFact
     throw new TokenAbsent(
       new ProviderError(
         "other",
-        `${facts.token} is not present in PKCS#11 module ${facts.module} (token absent; tokens present: ${present.length === 0 ? "none" : present.join(", ")}): connect or restore the token, or correct the key reference`,
+        `${facts.token} is not present in PKCS#11 module ${facts.module} (token absent; tokens present: ${present.length === 0 ? "none" : present.sort().join(", ")}): connect or restore the token, or correct the key reference`,
       ),
     );
   }

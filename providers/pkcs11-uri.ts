@@ -317,7 +317,7 @@ function modulePath(values: Map<QueryAttribute, Uint8Array>): string {
     throw new ConfigError(
       SETTING,
       "has no module-path",
-      "add ?module-path=/absolute/path/to/module.so (for SoftHSM2 on Debian: /usr/lib/softhsm/libsofthsm2.so)",
+      "add ?module-path=/absolute/path/to/module.so, e.g. /usr/lib/softhsm/libsofthsm2.so for SoftHSM2 on Debian",
     );
   }
   if (!isAbsolute(path) || path.includes("\u0000")) {

@@ -54,8 +54,12 @@ export interface SoftHsm {
 
 /** Calls into the module in this process, with a session logged in as the user. */
 export interface SoftHsmAdmin {
-  /** A new AES-256 key with the given usage attributes (C_GenerateKey). */
-  generateKey(token: string, label: string, usage: { encrypt: boolean; decrypt: boolean }): void;
+  /** A new AES key (32 bytes unless `bytes` says) with the given usage (C_GenerateKey). */
+  generateKey(
+    token: string,
+    label: string,
+    usage: { encrypt: boolean; decrypt: boolean; bytes?: number },
+  ): void;
   /** Sets CKA_ENCRYPT and CKA_DECRYPT of a key (C_SetAttributeValue). */
   setUsage(token: string, label: string, allowed: boolean): void;
   /** C_Finalize: every session and handle of the module in this process is gone. */
@@ -197,7 +201,7 @@ export async function startSoftHsm(): Promise<SoftHsm> {
           api.C_GenerateKey(opened, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
             { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
             { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-            { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+            { type: pkcs11js.CKA_VALUE_LEN, value: usage.bytes ?? 32 },
             { type: pkcs11js.CKA_LABEL, value: label },
             { type: pkcs11js.CKA_TOKEN, value: true },
             { type: pkcs11js.CKA_PRIVATE, value: true },
