@@ -1,3 +1,4 @@
+import type { Pkcs11KeyReference } from "./pkcs11-uri.js";
 import { ProviderError, type ProviderErrorClass } from "./types.js";
 
 /** The CKR_ name of a PKCS#11 failure reported by the binding, or undefined for anything else. */
@@ -20,10 +21,10 @@ export interface TokenFacts {
 }
 
 /** The step of a provider call a failure happened in. */
-export type Pkcs11Step = "open" | "login" | "find" | "encrypt" | "decrypt";
+type Pkcs11Step = "open" | "login" | "find" | "encrypt" | "decrypt";
 
 /** A classified failure; `stale` when the session, handles or module state are gone and a new connection may succeed. */
-export interface ClassifiedFailure {
+interface ClassifiedFailure {
   readonly error: ProviderError;
   readonly stale: boolean;
 }
@@ -154,4 +155,34 @@ function stepLabel(step: Pkcs11Step): string {
     case "decrypt":
       return "unwrap (C_Decrypt)";
   }
+}
+
+/** How messages name the token, key and PIN source: what the reference says, never a secret. */
+export function tokenFacts(reference: Pkcs11KeyReference): TokenFacts {
+  const { token, slot, object, pinSource } = reference;
+  const tokenName =
+    token.label !== undefined
+      ? `token ${JSON.stringify(token.label)}`
+      : token.serial !== undefined
+        ? `the token with serial ${JSON.stringify(token.serial)}`
+        : `the token in slot ${slot.id}`;
+  const id =
+    object.id === undefined
+      ? undefined
+      : [...object.id].map((byte) => `%${byte.toString(16).padStart(2, "0")}`).join("");
+  const objectName =
+    object.label !== undefined
+      ? `key object ${JSON.stringify(object.label)}${id === undefined ? "" : ` (id ${id})`}`
+      : `the key object with id ${id}`;
+  return {
+    module: reference.modulePath,
+    token: tokenName,
+    object: objectName,
+    pinSource:
+      pinSource === undefined
+        ? "no pin-source"
+        : pinSource.kind === "file"
+          ? `file:${pinSource.path}`
+          : `env:${pinSource.variable}`,
+  };
 }

@@ -4,30 +4,13 @@ import pkcs11js, { type PKCS11 } from "pkcs11js";
 import { wipe } from "../src/crypto/wipe.js";
 import { ckrName, classifyPkcs11Error, type TokenFacts } from "./pkcs11-errors.js";
 import type { SharedModule } from "./pkcs11-module.js";
+import { IV_BYTES, RefusedCiphertext, StaleConnection, TAG_BYTES } from "./pkcs11-protocol.js";
 import type { Pkcs11KeyReference } from "./pkcs11-uri.js";
 import { ProviderError } from "./types.js";
 
 /** Sessions one provider keeps open at most: unwraps at start-up run a few at a time. */
 const MAX_SESSIONS = 4;
-/** A GCM IV of 96 bits, the length GCM is specified for without GHASH of the IV. */
-export const IV_BYTES = 12;
-/** The full 128-bit tag: a shorter one weakens authentication for nothing here. */
-export const TAG_BYTES = 16;
 const MAX_PIN_BYTES = 1024;
-
-/**
- * Thrown by a Connection when its session, key handle, login or module state is gone: the
- * provider drops the connection, opens a new one and tries again, and reports `failure` if it
- * cannot.
- */
-export class StaleConnection extends Error {
-  readonly failure: ProviderError;
-  constructor(failure: ProviderError) {
-    super(failure.message, { cause: failure });
-    this.name = "StaleConnection";
-    this.failure = failure;
-  }
-}
 
 /**
  * Remembers a PIN the token refused, as a keyed fingerprint (the PIN itself is not kept), so
@@ -53,7 +36,7 @@ export class RefusedPin {
 }
 
 /** What opening a connection needs besides the module. */
-export interface ConnectionSettings {
+interface ConnectionSettings {
   reference: Pkcs11KeyReference;
   facts: TokenFacts;
   environment: NodeJS.ProcessEnv;
@@ -158,11 +141,7 @@ export class Connection {
     });
   }
 
-  /**
-   * C_Decrypt with CKM_AES_GCM: returns the plaintext. A refusal of the ciphertext itself is a
-   * RefusedCiphertext: modules report a tag that does not verify with codes (SoftHSM2:
-   * CKR_GENERAL_ERROR) that can also mean a failing token, which only the provider can tell apart.
-   */
+  /** C_Decrypt with CKM_AES_GCM: returns the plaintext; a refused ciphertext is a RefusedCiphertext. */
   decrypt(sealed: Uint8Array, iv: Buffer, aad: Buffer, signal: AbortSignal): Promise<Uint8Array> {
     return this.#operate("decrypt", signal, async (api, session) => {
       api.C_DecryptInit(session, gcm(iv, aad), this.#key);
@@ -175,7 +154,11 @@ export class Connection {
         if (signal.aborted) wipe(plaintext);
         return plaintext;
       } catch (error) {
-        if (CIPHERTEXT_REFUSALS.has(ckrName(error) ?? "")) throw new RefusedCiphertext(error);
+        const ckr = ckrName(error);
+        if (CIPHERTEXT_REFUSALS.has(ckr ?? ""))
+          throw new RefusedCiphertext(`C_Decrypt refused the ciphertext (${ckr})`, {
+            cause: error,
+          });
         throw error;
       } finally {
         wipe(output);
@@ -259,14 +242,6 @@ const CIPHERTEXT_REFUSALS = new Set([
   "CKR_GENERAL_ERROR",
   "CKR_FUNCTION_FAILED",
 ]);
-
-/** C_Decrypt refused the ciphertext: a wrong tag, or a token failing in the same words. */
-export class RefusedCiphertext extends Error {
-  constructor(cause: unknown) {
-    super(`C_Decrypt refused the ciphertext (${ckrName(cause) ?? "unknown"})`, { cause });
-    this.name = "RefusedCiphertext";
-  }
-}
 
 /** No token matches the reference (yet): re-initialising the module may bring it back. */
 class TokenAbsent extends Error {

@@ -2,7 +2,7 @@ import { isAbsolute } from "node:path";
 import { ConfigError } from "../src/errors.js";
 
 /** Where the token's user PIN is read from when the provider logs in. */
-export type PinSource = { kind: "file"; path: string } | { kind: "env"; variable: string };
+type PinSource = { kind: "file"; path: string } | { kind: "env"; variable: string };
 
 /**
  * A checked `pkcs11:` key reference (RFC 7512): which token, which key object, which module, and

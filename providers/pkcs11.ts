@@ -2,16 +2,9 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { lengthPrefixed } from "../src/crypto/length-prefix.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
-import type { TokenFacts } from "./pkcs11-errors.js";
-import { acquireModule, type SharedModule } from "./pkcs11-module.js";
-import {
-  Connection,
-  IV_BYTES,
-  RefusedCiphertext,
-  RefusedPin,
-  StaleConnection,
-  TAG_BYTES,
-} from "./pkcs11-token.js";
+import { type TokenFacts, tokenFacts } from "./pkcs11-errors.js";
+import { IV_BYTES, RefusedCiphertext, StaleConnection, TAG_BYTES } from "./pkcs11-protocol.js";
+import { ModuleThread } from "./pkcs11-thread.js";
 import { type Pkcs11KeyReference, parsePkcs11Uri } from "./pkcs11-uri.js";
 import { requireKeyToWrap } from "./preconditions.js";
 import {
@@ -27,7 +20,7 @@ import {
 export const name = "pkcs11";
 
 /** How a Pkcs11Provider is built. */
-export interface Pkcs11ProviderOptions {
+interface Pkcs11ProviderOptions {
   /** An RFC 7512 `pkcs11:` URI naming the token, the AES key, module-path and pin-source. */
   keyRef: string;
   /** Deadline of one provider call, reconnections included. Default 10 000 ms. */
@@ -61,32 +54,37 @@ function additionalData(keyId: string): Buffer {
  * The `pkcs11` custody provider: master keys are wrapped by an AES-256 key that never leaves a
  * PKCS#11 token (an HSM, a smart card, SoftHSM2). wrapKey is one C_Encrypt and unwrapKey one
  * C_Decrypt with CKM_AES_GCM on the token, the key id bound as additional authenticated data;
- * the wrapped key is `0x01 ‖ IV(12) ‖ ciphertext(32) ‖ tag(16)`. Sessions, the login and the
- * module itself are set up anew after the token or module fails; checkHealth is a real
+ * the wrapped key is `0x01 ‖ IV(12) ‖ ciphertext(32) ‖ tag(16)`. Every call into the module
+ * runs on a thread of its own (a hung token cannot stall the daemon); sessions, the login and
+ * the module itself are set up anew after the token or module fails; checkHealth is a real
  * encrypt and decrypt on the token.
  */
 export class Pkcs11Provider implements CustodyProvider {
   readonly name = name;
   readonly #reference: Pkcs11KeyReference;
   readonly #facts: TokenFacts;
-  readonly #environment: NodeJS.ProcessEnv;
   readonly #timeoutMs: number;
   readonly #maxAttempts: number;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
-  readonly #refusedPin = new RefusedPin();
-  #module: SharedModule | undefined;
-  #pending: Promise<Connection> | undefined;
-  #current: Connection | undefined;
+  readonly #instance = nextInstance++;
+  readonly #thread: ModuleThread;
   #closed = false;
 
   /** Checks the key reference now, so a mistake in it fails start-up with a ConfigError. */
   constructor(options: Pkcs11ProviderOptions) {
     this.#reference = parsePkcs11Uri(options.keyRef);
     this.#facts = tokenFacts(this.#reference);
-    this.#environment = options.environment ?? process.env;
     this.#timeoutMs = integer("timeoutMs", options.timeoutMs ?? 10_000, 1, 300_000);
     this.#maxAttempts = integer("maxAttempts", options.maxAttempts ?? 3, 1, 10);
     this.#onAttemptFailed = options.onAttemptFailed;
+    const source = this.#reference.pinSource;
+    const environment = options.environment ?? process.env;
+    this.#thread = ModuleThread.acquire(this.#reference.modulePath);
+    this.#thread.open(
+      this.#instance,
+      this.#reference.uri,
+      source?.kind === "env" ? environment[source.variable] : undefined,
+    );
   }
 
   describe(): ProviderKeyDescription {
@@ -96,9 +94,9 @@ export class Pkcs11Provider implements CustodyProvider {
   async wrapKey(key: Uint8Array, context: WrapContext, signal?: AbortSignal): Promise<Uint8Array> {
     requireKeyToWrap(this.name, key, KEY_BYTES);
     const aad = additionalData(context.keyId);
-    return this.#call(signal, async (connection, callSignal) => {
+    return this.#call(signal, async (token) => {
       const iv = randomBytes(IV_BYTES);
-      const sealed = await connection.encrypt(key, iv, aad, callSignal);
+      const sealed = await token("encrypt", key, iv, aad);
       if (sealed.length !== KEY_BYTES + TAG_BYTES) {
         throw new ProviderError(
           "corrupt",
@@ -121,22 +119,20 @@ export class Pkcs11Provider implements CustodyProvider {
       );
     }
     const aad = additionalData(context.keyId);
-    const bytes = Buffer.from(wrapped);
-    const iv = bytes.subarray(1, 1 + IV_BYTES);
-    const sealed = bytes.subarray(1 + IV_BYTES);
-    return this.#call(signal, async (connection, callSignal) => {
+    const iv = wrapped.subarray(1, 1 + IV_BYTES);
+    const sealed = wrapped.subarray(1 + IV_BYTES);
+    return this.#call(signal, async (token) => {
       let key: Uint8Array;
       try {
-        key = await connection.decrypt(sealed, iv, aad, callSignal);
+        key = await token("decrypt", sealed, iv, aad);
       } catch (error) {
         if (!(error instanceof RefusedCiphertext)) throw error;
         // The token answers a wrong tag and some of its own failures alike: if it still
         // decrypts what it has just encrypted, the wrapped key is what failed.
-        await this.#roundTrip(connection, PROBE_KEY_ID, callSignal);
+        await this.#roundTrip(token, PROBE_KEY_ID);
         throw new ProviderError(
           "corrupt",
           `the wrapped key for ${context.keyId} failed authentication under ${this.#facts.object} on ${this.#facts.token}: it was wrapped by another key or for another key id, or it is damaged; unwrap it with the key reference the keyring records, or restore the entry from a backup`,
-          { cause: error },
         );
       }
       if (key.length !== KEY_BYTES) {
@@ -156,44 +152,34 @@ export class Pkcs11Provider implements CustodyProvider {
    * CKA_DECRYPT was turned off, or a failing module all fail the check.
    */
   async checkHealth(signal?: AbortSignal): Promise<void> {
-    await this.#call(signal, (connection, callSignal) =>
-      this.#roundTrip(connection, HEALTH_KEY_ID, callSignal),
-    );
+    await this.#call(signal, (token) => this.#roundTrip(token, HEALTH_KEY_ID));
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const pending = this.#pending;
-    this.#pending = undefined;
-    this.#current = undefined;
-    const connection = await pending?.catch(() => undefined);
-    connection?.close();
-    const module = this.#module;
-    this.#module = undefined;
-    await module?.release();
+    await this.#thread.close(this.#instance, Math.min(this.#timeoutMs, 5000));
   }
 
-  async #roundTrip(connection: Connection, keyId: string, signal: AbortSignal): Promise<void> {
+  async #roundTrip(token: TokenCall, keyId: string): Promise<void> {
     const sample = randomBytes(KEY_BYTES);
     const iv = randomBytes(IV_BYTES);
     const aad = additionalData(keyId);
     let back: Uint8Array | undefined;
     try {
-      const sealed = await connection.encrypt(sample, iv, aad, signal);
+      const sealed = await token("encrypt", sample, iv, aad);
       try {
-        back = await connection.decrypt(sealed, iv, aad, signal);
+        back = await token("decrypt", sealed, iv, aad);
       } catch (error) {
         if (!(error instanceof RefusedCiphertext)) throw error;
         throw new StaleConnection(
           new ProviderError(
             "other",
-            `${this.#facts.token} could not decrypt what it had just encrypted under ${this.#facts.object} (${(error.cause as Error | undefined)?.message ?? "refused"}): the token or module ${this.#facts.module} is failing`,
-            { cause: error },
+            `${this.#facts.token} could not decrypt what it had just encrypted under ${this.#facts.object} (${error.message}): the token or module ${this.#facts.module} is failing`,
           ),
         );
       }
-      if (!timingSafeEqual(Buffer.from(back), sample)) {
+      if (back.length !== sample.length || !timingSafeEqual(back, sample)) {
         throw new ProviderError(
           "corrupt",
           `${this.#facts.token} returned other bytes than it was given in a round trip under ${this.#facts.object}: the token or module ${this.#facts.module} is faulty`,
@@ -205,32 +191,39 @@ export class Pkcs11Provider implements CustodyProvider {
   }
 
   /**
-   * Runs one provider call on a connection, within the deadline and the caller's signal. A
-   * connection that went stale is dropped and the call tried again on a new one, up to
-   * maxAttempts; every failed attempt is reported to onAttemptFailed.
+   * Runs one provider call, within the deadline and the caller's signal. A connection that
+   * went stale has been dropped by the module's thread, and the call is tried again on a new
+   * one, up to maxAttempts; every failed attempt is reported to onAttemptFailed.
    */
   async #call<T>(
     signal: AbortSignal | undefined,
-    body: (connection: Connection, signal: AbortSignal) => Promise<T>,
+    body: (token: TokenCall) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) {
       throw new ProviderError("other", `the pkcs11 provider for ${this.#facts.token} is closed`);
     }
-    const deadline = AbortSignal.timeout(this.#timeoutMs);
-    const callSignal = signal === undefined ? deadline : AbortSignal.any([deadline, signal]);
+    const deadline = Date.now() + this.#timeoutMs;
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const callSignal = signal === undefined ? timeout : AbortSignal.any([timeout, signal]);
+    const token: TokenCall = (kind, input, iv, aad) =>
+      this.#thread.operate(
+        kind,
+        this.#instance,
+        // Copies: the input buffer is moved to the module's thread.
+        { input: Uint8Array.from(input), iv: Uint8Array.from(iv), aad: Uint8Array.from(aad) },
+        deadline,
+        callSignal,
+      );
     const attempts = async (): Promise<T> => {
       for (let attempt = 1; ; attempt += 1) {
-        let connection: Connection | undefined;
         try {
-          connection = await this.#connect();
           callSignal.throwIfAborted();
-          return await body(connection, callSignal);
+          return await body(token);
         } catch (error) {
-          if (error === callSignal.reason) throw error;
+          if (callSignal.aborted) throw callSignal.reason;
           const stale = error instanceof StaleConnection;
           const failure = stale ? error.failure : error;
           this.#onAttemptFailed?.(failure instanceof ProviderError ? failure.errorClass : "other");
-          if (stale && connection !== undefined) this.#discard(connection);
           if (!stale || attempt >= this.#maxAttempts) throw failure;
         }
       }
@@ -250,48 +243,22 @@ export class Pkcs11Provider implements CustodyProvider {
       }
       throw new ProviderError(
         "other",
-        `${this.#facts.token} did not answer within ${this.#timeoutMs} ms: check the token and PKCS#11 module ${this.#facts.module} (an HSM's network path, a busy token), or raise the provider timeout`,
+        `${this.#facts.token} did not answer within ${this.#timeoutMs} ms: check the token and PKCS#11 module ${this.#facts.module} (an HSM's network path, a busy or hung token), or raise the provider timeout`,
       );
     }
   }
-
-  /** The current connection, opened once for every caller waiting on it. */
-  #connect(): Promise<Connection> {
-    if (this.#pending !== undefined) return this.#pending;
-    const opening = (async () => {
-      if (this.#closed)
-        throw new ProviderError("other", `the pkcs11 provider for ${this.#facts.token} is closed`);
-      this.#module ??= acquireModule(this.#reference.modulePath);
-      const connection = await Connection.open(this.#module, {
-        reference: this.#reference,
-        facts: this.#facts,
-        environment: this.#environment,
-        refusedPin: this.#refusedPin,
-      });
-      // close() may have run meanwhile: a connection opened for nobody is closed at once.
-      if (this.#closed) {
-        connection.close();
-        throw new ProviderError("other", `the pkcs11 provider for ${this.#facts.token} is closed`);
-      }
-      this.#current = connection;
-      return connection;
-    })();
-    this.#pending = opening;
-    // A failed attempt is not kept: the next call tries again (the token may be back).
-    opening.catch(() => {
-      if (this.#pending === opening) this.#pending = undefined;
-    });
-    return opening;
-  }
-
-  #discard(connection: Connection): void {
-    if (this.#current === connection) {
-      this.#current = undefined;
-      this.#pending = undefined;
-    }
-    connection.close();
-  }
 }
+
+/** One C_Encrypt or C_Decrypt on the token, through the module's thread. */
+type TokenCall = (
+  kind: "encrypt" | "decrypt",
+  input: Uint8Array,
+  iv: Uint8Array,
+  aad: Uint8Array,
+) => Promise<Uint8Array>;
+
+// Tells the module's thread which instance's connection a request is for.
+let nextInstance = 1;
 
 /** Registry entry point (providers/registry.ts): one provider for one key reference. */
 export function createProvider(keyRef: string, options: ProviderOptions): Pkcs11Provider {
@@ -302,36 +269,6 @@ export function createProvider(keyRef: string, options: ProviderOptions): Pkcs11
     environment: options.environment,
     onAttemptFailed: options.onAttemptFailed,
   });
-}
-
-// How messages name the token, key and PIN source: what the reference says, never a secret.
-function tokenFacts(reference: Pkcs11KeyReference): TokenFacts {
-  const { token, slot, object, pinSource } = reference;
-  const tokenName =
-    token.label !== undefined
-      ? `token ${JSON.stringify(token.label)}`
-      : token.serial !== undefined
-        ? `the token with serial ${JSON.stringify(token.serial)}`
-        : `the token in slot ${slot.id}`;
-  const id =
-    object.id === undefined
-      ? undefined
-      : [...object.id].map((byte) => `%${byte.toString(16).padStart(2, "0")}`).join("");
-  const objectName =
-    object.label !== undefined
-      ? `key object ${JSON.stringify(object.label)}${id === undefined ? "" : ` (id ${id})`}`
-      : `the key object with id ${id}`;
-  return {
-    module: reference.modulePath,
-    token: tokenName,
-    object: objectName,
-    pinSource:
-      pinSource === undefined
-        ? "no pin-source"
-        : pinSource.kind === "file"
-          ? `file:${pinSource.path}`
-          : `env:${pinSource.variable}`,
-  };
 }
 
 function integer(field: string, value: number, min: number, max: number): number {

@@ -2,7 +2,8 @@
  * A SoftHSM2 owned by one test process: its own configuration and token directory in a
  * temporary directory (SOFTHSM2_CONF points there, so no system token is touched), tokens made
  * with softhsm2-util and AES keys made with pkcs11-tool, as the README tells operators to. The
- * binaries come from Debian's softhsm2 and opensc packages (scripts/install-system-packages.sh).
+ * binaries come from Debian's softhsm2 and opensc packages, and python3 holds the locks that
+ * make a token hang (scripts/install-system-packages.sh installs all three).
  *
  * SoftHSM2 reads SOFTHSM2_CONF when the module is initialised, and a module is initialised
  * once per process, so a process has one SoftHSM (one test file, one `startSoftHsm`).
@@ -11,7 +12,7 @@
  * finalising the module under the provider) `admin` opens the same module through pkcs11js in
  * this process: it is the same library, so it shares the provider's module state.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -46,6 +47,12 @@ export interface SoftHsm {
   backup(token: string): Promise<() => Promise<void>>;
   /** softhsm2-util --delete-token. */
   deleteToken(token: string): Promise<void>;
+  /**
+   * Makes the token hang: another process holds POSIX locks on every file of the token's
+   * directory for `milliseconds` (or until the returned function is called), and SoftHSM2 waits
+   * for them in its next call that reads the key, as a module waits on a hung HSM.
+   */
+  stall(token: string, milliseconds: number): Promise<() => void>;
   /** Administrative calls through the module itself. */
   readonly admin: SoftHsmAdmin;
   /** Removes the directory. */
@@ -190,6 +197,29 @@ export async function startSoftHsm(): Promise<SoftHsm> {
       return async () => {
         await rm(source, { recursive: true, force: true });
         await cp(copy, source, { recursive: true });
+      };
+    },
+    async stall(token, milliseconds) {
+      const source = await tokenDirectory(token);
+      const files = readdirSync(source).map((name) => join(source, name));
+      // Python's fcntl.lockf takes the same kind of lock SoftHSM2 waits on (fcntl F_SETLKW).
+      const holder = spawn(
+        "python3",
+        [
+          "-c",
+          "import fcntl, sys, time\nheld = [open(p, 'r+') for p in sys.argv[2:]]\nfor f in held: fcntl.lockf(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(float(sys.argv[1]))",
+          String(milliseconds / 1000),
+          ...files,
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.once("data", () => resolve());
+        holder.once("error", reject);
+        holder.once("exit", (code) => reject(new Error(`the lock holder exited with ${code}`)));
+      });
+      return () => {
+        holder.kill();
       };
     },
     async deleteToken(token) {

@@ -283,6 +283,36 @@ describe("pkcs11 provider on SoftHSM2", () => {
     assert.deepEqual(Buffer.from(await kek.unwrapKey(wrapped, CONTEXT)), key);
   });
 
+  test("a hung token: other at the deadline, the event loop running meanwhile; then it recovers", async () => {
+    const kek = new Pkcs11Provider({ keyRef: hsm.keyRef("main", "kek"), timeoutMs: 1000 });
+    open.push(kek);
+    const key = randomBytes(32);
+    const wrapped = await kek.wrapKey(key, CONTEXT);
+    const release = await hsm.stall("main", 10_000);
+    let ticks = 0;
+    const ticker = setInterval(() => {
+      ticks += 1;
+    }, 50);
+    try {
+      const started = performance.now();
+      await assert.rejects(
+        kek.unwrapKey(wrapped, CONTEXT),
+        failsAs(
+          "other",
+          /^token "main" did not answer within 1000 ms: check the token and PKCS#11 module \S+ \(an HSM's network path, a busy or hung token\), or raise the provider timeout$/,
+        ),
+      );
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed < 1800, `gave up after ${Math.round(elapsed)} ms`);
+      // The module's calls run on their own thread: a hung one does not stop this one.
+      assert.ok(ticks >= 10, `the event loop ran ${ticks} times while the token hung`);
+    } finally {
+      clearInterval(ticker);
+      release();
+    }
+    assert.deepEqual(Buffer.from(await kek.unwrapKey(wrapped, CONTEXT)), key);
+  });
+
   test("a caller that gave up, and a closed provider, get a ProviderError at once", async () => {
     const kek = provider(hsm.keyRef("main", "kek"));
     const wrapped = await kek.wrapKey(randomBytes(32), CONTEXT);
