@@ -50,7 +50,6 @@ interface ConnectionSettings {
  * goes stale.
  */
 export class Connection {
-  readonly generation: number;
   readonly #module: SharedModule;
   readonly #slot: Buffer;
   readonly #key: Buffer;
@@ -62,14 +61,12 @@ export class Connection {
 
   private constructor(
     module: SharedModule,
-    generation: number,
     slot: Buffer,
     key: Buffer,
     session: Buffer,
     facts: TokenFacts,
   ) {
     this.#module = module;
-    this.generation = generation;
     this.#slot = slot;
     this.#key = key;
     this.#idle = [session];
@@ -102,12 +99,11 @@ export class Connection {
 
   static async #openOnce(module: SharedModule, settings: ConnectionSettings): Promise<Connection> {
     const { facts } = settings;
-    const generation = module.generation;
     const pin = await readPinIfNeeded(settings);
     try {
       return await module.call((api) => {
         const slot = selectSlot(api, settings.reference, facts);
-        const flags = api.C_GetTokenInfo(slot).flags;
+        const flags = step(facts, "open", () => api.C_GetTokenInfo(slot).flags);
         checkMechanism(api, slot, facts);
         const session = step(facts, "open", () =>
           api.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION),
@@ -116,7 +112,7 @@ export class Connection {
           if ((flags & pkcs11js.CKF_LOGIN_REQUIRED) !== 0)
             login(api, session, flags, pin.value, settings);
           const key = findKey(api, session, settings.reference, facts);
-          return new Connection(module, generation, slot, key, session, facts);
+          return new Connection(module, slot, key, session, facts);
         } catch (error) {
           closeQuietly(api, session);
           throw error;
