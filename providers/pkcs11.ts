@@ -95,6 +95,8 @@ export class Pkcs11Provider implements CustodyProvider {
     requireKeyToWrap(this.name, key, KEY_BYTES);
     const aad = additionalData(context.keyId);
     return this.#call(signal, async (token) => {
+      // Random IVs: a key wraps a handful of master keys (and health probes), far below the
+      // 2^32 invocations GCM allows one key with random 96-bit IVs.
       const iv = randomBytes(IV_BYTES);
       const sealed = await token("encrypt", key, iv, aad);
       if (sealed.length !== KEY_BYTES + TAG_BYTES) {
