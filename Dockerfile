@@ -14,8 +14,10 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 
-# better-sqlite3 (the store's embedded backend) is a native add-on: when no prebuilt binary
-# matches, node-gyp compiles it, which needs these. They stay in this stage only.
+# better-sqlite3 (the store's embedded backend) and pkcs11js (the pkcs11 provider's binding) are
+# native add-ons: node-gyp compiles them when no prebuilt binary matches, which needs these.
+# They stay in this stage only. A PKCS#11 module (an HSM vendor's library) is mounted at run
+# time, not built in.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*

@@ -5,9 +5,13 @@ import { ConfigError, errorMessage } from "../src/errors.js";
 import { instrument } from "./instrumented.js";
 import type { CustodyProvider, ProviderModule, ProviderOptions } from "./types.js";
 
-// Imported on first use only, so a daemon loads just the SDK of the cloud it talks to.
+// Imported on first use only, so a daemon loads just the SDK of the cloud it talks to (and
+// the pkcs11 provider's native binding only where a keyring names it).
 const BUILT_IN: Record<string, () => Promise<unknown>> = Object.fromEntries(
-  ["local", "aws", "azure", "gcp", "vault"].map((name) => [name, () => import(`./${name}.js`)]),
+  ["local", "aws", "azure", "gcp", "vault", "pkcs11"].map((name) => [
+    name,
+    () => import(`./${name}.js`),
+  ]),
 );
 
 const METHODS = ["describe", "wrapKey", "unwrapKey", "checkHealth", "close"] as const;

@@ -71,11 +71,11 @@ export function conformanceCommand(): Command {
     .option("--samples <n>", "sequential calls of each kind timed by the latency rule", "50")
     .option(
       "--provider <name|module>",
-      "custody provider to check: aws, azure, gcp, vault, local, or a module path",
+      "custody provider to check: aws, azure, gcp, vault, pkcs11, local, or a module path",
     )
     .option(
       "--key-ref <ref>",
-      "the provider key to check with (AWS key ARN, Azure versioned key URL, …)",
+      "the provider key to check with (AWS key ARN, Azure versioned key URL, pkcs11: URI, …)",
     )
     .option("--other-key-ref <ref>", "a second key of the same provider, for the wrong-key rule")
     .option(

@@ -30,11 +30,11 @@ export function keygenCommand(): Command {
     )
     .option(
       "--provider <name|module>",
-      "custody provider: aws, azure, gcp, vault, local, or a custom module",
+      "custody provider: aws, azure, gcp, vault, pkcs11, local, or a custom module",
     )
     .option(
       "--key-ref <ref>",
-      "provider key: AWS key ARN or alias, Azure versioned key URL, Google CryptoKey name, Vault Transit key URL",
+      "provider key: AWS key ARN or alias, Azure versioned key URL, Google CryptoKey name, Vault Transit key URL, pkcs11: URI (RFC 7512)",
     )
     .option("--keyring <file>", "keyring file to create or append to");
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
