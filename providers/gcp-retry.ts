@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
+import { abortable } from "./abortable.js";
 import type { ClassifiedFailure } from "./gcp-errors.js";
 
 /** How long one operation may take and how often it is tried. */
@@ -52,14 +53,4 @@ export async function withRetries<T>(
       });
     }
   }
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -2,6 +2,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { lengthPrefixed } from "../src/crypto/length-prefix.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
+import { abortable } from "./abortable.js";
 import { type TokenFacts, tokenFacts } from "./pkcs11-errors.js";
 import { IV_BYTES, RefusedCiphertext, StaleConnection, TAG_BYTES } from "./pkcs11-protocol.js";
 import { ModuleThread } from "./pkcs11-thread.js";
@@ -232,7 +233,7 @@ export class Pkcs11Provider implements CustodyProvider {
     };
     const running = attempts();
     try {
-      return await untilAborted(running, callSignal);
+      return await abortable(running, callSignal);
     } catch (error) {
       if (error !== callSignal.reason) throw error;
       // The token may still answer later: drop a key nobody is waiting for, and any error.
@@ -282,23 +283,4 @@ function integer(field: string, value: number, min: number, max: number): number
     );
   }
   return value;
-}
-
-// Settles with the promise, or rejects with the signal's reason as soon as it aborts.
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }

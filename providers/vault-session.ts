@@ -1,4 +1,5 @@
 import { errorMessage } from "../src/errors.js";
+import { abortable } from "./abortable.js";
 import { type VaultBody, type VaultHttp, type VaultReply, vaultErrors } from "./vault-http.js";
 import { describeReply, expired, type Lease, tokenAuth, VaultLogin } from "./vault-login.js";
 import type { VaultSettings } from "./vault-settings.js";
@@ -211,22 +212,4 @@ function vaultWarnings(body: VaultBody | undefined): string[] {
   return Array.isArray(body?.warnings)
     ? body.warnings.filter((warning): warning is string => typeof warning === "string")
     : [];
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
