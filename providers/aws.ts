@@ -15,8 +15,8 @@ import {
   unusableKey,
 } from "./aws-errors.js";
 import { isAwsArn, parseAwsKeyRef } from "./aws-key-ref.js";
-import { checkEndpoint, integerOption } from "./aws-options.js";
-import { requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
+import { checkEndpoint } from "./aws-options.js";
+import { integerOption, requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
 import {
   type CustodyProvider,
   ProviderError,
@@ -78,10 +78,10 @@ export class AwsKmsProvider implements CustodyProvider {
     const key = parseAwsKeyRef(options.keyRef, options.region);
     this.#keyRef = key.keyRef;
     this.#keyArn = key.keyArn;
-    this.#timeoutMs = integerOption("timeoutMs", options.timeoutMs ?? 5000, 1, 300_000);
-    this.#keyLength = integerOption("keyLength", options.keyLength ?? 32, 1, 4096);
+    this.#timeoutMs = integerOption(name, "timeoutMs", options.timeoutMs ?? 5000, 1, 300_000);
+    this.#keyLength = integerOption(name, "keyLength", options.keyLength ?? 32, 1, 4096);
     this.#onAttemptFailed = options.onAttemptFailed;
-    const maxAttempts = integerOption("maxAttempts", options.maxAttempts ?? 3, 1, 10);
+    const maxAttempts = integerOption(name, "maxAttempts", options.maxAttempts ?? 3, 1, 10);
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
     const region = options.region ?? key.region;
     this.#endpointLabel =

@@ -1,4 +1,4 @@
-import { KmsEnvelopeError } from "../src/errors.js";
+import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
 import { ProviderError } from "./types.js";
 
 /** Refuses to wrap a key of the wrong size before any call reaches the key service. */
@@ -27,4 +27,22 @@ export function requireWrappedKey(
       `the wrapped key for ${keyId} is ${wrapped.length} bytes, not a ${provider} ciphertext: restore the keyring entry from a backup`,
     );
   }
+}
+
+/** An integer option of `provider` within its limits, or a ConfigError naming the option. */
+export function integerOption(
+  provider: string,
+  option: string,
+  value: number,
+  minimum: number,
+  maximum: number,
+): number {
+  if (!Number.isInteger(value) || value < minimum || value > maximum) {
+    throw new ConfigError(
+      `${provider} provider option ${option}`,
+      `${value} is not an integer from ${minimum} to ${maximum}`,
+      "give one within those limits",
+    );
+  }
+  return value;
 }

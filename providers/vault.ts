@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { MASTER_KEY_BYTES } from "../src/crypto/master-key.js";
 import { wipe } from "../src/crypto/wipe.js";
 import { ConfigError, KmsEnvelopeError } from "../src/errors.js";
-import { requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
+import { integerOption, requireKeyToWrap, requireWrappedKey } from "./preconditions.js";
 import {
   type CustodyProvider,
   ProviderError,
@@ -60,8 +60,8 @@ export class VaultTransitProvider implements CustodyProvider {
 
   constructor(options: VaultTransitProviderOptions) {
     this.#key = parseVaultKeyRef(options.keyRef);
-    const timeoutMs = boundedInteger("timeoutMs", options.timeoutMs ?? 10_000, 1, 300_000);
-    const maxAttempts = boundedInteger("maxAttempts", options.maxAttempts ?? 3, 1, 10);
+    const timeoutMs = integerOption(name, "timeoutMs", options.timeoutMs ?? 10_000, 1, 300_000);
+    const maxAttempts = integerOption(name, "maxAttempts", options.maxAttempts ?? 3, 1, 10);
     const settings = readVaultSettings(options.environment);
     this.#address =
       options.endpoint === undefined ? this.#key.address : checkEndpoint(options.endpoint);
@@ -236,17 +236,6 @@ function wrappedCiphertext(wrapped: Uint8Array): string | undefined {
   const encoded = match?.[2];
   if (encoded === undefined || encoded.length % 4 !== 0) return undefined;
   return Buffer.from(encoded, "base64").toString("base64") === encoded ? text : undefined;
-}
-
-function boundedInteger(option: string, value: number, minimum: number, maximum: number): number {
-  if (!Number.isInteger(value) || value < minimum || value > maximum) {
-    throw new ConfigError(
-      `vault provider option ${option}`,
-      `${value} is not an integer from ${minimum} to ${maximum}`,
-      "give one within those limits",
-    );
-  }
-  return value;
 }
 
 function checkEndpoint(endpoint: string): string {
