@@ -1,4 +1,5 @@
 import { Worker } from "node:worker_threads";
+import { abortable } from "./abortable.js";
 import { type FromModuleThread, fromTokenFailure, type ToModuleThread } from "./pkcs11-protocol.js";
 import { ProviderError } from "./types.js";
 
@@ -78,18 +79,21 @@ export class ModuleThread {
     if (worker !== undefined) {
       const id = this.#nextId++;
       // A thread stuck in a hung module may never answer: closing does not wait for ever.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.#ask({ kind: "close", id, instance }).catch(() => undefined),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-        }),
-      ]).finally(() => clearTimeout(timer));
+      await abortable(
+        this.#ask({ kind: "close", id, instance }),
+        AbortSignal.timeout(timeoutMs),
+      ).catch(() => undefined);
     }
     if (this.#users > 0) return;
     if (threads.get(this.#modulePath) === this) threads.delete(this.#modulePath);
     this.#worker = undefined;
-    void worker?.terminate();
+    // The thread is gone before close() returns. A process that exits while the thread is still
+    // stopping runs the module's exit handlers (OpenSSL's, for SoftHSM2) alongside the thread's
+    // own teardown, and crashed that way at exit (SIGSEGV). Bounded: a thread inside a hung
+    // module call cannot be stopped at all.
+    if (worker !== undefined) {
+      await abortable(worker.terminate(), AbortSignal.timeout(timeoutMs)).catch(() => undefined);
+    }
   }
 
   #ask(message: ToModuleThread, transfer: ArrayBuffer[] = []): Promise<FromModuleThread> {
