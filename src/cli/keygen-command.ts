@@ -10,7 +10,11 @@ import {
   saveVersion,
   withProvider,
 } from "./keyring-flags.js";
-import { addProviderOptions, type ProviderFlagsInput } from "./provider-flags.js";
+import {
+  addProviderOptions,
+  type ProviderFlagsInput,
+  parseProviderFlags,
+} from "./provider-flags.js";
 
 interface KeygenOptions extends ProviderFlagsInput {
   provider?: string;
@@ -38,6 +42,7 @@ export function keygenCommand(): Command {
     )
     .option("--keyring <file>", "keyring file to create or append to");
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
+    parseProviderFlags(options);
     if (options.keyring === undefined) {
       const key = generateMasterKey();
       process.stdout.write(`${encodeMasterKey(key)}\n`);
