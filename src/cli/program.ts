@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { errorMessage, KmsEnvelopeError } from "../errors.js";
+import { ConfigError, errorMessage, KmsEnvelopeError } from "../errors.js";
 import { PACKAGE_VERSION } from "../package-info.js";
 import { conformanceCommand } from "./conformance-command.js";
 import { etcdCommand } from "./etcd-command.js";
@@ -95,16 +95,41 @@ export function buildProgram(stopSignals: StopSignals | undefined): Command {
   return program;
 }
 
+/**
+ * A flag's error names the flag; when the value was not on the command line but in an
+ * environment variable or serve's config file, that is where to fix it, so it is named too.
+ */
+function whereSet(error: KmsEnvelopeError, command: Command | undefined): string {
+  if (!(error instanceof ConfigError) || command === undefined) return error.message;
+  const option = command.options.find((each) => each.long === error.setting);
+  if (option === undefined) return error.message;
+  const source = command.getOptionValueSource(option.attributeName());
+  const origin =
+    source === "env"
+      ? `from ${option.envVar}`
+      : source === "config"
+        ? `from config file ${command.getOptionValue("config")}`
+        : undefined;
+  return origin === undefined
+    ? error.message
+    : error.message.replace(error.setting, `${error.setting} (${origin})`);
+}
+
 /** Runs the command line; `stopSignals` are caught already when the command is `serve`. */
 export async function runProgram(stopSignals: StopSignals | undefined): Promise<void> {
+  let running: Command | undefined;
   try {
-    await buildProgram(stopSignals).parseAsync(process.argv);
+    await buildProgram(stopSignals)
+      .hook("preAction", (_program, command) => {
+        running = command;
+      })
+      .parseAsync(process.argv);
   } catch (error) {
     if (error instanceof CommanderError) {
       // Commander already printed its message (or the help/version text).
       process.exitCode = error.exitCode === 0 ? 0 : 2;
     } else if (error instanceof KmsEnvelopeError) {
-      writeError(error.message);
+      writeError(whereSet(error, running));
       process.exitCode = CONFIGURATION_CODES.has(error.code) ? 2 : 1;
     } else {
       writeError(`unexpected failure: ${errorMessage(error)}`);

@@ -225,7 +225,8 @@ export function serveCommand(stopSignals?: StopSignals): Command {
   return addProviderOptions(command).action(
     async (options: ServeOptionsInput & ProviderFlagsInput & { config?: string }) => {
       const stop = stopSignals ?? StopSignals.install();
-      if (options.config !== undefined) await applyConfigFile(command, options, options.config);
+      // The action's options are the command's own values, which the file fills in.
+      if (options.config !== undefined) await applyConfigFile(command, options.config);
       const config = parseServeConfig(options);
       parseProviderFlags(options);
       const logger = createLogger(config.logLevel);
