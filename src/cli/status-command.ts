@@ -1,14 +1,13 @@
 import { Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
-import { socketPathSchema } from "../config/schemas.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { VersionResponse__Output } from "../wire/generated/v1beta1/VersionResponse.js";
 import type { StatusResponse__Output } from "../wire/generated/v2/StatusResponse.js";
 import { services } from "../wire/protos.js";
-import { defaultSocketPath, grpcAddress, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import { grpcAddress, SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import { UnaryConnection } from "../wire/unary-connection.js";
-import { defaultRunDirectory } from "./serve-config.js";
+import { socketFromFlags } from "./serve-config.js";
 
 /** What `status` reports. */
 interface DaemonStatus {
@@ -84,8 +83,7 @@ export function statusCommand(): Command {
     .action(
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
         const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
-        const socket = options.socket ?? defaultSocketPath(options.runDir ?? defaultRunDirectory());
-        const answer = await askStatus(parseFlag(socketPathSchema, "socket", socket), timeoutMs);
+        const answer = await askStatus(socketFromFlags(options), timeoutMs);
         process.stdout.write(
           options.json
             ? `${JSON.stringify(answer)}\n`
