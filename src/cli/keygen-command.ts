@@ -44,6 +44,14 @@ export function keygenCommand(): Command {
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
     parseProviderFlags(options);
     if (options.keyring === undefined) {
+      // Without a keyring nothing is wrapped, so a provider would be silently ignored.
+      const unused = options.provider !== undefined ? "--provider" : options.keyRef && "--key-ref";
+      if (unused)
+        throw new ConfigError(
+          unused,
+          "is used only with --keyring",
+          "add --keyring FILE to wrap a new version, or drop the flag to print a local key",
+        );
       const key = generateMasterKey();
       process.stdout.write(`${encodeMasterKey(key)}\n`);
       wipe(key);
