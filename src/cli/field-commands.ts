@@ -149,13 +149,13 @@ function fieldCommand(direction: "encrypt" | "decrypt"): Command {
     )
     .option("--id <id>", "record id (authenticated with every field)")
     .option("--ndjson", "read one JSON record per line and write one per line")
-    .option("--id-field <path>", "NDJSON: take each record's id from this field")
+    .option("--id-field <field>", "NDJSON: take each record's id from this field")
     .addOption(
       new Option("--workspace <workspace>", "workspace of field-service resources").conflicts(
         "workspaceField",
       ),
     )
-    .option("--workspace-field <path>", "NDJSON: take each record's workspace from this field");
+    .option("--workspace-field <field>", "NDJSON: take each record's workspace from this field");
   if (direction === "encrypt") addGuardOption(command);
   return addFieldLayerFlags(command).action((flags: FieldCommandFlags) => run(direction, flags));
 }

@@ -87,14 +87,17 @@ function putCommand(): Command {
       "--resource <resource>",
       "resource the records belong to, as the field map names it",
     )
-    .option("--id-field <path>", "property holding each record's id (a plain field)", "id")
-    .option("--subject-field <path>", "property holding each record's data subject (owner), if any")
+    .option("--id-field <field>", "property holding each record's id (a plain field)", "id")
+    .option(
+      "--subject-field <field>",
+      "property holding each record's data subject (owner), if any",
+    )
     .addOption(
       new Option("--workspace <workspace>", "workspace of every record").conflicts(
         "workspaceField",
       ),
     )
-    .option("--workspace-field <path>", "property holding each record's workspace")
+    .option("--workspace-field <field>", "property holding each record's workspace")
     .option(
       "--replace",
       "replace records that exist (keeping their subject and workspace) instead of stopping at them",
