@@ -89,7 +89,10 @@ export function statusCommand(): Command {
             ? `${JSON.stringify(answer)}\n`
             : `version:     ${versionText(answer)}\napi_version: ${answer.apiVersion}\nhealthz:     ${answer.healthz}\nkey_id:      ${answer.keyId}\n`,
         );
-        if (answer.healthz !== "ok") process.exitCode = 1;
+        if (answer.healthz !== "ok") {
+          process.stderr.write(`kms-envelope: the daemon is not healthy: ${answer.healthz}\n`);
+          process.exitCode = 1;
+        }
       },
     );
 }
