@@ -12,8 +12,8 @@ import {
 } from "./keyring-flags.js";
 import {
   addProviderOptions,
+  checkProviderFlags,
   type ProviderFlagsInput,
-  parseProviderFlags,
 } from "./provider-flags.js";
 
 interface KeygenOptions extends ProviderFlagsInput {
@@ -42,7 +42,7 @@ export function keygenCommand(): Command {
     )
     .option("--keyring <file>", "keyring file to create or append to");
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
-    parseProviderFlags(options);
+    await checkProviderFlags(options);
     if (options.keyring === undefined) {
       // Without a keyring nothing is wrapped, so a provider would be silently ignored.
       const unused = options.provider !== undefined ? "--provider" : options.keyRef && "--key-ref";

@@ -4,8 +4,8 @@ import { primaryVersion, readKeyring, writeKeyring } from "../keys/keyring-file.
 import { describeKeyring, requireKeyring, saveVersion, withProvider } from "./keyring-flags.js";
 import {
   addProviderOptions,
+  checkProviderFlags,
   type ProviderFlagsInput,
-  parseProviderFlags,
 } from "./provider-flags.js";
 
 interface RotateOptions extends ProviderFlagsInput {
@@ -35,7 +35,7 @@ export function rotateCommand(): Command {
       "make this existing active version primary instead of generating one",
     );
   return addProviderOptions(command).action(async (options: RotateOptions) => {
-    parseProviderFlags(options);
+    await checkProviderFlags(options);
     const keyring = await requireKeyring(options.keyring);
     if (options.promote !== undefined) {
       await writeKeyring(options.keyring, promoteVersion(keyring, options.promote));

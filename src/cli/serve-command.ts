@@ -15,8 +15,8 @@ import { applyConfigFile } from "./config-file.js";
 import { ensureDevKeyFile } from "./dev-key.js";
 import {
   addProviderOptions,
+  checkProviderFlags,
   type ProviderFlagsInput,
-  parseProviderFlags,
   providerRegistry,
 } from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput } from "./serve-config.js";
@@ -228,7 +228,7 @@ export function serveCommand(stopSignals?: StopSignals): Command {
       // The action's options are the command's own values, which the file fills in.
       if (options.config !== undefined) await applyConfigFile(command, options.config);
       const config = parseServeConfig(options);
-      parseProviderFlags(options);
+      await checkProviderFlags(options);
       const logger = createLogger(config.logLevel);
       logger.info({ version: PACKAGE_VERSION, pid: process.pid }, "kms-envelope starting");
       const metrics = new DaemonMetrics();
