@@ -113,7 +113,7 @@ export function resourceOfEtcdKey(key: string, prefix = "/registry"): string {
 }
 
 /** One way to read an etcd key: the apiserver's `--etcd-prefix` and the resource after it. */
-export interface EtcdKeyReading {
+interface EtcdKeyReading {
   readonly prefix: string;
   readonly resource: string;
   /**
