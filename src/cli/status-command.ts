@@ -87,7 +87,8 @@ export function statusCommand(): Command {
         process.stdout.write(
           options.json
             ? `${JSON.stringify(answer)}\n`
-            : `version:     ${versionText(answer)}\napi_version: ${answer.apiVersion}\nhealthz:     ${answer.healthz}\nkey_id:      ${answer.keyId}\n`,
+            : // healthz and key_id keep the lines scripts already match (`grep 'healthz: ok'`).
+              `version: ${versionText(answer)}\nkms_api: ${answer.apiVersion}\nhealthz: ${answer.healthz}\nkey_id:  ${answer.keyId}\n`,
         );
         if (answer.healthz !== "ok") {
           process.stderr.write(`kms-envelope: the daemon is not healthy: ${answer.healthz}\n`);

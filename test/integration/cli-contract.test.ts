@@ -458,7 +458,7 @@ describe("CLI contract: runtime failures exit 1 with one line", { concurrency: 2
     const text = await runCli(["status", "--socket", suite.daemon.socketPath]);
     assert.equal(
       text.stdout,
-      `version:     ${PACKAGE_VERSION}\napi_version: v2\nhealthz:     ok\nkey_id:      ${suite.daemon.keyId}\n`,
+      `version: ${PACKAGE_VERSION}\nkms_api: v2\nhealthz: ok\nkey_id:  ${suite.daemon.keyId}\n`,
     );
   });
 
