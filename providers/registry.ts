@@ -63,7 +63,8 @@ export async function loadProviderModule(specifier: string): Promise<ProviderMod
   } catch (error) {
     throw new ConfigError(
       `provider ${JSON.stringify(specifier)}`,
-      `cannot be loaded: ${errorMessage(error)}`,
+      // Node names the importing file, which is ours, not anything the operator can fix.
+      `cannot be loaded: ${errorMessage(error).replace(/ imported from \S+$/, "")}`,
       `give one of ${BUILT_IN_PROVIDERS.join(", ")}, a module path or a package name`,
       { cause: error },
     );

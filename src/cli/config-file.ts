@@ -2,21 +2,12 @@ import type { Command } from "commander";
 import { parseYamlText, readConfigText } from "../config/yaml-file.js";
 import { ConfigError } from "../errors.js";
 
-function camel(name: string): string {
-  return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
-}
-
 /**
  * Fills the command's options from a YAML file of `flag-name: value` pairs (SPEC.md §6: flags
  * over environment over config file). A value is taken only where neither a flag nor an
  * environment variable set the option; unknown names are refused so a typo is not ignored.
  */
-export async function applyConfigFile(
-  command: Command,
-  target: object,
-  path: string,
-): Promise<void> {
-  const options = target as Record<string, unknown>;
+export async function applyConfigFile(command: Command, path: string): Promise<void> {
   const document = parseYamlText(await readConfigText(path, "config file"), `config file ${path}`);
   if (document === null || document === undefined) return;
   if (typeof document !== "object" || Array.isArray(document)) {
@@ -36,11 +27,18 @@ export async function applyConfigFile(
         `settings are the flag names of \`${command.name()}\`, e.g. socket, http-address`,
       );
     }
-    const key = camel(name);
+    const key = option.attributeName();
     const source = command.getOptionValueSource(key);
     if (source === "cli" || source === "env") continue;
-    if (option.variadic) options[key] = (Array.isArray(value) ? value : [value]).map(String);
-    else if (option.isBoolean()) options[key] = value === true;
-    else options[key] = String(value);
+    // Recorded as the file's, so an error about the value can say where it was written.
+    command.setOptionValueWithSource(
+      key,
+      option.variadic
+        ? (Array.isArray(value) ? value : [value]).map(String)
+        : option.isBoolean()
+          ? value === true
+          : String(value),
+      "config",
+    );
   }
 }

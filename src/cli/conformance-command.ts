@@ -130,6 +130,16 @@ export function conformanceCommand(): Command {
       process.stdout.write(
         flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report),
       );
-      if (!report.conforms) process.exitCode = 1;
+      if (!report.conforms) {
+        // The verdict, in the one line every failing command leaves on stderr.
+        const failed = report.results.filter((result) => result.status === "fail");
+        process.stderr.write(
+          `kms-envelope: ${report.target} does not conform: ${failed.length} rules failed (${failed
+            .slice(0, 5)
+            .map((result) => result.id)
+            .join(", ")}${failed.length > 5 ? ", …" : ""}); the report on stdout says why\n`,
+        );
+        process.exitCode = 1;
+      }
     });
 }

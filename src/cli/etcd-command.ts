@@ -1,7 +1,10 @@
 import { Command } from "commander";
 import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
+import { providersFor } from "../engine/config/resource-lookup.js";
+import type { EncryptionConfiguration, ProviderConfig } from "../engine/config/types.js";
 import { EncryptionEngine } from "../engine/encryption-engine.js";
-import { resourceOfEtcdKey } from "../engine/etcd-key.js";
+import { etcdKeyReadings } from "../engine/etcd-key.js";
+import type { Read } from "../engine/transformers/transformer.js";
 import { ConfigError } from "../errors.js";
 import {
   addEncryptionConfigFlag,
@@ -12,7 +15,7 @@ import {
 interface DecodeFlags extends EncryptionConfigFlags {
   key: string;
   resource?: string;
-  etcdPrefix: string;
+  etcdPrefix?: string;
   allowKmsV1?: boolean;
   json?: boolean;
 }
@@ -21,6 +24,68 @@ async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+const LAYOUT = "<prefix>/<resource>/[<namespace>/]<name>, or <prefix>/<group>/<resource>/…";
+
+/**
+ * The resources the value may belong to, most likely first, each with a distinct rule: one
+ * when `--resource` or `--etcd-prefix` is given. Without them the prefix is not needed to
+ * decrypt (the whole key is the authenticated data); only the rule it selects is, so readings
+ * of the key that select the same rule are one candidate, and when every rule is `*.*` any
+ * reading will do.
+ */
+function candidateResources(flags: DecodeFlags, config: EncryptionConfiguration): string[] {
+  if (flags.resource !== undefined) return [flags.resource];
+  const key = JSON.stringify(flags.key.slice(0, 200));
+  let readings = etcdKeyReadings(flags.key);
+  if (flags.etcdPrefix !== undefined) {
+    const prefix = flags.etcdPrefix.replace(/\/+$/, "");
+    if (!flags.key.startsWith(`${prefix}/`))
+      throw new ConfigError(
+        "--etcd-prefix",
+        `${key} is not under ${prefix}/`,
+        "give kube-apiserver's --etcd-prefix, or leave the flag out to have it found",
+      );
+    readings = readings.filter((reading) => reading.prefix === prefix);
+  }
+  if (readings.length === 0)
+    throw new ConfigError(
+      "--key",
+      `${key} is not an etcd key kube-apiserver writes (${LAYOUT})`,
+      "give the key the value was read from, or the resource with --resource",
+    );
+  const seen = new Set<readonly ProviderConfig[]>();
+  return readings
+    .filter((reading) => {
+      const providers = providersFor(config, reading.resource);
+      if (seen.has(providers)) return false;
+      seen.add(providers);
+      return true;
+    })
+    .map((reading) => reading.resource);
+}
+
+/**
+ * Decrypts with the rule of each candidate in turn, so a key under an unknown prefix that can
+ * be read two ways is read by the rule that wrote the value; the most likely one's failure is
+ * reported when none can.
+ */
+async function decode(
+  engine: EncryptionEngine,
+  resources: readonly string[],
+  value: Uint8Array,
+  key: string,
+): Promise<{ resource: string; read: Read }> {
+  let failure: unknown;
+  for (const resource of resources) {
+    try {
+      return { resource, read: await engine.decrypt(resource, value, Buffer.from(key, "utf8")) };
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  throw failure;
 }
 
 /**
@@ -38,7 +103,10 @@ function decodeCommand(): Command {
       "the etcd key the value was stored under, e.g. /registry/secrets/ns/name",
     )
     .option("--resource <resource>", "group resource, when it cannot be read from the key")
-    .option("--etcd-prefix <prefix>", "kube-apiserver's --etcd-prefix", "/registry")
+    .option(
+      "--etcd-prefix <prefix>",
+      "kube-apiserver's --etcd-prefix (default: found from the key and the configuration)",
+    )
     .option("--allow-kms-v1", "accept deprecated kms apiVersion v1 providers (KMSv1 gate)")
     .option(
       "--json",
@@ -55,11 +123,11 @@ function decodeCommand(): Command {
       const config = await loadEncryptionConfiguration(path, {
         allowKmsV1: flags.allowKmsV1,
       });
-      const resource = flags.resource ?? resourceOfEtcdKey(flags.key, flags.etcdPrefix);
+      const resources = candidateResources(flags, config);
       const value = await readStdin();
       const engine = await EncryptionEngine.start(config);
       try {
-        const read = await engine.decrypt(resource, value, Buffer.from(flags.key, "utf8"));
+        const { resource, read } = await decode(engine, resources, value, flags.key);
         if (flags.json) {
           process.stdout.write(
             `${JSON.stringify({

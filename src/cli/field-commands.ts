@@ -1,5 +1,5 @@
-import { Command } from "commander";
-import { InvalidRequestError } from "../errors.js";
+import { Command, Option } from "commander";
+import { ConfigError, InvalidRequestError } from "../errors.js";
 import type { FieldRecord, JsonObject } from "../fields/field-codec.js";
 import { getPath } from "../fields/field-paths.js";
 import {
@@ -31,15 +31,42 @@ function textAt(document: JsonObject, field: string, where: string, flag: string
 }
 
 function toRecord(document: JsonObject, flags: FieldCommandFlags, where: string): FieldRecord {
-  const id =
-    flags.idField === undefined ? flags.id : textAt(document, flags.idField, where, "--id-field");
-  if (id === undefined || id === "")
-    throw new InvalidRequestError("give the record id with --id (or --id-field for NDJSON input)");
+  // checkFlags made sure one of them is given.
+  const id = (
+    flags.idField === undefined ? flags.id : textAt(document, flags.idField, where, "--id-field")
+  ) as string;
   const workspace =
     flags.workspaceField === undefined
       ? flags.workspace
       : textAt(document, flags.workspaceField, where, "--workspace-field");
   return { id, document, workspace };
+}
+
+/**
+ * What the flags must say before any input is read, as invocation errors: where each
+ * record's id comes from, and its workspace when the resource is sealed under workspace keys.
+ */
+function checkFlags(flags: FieldCommandFlags, workspaceRequired: boolean): void {
+  if (flags.ndjson && flags.idField === undefined)
+    throw new ConfigError(
+      "--id-field",
+      "is required with --ndjson: each line is its own record",
+      "name the property that holds each record's id",
+    );
+  if (flags.idField === undefined && (flags.id ?? "") === "")
+    throw new ConfigError(
+      "--id",
+      "is required: the id is authenticated with every field",
+      "give the record id with --id (or --id-field with --ndjson)",
+    );
+  if (flags.workspace === "")
+    throw new ConfigError("--workspace", "is empty", "give the workspace the record belongs to");
+  if (workspaceRequired && flags.workspace === undefined && flags.workspaceField === undefined)
+    throw new ConfigError(
+      "--workspace",
+      `${flags.resource} is sealed under workspace keys and no workspace was given`,
+      "give --workspace WORKSPACE (or --workspace-field PATH with --ndjson)",
+    );
 }
 
 async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): Promise<void> {
@@ -68,8 +95,10 @@ async function run(direction: "encrypt" | "decrypt", flags: FieldCommandFlags): 
     total += batch.length;
   };
   try {
-    // Before stdin is read, so a mistyped --resource fails at once and prints nothing.
+    // Before stdin is read, so a mistyped --resource or a missing flag fails at once and
+    // prints nothing.
     layer.checkResource(flags.resource);
+    checkFlags(flags, layer.fieldMap.resources.get(flags.resource)?.route === "field-service");
     if (flags.ndjson) await runLines(flags, flush);
     else {
       const chunks: Buffer[] = [];
@@ -95,8 +124,6 @@ async function runLines(
   flags: FieldCommandFlags,
   flush: (batch: FieldRecord[]) => Promise<void>,
 ): Promise<void> {
-  if (flags.idField === undefined)
-    throw new InvalidRequestError("--ndjson needs --id-field: each line is its own record");
   let batch: FieldRecord[] = [];
   for await (const line of numberedLines(process.stdin)) {
     const where = `line ${line.number}`;
@@ -122,9 +149,13 @@ function fieldCommand(direction: "encrypt" | "decrypt"): Command {
     )
     .option("--id <id>", "record id (authenticated with every field)")
     .option("--ndjson", "read one JSON record per line and write one per line")
-    .option("--id-field <path>", "NDJSON: take each record's id from this field")
-    .option("--workspace <workspace>", "workspace of field-service resources")
-    .option("--workspace-field <path>", "NDJSON: take each record's workspace from this field");
+    .option("--id-field <field>", "NDJSON: take each record's id from this field")
+    .addOption(
+      new Option("--workspace <workspace>", "workspace of field-service resources").conflicts(
+        "workspaceField",
+      ),
+    )
+    .option("--workspace-field <field>", "NDJSON: take each record's workspace from this field");
   if (direction === "encrypt") addGuardOption(command);
   return addFieldLayerFlags(command).action((flags: FieldCommandFlags) => run(direction, flags));
 }

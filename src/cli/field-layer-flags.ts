@@ -1,16 +1,15 @@
 import { type Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
-import { socketPathSchema } from "../config/schemas.js";
 import type { FieldLayer } from "../fields/field-layer.js";
 import { openFieldLayer } from "../fields/open-field-layer.js";
-import { defaultSocketPath, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import { SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import {
   addEncryptionConfigFlag,
   type EncryptionConfigFlags,
   encryptionConfigPath,
 } from "./encryption-config-flag.js";
-import { defaultRunDirectory } from "./serve-config.js";
+import { socketFromFlags } from "./serve-config.js";
 
 export interface FieldLayerFlags extends EncryptionConfigFlags {
   fields: string;
@@ -58,11 +57,7 @@ export function fieldLayerFromFlags(flags: FieldLayerFlags): Promise<FieldLayer>
     encryptionConfigPath: encryptionConfigPath(flags),
     allowKmsV1: flags.allowKmsV1,
     allowUnmapped: flags.allowUnmapped,
-    daemonSocket: parseFlag(
-      socketPathSchema,
-      "socket",
-      flags.socket ?? defaultSocketPath(flags.runDir ?? defaultRunDirectory()),
-    ),
+    daemonSocket: socketFromFlags(flags),
     daemonTimeoutMs: timeoutMs,
   });
 }

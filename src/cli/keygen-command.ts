@@ -10,7 +10,11 @@ import {
   saveVersion,
   withProvider,
 } from "./keyring-flags.js";
-import { addProviderOptions, type ProviderFlagsInput } from "./provider-flags.js";
+import {
+  addProviderOptions,
+  checkProviderFlags,
+  type ProviderFlagsInput,
+} from "./provider-flags.js";
 
 interface KeygenOptions extends ProviderFlagsInput {
   provider?: string;
@@ -38,7 +42,16 @@ export function keygenCommand(): Command {
     )
     .option("--keyring <file>", "keyring file to create or append to");
   return addProviderOptions(command).action(async (options: KeygenOptions) => {
+    await checkProviderFlags(options);
     if (options.keyring === undefined) {
+      // Without a keyring nothing is wrapped, so a provider would be silently ignored.
+      const unused = options.provider !== undefined ? "--provider" : options.keyRef && "--key-ref";
+      if (unused)
+        throw new ConfigError(
+          unused,
+          "is used only with --keyring",
+          "add --keyring FILE to wrap a new version, or drop the flag to print a local key",
+        );
       const key = generateMasterKey();
       process.stdout.write(`${encodeMasterKey(key)}\n`);
       wipe(key);

@@ -61,6 +61,22 @@ export function addProviderOptions(command: Command): Command {
     );
 }
 
+function parseProviderFlags(input: ProviderFlagsInput): z.output<typeof schema> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw flagIssuesError(parsed.error.issues);
+  return parsed.data;
+}
+
+/**
+ * Refuses bad provider flags: a value their schema refuses, a custom module that does not
+ * load. Commands call it first, so a bad flag is refused even on a path that opens no provider
+ * (keygen without --keyring, serve without one): a flag silently ignored today is a surprise
+ * the day it is used.
+ */
+export async function checkProviderFlags(input: ProviderFlagsInput): Promise<void> {
+  await (await providerRegistry(input, process.env)).close();
+}
+
 /** Validates the provider flags and builds a registry with every custom module loaded. */
 export async function providerRegistry(
   input: ProviderFlagsInput,
@@ -68,9 +84,7 @@ export async function providerRegistry(
   observe?: ProviderCallObserver,
   observeAttempt?: ProviderAttemptObserver,
 ): Promise<ProviderRegistry> {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) throw flagIssuesError(parsed.error.issues);
-  const flags = parsed.data;
+  const flags = parseProviderFlags(input);
   const registry = new ProviderRegistry({
     timeoutMs: flags.providerTimeout,
     maxAttempts: flags.providerAttempts,

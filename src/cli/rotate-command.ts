@@ -2,7 +2,11 @@ import { Command } from "commander";
 import { generateVersion, promoteVersion, retireVersion } from "../keys/keyring-edits.js";
 import { primaryVersion, readKeyring, writeKeyring } from "../keys/keyring-file.js";
 import { describeKeyring, requireKeyring, saveVersion, withProvider } from "./keyring-flags.js";
-import { addProviderOptions, type ProviderFlagsInput } from "./provider-flags.js";
+import {
+  addProviderOptions,
+  checkProviderFlags,
+  type ProviderFlagsInput,
+} from "./provider-flags.js";
 
 interface RotateOptions extends ProviderFlagsInput {
   keyring: string;
@@ -31,6 +35,7 @@ export function rotateCommand(): Command {
       "make this existing active version primary instead of generating one",
     );
   return addProviderOptions(command).action(async (options: RotateOptions) => {
+    await checkProviderFlags(options);
     const keyring = await requireKeyring(options.keyring);
     if (options.promote !== undefined) {
       await writeKeyring(options.keyring, promoteVersion(keyring, options.promote));

@@ -13,7 +13,12 @@ import { type Daemon, startDaemon } from "../server/daemon.js";
 import { SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import { applyConfigFile } from "./config-file.js";
 import { ensureDevKeyFile } from "./dev-key.js";
-import { addProviderOptions, type ProviderFlagsInput, providerRegistry } from "./provider-flags.js";
+import {
+  addProviderOptions,
+  checkProviderFlags,
+  type ProviderFlagsInput,
+  providerRegistry,
+} from "./provider-flags.js";
 import { parseServeConfig, type ServeOptionsInput } from "./serve-config.js";
 import { StopSignals } from "./stop-signals.js";
 
@@ -220,8 +225,10 @@ export function serveCommand(stopSignals?: StopSignals): Command {
   return addProviderOptions(command).action(
     async (options: ServeOptionsInput & ProviderFlagsInput & { config?: string }) => {
       const stop = stopSignals ?? StopSignals.install();
-      if (options.config !== undefined) await applyConfigFile(command, options, options.config);
+      // The action's options are the command's own values, which the file fills in.
+      if (options.config !== undefined) await applyConfigFile(command, options.config);
       const config = parseServeConfig(options);
+      await checkProviderFlags(options);
       const logger = createLogger(config.logLevel);
       logger.info({ version: PACKAGE_VERSION, pid: process.pid }, "kms-envelope starting");
       const metrics = new DaemonMetrics();

@@ -18,6 +18,17 @@ export function defaultRunDirectory(): string {
     : join(tmpdir(), `kms-envelope-${process.getuid?.() ?? "user"}`);
 }
 
+/**
+ * The daemon socket the flags name: `--socket`, else `<run-dir>/kms.sock`. A refused path is
+ * blamed on the flag that gave it, so a long `--run-dir` is not reported as `--socket`.
+ */
+export function socketFromFlags(flags: { socket?: string; runDir?: string }): string {
+  if (flags.socket !== undefined) return parseFlag(socketPathSchema, "socket", flags.socket);
+  const runDir = flags.runDir ?? defaultRunDirectory();
+  const flag = flags.runDir === undefined ? "socket" : "run-dir";
+  return parseFlag(socketPathSchema, flag, defaultSocketPath(runDir));
+}
+
 const hostPort = z
   .string()
   .trim()
@@ -115,7 +126,7 @@ export function parseServeConfig(input: ServeOptionsInput): ServeConfig {
   if (!parsed.success) throw flagIssuesError(parsed.error.issues);
   const options = parsed.data;
   const runDir = options.runDir ?? defaultRunDirectory();
-  const socket = parseFlag(socketPathSchema, "socket", options.socket ?? defaultSocketPath(runDir));
+  const socket = socketFromFlags(options);
   return Object.freeze({
     socket,
     runDir,

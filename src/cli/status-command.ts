@@ -1,34 +1,74 @@
 import { Command, Option } from "commander";
 import { durationSchema } from "../config/duration.js";
 import { parseFlag } from "../config/issues.js";
-import { socketPathSchema } from "../config/schemas.js";
 import { KmsEnvelopeError } from "../errors.js";
+import type { VersionResponse__Output } from "../wire/generated/v1beta1/VersionResponse.js";
 import type { StatusResponse__Output } from "../wire/generated/v2/StatusResponse.js";
 import { services } from "../wire/protos.js";
-import { defaultSocketPath, grpcAddress, SOCKET_FILE_NAME } from "../wire/socket-address.js";
+import { grpcAddress, SOCKET_FILE_NAME } from "../wire/socket-address.js";
 import { UnaryConnection } from "../wire/unary-connection.js";
-import { defaultRunDirectory } from "./serve-config.js";
+import { socketFromFlags } from "./serve-config.js";
 
-async function askStatus(socketPath: string, timeoutMs: number): Promise<StatusResponse__Output> {
+/** What `status` reports. */
+interface DaemonStatus {
+  /** The daemon's own version (its package's), null when it does not say. */
+  readonly version: string | null;
+  /** The program answering, `kms-envelope` for ours; null when it does not say. */
+  readonly runtime: string | null;
+  /** The KMS API version its Status names (`v2`), which kube-apiserver checks. */
+  readonly apiVersion: string;
+  readonly healthz: string;
+  readonly keyId: string;
+}
+
+/**
+ * Asks the daemon on `socketPath`. KMS v2's Status names only the API version, and its wire
+ * format is kube-apiserver's, so the daemon's own version comes from the one existing answer
+ * that carries it: v1beta1 Version's runtime_name and runtime_version, served on the same
+ * socket. A plugin without v1beta1 still gets its Status reported, its version unknown.
+ */
+async function askStatus(socketPath: string, timeoutMs: number): Promise<DaemonStatus> {
   const address = grpcAddress(socketPath);
-  const connection = new UnaryConnection(services.kmsV2, { address, timeoutMs, label: address });
+  const options = { address, timeoutMs, label: address };
+  const v2 = new UnaryConnection(services.kmsV2, options);
+  const v1 = new UnaryConnection(services.kmsV1, options);
   try {
-    const answer = await connection.attempt<StatusResponse__Output>("Status", {});
-    if (answer.ok) return answer.value;
-    throw new KmsEnvelopeError(
-      "DAEMON_UNREACHABLE",
-      `no answer from ${address}: ${answer.details}; is the daemon running?`,
-    );
+    const [status, version] = await Promise.all([
+      v2.attempt<StatusResponse__Output>("Status", {}),
+      v1.attempt<VersionResponse__Output>("Version", { version: "v1beta1" }),
+    ]);
+    if (!status.ok)
+      throw new KmsEnvelopeError(
+        "DAEMON_UNREACHABLE",
+        `no answer from ${address}: ${status.details}; is the daemon running? (start it, or point --socket at its socket)`,
+      );
+    const runtime = version.ok ? version.value : undefined;
+    return {
+      version: runtime?.runtime_version || null,
+      runtime: runtime?.runtime_name || null,
+      apiVersion: status.value.version,
+      healthz: status.value.healthz,
+      keyId: status.value.key_id,
+    };
   } finally {
-    connection.close();
+    v2.close();
+    v1.close();
   }
 }
 
-/** `kms-envelope status`: asks a running daemon for its KMS v2 Status. */
+/** The version line: ours is the bare version; another plugin's says whose it is. */
+function versionText(status: DaemonStatus): string {
+  if (status.version === null) return "unknown (the daemon does not answer v1beta1 Version)";
+  return status.runtime === null || status.runtime === "kms-envelope"
+    ? status.version
+    : `${status.version} (${status.runtime})`;
+}
+
+/** `kms-envelope status`: asks a running daemon for its version and its KMS v2 Status. */
 export function statusCommand(): Command {
   return new Command("status")
     .description(
-      "ask a running daemon for its version, health and primary key id (exit 1 unless healthy)",
+      "ask a running daemon for its version, KMS API version, health and primary key id (exit 1 unless healthy)",
     )
     .addOption(
       new Option("--socket <path>", `daemon socket (default <run-dir>/${SOCKET_FILE_NAME})`).env(
@@ -43,18 +83,17 @@ export function statusCommand(): Command {
     .action(
       async (options: { socket?: string; runDir?: string; timeout: string; json?: boolean }) => {
         const timeoutMs = parseFlag(durationSchema, "timeout", options.timeout);
-        const socket = options.socket ?? defaultSocketPath(options.runDir ?? defaultRunDirectory());
-        const answer = await askStatus(parseFlag(socketPathSchema, "socket", socket), timeoutMs);
-        if (options.json) {
-          process.stdout.write(
-            `${JSON.stringify({ version: answer.version, healthz: answer.healthz, keyId: answer.key_id })}\n`,
-          );
-        } else {
-          process.stdout.write(
-            `version: ${answer.version}\nhealthz: ${answer.healthz}\nkey_id:  ${answer.key_id}\n`,
-          );
+        const answer = await askStatus(socketFromFlags(options), timeoutMs);
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify(answer)}\n`
+            : // healthz and key_id keep the lines scripts already match (`grep 'healthz: ok'`).
+              `version: ${versionText(answer)}\nkms_api: ${answer.apiVersion}\nhealthz: ${answer.healthz}\nkey_id:  ${answer.keyId}\n`,
+        );
+        if (answer.healthz !== "ok") {
+          process.stderr.write(`kms-envelope: the daemon is not healthy: ${answer.healthz}\n`);
+          process.exitCode = 1;
         }
-        if (answer.healthz !== "ok") process.exitCode = 1;
       },
     );
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { ConfigError, KmsEnvelopeError } from "../errors.js";
+import type { FieldLayer } from "../fields/field-layer.js";
 import { EncryptedStore } from "../store/encrypted-store.js";
 import { listRecords } from "../store/record-listing.js";
 import type { RecordRepository } from "../store/repository.js";
@@ -86,14 +87,17 @@ function putCommand(): Command {
       "--resource <resource>",
       "resource the records belong to, as the field map names it",
     )
-    .option("--id-field <path>", "property holding each record's id (a plain field)", "id")
-    .option("--subject-field <path>", "property holding each record's data subject (owner), if any")
+    .option("--id-field <field>", "property holding each record's id (a plain field)", "id")
+    .option(
+      "--subject-field <field>",
+      "property holding each record's data subject (owner), if any",
+    )
     .addOption(
       new Option("--workspace <workspace>", "workspace of every record").conflicts(
         "workspaceField",
       ),
     )
-    .option("--workspace-field <path>", "property holding each record's workspace")
+    .option("--workspace-field <field>", "property holding each record's workspace")
     .option(
       "--replace",
       "replace records that exist (keeping their subject and workspace) instead of stopping at them",
@@ -166,17 +170,19 @@ function listCommand(): Command {
 }
 
 /**
- * What get and find share: the field layer, the resource checked before the store is opened (so
- * a mistyped name fails as UNMAPPED_RESOURCE and no store is touched), the store opened
- * read-only, and both closed however `read` ends.
+ * What get and find share: the field layer, the resource and the command's own flags checked
+ * before the store is opened (so a mistyped name fails as UNMAPPED_RESOURCE and no store is
+ * touched), the store opened read-only, and both closed however `read` ends.
  */
 async function readThroughFieldLayer(
   flags: ReadFlags,
   read: (store: EncryptedStore) => Promise<void>,
+  checkFlags: (codec: FieldLayer) => void = () => {},
 ): Promise<void> {
   const codec = await fieldLayerFromFlags(flags);
   try {
     codec.checkResource(flags.resource);
+    checkFlags(codec);
     const repository = await openStoreFromFlags(flags, { readOnly: true });
     try {
       await read(
@@ -231,6 +237,21 @@ function getCommand(): Command {
   );
 }
 
+/** A search the field map cannot answer is the invocation's fault, found before any search. */
+function checkFindFlags(codec: FieldLayer, flags: FindFlags): void {
+  if (flags.workspace === "")
+    throw new ConfigError("--workspace", "is empty", "give the workspace to search");
+  const searchable = codec.lookupPaths(flags.resource);
+  if (!searchable.includes(flags.where.field))
+    throw new ConfigError(
+      "--where",
+      `${flags.resource} ${flags.where.field} has no lookup, so it cannot be searched`,
+      searchable.length === 0
+        ? "declare a lookup for it in the field map, then run kms-envelope rewrap to compute the tokens of stored records"
+        : `search ${searchable.join(", ")}, or declare a lookup for it in the field map and run kms-envelope rewrap`,
+    );
+}
+
 /** `store find`: the records whose lookup field equals a value, decrypted, as NDJSON. */
 function findCommand(): Command {
   const command = new Command("find")
@@ -241,34 +262,38 @@ function findCommand(): Command {
     .requiredOption("--where <field=value>", "the field and the value searched for", whereClause)
     .requiredOption("--workspace <workspace>", "workspace searched (lookups never cross them)");
   return addStoreOptions(addFieldLayerFlags(addAdoptOption(command))).action((flags: FindFlags) =>
-    readThroughFieldLayer(flags, async (store) => {
-      // Page by page, so a value thousands of records share streams out in bounded memory.
-      const write = drainingWriter(process.stdout);
-      let count = 0;
-      let stale = 0;
-      let after = "";
-      for (;;) {
-        const page = await store.find(flags.resource, {
-          ...flags.where,
-          workspace: flags.workspace,
-          after,
-          limit: FIND_PAGE,
-        });
-        for (const record of page) await write(`${JSON.stringify(record.document)}\n`);
-        count += page.length;
-        stale += page.filter((record) => record.stale).length;
-        if (page.length < FIND_PAGE) break;
-        after = (page[page.length - 1] as { id: string }).id;
-      }
-      if (count === 0)
-        process.stderr.write(
-          `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
-        );
-      else if (stale > 0)
-        process.stderr.write(
-          `kms-envelope: ${stale} of them written by an older provider or key: run kms-envelope rewrap\n`,
-        );
-    }),
+    readThroughFieldLayer(
+      flags,
+      async (store) => {
+        // Page by page, so a value thousands of records share streams out in bounded memory.
+        const write = drainingWriter(process.stdout);
+        let count = 0;
+        let stale = 0;
+        let after = "";
+        for (;;) {
+          const page = await store.find(flags.resource, {
+            ...flags.where,
+            workspace: flags.workspace,
+            after,
+            limit: FIND_PAGE,
+          });
+          for (const record of page) await write(`${JSON.stringify(record.document)}\n`);
+          count += page.length;
+          stale += page.filter((record) => record.stale).length;
+          if (page.length < FIND_PAGE) break;
+          after = (page[page.length - 1] as { id: string }).id;
+        }
+        if (count === 0)
+          process.stderr.write(
+            `kms-envelope: no record of ${flags.resource} in workspace ${JSON.stringify(flags.workspace)} has that ${flags.where.field}\n`,
+          );
+        else if (stale > 0)
+          process.stderr.write(
+            `kms-envelope: ${stale} of them written by an older provider or key: run kms-envelope rewrap\n`,
+          );
+      },
+      (codec) => checkFindFlags(codec, flags),
+    ),
   );
 }
 

@@ -1,7 +1,8 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
-import { openRepository } from "../store/open-repository.js";
+import { ConfigError, errorMessage, KmsEnvelopeError } from "../errors.js";
+import { openRepository, sqlitePath } from "../store/open-repository.js";
 import type { RecordRepository } from "../store/repository.js";
 import type { OpenOptions } from "../store/schema.js";
 
@@ -43,10 +44,43 @@ export function storeUrl(flags: StoreFlags): string {
   );
 }
 
-/** Opens the store the flags name; commands that only read pass `readOnly`. */
-export function openStoreFromFlags(
+/**
+ * What the file system says when the SQLite file's place cannot hold one: a file where its
+ * directory belongs, no permission, a name too long. No retry mends these; the flag must change.
+ */
+const UNUSABLE_PLACES = new Set([
+  "EACCES",
+  "EEXIST",
+  "EISDIR",
+  "ELOOP",
+  "ENAMETOOLONG",
+  "ENOTDIR",
+  "EPERM",
+  "EROFS",
+  "SQLITE_CANTOPEN",
+]);
+
+/**
+ * Opens the store the flags name; commands that only read pass `readOnly`. A SQLite store
+ * whose place cannot hold one is an invocation error naming the flag that chose the place.
+ */
+export async function openStoreFromFlags(
   flags: StoreFlags,
   options: OpenOptions = {},
 ): Promise<RecordRepository> {
-  return openRepository(storeUrl(flags), options);
+  const url = storeUrl(flags);
+  try {
+    return await openRepository(url, options);
+  } catch (error) {
+    const cause = error instanceof KmsEnvelopeError ? error.cause : undefined;
+    const code = (cause as { code?: unknown } | undefined)?.code;
+    const path = sqlitePath(url);
+    if (path === undefined || typeof code !== "string" || !UNUSABLE_PLACES.has(code)) throw error;
+    throw new ConfigError(
+      flags.store === undefined ? "--data-dir" : "--store",
+      `${path} cannot hold the SQLite store: ${errorMessage(cause)}`,
+      "give a place this user can create and write the file in",
+      { cause: error },
+    );
+  }
 }

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { type CST, Parser, parse } from "yaml";
+import { type CST, LineCounter, Parser, parse, YAMLError } from "yaml";
 import { ConfigError, errorMessage } from "../errors.js";
 
 /**
@@ -42,7 +42,11 @@ export async function readConfigText(path: string, what: string): Promise<string
   }
 }
 
-/** Parses YAML (JSON is YAML too); the error names the document and the YAML problem. */
+/**
+ * Parses YAML (JSON is YAML too); the error names the document, the YAML problem and where it
+ * is, in one line. yaml's own messages quote the offending lines, which may hold a secret and
+ * span several lines, so only its first sentence and the position are kept.
+ */
 export function parseYamlText(text: string, what: string): unknown {
   if (yamlNestingDepth(text) > MAX_YAML_DEPTH) {
     throw new ConfigError(
@@ -51,10 +55,21 @@ export function parseYamlText(text: string, what: string): unknown {
       "it is not a configuration file: check its contents",
     );
   }
+  const lineCounter = new LineCounter();
   try {
-    return parse(text);
+    // Warnings (an unknown tag) would go to the process's warning stream, a second voice on
+    // stderr; they are not errors in a configuration file, so they are left unsaid.
+    return parse(text, { prettyErrors: false, lineCounter, logLevel: "error" });
   } catch (error) {
-    throw new ConfigError(what, `is not valid YAML: ${errorMessage(error)}`, "fix its syntax", {
+    const where =
+      error instanceof YAMLError
+        ? (({ line, col }) => ` at line ${line}, column ${col}`)(lineCounter.linePos(error.pos[0]))
+        : "";
+    const problem =
+      error instanceof YAMLError && error.code === "MULTIPLE_DOCS"
+        ? "holds more than one document (---)"
+        : errorMessage(error).split("\n")[0];
+    throw new ConfigError(what, `is not valid YAML${where}: ${problem}`, "fix its syntax", {
       cause: error,
     });
   }

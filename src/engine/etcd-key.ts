@@ -41,6 +41,30 @@ const BUILT_IN_GROUPS: Readonly<Record<string, string>> = {
   endpointslices: "discovery.k8s.io",
 };
 
+/**
+ * Every resource kube-apiserver stores under a path segment without a dot: the core group's,
+ * and the built-ins of other groups it stores without their group (above). Any other resource
+ * (a custom resource, an aggregated API's) is stored under `<group>/<resource>`. Endpoints are
+ * stored under `services/endpoints`.
+ */
+const UNGROUPED_SEGMENTS: ReadonlySet<string> = new Set([
+  ...Object.keys(BUILT_IN_GROUPS),
+  "configmaps",
+  "controllers",
+  "events",
+  "limitranges",
+  "minions",
+  "namespaces",
+  "persistentvolumeclaims",
+  "persistentvolumes",
+  "pods",
+  "podtemplates",
+  "resourcequotas",
+  "secrets",
+  "serviceaccounts",
+  "services",
+]);
+
 /** Core resources kept under a historical path segment. */
 const RENAMED: Readonly<Record<string, string>> = {
   minions: "nodes",
@@ -86,4 +110,61 @@ export function resourceOfEtcdKey(key: string, prefix = "/registry"): string {
   const resource = lookUp(RENAMED, first) ?? first;
   const group = lookUp(BUILT_IN_GROUPS, first);
   return group === undefined ? resource : `${resource}.${group}`;
+}
+
+/** One way to read an etcd key: the apiserver's `--etcd-prefix` and the resource after it. */
+interface EtcdKeyReading {
+  readonly prefix: string;
+  readonly resource: string;
+  /**
+   * The segment after the prefix is one kube-apiserver writes (a built-in resource's, or a
+   * group's), not a name that only the layout allows.
+   */
+  readonly plausible: boolean;
+}
+
+/**
+ * The shapes of what follows the prefix, by segment count: `<resource>/<name>`,
+ * `<resource>/<namespace>/<name>` or `<group>/<resource>/<name>`, and
+ * `<group>/<resource>/<namespace>/<name>` or `services/{specs,endpoints}/<namespace>/<name>`.
+ * Only a group has a dot; namespaces and resources are DNS labels, so cannot.
+ */
+function isResourcePath([first = "", second = "", third = ""]: readonly string[], length: number) {
+  const grouped = first.includes(".");
+  if (first === "services") return length === 4 && (second === "specs" || second === "endpoints");
+  if (length === 2) return !grouped;
+  if (second.includes(".")) return false;
+  return length === 3 || (grouped && !third.includes("."));
+}
+
+/**
+ * Every way `key` can be read when the apiserver's `--etcd-prefix` is not known: each split
+ * into a prefix of at least one segment and a resource path in one of the layouts
+ * kube-apiserver writes. The reading under the default `/registry` comes first, then the
+ * plausible ones, then the others; within each, the longer resource path first. Empty when
+ * the key has no such reading (not absolute, an empty segment, too short).
+ *
+ * @param key - The etcd key the value was read from.
+ */
+export function etcdKeyReadings(key: string): EtcdKeyReading[] {
+  const segments = key.split("/");
+  // An absolute key splits into "" and then its segments, none of which may be empty.
+  if (segments.length < 4 || segments[0] !== "" || segments.slice(1).includes("")) return [];
+  const readings: EtcdKeyReading[] = [];
+  for (const length of [4, 3, 2]) {
+    const start = segments.length - length;
+    const rest = segments.slice(start);
+    if (start < 2 || !isResourcePath(rest, length)) continue;
+    const prefix = segments.slice(0, start).join("/");
+    const first = rest[0] as string;
+    readings.push({
+      prefix,
+      resource: resourceOfEtcdKey(key, prefix),
+      plausible: first.includes(".") || UNGROUPED_SEGMENTS.has(first),
+    });
+  }
+  const rank = (reading: EtcdKeyReading) =>
+    reading.prefix === "/registry" ? 0 : reading.plausible ? 1 : 2;
+  // A stable sort keeps the longer resource paths first within a rank.
+  return readings.sort((a, b) => rank(a) - rank(b));
 }

@@ -188,5 +188,5 @@ export function parseFieldMap(text: string, source = "field map"): FieldMap {
  * @throws `INVALID_CONFIG` when the file cannot be read or is not a valid field map.
  */
 export async function loadFieldMap(path: string): Promise<FieldMap> {
-  return parseFieldMap(await readConfigText(path, "field map"), path);
+  return parseFieldMap(await readConfigText(path, "field map"), `field map ${path}`);
 }

@@ -34,12 +34,44 @@ interface UnaryConnectionOptions {
    */
   readonly refusals?: Partial<Record<grpc.status, ErrorCode>>;
   /**
-   * The code of every other failure and what to do about it (default `KMS_PLUGIN_FAILED`,
-   * "check that the plugin is running and healthy").
+   * The code of every other failure, and what to do when the peer itself is in question
+   * (default `KMS_PLUGIN_FAILED`, "check that the plugin is running and healthy").
    */
   readonly failure?: { readonly code: ErrorCode; readonly remedy: string };
   readonly observe?: CallObserver;
   readonly channelOptions?: grpc.ChannelOptions;
+}
+
+/**
+ * Failures that put the peer itself in question (not running, stuck, crashing), for which the
+ * connection's remedy is the advice. Any other status is the peer's answer about the call (a
+ * value that does not decrypt, a refused argument), whose own words say what is wrong; "check
+ * that it is running" would send the operator after a healthy peer.
+ */
+const PEER_FAILURES: ReadonlySet<grpc.status> = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.UNKNOWN,
+  grpc.status.INTERNAL,
+]);
+
+/**
+ * What a failed call's details tell an operator. grpc-js words its own failures for its
+ * maintainers: a refused connection is "No connection established. Last error: Error: connect
+ * ENOENT /p.sock. Resolution note: " and a deadline carries its timing breakdown. Only the
+ * system error, or the time waited, is kept; a peer's own details pass unchanged (one line).
+ */
+function detailsOf(failure: Partial<grpc.ServiceError>): string {
+  const text = failure.details || failure.message || "no detail";
+  const connect =
+    /^No connection established\. Last error: (?:\w*Error: )?(.*?)\.? Resolution note:/s.exec(text);
+  if (connect !== null)
+    return connect[1] === "" || connect[1] === "null"
+      ? "cannot connect"
+      : `cannot connect (${connect[1]})`;
+  const deadline = /^Deadline exceeded after [^,]+/.exec(text);
+  if (deadline !== null) return deadline[0];
+  return (text.split("\n")[0] as string).slice(0, 300);
 }
 
 const PLUGIN_FAILURE = {
@@ -115,9 +147,10 @@ export class UnaryConnection {
     // A refusal is about the input, so the peer's own words say what is wrong with it.
     if (refusal !== undefined)
       throw new KmsEnvelopeError(refusal, `${label}: ${method} refused: ${result.details}`);
+    const remedy = PEER_FAILURES.has(result.code) ? `; ${failure.remedy}` : "";
     throw new KmsEnvelopeError(
       failure.code,
-      `${label}: ${method} failed with ${result.codeName}: ${result.details}; ${failure.remedy}`,
+      `${label}: ${method} failed with ${result.codeName}: ${result.details}${remedy}`,
     );
   }
 
@@ -147,7 +180,7 @@ export class UnaryConnection {
         ok: false,
         code,
         codeName,
-        details: (failure.details || failure.message || "no detail").slice(0, 300),
+        details: detailsOf(failure),
         ms: elapsed(),
       };
     }

@@ -473,5 +473,49 @@ describe("field layer and CLI against the real daemon", () => {
       assert.equal(moved.code, 1);
       assert.match(moved.stderr, /decryption failed/);
     });
+
+    it("etcd decode finds the resource under a custom --etcd-prefix it was not told, and holds a given one to the key", async () => {
+      const key = "/clusters/a.example.com/secrets/default/db";
+      const engine = await EncryptionEngine.start(await loadEncryptionConfiguration(configPath));
+      const stored = await engine.encrypt("secrets", Buffer.from("k8s\0object"), Buffer.from(key));
+      engine.close();
+      const found = await runCli(
+        ["etcd", "decode", "--encryption-config", configPath, "--key", key, "--json"],
+        env(),
+        20_000,
+        stored.data,
+      );
+      assert.equal(found.code, 0, found.stderr);
+      assert.deepEqual(
+        { ...(JSON.parse(found.stdout) as object), plaintext: undefined },
+        {
+          resource: "secrets",
+          provider: "kms:v2:kms-envelope",
+          keyId: suite.daemon.keyId,
+          stale: false,
+          plaintext: undefined,
+        },
+      );
+      const told = await runCli(
+        [
+          "etcd",
+          "decode",
+          "--encryption-config",
+          configPath,
+          "--key",
+          key,
+          "--etcd-prefix",
+          "/registry",
+        ],
+        env(),
+        20_000,
+        stored.data,
+      );
+      assert.equal(told.code, 2);
+      assert.match(
+        told.stderr,
+        /^kms-envelope: --etcd-prefix: "\/clusters\/a\.example\.com\/secrets\/default\/db" is not under \/registry\/ \(/,
+      );
+    });
   });
 });

@@ -210,7 +210,7 @@ describe("start-up: master key and flags", () => {
     assert.equal(result.code, 1);
     assert.match(
       result.stderr,
-      /^kms-envelope: no answer from unix:.*nobody\.sock: .*is the daemon running\?\n$/,
+      /^kms-envelope: no answer from unix:.*nobody\.sock: cannot connect \(connect ENOENT \S+nobody\.sock\); is the daemon running\? \(start it, or point --socket at its socket\)\n$/,
     );
   });
 

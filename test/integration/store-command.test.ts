@@ -294,7 +294,7 @@ resources:
       ],
       [
         ["store", "put", ...messageFlags(path), "--workspace", "ws-a", "--workspace-field", "ws"],
-        /option '--workspace <workspace>' cannot be used with option '--workspace-field <path>'/,
+        /option '--workspace <workspace>' cannot be used with option '--workspace-field <field>'/,
       ],
     ];
     for (const [args, message] of cases) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { resourceOfEtcdKey } from "../../../src/engine/etcd-key.js";
+import { etcdKeyReadings, resourceOfEtcdKey } from "../../../src/engine/etcd-key.js";
 import { AWKWARD_CHARACTERS, outcome, PROTOTYPE_NAMES, runs } from "./fuzz-support.js";
 
 const RENAMES = ["nodes", "replicationcontrollers", "ingresses"];
@@ -57,6 +57,27 @@ describe("fuzz: etcd keys", () => {
         if (groups.length > 0) assert.match(groups.join("."), DNS_SUBDOMAIN);
       }),
       runs(1000),
+    );
+  });
+
+  it("every reading of any key is a split of it at a segment, and reading never throws", () => {
+    const key = fc.oneof(
+      fc.string({ unit: "binary", maxLength: 60 }),
+      fc
+        .array(fc.oneof(fc.constantFrom("/", ".", ...AWKWARD_CHARACTERS), segment, group), {
+          maxLength: 10,
+        })
+        .map((parts) => parts.join("")),
+      fc.array(fc.oneof(segment, group), { maxLength: 7 }).map((parts) => `/${parts.join("/")}`),
+    );
+    fc.assert(
+      fc.property(key, (text) => {
+        for (const reading of etcdKeyReadings(text)) {
+          assert.ok(text.startsWith(`${reading.prefix}/`) && reading.prefix !== "", text);
+          assert.equal(reading.resource, resourceOfEtcdKey(text, reading.prefix));
+        }
+      }),
+      runs(2000),
     );
   });
 
