@@ -1,7 +1,11 @@
 import { type Command, Option } from "commander";
 import { z } from "zod";
 import { ProviderRegistry } from "../../providers/registry.js";
-import type { ProviderAttemptObserver, ProviderCallObserver } from "../../providers/types.js";
+import type {
+  ProviderAttemptObserver,
+  ProviderCallObserver,
+  ProviderLogger,
+} from "../../providers/types.js";
 import { durationSchema } from "../config/duration.js";
 import { flagIssuesError } from "../config/issues.js";
 
@@ -67,6 +71,7 @@ export async function providerRegistry(
   environment: NodeJS.ProcessEnv,
   observe?: ProviderCallObserver,
   observeAttempt?: ProviderAttemptObserver,
+  logger?: ProviderLogger,
 ): Promise<ProviderRegistry> {
   const parsed = schema.safeParse(input);
   if (!parsed.success) throw flagIssuesError(parsed.error.issues);
@@ -79,6 +84,7 @@ export async function providerRegistry(
     environment,
     observe,
     observeAttempt,
+    logger,
   });
   for (const module of flags.providerModule) await registry.register(module);
   return registry;
