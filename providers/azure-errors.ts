@@ -65,7 +65,9 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
   if (errorName === "RestError") {
     const { statusCode: status, code, details } = error as RestErrorShape;
     const said = ` (Key Vault: ${status ?? "no response"} ${code ?? ""}: ${message})`;
-    const access = `grant the daemon's identity the Key Vault Crypto User role (or the get, wrapKey and unwrapKey key permissions of an access policy) on ${keyRef}, and allow its network in the vault firewall`;
+    const access = `grant the daemon's identity the Key Vault Crypto Service Encryption User or Key Vault Crypto User role (or the wrapKey and unwrapKey key permissions of an access policy; get is optional) on ${keyRef}, and allow its network in the vault firewall`;
+    // An access policy's refusal names the one permission missing.
+    const missing = /does not have keys (\w+) permission/.exec(message)?.[1];
     if (status === 401)
       return fail(
         "user",
@@ -78,6 +80,18 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
       return fail(
         "user",
         `key version ${keyRef} is disabled: enable it (\`az keyvault key set-attributes --id ${keyRef} --enabled true\`) or rotate to an enabled version${said}`,
+      );
+    }
+    if (status === 403 && missing !== undefined) {
+      return fail(
+        "user",
+        `access denied for ${where}: the identity's access policy lacks the keys ${missing} permission; add it (\`az keyvault set-policy --name ${vaultName(facts.key.vaultUrl)} --object-id <identity> --key-permissions wrapKey unwrapKey\`) or grant the Key Vault Crypto Service Encryption User role${said}`,
+      );
+    }
+    if (status === 403 && /expired/i.test(message)) {
+      return fail(
+        "user",
+        `key version ${keyRef} has expired, so Key Vault refuses ${operation}: extend it (\`az keyvault key set-attributes --id ${keyRef} --expires …\`) or rotate to a new version${said}`,
       );
     }
     if (status === 403) return fail("user", `access denied for ${where}: ${access}${said}`);
@@ -126,6 +140,11 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
     );
   }
   return fail("other", `${where} failed: ${errorName}: ${message}`);
+}
+
+// The vault's name is the first label of its host (`<name>.vault.azure.net`).
+function vaultName(vaultUrl: string): string {
+  return new URL(vaultUrl).hostname.split(".")[0] ?? vaultUrl;
 }
 
 interface RestErrorShape {

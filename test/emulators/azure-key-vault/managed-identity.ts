@@ -48,6 +48,8 @@ export class ManagedIdentityEndpoint {
   readonly header: string;
   /** The client id reported for the (system-assigned) identity. */
   readonly clientId = randomUUID();
+  /** The identity as the vault names it when it refuses a request: application and object id. */
+  readonly principal = { appId: this.clientId, objectId: randomUUID() };
   readonly #server: Server;
   readonly #observer: IdentityObserver;
   readonly #issued = new Map<string, { resource: string; expiresAt: number }>();
