@@ -1,3 +1,4 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import {
   DecryptCommand,
   DescribeKeyCommand,
@@ -22,6 +23,8 @@ import {
   ProviderError,
   type ProviderErrorClass,
   type ProviderKeyDescription,
+  type ProviderLogger,
+  type ProviderOptions,
   type WrapContext,
 } from "./types.js";
 
@@ -51,9 +54,12 @@ export interface AwsKmsProviderOptions {
   keyLength?: number | undefined;
   /** Called with the class of every failed attempt, retried ones included (metrics). */
   onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
+  /** Told once when kms:DescribeKey is denied and health checks decrypt instead. */
+  logger?: ProviderLogger | undefined;
 }
 
 const MAX_CIPHERTEXT_BYTES = 6144;
+const HEALTH_PROBE_KEY_ID = "aws:health-probe";
 
 /**
  * The `aws` custody provider (SPEC.md §3): the master key is stored wrapped by an AWS KMS
@@ -71,7 +77,13 @@ export class AwsKmsProvider implements CustodyProvider {
   readonly #keyLength: number;
   readonly #endpointLabel: string;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
+  readonly #logger: ProviderLogger | undefined;
   #keyArn: string | undefined;
+  // Set once kms:DescribeKey was denied: health then decrypts instead, without asking again
+  // (a restart picks up a grant).
+  #describeDenied = false;
+  // The last key wrapped or unwrapped, which a health check without DescribeKey decrypts again.
+  #lastWrapped: { wrapped: Uint8Array; context: WrapContext } | undefined;
   #closed = false;
 
   constructor(options: AwsKmsProviderOptions) {
@@ -81,6 +93,7 @@ export class AwsKmsProvider implements CustodyProvider {
     this.#timeoutMs = integerOption("timeoutMs", options.timeoutMs ?? 5000, 1, 300_000);
     this.#keyLength = integerOption("keyLength", options.keyLength ?? 32, 1, 4096);
     this.#onAttemptFailed = options.onAttemptFailed;
+    this.#logger = options.logger;
     const maxAttempts = integerOption("maxAttempts", options.maxAttempts ?? 3, 1, 10);
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
     const region = options.region ?? key.region;
@@ -124,6 +137,7 @@ export class AwsKmsProvider implements CustodyProvider {
         `AWS KMS Encrypt with ${this.#keyLabel()} returned no usable CiphertextBlob: retry; if it persists, check what answers at ${this.#endpointLabel}`,
       );
     }
+    this.#lastWrapped = { wrapped: Uint8Array.from(blob), context: { keyId: context.keyId } };
     return Uint8Array.from(blob);
   }
 
@@ -151,6 +165,7 @@ export class AwsKmsProvider implements CustodyProvider {
           `AWS KMS Decrypt with ${this.#keyLabel()} returned ${plaintext?.length ?? 0} bytes for ${context.keyId}, not a ${this.#keyLength}-byte key: the keyring entry or the response is damaged; restore the entry from a backup`,
         );
       }
+      this.#lastWrapped = { wrapped: Uint8Array.from(wrapped), context: { keyId: context.keyId } };
       return Uint8Array.from(plaintext);
     } finally {
       wipe(plaintext);
@@ -163,8 +178,50 @@ export class AwsKmsProvider implements CustodyProvider {
    * Encrypt/Decrypt traffic needs, and it touches no key material; it still sees disable,
    * scheduled deletion, deletion, a wrong key type and revoked access to the key. A revoked
    * kms:Decrypt alone is caught by the daemon's periodic re-unwrap (SPEC.md §3).
+   *
+   * kms:DescribeKey is optional: when it is denied (said once), health decrypts the last key
+   * wrapped or unwrapped again — or, before any, makes a random key's round trip — which sees
+   * the same key states through the operations the identity does hold.
    */
   async checkHealth(signal?: AbortSignal): Promise<void> {
+    if (!this.#describeDenied) {
+      try {
+        await this.#describeKey(signal);
+        return;
+      } catch (error) {
+        if (!isAccessDenied(error)) throw error;
+        this.#describeDenied = true;
+        this.#logger?.info(
+          `aws: kms:DescribeKey is not granted on ${this.#keyLabel()}: health checks decrypt the last wrapped key instead (one Decrypt each; Encrypt and Decrypt of a probe before any). Grant kms:DescribeKey to check the key's state without a cryptographic call`,
+        );
+      }
+    }
+    const last = this.#lastWrapped;
+    if (last !== undefined) {
+      wipe(await this.unwrapKey(last.wrapped, last.context, signal));
+      return;
+    }
+    const sample = randomBytes(this.#keyLength);
+    let unwrapped: Uint8Array | undefined;
+    try {
+      const context = { keyId: HEALTH_PROBE_KEY_ID };
+      unwrapped = await this.unwrapKey(
+        await this.wrapKey(sample, context, signal),
+        context,
+        signal,
+      );
+      if (!timingSafeEqual(unwrapped, sample)) {
+        throw new ProviderError(
+          "corrupt",
+          `AWS KMS decrypted a health probe with ${this.#keyLabel()} to other bytes: check what answers at ${this.#endpointLabel}`,
+        );
+      }
+    } finally {
+      wipe(sample, unwrapped);
+    }
+  }
+
+  async #describeKey(signal: AbortSignal | undefined): Promise<void> {
     const command = new DescribeKeyCommand({ KeyId: this.#keyRef });
     const output = await this.#call("DescribeKey", command, signal, (abortSignal) =>
       this.#client.send(command, { abortSignal }),
@@ -184,6 +241,7 @@ export class AwsKmsProvider implements CustodyProvider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#lastWrapped = undefined;
     this.#client.destroy();
   }
 
@@ -240,16 +298,7 @@ export class AwsKmsProvider implements CustodyProvider {
 }
 
 /** Registry entry point (providers/registry.ts): one provider for one key reference. */
-export function createProvider(
-  keyRef: string,
-  options: {
-    timeoutMs: number;
-    maxAttempts: number;
-    endpoint?: string | undefined;
-    region?: string | undefined;
-    onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
-  },
-): AwsKmsProvider {
+export function createProvider(keyRef: string, options: ProviderOptions): AwsKmsProvider {
   return new AwsKmsProvider({
     keyRef,
     timeoutMs: options.timeoutMs,
@@ -257,7 +306,16 @@ export function createProvider(
     endpoint: options.endpoint,
     region: options.region,
     onAttemptFailed: options.onAttemptFailed,
+    logger: options.logger,
   });
+}
+
+// A denial of the call's own permission, not of the credentials (those are other errors).
+function isAccessDenied(error: unknown): boolean {
+  return (
+    error instanceof ProviderError &&
+    (error.cause as { name?: unknown } | undefined)?.name === "AccessDeniedException"
+  );
 }
 
 function encryptionContext(context: WrapContext): Record<string, string> {

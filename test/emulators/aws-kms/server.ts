@@ -78,7 +78,8 @@ export class AwsKmsEmulator {
   readonly #store: KeyStore;
   readonly #faults: InjectedFault[] = [];
   readonly #sleepers = new Set<() => void>();
-  #accessDenied = false;
+  // Operations the caller's policies deny; none by default.
+  #denied = new Set<Operation>();
   #delayMs = 0;
   #corruptions: CorruptionMode[] = [];
   #closed = false;
@@ -155,7 +156,15 @@ export class AwsKmsEmulator {
 
   /** While on, every key-using call fails with AccessDeniedException. */
   denyAccess(deny = true): void {
-    this.#accessDenied = deny;
+    this.#denied = new Set(deny ? OPERATIONS : []);
+  }
+
+  /**
+   * Allows only these operations, as an IAM or key policy granting exactly these `kms:` actions
+   * would; the others fail with AccessDeniedException until clearFaults().
+   */
+  permitOnly(operations: readonly Operation[]): void {
+    this.#denied = new Set(OPERATIONS.filter((operation) => !operations.includes(operation)));
   }
 
   /** The next `count` calls get 400 ThrottlingException. */
@@ -182,12 +191,12 @@ export class AwsKmsEmulator {
     this.#corruptions.push(...Array<CorruptionMode>(count).fill(mode));
   }
 
-  /** Drops queued faults and corruptions, the delay and access denial (keys stay). */
+  /** Drops queued faults and corruptions, the delay and access denials (keys stay). */
   clearFaults(): void {
     this.#faults.length = 0;
     this.#corruptions = [];
     this.#delayMs = 0;
-    this.#accessDenied = false;
+    this.#denied = new Set();
   }
 
   /** Zeroes the call counters. */
@@ -248,7 +257,7 @@ export class AwsKmsEmulator {
         );
       const output = runOperation(operation, parseInput(body), {
         store: this.#store,
-        accessDenied: this.#accessDenied,
+        denied: (operation) => this.#denied.has(operation),
       });
       this.#corrupt(output);
       send(response, 200, requestId, encodeOutput(output));

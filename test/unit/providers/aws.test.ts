@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { DecryptCommand, KMSClient } from "@aws-sdk/client-kms";
 import {
@@ -11,7 +13,9 @@ import {
 } from "../../../providers/aws.js";
 import { classifyAwsError } from "../../../providers/aws-errors.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
-import { AwsKmsEmulator } from "../../emulators/aws-kms/server.js";
+import { generateVersion } from "../../../src/keys/keyring-edits.js";
+import { PACKAGE_ROOT } from "../../../src/package-info.js";
+import { AwsKmsEmulator, type Operation } from "../../emulators/aws-kms/server.js";
 
 // A region other than the SDK's usual default, so "region parsed from the ARN" is really tested.
 const REGION = "eu-west-3";
@@ -463,6 +467,112 @@ describe("AwsKmsProvider against the KMS emulator (real @aws-sdk/client-kms)", (
   });
 });
 
+describe("AwsKmsProvider without kms:DescribeKey", () => {
+  function unDescribed(arn: string) {
+    const said: string[] = [];
+    const aws = provider(arn, { logger: { info: (message) => said.push(message) } });
+    return { aws, said };
+  }
+
+  test("health decrypts the last wrapped key, or a probe before any; the fallback is said once", async () => {
+    const { arn } = kms.createKey();
+    kms.permitOnly(["Encrypt", "Decrypt"]);
+    const { aws, said } = unDescribed(arn);
+    await aws.checkHealth();
+    assert.deepEqual(kms.calls, { Encrypt: 1, Decrypt: 1, DescribeKey: 1, GenerateDataKey: 0 });
+    await aws.wrapKey(randomBytes(32), CONTEXT);
+    await aws.checkHealth();
+    await aws.checkHealth();
+    // DescribeKey was asked once; every later check is one Decrypt of the last wrapped key.
+    assert.deepEqual(kms.calls, { Encrypt: 2, Decrypt: 3, DescribeKey: 1, GenerateDataKey: 0 });
+    assert.equal(said.length, 1);
+    assert.match(
+      said[0] ?? "",
+      new RegExp(
+        `^aws: kms:DescribeKey is not granted on ${arn}: health checks decrypt the last wrapped key instead .*Grant kms:DescribeKey`,
+      ),
+    );
+  });
+
+  test("a disabled key, a revoked kms:Decrypt or no access at all still fail health as user", async () => {
+    const { arn } = kms.createKey();
+    kms.permitOnly(["Encrypt", "Decrypt"]);
+    const { aws } = unDescribed(arn);
+    await aws.wrapKey(randomBytes(32), CONTEXT);
+    kms.disableKey(arn);
+    const disabled = await failure(aws.checkHealth());
+    assert.equal(disabled.errorClass, "user");
+    assert.match(disabled.message, /is disabled.*aws kms enable-key/);
+    kms.enableKey(arn);
+    await aws.checkHealth();
+    kms.permitOnly(["Encrypt"]);
+    const revoked = await failure(aws.checkHealth());
+    assert.equal(revoked.errorClass, "user");
+    assert.match(revoked.message, new RegExp(`denied kms:Decrypt on ${arn}.*grant kms:Decrypt`));
+    kms.permitOnly([]);
+    assert.match((await failure(aws.checkHealth())).message, /denied kms:Decrypt/);
+  });
+
+  test("with DescribeKey granted, health is one DescribeKey and says nothing", async () => {
+    const { arn } = kms.createKey();
+    const { aws, said } = unDescribed(arn);
+    await aws.checkHealth();
+    assert.deepEqual(kms.calls, { Encrypt: 0, Decrypt: 0, DescribeKey: 1, GenerateDataKey: 0 });
+    assert.deepEqual(said, []);
+  });
+});
+
+describe("the README's IAM policies for the aws provider", () => {
+  // Each command's policy as the README prints it, by the command named on the line before.
+  const policies = new Map(
+    [
+      ...readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8").matchAll(
+        /^`(serve|keygen|rotate)`[^\n]*:\n\n```json\n([\s\S]*?)\n```/gm,
+      ),
+    ].map((match) => {
+      const policy = JSON.parse(match[2] as string) as {
+        Statement: { Effect: string; Action: string[]; Condition?: unknown }[];
+      };
+      const actions = policy.Statement.flatMap((statement) => {
+        assert.equal(statement.Effect, "Allow");
+        return statement.Action.map((action) => action.replace(/^kms:/, "") as Operation);
+      });
+      return [match[1] as string, actions] as const;
+    }),
+  );
+
+  test("there is one for serve, keygen and rotate", () => {
+    assert.deepEqual([...policies.keys()].sort(), ["keygen", "rotate", "serve"]);
+    assert.deepEqual(policies.get("serve"), ["Decrypt"]);
+  });
+
+  for (const command of ["keygen", "rotate"]) {
+    test(`${command}'s policy makes a keyring version, and each action in it is needed`, async () => {
+      const { arn } = kms.createKey();
+      const actions = policies.get(command) ?? [];
+      kms.permitOnly(actions);
+      const version = await generateVersion(provider(arn), arn, "primary");
+      assert.equal(version.provider, "aws");
+      for (const dropped of actions) {
+        kms.permitOnly(actions.filter((action) => action !== dropped));
+        const error = await failure(generateVersion(provider(arn), arn, "primary"));
+        assert.match(error.message, new RegExp(`denied kms:${dropped} .*grant kms:${dropped}`));
+      }
+    });
+  }
+
+  test("serve's policy unwraps, and its health without DescribeKey passes", async () => {
+    const { arn } = kms.createKey();
+    const { wrappedKey, keyId } = await generateVersion(provider(arn), arn, "primary");
+    kms.permitOnly(policies.get("serve") ?? []);
+    const aws = provider(arn);
+    const key = await aws.unwrapKey(Buffer.from(wrappedKey, "base64"), { keyId });
+    assert.equal(key.length, 32);
+    await aws.checkHealth();
+    await failure(aws.wrapKey(randomBytes(32), { keyId }));
+  });
+});
+
 describe("AwsKmsProvider configuration", () => {
   const arn = "arn:aws:kms:eu-west-3:111122223333:key/0b6a5c9e-2f0e-4a57-9a0d-4c1d7f2a9e11";
 
@@ -498,7 +608,7 @@ describe("AwsKmsProvider configuration", () => {
   });
 
   test("createProvider (the registry entry point) builds an aws provider for the key", async () => {
-    const aws = createProvider(arn, { timeoutMs: 1000, maxAttempts: 2 });
+    const aws = createProvider(arn, { timeoutMs: 1000, maxAttempts: 2, environment: {} });
     assert.equal(aws.name, "aws");
     assert.deepEqual(aws.describe(), { provider: "aws", keyRef: arn });
     await aws.close();
