@@ -99,6 +99,7 @@ export class AwsKmsProvider implements CustodyProvider {
     const region = options.region ?? key.region;
     this.#endpointLabel =
       options.endpoint ?? `the AWS KMS endpoint of ${region ?? "the configured region"}`;
+    suppressNodeVersionNotice();
     this.#client = new KMSClient({
       region,
       endpoint: options.endpoint,
@@ -308,6 +309,17 @@ export function createProvider(keyRef: string, options: ProviderOptions): AwsKms
     onAttemptFailed: options.onAttemptFailed,
     logger: options.logger,
   });
+}
+
+const NODE_VERSION_NOTICE = "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED";
+
+// On Node 20 every SDK client's first construction emits a nine-line notice that SDK releases
+// after January 2027 will need Node 22 (aws-sdk-js-v3#7983), on stderr, where commands print
+// one-line errors. The pinned SDK runs on Node 20, and the notice concerns releases this
+// package does not use, so it is switched off with the variable the SDK documents for this —
+// only when unset: an operator who sets it decides. Process warnings stay on otherwise.
+function suppressNodeVersionNotice(): void {
+  process.env[NODE_VERSION_NOTICE] ??= "true";
 }
 
 // A denial of the call's own permission, not of the credentials (those are other errors).

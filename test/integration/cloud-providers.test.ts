@@ -55,8 +55,9 @@ async function awsUnderTest(): Promise<CloudUnderTest> {
       AWS_CONFIG_FILE: "/nonexistent",
       AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
       AWS_EC2_METADATA_DISABLED: "true",
-      // The SDK's multi-line "Node 22 will be required" notice would break one-line stderr checks.
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      // Unset as for an operator: the provider itself keeps the SDK's Node-version notice off
+      // stderr, which every command's "nothing on stderr" check holds it to.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined,
     },
     args: [],
     unwrapCalls: () => emulator.calls.Decrypt,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -570,6 +571,42 @@ describe("the README's IAM policies for the aws provider", () => {
     assert.equal(key.length, 32);
     await aws.checkHealth();
     await failure(aws.wrapKey(randomBytes(32), { keyId }));
+  });
+});
+
+describe("AwsKmsProvider and the SDK's Node-version notice", () => {
+  // A fresh process: the SDK says it once per process, and this one has made clients already.
+  function warningsOf(environment: NodeJS.ProcessEnv): string {
+    const script = [
+      `const { AwsKmsProvider } = await import(${JSON.stringify(join(PACKAGE_ROOT, "providers/aws.ts"))});`,
+      `const aws = new AwsKmsProvider({ keyRef: ${JSON.stringify(`arn:aws:kms:${REGION}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`)} });`,
+      'process.emitWarning("a warning of the application");',
+      "await aws.close();",
+    ].join("\n");
+    const child = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "--eval", script],
+      { cwd: PACKAGE_ROOT, env: environment, encoding: "utf8" },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    return child.stderr;
+  }
+  const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...unset } = process.env;
+
+  test("is kept off stderr, and the application's own warnings are not", () => {
+    const stderr = warningsOf(unset);
+    assert.doesNotMatch(stderr, /NodeVersionSupportWarning|AWS SDK for JavaScript/);
+    assert.match(stderr, /Warning: a warning of the application/);
+  });
+
+  test("an operator who sets the SDK's variable decides", {
+    skip: !process.version.startsWith("v20."),
+  }, () => {
+    const stderr = warningsOf({
+      ...unset,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "false",
+    });
+    assert.match(stderr, /NodeVersionSupportWarning/);
   });
 });
 
