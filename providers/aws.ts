@@ -8,6 +8,7 @@ import {
 } from "@aws-sdk/client-kms";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
+import { type AwsCredentialSource, awsCredentialSource } from "./aws-credentials.js";
 import {
   classifyAwsError,
   type KmsOperation,
@@ -56,6 +57,11 @@ export interface AwsKmsProviderOptions {
   onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
   /** Told once when kms:DescribeKey is denied and health checks decrypt instead. */
   logger?: ProviderLogger | undefined;
+  /**
+   * The environment the SDK's credential chain reads (process.env by default), to name the
+   * credential source in errors.
+   */
+  environment?: NodeJS.ProcessEnv | undefined;
 }
 
 const MAX_CIPHERTEXT_BYTES = 6144;
@@ -78,6 +84,7 @@ export class AwsKmsProvider implements CustodyProvider {
   readonly #endpointLabel: string;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
   readonly #logger: ProviderLogger | undefined;
+  readonly #credentials: AwsCredentialSource;
   #keyArn: string | undefined;
   // Set once kms:DescribeKey was denied: health then decrypts instead, without asking again
   // (a restart picks up a grant).
@@ -94,6 +101,10 @@ export class AwsKmsProvider implements CustodyProvider {
     this.#keyLength = integerOption("keyLength", options.keyLength ?? 32, 1, 4096);
     this.#onAttemptFailed = options.onAttemptFailed;
     this.#logger = options.logger;
+    this.#credentials = awsCredentialSource(
+      options.environment ?? process.env,
+      options.credentials !== undefined,
+    );
     const maxAttempts = integerOption("maxAttempts", options.maxAttempts ?? 3, 1, 10);
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
     const region = options.region ?? key.region;
@@ -266,6 +277,7 @@ export class AwsKmsProvider implements CustodyProvider {
           keyRef: this.#keyRef,
           timeoutMs: this.#timeoutMs,
           endpoint: this.#endpointLabel,
+          credentials: this.#credentials,
           cancelled: false,
           timedOut: false,
         }).errorClass,
@@ -280,6 +292,7 @@ export class AwsKmsProvider implements CustodyProvider {
         keyRef: this.#keyRef,
         timeoutMs: this.#timeoutMs,
         endpoint: this.#endpointLabel,
+        credentials: this.#credentials,
         cancelled: signal?.aborted === true,
         timedOut: deadline.aborted,
         lastAttemptError: lastAttempt.error,
@@ -308,6 +321,7 @@ export function createProvider(keyRef: string, options: ProviderOptions): AwsKms
     region: options.region,
     onAttemptFailed: options.onAttemptFailed,
     logger: options.logger,
+    environment: options.environment,
   });
 }
 

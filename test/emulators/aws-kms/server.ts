@@ -31,6 +31,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { CredentialIssuer } from "./credentials.js";
 import { KmsServiceError } from "./errors.js";
 import { type KeyState, KeyStore } from "./key-store.js";
 import { OPERATIONS, type Operation, type OperationOutput, runOperation } from "./operations.js";
@@ -73,6 +74,12 @@ export class AwsKmsEmulator {
   readonly calls: Record<Operation, number> = emptyCounters();
   /** Requests refused by signature verification. */
   rejectedSignatures = 0;
+  /**
+   * Short-lived credentials for the SDK's default chain: STS AssumeRoleWithWebIdentity and the
+   * container credentials endpoint, served on `endpoint` (AWS_ENDPOINT_URL_STS and
+   * AWS_CONTAINER_CREDENTIALS_FULL_URI point here); KMS accepts what it issues until expiry.
+   */
+  readonly issuer: CredentialIssuer;
 
   readonly #server: Server;
   readonly #store: KeyStore;
@@ -90,6 +97,7 @@ export class AwsKmsEmulator {
     this.region = store.region;
     this.accountId = store.accountId;
     this.credentials = credentials;
+    this.issuer = new CredentialIssuer(store.accountId);
     const { port } = server.address() as AddressInfo;
     this.endpoint = `http://127.0.0.1:${port}`;
   }
@@ -230,10 +238,17 @@ export class AwsKmsEmulator {
     const requestId = randomUUID();
     try {
       const body = await readBody(request);
+      if (this.issuer.handles(request, body)) {
+        this.issuer.answer(request, body, response);
+        return;
+      }
       try {
         verifySignature(
           { method: request.method ?? "", url: request.url ?? "/", headers: request.headers, body },
-          this.credentials,
+          (accessKeyId) =>
+            accessKeyId === this.credentials.accessKeyId
+              ? this.credentials
+              : this.issuer.lookup(accessKeyId),
           this.region,
           "kms",
         );

@@ -12,6 +12,7 @@ import {
   CONTEXT_PURPOSE,
   createProvider,
 } from "../../../providers/aws.js";
+import { awsCredentialSource } from "../../../providers/aws-credentials.js";
 import { classifyAwsError } from "../../../providers/aws-errors.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { generateVersion } from "../../../src/keys/keyring-edits.js";
@@ -659,6 +660,13 @@ describe("classifyAwsError", () => {
     keyRef: "alias/app",
     timeoutMs: 5000,
     endpoint: "https://kms.eu-west-3.amazonaws.com",
+    credentials: awsCredentialSource(
+      {
+        AWS_ROLE_ARN: "arn:aws:iam::111122223333:role/kms-envelope",
+        AWS_WEB_IDENTITY_TOKEN_FILE: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+      },
+      false,
+    ),
     cancelled: false,
     timedOut: false,
   };
@@ -678,7 +686,11 @@ describe("classifyAwsError", () => {
     [named("InvalidCiphertextException", 400), "corrupt"],
     [named("KMSInternalException", 500), "other"],
     [named("DependencyTimeoutException", 503), "other"],
-    [named("CredentialsProviderError"), "other"],
+    [named("CredentialsProviderError"), "user"],
+    [named("InvalidIdentityTokenException", 400), "user"],
+    [named("IDPRejectedClaimException", 403), "user"],
+    [named("AccessDenied", 403), "user"],
+    [named("IDPCommunicationErrorException", 400), "other"],
     [
       Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
       "other",
@@ -690,6 +702,48 @@ describe("classifyAwsError", () => {
       assert.equal(classifyAwsError(error, facts).errorClass, expected);
     });
   }
+
+  test("a refused or expired credential names its source and what to fix", () => {
+    assert.match(
+      classifyAwsError(named("ExpiredTokenException", 400), facts).message,
+      /\(ExpiredTokenException\), the web identity role arn:aws:iam::111122223333:role\/kms-envelope \(IRSA, token file \/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount\/token\): they expired and were not renewed; check that the role's trust policy admits this service account/,
+    );
+    assert.match(
+      classifyAwsError(named("InvalidIdentityTokenException", 400), facts).message,
+      /^AWS STS refused to issue credentials for kms:Decrypt \(InvalidIdentityTokenException\) from the web identity role /,
+    );
+  });
+
+  test("the credential source follows the SDK chain's order, naming no secret", () => {
+    const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const sources = [
+      [{}, /instance profile/],
+      [
+        { AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://169.254.170.23/v1/credentials" },
+        /container credentials endpoint http:\/\/169\.254\.170\.23\/v1\/credentials \(EKS Pod Identity/,
+      ],
+      [
+        { AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: "/v2/credentials/x" },
+        /endpoint http:\/\/169\.254\.170\.2\/v2\/credentials\/x/,
+      ],
+      [
+        { AWS_ROLE_ARN: "arn:aws:iam::1:role/r", AWS_WEB_IDENTITY_TOKEN_FILE: "/t" },
+        /web identity role arn:aws:iam::1:role\/r/,
+      ],
+      [
+        { AWS_ACCESS_KEY_ID: "AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY: secret },
+        /^the access key in AWS_ACCESS_KEY_ID$/,
+      ],
+      [{ AWS_ACCESS_KEY_ID: "ASIAEXAMPLE", AWS_SESSION_TOKEN: secret }, /temporary access key/],
+      [{ AWS_PROFILE: "prod", AWS_ACCESS_KEY_ID: "AKIAEXAMPLE" }, /profile prod/],
+    ] as const;
+    for (const [environment, expected] of sources) {
+      const source = awsCredentialSource(environment, false);
+      assert.match(source.name, expected);
+      assert.ok(!`${source.name} ${source.fix}`.includes(secret));
+      assert.ok(!`${source.name} ${source.fix}`.includes("AKIAEXAMPLE"));
+    }
+  });
 
   test("an alias key reference hints at a retargeted alias on IncorrectKeyException", () => {
     assert.match(
