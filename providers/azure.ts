@@ -9,7 +9,11 @@ import {
 import { MASTER_KEY_BYTES } from "../src/crypto/master-key.js";
 import { ConfigError } from "../src/errors.js";
 import { type CallAbort, type CallOptions, type CallState, KeyVaultCalls } from "./azure-calls.js";
-import { defaultCredential } from "./azure-credential.js";
+import {
+  type AzureCredentialSource,
+  azureCredentialSource,
+  defaultCredential,
+} from "./azure-credential.js";
 import { classifyAzureError } from "./azure-errors.js";
 import {
   type AzureWrapAlgorithm,
@@ -61,6 +65,11 @@ export interface AzureKeyVaultProviderOptions {
   onAttemptFailed?: (errorClass: ProviderErrorClass) => void;
   /** Told once when the identity may not read the key and its checks are skipped. */
   logger?: ProviderLogger;
+  /**
+   * The environment DefaultAzureCredential reads (process.env by default), to name the
+   * credential in errors.
+   */
+  environment?: NodeJS.ProcessEnv;
 }
 
 const MAX_WRAPPED_BYTES = 1024;
@@ -82,6 +91,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
   readonly #cryptography: CryptographyClient;
   readonly #calls: KeyVaultCalls;
   readonly #logger: ProviderLogger | undefined;
+  readonly #credentials: AzureCredentialSource;
   // False once Key Vault refused to read the key (no `get` permission): its checks are then
   // skipped for the provider's life instead of being refused, and logged, on every call.
   #keyReadable = true;
@@ -102,6 +112,10 @@ export class AzureKeyVaultProvider implements CustodyProvider {
     this.#algorithm = algorithm === "auto" ? undefined : algorithm;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#logger = options.logger;
+    this.#credentials = azureCredentialSource(
+      options.environment ?? process.env,
+      options.credential !== undefined,
+    );
     const maxRetries = options.maxRetries ?? options.clientOptions?.retryOptions?.maxRetries ?? 2;
     if (!(Number.isInteger(this.#timeoutMs) && this.#timeoutMs > 0)) {
       throw new ConfigError(
@@ -315,6 +329,7 @@ export class AzureKeyVaultProvider implements CustodyProvider {
       timeoutMs: this.#timeoutMs,
       attempts: state.attempts,
       lastStatus: state.lastStatus,
+      credentials: this.#credentials,
       ...abort,
     });
   }
@@ -340,6 +355,7 @@ export function createProvider(keyRef: string, options: ProviderOptions): AzureK
     timeoutMs: options.timeoutMs,
     maxRetries: Math.max(0, options.maxAttempts - 1),
     onAttemptFailed: options.onAttemptFailed,
+    environment: options.environment,
     ...(options.logger !== undefined && { logger: options.logger }),
   });
 }

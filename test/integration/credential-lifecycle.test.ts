@@ -4,6 +4,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AwsKmsEmulator } from "../emulators/aws-kms/server.js";
+import { AzureKeyVaultEmulator } from "../emulators/azure-key-vault/server.js";
 import {
   call,
   DaemonProcess,
@@ -158,7 +159,37 @@ async function awsPodIdentity(directory: string): Promise<CredentialSourceUnderT
   };
 }
 
-for (const makeSource of [awsWebIdentity, awsPodIdentity]) {
+async function azureManagedIdentity(): Promise<CredentialSourceUnderTest> {
+  // With `get`, so keygen has no skipped check to report and its stderr stays empty.
+  const vault = await AzureKeyVaultEmulator.start({
+    keyPermissions: ["get", "wrapKey", "unwrapKey"],
+  });
+  const key = vault.createKey("lifecycle");
+  const lifetimeSeconds = 3;
+  vault.setIdentityTokenLifetime(lifetimeSeconds);
+  return {
+    label: "azure managed identity (App Service identity endpoint)",
+    provider: "azure",
+    keyRef: vault.keyUrl(key.name, key.version),
+    env: vault.daemonEnvironment(),
+    args: [],
+    issued: () => vault.counters.identityTokens,
+    expiredUses: () => vault.counters.expiredTokens,
+    async stopIssuing() {
+      vault.stopIdentityTokens();
+    },
+    async resumeIssuing() {
+      vault.resumeIdentityTokens();
+    },
+    failure: new RegExp(
+      `custody provider failing \\(user\\): no Microsoft Entra token for Key Vault from the managed identity of ${vault.identityEndpoint.replace(/[/.]/g, "\\$&")} \\(.*\\): check that the identity is still assigned to this resource`,
+    ),
+    lifetimeMs: lifetimeSeconds * 1000,
+    close: () => vault.close(),
+  };
+}
+
+for (const makeSource of [awsWebIdentity, awsPodIdentity, azureManagedIdentity]) {
   describe(`credential lifecycle: ${makeSource.name}`, () => {
     let source: CredentialSourceUnderTest;
     let directory: Awaited<ReturnType<typeof temporaryDirectory>>;

@@ -84,7 +84,8 @@ export type VaultCounters = Record<
   | "refusedProxyRequests"
   | "identityTokens"
   | "refusedIdentityRequests"
-  | "refusedPermissions",
+  | "refusedPermissions"
+  | "expiredTokens",
   number
 > &
   Record<VaultOperation, number>;
@@ -127,6 +128,7 @@ const zeroCounters = (): VaultCounters => ({
   identityTokens: 0,
   refusedIdentityRequests: 0,
   refusedPermissions: 0,
+  expiredTokens: 0,
 });
 
 /**
@@ -395,6 +397,25 @@ export class AzureKeyVaultEmulator {
     this.#identity.revokeTokens();
   }
 
+  /** How long managed-identity tokens issued from now on live (24 hours by default). */
+  setIdentityTokenLifetime(seconds: number): void {
+    this.#identity.tokenLifetimeSeconds = seconds;
+  }
+
+  /**
+   * The managed-identity endpoint refuses every token request (400, as when the identity was
+   * removed from the resource) until resumeIdentityTokens(); tokens already issued stay valid
+   * until they expire.
+   */
+  stopIdentityTokens(): void {
+    this.#identity.refuse("No managed identity is assigned to this resource (emulator).");
+  }
+
+  /** Lifts stopIdentityTokens(). */
+  resumeIdentityTokens(): void {
+    this.#identity.resume();
+  }
+
   /**
    * Clears counters, the request logs and every scripted fault, and gives the caller the key
    * permissions it started with.
@@ -467,8 +488,20 @@ export class AzureKeyVaultEmulator {
     if (authorization === `Bearer ${this.token}`)
       return { ...this.#staticCaller, tenantId: this.tenantId };
     const bearer = /^Bearer (\S+)$/.exec(authorization ?? "")?.[1];
-    if (bearer !== undefined && this.#identity.accepts(bearer, this.#resource)) {
-      return { ...this.#identity.principal, tenantId: this.tenantId };
+    const verdict =
+      bearer === undefined ? "unknown" : this.#identity.verdict(bearer, this.#resource);
+    if (verdict === "valid") return { ...this.#identity.principal, tenantId: this.tenantId };
+    if (verdict === "expired") {
+      this.counters.expiredTokens += 1;
+      // The service's words for an expired token (seen in SDK issue reports).
+      throw new VaultError(
+        401,
+        "Unauthorized",
+        "[TokenExpired] Error validating token: 'S2S12086'.",
+        {
+          headers: { "WWW-Authenticate": this.#challenge },
+        },
+      );
     }
     if (authorization === undefined) this.counters.unauthenticated += 1;
     else this.counters.rejectedTokens += 1;

@@ -9,6 +9,7 @@ import {
   createProvider,
   name as moduleName,
 } from "../../../providers/azure.js";
+import { azureCredentialSource } from "../../../providers/azure-credential.js";
 import {
   algorithmOfWrappedKey,
   unreadableKeyAlgorithm,
@@ -408,6 +409,61 @@ describe("AzureKeyVaultProvider key state", () => {
       "user",
       /no Microsoft Entra token .*managed or workload identity/,
     );
+  });
+});
+
+describe("AzureKeyVaultProvider credentials", () => {
+  test("a token the vault finds expired is 'user' and says it was not renewed", async () => {
+    emulator.setIdentityTokenLifetime(1);
+    try {
+      const query = "api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net";
+      const issued = await fetch(`${emulator.identityEndpoint}?${query}`, {
+        headers: { "X-IDENTITY-HEADER": emulator.identityHeader },
+      });
+      const { access_token: token } = (await issued.json()) as { access_token: string };
+      // A credential that hands the token out past its expiry, as one that stopped renewing.
+      const { provider } = open(newKey(), { credential: new StaticCredential(token) });
+      await provider.checkHealth();
+      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      const error = await refused(
+        provider.checkHealth(),
+        "user",
+        /rejected the token of the credential given to the azure provider for checkHealth .*: it expired and was not renewed; .*401 Unauthorized: \[TokenExpired\]/,
+      );
+      assert.ok(!error.message.includes(token));
+      // The SDK answers the 401's challenge once more with the same token.
+      assert.equal(emulator.counters.expiredTokens, 2);
+    } finally {
+      emulator.setIdentityTokenLifetime(24 * 3600);
+    }
+  });
+
+  test("the credential named in errors follows DefaultAzureCredential's order, naming no secret", () => {
+    const secret = "0A1b2C3d~secret-value";
+    const sources = [
+      [{}, /^the managed identity of the instance metadata service$/],
+      [{ AZURE_CLIENT_ID: "c1" }, /managed identity \(user-assigned c1\) of the instance/],
+      [
+        { IDENTITY_ENDPOINT: "http://127.0.0.1:41741/msi/token" },
+        /of http:\/\/127\.0\.0\.1:41741\/msi\/token$/,
+      ],
+      [
+        {
+          AZURE_CLIENT_ID: "c2",
+          AZURE_FEDERATED_TOKEN_FILE: "/var/run/secrets/azure/tokens/azure-identity-token",
+        },
+        /^the workload identity c2 \(token file \/var\/run\/secrets\/azure\/tokens\/azure-identity-token\)$/,
+      ],
+      [
+        { AZURE_CLIENT_ID: "c3", AZURE_TENANT_ID: "t", AZURE_CLIENT_SECRET: secret },
+        /^the service principal c3 of AZURE_TENANT_ID$/,
+      ],
+    ] as const;
+    for (const [environment, expected] of sources) {
+      const source = azureCredentialSource(environment, false);
+      assert.match(source.name, expected);
+      assert.ok(!`${source.name} ${source.fix}`.includes(secret));
+    }
   });
 });
 
