@@ -5,6 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AwsKmsEmulator } from "../emulators/aws-kms/server.js";
 import { AzureKeyVaultEmulator } from "../emulators/azure-key-vault/server.js";
+import { testTls } from "../emulators/azure-key-vault/tls.js";
+import { MetadataServer } from "../emulators/gcp-kms/metadata.js";
+import { GcpKmsEmulator } from "../emulators/gcp-kms/server.js";
 import {
   call,
   DaemonProcess,
@@ -189,7 +192,58 @@ async function azureManagedIdentity(): Promise<CredentialSourceUnderTest> {
   };
 }
 
-for (const makeSource of [awsWebIdentity, awsPodIdentity, azureManagedIdentity]) {
+async function gcpMetadataServer(directory: string): Promise<CredentialSourceUnderTest> {
+  const metadata = await MetadataServer.start();
+  const lifetimeSeconds = 3;
+  metadata.lifetimeSeconds = lifetimeSeconds;
+  // OAuth tokens travel on secure channels only, so the key service speaks TLS under a test CA
+  // that the daemon trusts through gRPC's own root-certificates variable.
+  const tls = await testTls();
+  const kms = await GcpKmsEmulator.start({ tls, authorize: (token) => metadata.verdict(token) });
+  const caFile = join(directory, "gcp-test-ca.pem");
+  await writeFile(caFile, tls.ca);
+  const keyRef = "projects/kms-envelope-test/locations/global/keyRings/test/cryptoKeys/master";
+  kms.createKey(keyRef);
+  return {
+    label: "gcp metadata server (GCE / GKE workload identity)",
+    provider: "gcp",
+    keyRef,
+    env: {
+      // Application default credentials find nothing before the metadata server.
+      GOOGLE_APPLICATION_CREDENTIALS: undefined,
+      HOME: directory,
+      CLOUDSDK_CONFIG: join(directory, "gcloud"),
+      GCE_METADATA_HOST: metadata.host,
+      GCE_METADATA_IP: undefined,
+      METADATA_SERVER_DETECTION: undefined,
+      GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: caFile,
+    },
+    args: ["--endpoint", `https://localhost:${kms.port}`],
+    issued: () => metadata.issued,
+    expiredUses: () => kms.refusedTokens.expired,
+    async stopIssuing() {
+      metadata.stop();
+    },
+    async resumeIssuing() {
+      metadata.resume();
+    },
+    failure: new RegExp(
+      `custody provider failing \\(user\\): no usable Google credentials for Cloud KMS from the service account of the metadata server ${metadata.host.replace(/[.]/g, "\\.")} \\(GCE, or GKE workload identity\\): check .*workload identity binding`,
+    ),
+    lifetimeMs: lifetimeSeconds * 1000,
+    async close() {
+      await kms.close();
+      await metadata.close();
+    },
+  };
+}
+
+for (const makeSource of [
+  awsWebIdentity,
+  awsPodIdentity,
+  azureManagedIdentity,
+  gcpMetadataServer,
+]) {
   describe(`credential lifecycle: ${makeSource.name}`, () => {
     let source: CredentialSourceUnderTest;
     let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
