@@ -4,6 +4,7 @@ import type {
   EncryptCommand,
   KeyMetadata,
 } from "@aws-sdk/client-kms";
+import type { AwsCredentialSource } from "./aws-credentials.js";
 import type { ProviderErrorClass } from "./types.js";
 
 /** The KMS operations this provider calls. */
@@ -17,6 +18,8 @@ export interface CallFacts {
   keyRef: string;
   timeoutMs: number;
   endpoint: string;
+  /** Where the SDK's credentials come from, named when they are refused or cannot be had. */
+  credentials: AwsCredentialSource;
   /** The caller's signal aborted the call. */
   cancelled: boolean;
   /** The per-call deadline fired. */
@@ -35,6 +38,14 @@ const CREDENTIAL_ERRORS = new Set([
   "InvalidClientTokenId",
   "ExpiredTokenException",
   "SignatureDoesNotMatch",
+]);
+// STS refusing the web identity behind the credentials (IRSA): the role's trust policy or the
+// projected token must be fixed. IDPCommunicationError is transient and stays "other".
+const WEB_IDENTITY_ERRORS = new Set([
+  "InvalidIdentityTokenException",
+  "IDPRejectedClaimException",
+  "AccessDenied",
+  "RegionDisabledException",
 ]);
 // KMS's ThrottlingException is unmodelled (aws/aws-sdk#362): it arrives as a generic
 // KMSServiceException whose name is "ThrottlingException". The SDK retries the same set.
@@ -97,10 +108,19 @@ export function classifyAwsError(
       `AWS KMS throttled ${operation} on ${key}${trace}: lower the request rate or raise the account's KMS request quota`,
     );
   }
+  const source = facts.credentials;
   if (CREDENTIAL_ERRORS.has(errorName)) {
+    const expired =
+      errorName === "ExpiredTokenException" ? "they expired and were not renewed; " : "";
     return result(
       "user",
-      `AWS refused this daemon's credentials for kms:${operation} (${errorName})${trace}: check the access key, secret and session token found by the SDK credential chain, and that the clock is in sync${detail}`,
+      `AWS refused this daemon's credentials for kms:${operation} (${errorName}), ${source.name}${trace}: ${expired}${source.fix}${detail}`,
+    );
+  }
+  if (WEB_IDENTITY_ERRORS.has(errorName)) {
+    return result(
+      "user",
+      `AWS STS refused to issue credentials for kms:${operation} (${errorName}) from ${source.name}${trace}: ${source.fix}${detail}`,
     );
   }
   switch (errorName) {
@@ -145,9 +165,11 @@ export function classifyAwsError(
         `AWS KMS rejected the wrapped key as not made by ${key} for this key id (damaged, or bound to another key id)${trace}: restore the keyring entry from a backup`,
       );
     case "CredentialsProviderError":
+      // No source in the chain gave credentials (a refused endpoint, an agent or IMDS that
+      // does not answer, nothing configured): an operator must act, a restart cures none.
       return result(
-        "other",
-        `no AWS credentials for kms:${operation}: give the daemon an IAM role (instance profile, IRSA, EKS Pod Identity) or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${detail}`,
+        "user",
+        `no AWS credentials for kms:${operation} from ${source.name}: ${source.fix}; without any IAM role, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${detail}`,
       );
   }
   if (typeof sdk.message === "string" && /region is missing/i.test(sdk.message)) {

@@ -1,3 +1,4 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import {
   DecryptCommand,
   DescribeKeyCommand,
@@ -7,6 +8,7 @@ import {
 } from "@aws-sdk/client-kms";
 import { wipe } from "../src/crypto/wipe.js";
 import { KmsEnvelopeError } from "../src/errors.js";
+import { type AwsCredentialSource, awsCredentialSource } from "./aws-credentials.js";
 import {
   classifyAwsError,
   type KmsOperation,
@@ -22,6 +24,8 @@ import {
   ProviderError,
   type ProviderErrorClass,
   type ProviderKeyDescription,
+  type ProviderLogger,
+  type ProviderOptions,
   type WrapContext,
 } from "./types.js";
 
@@ -51,9 +55,17 @@ export interface AwsKmsProviderOptions {
   keyLength?: number | undefined;
   /** Called with the class of every failed attempt, retried ones included (metrics). */
   onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
+  /** Told once when kms:DescribeKey is denied and health checks decrypt instead. */
+  logger?: ProviderLogger | undefined;
+  /**
+   * The environment the SDK's credential chain reads (process.env by default), to name the
+   * credential source in errors.
+   */
+  environment?: NodeJS.ProcessEnv | undefined;
 }
 
 const MAX_CIPHERTEXT_BYTES = 6144;
+const HEALTH_PROBE_KEY_ID = "aws:health-probe";
 
 /**
  * The `aws` custody provider (SPEC.md §3): the master key is stored wrapped by an AWS KMS
@@ -71,7 +83,14 @@ export class AwsKmsProvider implements CustodyProvider {
   readonly #keyLength: number;
   readonly #endpointLabel: string;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
+  readonly #logger: ProviderLogger | undefined;
+  readonly #credentials: AwsCredentialSource;
   #keyArn: string | undefined;
+  // Set once kms:DescribeKey was denied: health then decrypts instead, without asking again
+  // (a restart picks up a grant).
+  #describeDenied = false;
+  // The last key wrapped or unwrapped, which a health check without DescribeKey decrypts again.
+  #lastWrapped: { wrapped: Uint8Array; context: WrapContext } | undefined;
   #closed = false;
 
   constructor(options: AwsKmsProviderOptions) {
@@ -81,11 +100,17 @@ export class AwsKmsProvider implements CustodyProvider {
     this.#timeoutMs = integerOption(name, "timeoutMs", options.timeoutMs ?? 5000, 1, 300_000);
     this.#keyLength = integerOption(name, "keyLength", options.keyLength ?? 32, 1, 4096);
     this.#onAttemptFailed = options.onAttemptFailed;
+    this.#logger = options.logger;
+    this.#credentials = awsCredentialSource(
+      options.environment ?? process.env,
+      options.credentials !== undefined,
+    );
     const maxAttempts = integerOption(name, "maxAttempts", options.maxAttempts ?? 3, 1, 10);
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
     const region = options.region ?? key.region;
     this.#endpointLabel =
       options.endpoint ?? `the AWS KMS endpoint of ${region ?? "the configured region"}`;
+    suppressNodeVersionNotice();
     this.#client = new KMSClient({
       region,
       endpoint: options.endpoint,
@@ -124,6 +149,7 @@ export class AwsKmsProvider implements CustodyProvider {
         `AWS KMS Encrypt with ${this.#keyLabel()} returned no usable CiphertextBlob: retry; if it persists, check what answers at ${this.#endpointLabel}`,
       );
     }
+    this.#lastWrapped = { wrapped: Uint8Array.from(blob), context: { keyId: context.keyId } };
     return Uint8Array.from(blob);
   }
 
@@ -151,6 +177,7 @@ export class AwsKmsProvider implements CustodyProvider {
           `AWS KMS Decrypt with ${this.#keyLabel()} returned ${plaintext?.length ?? 0} bytes for ${context.keyId}, not a ${this.#keyLength}-byte key: the keyring entry or the response is damaged; restore the entry from a backup`,
         );
       }
+      this.#lastWrapped = { wrapped: Uint8Array.from(wrapped), context: { keyId: context.keyId } };
       return Uint8Array.from(plaintext);
     } finally {
       wipe(plaintext);
@@ -163,8 +190,50 @@ export class AwsKmsProvider implements CustodyProvider {
    * Encrypt/Decrypt traffic needs, and it touches no key material; it still sees disable,
    * scheduled deletion, deletion, a wrong key type and revoked access to the key. A revoked
    * kms:Decrypt alone is caught by the daemon's periodic re-unwrap (SPEC.md §3).
+   *
+   * kms:DescribeKey is optional: when it is denied (said once), health decrypts the last key
+   * wrapped or unwrapped again — or, before any, makes a random key's round trip — which sees
+   * the same key states through the operations the identity does hold.
    */
   async checkHealth(signal?: AbortSignal): Promise<void> {
+    if (!this.#describeDenied) {
+      try {
+        await this.#describeKey(signal);
+        return;
+      } catch (error) {
+        if (!isAccessDenied(error)) throw error;
+        this.#describeDenied = true;
+        this.#logger?.info(
+          `aws: kms:DescribeKey is not granted on ${this.#keyLabel()}: health checks decrypt the last wrapped key instead (one Decrypt each; Encrypt and Decrypt of a probe before any). Grant kms:DescribeKey to check the key's state without a cryptographic call`,
+        );
+      }
+    }
+    const last = this.#lastWrapped;
+    if (last !== undefined) {
+      wipe(await this.unwrapKey(last.wrapped, last.context, signal));
+      return;
+    }
+    const sample = randomBytes(this.#keyLength);
+    let unwrapped: Uint8Array | undefined;
+    try {
+      const context = { keyId: HEALTH_PROBE_KEY_ID };
+      unwrapped = await this.unwrapKey(
+        await this.wrapKey(sample, context, signal),
+        context,
+        signal,
+      );
+      if (!timingSafeEqual(unwrapped, sample)) {
+        throw new ProviderError(
+          "corrupt",
+          `AWS KMS decrypted a health probe with ${this.#keyLabel()} to other bytes: check what answers at ${this.#endpointLabel}`,
+        );
+      }
+    } finally {
+      wipe(sample, unwrapped);
+    }
+  }
+
+  async #describeKey(signal: AbortSignal | undefined): Promise<void> {
     const command = new DescribeKeyCommand({ KeyId: this.#keyRef });
     const output = await this.#call("DescribeKey", command, signal, (abortSignal) =>
       this.#client.send(command, { abortSignal }),
@@ -184,6 +253,7 @@ export class AwsKmsProvider implements CustodyProvider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#lastWrapped = undefined;
     this.#client.destroy();
   }
 
@@ -207,6 +277,7 @@ export class AwsKmsProvider implements CustodyProvider {
           keyRef: this.#keyRef,
           timeoutMs: this.#timeoutMs,
           endpoint: this.#endpointLabel,
+          credentials: this.#credentials,
           cancelled: false,
           timedOut: false,
         }).errorClass,
@@ -221,6 +292,7 @@ export class AwsKmsProvider implements CustodyProvider {
         keyRef: this.#keyRef,
         timeoutMs: this.#timeoutMs,
         endpoint: this.#endpointLabel,
+        credentials: this.#credentials,
         cancelled: signal?.aborted === true,
         timedOut: deadline.aborted,
         lastAttemptError: lastAttempt.error,
@@ -240,16 +312,7 @@ export class AwsKmsProvider implements CustodyProvider {
 }
 
 /** Registry entry point (providers/registry.ts): one provider for one key reference. */
-export function createProvider(
-  keyRef: string,
-  options: {
-    timeoutMs: number;
-    maxAttempts: number;
-    endpoint?: string | undefined;
-    region?: string | undefined;
-    onAttemptFailed?: ((errorClass: ProviderErrorClass) => void) | undefined;
-  },
-): AwsKmsProvider {
+export function createProvider(keyRef: string, options: ProviderOptions): AwsKmsProvider {
   return new AwsKmsProvider({
     keyRef,
     timeoutMs: options.timeoutMs,
@@ -257,7 +320,28 @@ export function createProvider(
     endpoint: options.endpoint,
     region: options.region,
     onAttemptFailed: options.onAttemptFailed,
+    logger: options.logger,
+    environment: options.environment,
   });
+}
+
+const NODE_VERSION_NOTICE = "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED";
+
+// On Node 20 every SDK client's first construction emits a nine-line notice that SDK releases
+// after January 2027 will need Node 22 (aws-sdk-js-v3#7983), on stderr, where commands print
+// one-line errors. The pinned SDK runs on Node 20, and the notice concerns releases this
+// package does not use, so it is switched off with the variable the SDK documents for this —
+// only when unset: an operator who sets it decides. Process warnings stay on otherwise.
+function suppressNodeVersionNotice(): void {
+  process.env[NODE_VERSION_NOTICE] ??= "true";
+}
+
+// A denial of the call's own permission, not of the credentials (those are other errors).
+function isAccessDenied(error: unknown): boolean {
+  return (
+    error instanceof ProviderError &&
+    (error.cause as { name?: unknown } | undefined)?.name === "AccessDeniedException"
+  );
 }
 
 function encryptionContext(context: WrapContext): Record<string, string> {

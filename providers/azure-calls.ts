@@ -102,8 +102,11 @@ export class KeyVaultCalls {
         }
         if (state !== undefined) {
           state.lastStatus = response.status;
-          // The bearer challenge's first, unauthenticated request is answered 401 by design.
-          if (response.status >= 300 && request.headers.has("authorization"))
+          // The bearer challenge's first, unauthenticated request is answered 401 by design,
+          // and a key read refused 403 is an optional check skipped (no `get` permission),
+          // which the provider's own read and the SDK's first-use read both meet.
+          const refusedRead = request.method === "GET" && response.status === 403;
+          if (response.status >= 300 && request.headers.has("authorization") && !refusedRead)
             this.#attemptFailed(responseError(response), state);
         }
         return response;

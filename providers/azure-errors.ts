@@ -1,4 +1,5 @@
 import { errorMessage } from "../src/errors.js";
+import type { AzureCredentialSource } from "./azure-credential.js";
 import type { AzureKeyReference } from "./azure-key-ref.js";
 import { ProviderError } from "./types.js";
 
@@ -20,6 +21,8 @@ export interface CallFacts {
   timedOut: boolean;
   /** The caller's signal aborted the call. */
   cancelled: boolean;
+  /** Where tokens come from, named when they cannot be had or are refused. */
+  credentials: AzureCredentialSource;
 }
 
 // @azure/identity errors: no Microsoft Entra token could be had, before any request was sent.
@@ -56,21 +59,26 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
   }
   if (facts.cancelled) return fail("other", `${where} was cancelled by the caller`);
   const { name: errorName, message } = describeError(error);
+  const source = facts.credentials;
   if (CREDENTIAL_ERRORS.has(errorName)) {
     return fail(
       "user",
-      `no Microsoft Entra token for Key Vault (${errorName}: ${message}): give the daemon a managed or workload identity, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate`,
+      `no Microsoft Entra token for Key Vault from ${source.name} (${errorName}: ${message}): ${source.fix}; without one, give the daemon a managed or workload identity, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate`,
     );
   }
   if (errorName === "RestError") {
     const { statusCode: status, code, details } = error as RestErrorShape;
     const said = ` (Key Vault: ${status ?? "no response"} ${code ?? ""}: ${message})`;
-    const access = `grant the daemon's identity the Key Vault Crypto User role (or the get, wrapKey and unwrapKey key permissions of an access policy) on ${keyRef}, and allow its network in the vault firewall`;
-    if (status === 401)
+    const access = `grant the daemon's identity the Key Vault Crypto Service Encryption User or Key Vault Crypto User role (or the wrapKey and unwrapKey key permissions of an access policy; get is optional) on ${keyRef}, and allow its network in the vault firewall`;
+    // An access policy's refusal names the one permission missing.
+    const missing = /does not have keys (\w+) permission/.exec(message)?.[1];
+    if (status === 401) {
+      const expired = /TokenExpired/i.test(message) ? "it expired and was not renewed; " : "";
       return fail(
         "user",
-        `Key Vault rejected the token for ${where}: check that the identity is in the vault's tenant${said}`,
+        `Key Vault rejected the token of ${source.name} for ${where}: ${expired}${source.fix}, in the vault's tenant${said}`,
       );
+    }
     if (
       status === 403 &&
       (details?.error?.innerError?.code === "KeyDisabled" || /disabled/i.test(message))
@@ -78,6 +86,18 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
       return fail(
         "user",
         `key version ${keyRef} is disabled: enable it (\`az keyvault key set-attributes --id ${keyRef} --enabled true\`) or rotate to an enabled version${said}`,
+      );
+    }
+    if (status === 403 && missing !== undefined) {
+      return fail(
+        "user",
+        `access denied for ${where}: the identity's access policy lacks the keys ${missing} permission; add it (\`az keyvault set-policy --name ${vaultName(facts.key.vaultUrl)} --object-id <identity> --key-permissions wrapKey unwrapKey\`) or grant the Key Vault Crypto Service Encryption User role${said}`,
+      );
+    }
+    if (status === 403 && /expired/i.test(message)) {
+      return fail(
+        "user",
+        `key version ${keyRef} has expired, so Key Vault refuses ${operation}: extend it (\`az keyvault key set-attributes --id ${keyRef} --expires …\`) or rotate to a new version${said}`,
       );
     }
     if (status === 403) return fail("user", `access denied for ${where}: ${access}${said}`);
@@ -126,6 +146,11 @@ export function classifyAzureError(error: unknown, facts: CallFacts): ProviderEr
     );
   }
   return fail("other", `${where} failed: ${errorName}: ${message}`);
+}
+
+// The vault's name is the first label of its host (`<name>.vault.azure.net`).
+function vaultName(vaultUrl: string): string {
+  return new URL(vaultUrl).hostname.split(".")[0] ?? vaultUrl;
 }
 
 interface RestErrorShape {

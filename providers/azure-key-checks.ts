@@ -1,4 +1,5 @@
 import type { KeyVaultKey } from "@azure/keyvault-keys";
+import type { AzureKeyReference } from "./azure-key-ref.js";
 import { ProviderError } from "./types.js";
 
 /** Key-wrap algorithms: RSA-OAEP-256 for RSA keys, A256KW for Managed HSM `oct-HSM` keys. */
@@ -74,4 +75,47 @@ export function usableWrapAlgorithm(
 
 function user(message: string): ProviderError {
   return new ProviderError("user", message);
+}
+
+/**
+ * Whether a failed key read is Key Vault refusing the identity the keys `get` permission (403:
+ * AccessDenied for an access policy, ForbiddenByRbac for a role without keys/read), which makes
+ * the read's checks optional rather than the call a failure.
+ */
+export function isKeyReadRefused(error: unknown): boolean {
+  return (error as { name?: unknown; statusCode?: unknown } | null)?.statusCode === 403;
+}
+
+// A256KW (RFC 3394) adds one 8-byte block to the 32-byte master key; RSA-OAEP-256 gives one
+// block of the modulus' size, and Key Vault's RSA keys are 2048, 3072 or 4096 bits.
+const A256KW_WRAPPED_BYTES = 40;
+const RSA_WRAPPED_BYTES = [256, 384, 512];
+
+/**
+ * The algorithm that made a wrapped master key, told by its length alone — exact, so unwrapping
+ * needs neither the key's type nor the keys `get` permission. Another length is "corrupt".
+ */
+export function algorithmOfWrappedKey(length: number, keyRef: string): AzureWrapAlgorithm {
+  if (length === A256KW_WRAPPED_BYTES) return "A256KW";
+  if (RSA_WRAPPED_BYTES.includes(length)) return "RSA-OAEP-256";
+  throw new ProviderError(
+    "corrupt",
+    `the wrapped key for ${keyRef} is ${length} bytes, which neither A256KW (40) nor RSA-OAEP-256 (256, 384 or 512) produces for a master key: restore the keyring entry from a backup`,
+  );
+}
+
+/**
+ * The wrap algorithm for a key the identity may not read: a vault holds no oct keys, so its keys
+ * that can wrap are RSA keys (RSA-OAEP-256); a Managed HSM holds RSA-HSM and oct-HSM keys alike,
+ * so there the operator must say which ("user" until then).
+ */
+export function unreadableKeyAlgorithm(
+  key: AzureKeyReference,
+  variable: string,
+): AzureWrapAlgorithm {
+  if (!/\.managedhsm\./i.test(new URL(key.vaultUrl).hostname)) return "RSA-OAEP-256";
+  throw new ProviderError(
+    "user",
+    `cannot tell how to wrap with Managed HSM key ${key.keyRef} without the keys get permission: set ${variable}=A256KW for an oct-HSM key or ${variable}=RSA-OAEP-256 for an RSA-HSM key, or grant get`,
+  );
 }

@@ -1,4 +1,5 @@
 import { status } from "@grpc/grpc-js";
+import type { GcpCredentialSource } from "./gcp-endpoint.js";
 import { KEY_REF_SHAPE } from "./gcp-key-ref.js";
 import { ProviderError, type ProviderErrorClass } from "./types.js";
 
@@ -21,6 +22,8 @@ interface AttemptFacts {
   cancelled: boolean;
   /** The key id a wrapped key belongs to (Decrypt), named when it does not decrypt. */
   keyId: string | undefined;
+  /** Where tokens come from, named when they cannot be had or are refused. */
+  credentials: GcpCredentialSource;
 }
 
 /** A failure as a classified ProviderError, and whether another attempt may succeed. */
@@ -62,10 +65,11 @@ export function classifyGcpError(error: unknown, facts: AttemptFacts): Classifie
   const details = raw === "" ? "" : ` (Cloud KMS: ${raw.slice(0, 300)})`;
   // grpc-js reports a failing call-credentials plugin (google-auth: no ADC, unreadable key
   // file, refused token refresh) as UNKNOWN with this prefix, before any request is sent.
+  const source = facts.credentials;
   if (raw.startsWith("Getting metadata from plugin failed")) {
     return fail(
       "user",
-      `no usable Google credentials for Cloud KMS: set GOOGLE_APPLICATION_CREDENTIALS, or run with workload identity or on a GCE/GKE metadata server (${raw.slice(0, 300)})`,
+      `no usable Google credentials for Cloud KMS from ${source.name}: ${source.fix}; without any, set GOOGLE_APPLICATION_CREDENTIALS, or run with workload identity or on a GCE/GKE metadata server (${raw.slice(0, 300)})`,
     );
   }
   switch (code) {
@@ -77,7 +81,7 @@ export function classifyGcpError(error: unknown, facts: AttemptFacts): Classifie
     case status.UNAUTHENTICATED:
       return fail(
         "user",
-        `Cloud KMS rejected the credentials for ${operation}: check application default credentials (GOOGLE_APPLICATION_CREDENTIALS, workload identity, metadata server)${details}`,
+        `Cloud KMS rejected the credentials of ${source.name} for ${operation}: ${source.fix}${details}`,
       );
     case status.NOT_FOUND:
       return fail(

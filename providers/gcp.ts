@@ -3,7 +3,12 @@ import { KeyManagementServiceClient } from "@google-cloud/kms";
 import { wipe } from "../src/crypto/wipe.js";
 import { ConfigError } from "../src/errors.js";
 import { crc32c } from "./crc32c.js";
-import { clientOptionsForEndpoint, type GcpKmsClientOptions } from "./gcp-endpoint.js";
+import {
+  clientOptionsForEndpoint,
+  type GcpCredentialSource,
+  type GcpKmsClientOptions,
+  gcpCredentialSource,
+} from "./gcp-endpoint.js";
 import { type CloudKmsOperation, classifyGcpError, IntegrityFailure } from "./gcp-errors.js";
 import { validateGcpKeyRef } from "./gcp-key-ref.js";
 import { type AttemptCallOptions, type RetryPolicy, withRetries } from "./gcp-retry.js";
@@ -36,6 +41,11 @@ export interface GcpKmsProviderOptions {
   keyBytes?: number;
   /** Called with the class of every failed attempt, retried ones included (metrics). */
   onAttemptFailed?: (errorClass: ProviderErrorClass) => void;
+  /**
+   * The environment application default credentials read (process.env by default), to name the
+   * credential in errors.
+   */
+  environment?: NodeJS.ProcessEnv;
 }
 
 /** Additional authenticated data binding a wrapped key to its key id (public, not secret). */
@@ -59,6 +69,7 @@ export class GcpKmsProvider implements CustodyProvider {
   readonly #retry: RetryPolicy;
   readonly #keyBytes: number;
   readonly #onAttemptFailed: ((errorClass: ProviderErrorClass) => void) | undefined;
+  readonly #credentials: GcpCredentialSource;
   #probe: { wrapped: Uint8Array; keyId: string } | undefined;
   #closed = false;
 
@@ -71,6 +82,13 @@ export class GcpKmsProvider implements CustodyProvider {
     };
     this.#keyBytes = positive(options.keyBytes ?? 32, "keyBytes");
     this.#onAttemptFailed = options.onAttemptFailed;
+    const client = options.client ?? {};
+    this.#credentials = gcpCredentialSource(
+      options.environment ?? process.env,
+      client.credentials !== undefined ||
+        client.authClient !== undefined ||
+        client.sslCreds !== undefined,
+    );
     // google-gax logs every request and response body (the plaintext key included) once this
     // variable is set: refuse rather than let a debugging switch write master keys to a log.
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
@@ -222,6 +240,7 @@ export class GcpKmsProvider implements CustodyProvider {
         timeoutMs: this.#retry.timeoutMs,
         cancelled: signal?.aborted === true,
         keyId,
+        credentials: this.#credentials,
       });
       this.#onAttemptFailed?.(failure.error.errorClass);
       return failure;
@@ -236,6 +255,7 @@ export function createProvider(keyRef: string, options: ProviderOptions): GcpKms
     timeoutMs: options.timeoutMs,
     maxAttempts: options.maxAttempts,
     onAttemptFailed: options.onAttemptFailed,
+    environment: options.environment,
     ...(options.endpoint !== undefined && { client: clientOptionsForEndpoint(options.endpoint) }),
   });
 }

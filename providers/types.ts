@@ -139,6 +139,17 @@ export type ProviderCallObserver = (
 export type ProviderAttemptObserver = (provider: string, errorClass: ProviderErrorClass) => void;
 
 /**
+ * Where a provider reports, at info level, what an operator should know that is not a failure:
+ * a check skipped because the identity lacks an optional permission, a fallback taken. One line
+ * per lasting condition, said once per provider instance (not per call); never key material or
+ * credentials. The daemon writes it to its log, the key commands to stderr.
+ */
+export interface ProviderLogger {
+  /** Reports one fact, a single line that names the provider key and what the operator may do. */
+  info(message: string): void;
+}
+
+/**
  * Knobs every provider factory (`createProvider(keyRef, options)`) receives; each provider uses
  * what applies to it. The daemon sets them from its flags.
  */
@@ -153,6 +164,8 @@ export interface ProviderOptions {
   region?: string | undefined;
   /** Environment the provider reads credentials and settings from. */
   environment: NodeJS.ProcessEnv;
+  /** Where the provider reports skipped checks and fallbacks; nothing is reported without it. */
+  logger?: ProviderLogger | undefined;
   /**
    * Called once for every failed attempt inside a provider call — including attempts that are
    * retried (throttling, transient failures), whether or not the call then succeeds — with the

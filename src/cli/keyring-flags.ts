@@ -21,7 +21,10 @@ export async function withProvider<T>(
   keyRef: string,
   work: (provider: CustodyProvider) => Promise<T>,
 ): Promise<T> {
-  const registry = await providerRegistry(flags, process.env);
+  // A key command's notes share stderr with its errors, one prefixed line each.
+  const registry = await providerRegistry(flags, process.env, undefined, undefined, {
+    info: (message) => process.stderr.write(`kms-envelope: ${message}\n`),
+  });
   try {
     const name = providerNameSchema.safeParse(providerSpec).success
       ? providerSpec

@@ -1,7 +1,11 @@
 import { type Command, Option } from "commander";
 import { z } from "zod";
 import { ProviderRegistry } from "../../providers/registry.js";
-import type { ProviderAttemptObserver, ProviderCallObserver } from "../../providers/types.js";
+import type {
+  ProviderAttemptObserver,
+  ProviderCallObserver,
+  ProviderLogger,
+} from "../../providers/types.js";
 import { durationSchema } from "../config/duration.js";
 import { flagIssuesError } from "../config/issues.js";
 
@@ -83,6 +87,7 @@ export async function providerRegistry(
   environment: NodeJS.ProcessEnv,
   observe?: ProviderCallObserver,
   observeAttempt?: ProviderAttemptObserver,
+  logger?: ProviderLogger,
 ): Promise<ProviderRegistry> {
   const flags = parseProviderFlags(input);
   const registry = new ProviderRegistry({
@@ -93,6 +98,7 @@ export async function providerRegistry(
     environment,
     observe,
     observeAttempt,
+    logger,
   });
   for (const module of flags.providerModule) await registry.register(module);
   return registry;

@@ -258,7 +258,9 @@ export function serveCommand(stopSignals?: StopSignals): Command {
       } else {
         source = new KeyringKeySource({
           path: config.keyring,
-          registry: await providerRegistry(options, process.env, observe, observeAttempt),
+          registry: await providerRegistry(options, process.env, observe, observeAttempt, {
+            info: (message) => logger.info(message),
+          }),
           pollMs: config.keyringPollMs,
         });
       }

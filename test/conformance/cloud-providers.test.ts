@@ -12,7 +12,6 @@ import { providerConformance } from "./provider-suite.js";
 // The cloud providers through their real SDKs against the wire-protocol emulators, whose
 // controls play the key service's faults. Deadlines and retries are short so the fault rules
 // stay fast; the rules themselves are the same for every provider.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 
 // Deadlines leave room for 200 parallel unwraps on a busy CI machine; Azure's are 200 TLS
 // handshakes and RSA decryptions in this very process, so it gets more.

@@ -33,6 +33,12 @@ interface CloudUnderTest {
   restore(): void;
   throttleNextUnwrap(): void;
   corruptNextUnwrap(): void;
+  /**
+   * The one note keygen and rotate may print on stderr for this cloud's identity (a check
+   * skipped for want of an optional permission); nothing else may appear. The daemon, which
+   * only unwraps, needs no such permission and never says it.
+   */
+  note?: RegExp;
   close(): Promise<void>;
 }
 
@@ -51,8 +57,9 @@ async function awsUnderTest(): Promise<CloudUnderTest> {
       AWS_CONFIG_FILE: "/nonexistent",
       AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
       AWS_EC2_METADATA_DISABLED: "true",
-      // The SDK's multi-line "Node 22 will be required" notice would break one-line stderr checks.
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      // Unset as for an operator: the provider itself keeps the SDK's Node-version notice off
+      // stderr, which every command's "nothing on stderr" check holds it to.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined,
     },
     args: [],
     unwrapCalls: () => emulator.calls.Decrypt,
@@ -85,7 +92,8 @@ async function gcpUnderTest(): Promise<CloudUnderTest> {
 }
 
 async function azureUnderTest(): Promise<CloudUnderTest> {
-  const emulator = await AzureKeyVaultEmulator.start();
+  // The least-privilege identity of issue 14: wrapKey and unwrapKey, no get.
+  const emulator = await AzureKeyVaultEmulator.start({ keyPermissions: ["wrapKey", "unwrapKey"] });
   const key = emulator.createKey("master");
   return {
     provider: "azure",
@@ -99,6 +107,7 @@ async function azureUnderTest(): Promise<CloudUnderTest> {
     restore: () => emulator.enable(key),
     throttleNextUnwrap: () => emulator.throttle(1, { operation: "unwrapkey" }),
     corruptNextUnwrap: () => emulator.corruptNextUnwrap("flip"),
+    note: /^azure: Key Vault refused to read https:\/\/kms-envelope-emulator\.vault\.azure\.net\/keys\/master\/\w+ \(403, no keys get permission\): .*Grant get to restore the checks$/,
     close: () => emulator.close(),
   };
 }
@@ -159,6 +168,17 @@ async function eventually(check: () => Promise<void>, timeoutMs = 8000): Promise
   }
 }
 
+/** Asserts stderr holds nothing but the cloud's note, once, as the key commands print it. */
+function onlyTheNote(stderr: string, note: RegExp | undefined): void {
+  const lines = stderr.split("\n").filter((line) => line !== "");
+  if (note === undefined) {
+    assert.deepEqual(lines, [], "nothing on stderr");
+    return;
+  }
+  assert.equal(lines.length, 1, stderr);
+  assert.match((lines[0] ?? "").replace(/^kms-envelope: /, ""), note);
+}
+
 const keyIdsOf = (text: string) =>
   [...text.matchAll(/keyId: (\S+)/g)].map((match) => match[1] as string);
 
@@ -208,6 +228,7 @@ for (const [label, makeCloud] of [
         cloud.env,
       );
       assert.equal(result.code, 0, result.stderr);
+      onlyTheNote(result.stderr, cloud.note);
       const text = await readFile(keyring, "utf8");
       assert.match(text, new RegExp(`provider: ${cloud.provider}`));
       assert.match(keyIdsOf(text)[0] ?? "", new RegExp(`^${cloud.provider}:`));
@@ -239,6 +260,17 @@ for (const [label, makeCloud] of [
       }
       clients.close();
       assert.equal(await daemon.stop(), 0);
+      // Only the daemon's JSON log, nothing an SDK printed, and no skipped check to report.
+      const records = daemon.logRecords();
+      assert.deepEqual(
+        records.filter((record) => "raw" in record),
+        [],
+        "every line the daemon wrote is a log record",
+      );
+      assert.deepEqual(
+        records.filter((record) => /refused to read|not granted/.test(String(record.msg))),
+        [],
+      );
       assert.equal(
         cloud.unwrapCalls() - startUnwraps,
         2,
@@ -279,6 +311,7 @@ for (const [label, makeCloud] of [
       test("rotate with the daemon running: the key id changes and old data still decrypts", async () => {
         const rotated = await runCli(["rotate", "--keyring", keyring, ...cloud.args], cloud.env);
         assert.equal(rotated.code, 0, rotated.stderr);
+        onlyTheNote(rotated.stderr, cloud.note);
         const newKeyId = keyIdsOf(await readFile(keyring, "utf8")).at(-1) as string;
         assert.notEqual(newKeyId, sealed.key_id);
         await eventually(async () => assert.equal((await statusOf()).key_id, newKeyId));

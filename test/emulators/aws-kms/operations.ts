@@ -13,8 +13,8 @@ export type OperationOutput = Record<string, unknown>;
 /** Emulator state an operation reads besides the keys. */
 export interface OperationEnvironment {
   store: KeyStore;
-  /** When true every key-using call fails with AccessDeniedException. */
-  accessDenied: boolean;
+  /** Whether the caller's policies deny this operation (AccessDeniedException). */
+  denied(operation: Operation): boolean;
 }
 
 const ALGORITHM = "SYMMETRIC_DEFAULT";
@@ -163,7 +163,7 @@ function checkAccess(
   operation: Operation,
   environment: OperationEnvironment,
 ): void {
-  if (!environment.accessDenied) return;
+  if (!environment.denied(operation)) return;
   const principal = `arn:aws:iam::${environment.store.accountId}:user/emulator`;
   throw clientError(
     "AccessDeniedException",

@@ -31,6 +31,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { CredentialIssuer } from "./credentials.js";
 import { KmsServiceError } from "./errors.js";
 import { type KeyState, KeyStore } from "./key-store.js";
 import { OPERATIONS, type Operation, type OperationOutput, runOperation } from "./operations.js";
@@ -73,12 +74,19 @@ export class AwsKmsEmulator {
   readonly calls: Record<Operation, number> = emptyCounters();
   /** Requests refused by signature verification. */
   rejectedSignatures = 0;
+  /**
+   * Short-lived credentials for the SDK's default chain: STS AssumeRoleWithWebIdentity and the
+   * container credentials endpoint, served on `endpoint` (AWS_ENDPOINT_URL_STS and
+   * AWS_CONTAINER_CREDENTIALS_FULL_URI point here); KMS accepts what it issues until expiry.
+   */
+  readonly issuer: CredentialIssuer;
 
   readonly #server: Server;
   readonly #store: KeyStore;
   readonly #faults: InjectedFault[] = [];
   readonly #sleepers = new Set<() => void>();
-  #accessDenied = false;
+  // Operations the caller's policies deny; none by default.
+  #denied = new Set<Operation>();
   #delayMs = 0;
   #corruptions: CorruptionMode[] = [];
   #closed = false;
@@ -89,6 +97,7 @@ export class AwsKmsEmulator {
     this.region = store.region;
     this.accountId = store.accountId;
     this.credentials = credentials;
+    this.issuer = new CredentialIssuer(store.accountId);
     const { port } = server.address() as AddressInfo;
     this.endpoint = `http://127.0.0.1:${port}`;
   }
@@ -155,7 +164,15 @@ export class AwsKmsEmulator {
 
   /** While on, every key-using call fails with AccessDeniedException. */
   denyAccess(deny = true): void {
-    this.#accessDenied = deny;
+    this.#denied = new Set(deny ? OPERATIONS : []);
+  }
+
+  /**
+   * Allows only these operations, as an IAM or key policy granting exactly these `kms:` actions
+   * would; the others fail with AccessDeniedException until clearFaults().
+   */
+  permitOnly(operations: readonly Operation[]): void {
+    this.#denied = new Set(OPERATIONS.filter((operation) => !operations.includes(operation)));
   }
 
   /** The next `count` calls get 400 ThrottlingException. */
@@ -182,12 +199,12 @@ export class AwsKmsEmulator {
     this.#corruptions.push(...Array<CorruptionMode>(count).fill(mode));
   }
 
-  /** Drops queued faults and corruptions, the delay and access denial (keys stay). */
+  /** Drops queued faults and corruptions, the delay and access denials (keys stay). */
   clearFaults(): void {
     this.#faults.length = 0;
     this.#corruptions = [];
     this.#delayMs = 0;
-    this.#accessDenied = false;
+    this.#denied = new Set();
   }
 
   /** Zeroes the call counters. */
@@ -221,10 +238,17 @@ export class AwsKmsEmulator {
     const requestId = randomUUID();
     try {
       const body = await readBody(request);
+      if (this.issuer.handles(request, body)) {
+        this.issuer.answer(request, body, response);
+        return;
+      }
       try {
         verifySignature(
           { method: request.method ?? "", url: request.url ?? "/", headers: request.headers, body },
-          this.credentials,
+          (accessKeyId) =>
+            accessKeyId === this.credentials.accessKeyId
+              ? this.credentials
+              : this.issuer.lookup(accessKeyId),
           this.region,
           "kms",
         );
@@ -248,7 +272,7 @@ export class AwsKmsEmulator {
         );
       const output = runOperation(operation, parseInput(body), {
         store: this.#store,
-        accessDenied: this.#accessDenied,
+        denied: (operation) => this.#denied.has(operation),
       });
       this.#corrupt(output);
       send(response, 200, requestId, encodeOutput(output));

@@ -9,6 +9,14 @@ export interface EmulatorCredentials {
   sessionToken?: string;
 }
 
+/** Temporary credentials, as STS or a credentials endpoint issued them, with their expiry. */
+export interface KnownCredentials extends EmulatorCredentials {
+  expiresAt?: Date;
+}
+
+/** Finds the credentials of an access key id (static or issued), or undefined. */
+export type CredentialLookup = (accessKeyId: string) => KnownCredentials | undefined;
+
 /** What the verifier needs of one HTTP request. */
 export interface SignedRequest {
   method: string;
@@ -29,6 +37,7 @@ const MAX_SKEW_MS = 5 * 60 * 1000;
 export const SIGNATURE_MISMATCH_MESSAGE =
   "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 const INVALID_TOKEN_MESSAGE = "The security token included in the request is invalid.";
+const EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired";
 
 const invalidSignature = (message: string) => clientError("InvalidSignatureException", message);
 const incomplete = (message: string) => clientError("IncompleteSignatureException", message);
@@ -41,7 +50,7 @@ const incomplete = (message: string) => clientError("IncompleteSignatureExceptio
  */
 export function verifySignature(
   request: SignedRequest,
-  credentials: EmulatorCredentials,
+  credentials: EmulatorCredentials | CredentialLookup,
   region: string,
   service: string,
   now: Date = new Date(),
@@ -69,13 +78,21 @@ export function verifySignature(
     string,
     string,
   ];
-  if (accessKeyId !== credentials.accessKeyId)
-    throw clientError("UnrecognizedClientException", INVALID_TOKEN_MESSAGE);
+  const known: KnownCredentials | undefined =
+    typeof credentials === "function"
+      ? credentials(accessKeyId)
+      : accessKeyId === credentials.accessKeyId
+        ? credentials
+        : undefined;
+  if (known === undefined) throw clientError("UnrecognizedClientException", INVALID_TOKEN_MESSAGE);
   if (
-    credentials.sessionToken !== undefined &&
-    header(request.headers, "x-amz-security-token") !== credentials.sessionToken
+    known.sessionToken !== undefined &&
+    header(request.headers, "x-amz-security-token") !== known.sessionToken
   ) {
     throw clientError("UnrecognizedClientException", INVALID_TOKEN_MESSAGE);
+  }
+  if (known.expiresAt !== undefined && now.getTime() >= known.expiresAt.getTime()) {
+    throw clientError("ExpiredTokenException", EXPIRED_TOKEN_MESSAGE);
   }
   const amzDate = header(request.headers, "x-amz-date");
   const signedAt = amzDate === undefined ? undefined : parseAmzDate(amzDate);
@@ -99,7 +116,7 @@ export function verifySignature(
   }
   const scope = `${scopeDate}/${scopeRegion}/${scopeService}/aws4_request`;
   const expected = sign(
-    credentials.secretAccessKey,
+    known.secretAccessKey,
     scope,
     amzDate,
     canonicalRequest(request, signedHeaders),

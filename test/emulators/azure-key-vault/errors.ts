@@ -57,3 +57,28 @@ export const keyDisabled = (operation: string) =>
   new VaultError(403, "Forbidden", `Operation ${operation} is not allowed on a disabled key.`, {
     innerCode: "KeyDisabled",
   });
+
+/** Who the emulator says a refused caller is: the token's application and object ids, its tenant. */
+export interface CallerIdentity {
+  appId: string;
+  objectId: string;
+  tenantId: string;
+}
+
+/**
+ * 403 Forbidden / AccessDenied: the caller's access policy lacks the key permission, worded as
+ * the service words it (seen verbatim in SDK and Terraform issue reports) — the principal, the
+ * missing permission and the vault with its location, then the help link.
+ */
+export const missingKeyPermission = (
+  caller: CallerIdentity,
+  permission: string,
+  vaultName: string,
+  location: string,
+) =>
+  new VaultError(
+    403,
+    "Forbidden",
+    `The user, group or application 'appid=${caller.appId};oid=${caller.objectId};iss=https://sts.windows.net/${caller.tenantId}/' does not have keys ${permission} permission on key vault '${vaultName};location=${location}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287`,
+    { innerCode: "AccessDenied" },
+  );

@@ -26,8 +26,11 @@ export interface IdentityObserver {
 export const TOKEN_PATH = "/msi/token";
 /** The only API version of the App Service source in MSAL Node (`APP_SERVICE_MSI_API_VERSION`). */
 export const APP_SERVICE_API_VERSION = "2019-08-01";
-/** App Service managed-identity tokens live 24 hours. */
+/** App Service managed-identity tokens live 24 hours unless a test shortens them. */
 const TOKEN_LIFETIME_SECONDS = 24 * 3600;
+
+/** What the vault makes of a bearer token: issued here and unexpired, expired, or unknown. */
+export type TokenVerdict = "valid" | "expired" | "unknown";
 const MAX_ISSUED = 1_000;
 
 /**
@@ -48,9 +51,15 @@ export class ManagedIdentityEndpoint {
   readonly header: string;
   /** The client id reported for the (system-assigned) identity. */
   readonly clientId = randomUUID();
+  /** The identity as the vault names it when it refuses a request: application and object id. */
+  readonly principal = { appId: this.clientId, objectId: randomUUID() };
   readonly #server: Server;
   readonly #observer: IdentityObserver;
+  /** How long the tokens issued from now on live, in seconds. */
+  tokenLifetimeSeconds = TOKEN_LIFETIME_SECONDS;
   readonly #issued = new Map<string, { resource: string; expiresAt: number }>();
+  // Set while the identity is gone (removed from the resource): every request is refused.
+  #refusal: string | undefined;
 
   private constructor(server: Server, header: string, observer: IdentityObserver) {
     this.#server = server;
@@ -75,14 +84,21 @@ export class ManagedIdentityEndpoint {
     return new ManagedIdentityEndpoint(server, header, observer);
   }
 
-  /** Whether `token` was issued here for `resource` and has not expired. */
-  accepts(token: string, resource: string): boolean {
+  /** Whether `token` was issued here for `resource`, and whether it has expired. */
+  verdict(token: string, resource: string): TokenVerdict {
     const issued = this.#issued.get(token);
-    return (
-      issued !== undefined &&
-      sameResource(issued.resource, resource) &&
-      Date.now() < issued.expiresAt
-    );
+    if (issued === undefined || !sameResource(issued.resource, resource)) return "unknown";
+    return Date.now() < issued.expiresAt ? "valid" : "expired";
+  }
+
+  /** Refuses every token request with 400 and this message (the identity was removed). */
+  refuse(message: string): void {
+    this.#refusal = message;
+  }
+
+  /** Issues tokens again. */
+  resume(): void {
+    this.#refusal = undefined;
   }
 
   /** Forgets every issued token: clients holding one get 401 from the vault. */
@@ -144,8 +160,9 @@ export class ManagedIdentityEndpoint {
     if (request.resource === undefined || request.resource === "") {
       return fail(400, "The resource parameter is required.");
     }
+    if (this.#refusal !== undefined) return fail(400, this.#refusal);
     const token = randomBytes(32).toString("base64url");
-    const expiresOn = Math.floor(Date.now() / 1000) + TOKEN_LIFETIME_SECONDS;
+    const expiresOn = Math.floor(Date.now() / 1000) + this.tokenLifetimeSeconds;
     this.#issued.set(token, { resource: request.resource, expiresAt: expiresOn * 1000 });
     if (this.#issued.size > MAX_ISSUED) {
       this.#issued.delete(this.#issued.keys().next().value as string);

@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { badParameter, VaultError } from "./errors.js";
+import { badParameter, type CallerIdentity, missingKeyPermission, VaultError } from "./errors.js";
 import { type CorruptionMode, Faults, type FaultTarget, type VaultOperation } from "./faults.js";
 import {
   KeyStore,
@@ -32,7 +32,30 @@ export interface AzureKeyVaultEmulatorOptions {
   vaultName?: string;
   /** IDENTITY_HEADER secret of the managed-identity endpoint; random by default. */
   identityHeader?: string;
+  /**
+   * The key permissions of the caller's access policy. By default every operation the emulator
+   * serves but `get`: what a least-privilege identity has, so code that needs `get` must say so.
+   */
+  keyPermissions?: readonly KeyPermission[];
 }
+
+/** Key permissions of a Key Vault access policy, for the operations the emulator serves. */
+export type KeyPermission = "get" | "wrapKey" | "unwrapKey" | "encrypt" | "decrypt";
+
+const PERMISSION_OF: Record<VaultOperation, KeyPermission> = {
+  get: "get",
+  wrapkey: "wrapKey",
+  unwrapkey: "unwrapKey",
+  encrypt: "encrypt",
+  decrypt: "decrypt",
+};
+const DEFAULT_PERMISSIONS: readonly KeyPermission[] = [
+  "wrapKey",
+  "unwrapKey",
+  "encrypt",
+  "decrypt",
+];
+const LOCATION = "westeurope";
 
 /**
  * Environment variables for a daemon (or any process) using the emulator with production
@@ -60,7 +83,9 @@ export type VaultCounters = Record<
   | "tunnels"
   | "refusedProxyRequests"
   | "identityTokens"
-  | "refusedIdentityRequests",
+  | "refusedIdentityRequests"
+  | "refusedPermissions"
+  | "expiredTokens",
   number
 > &
   Record<VaultOperation, number>;
@@ -102,6 +127,8 @@ const zeroCounters = (): VaultCounters => ({
   refusedProxyRequests: 0,
   identityTokens: 0,
   refusedIdentityRequests: 0,
+  refusedPermissions: 0,
+  expiredTokens: 0,
 });
 
 /**
@@ -153,6 +180,11 @@ export class AzureKeyVaultEmulator {
   readonly #challenge: string;
   readonly #store = new KeyStore();
   readonly #faults = new Faults();
+  readonly #vaultName: string;
+  readonly #startPermissions: ReadonlySet<KeyPermission>;
+  #permissions: Set<KeyPermission>;
+  // The principal the static token stands for; managed-identity tokens are the endpoint's.
+  readonly #staticCaller = { appId: randomUUID(), objectId: randomUUID() };
   readonly #timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 
   private constructor(parts: {
@@ -169,6 +201,9 @@ export class AzureKeyVaultEmulator {
     this.#proxy = proxy;
     this.#identity = identity;
     this.#caDirectory = parts.caDirectory;
+    this.#vaultName = parts.vaultName;
+    this.#startPermissions = new Set(options.keyPermissions ?? DEFAULT_PERMISSIONS);
+    this.#permissions = new Set(this.#startPermissions);
     this.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
     this.vaultUrl = `https://${parts.vaultName}.vault.azure.net`;
     this.ca = parts.ca;
@@ -323,6 +358,16 @@ export class AzureKeyVaultEmulator {
     this.#faults.allowAccess();
   }
 
+  /** Adds key permissions to the caller's access policy (until reset()). */
+  grant(...permissions: KeyPermission[]): void {
+    for (const permission of permissions) this.#permissions.add(permission);
+  }
+
+  /** Removes key permissions from the caller's access policy (until reset()). */
+  revoke(...permissions: KeyPermission[]): void {
+    for (const permission of permissions) this.#permissions.delete(permission);
+  }
+
   /** Answers the next `count` matching requests with 429 and `Retry-After` (0 s by default). */
   throttle(count: number, options?: FaultTarget & { retryAfterSeconds?: number }): void {
     this.#faults.throttle(count, options);
@@ -352,8 +397,31 @@ export class AzureKeyVaultEmulator {
     this.#identity.revokeTokens();
   }
 
-  /** Clears counters, the request logs and every scripted fault. */
+  /** How long managed-identity tokens issued from now on live (24 hours by default). */
+  setIdentityTokenLifetime(seconds: number): void {
+    this.#identity.tokenLifetimeSeconds = seconds;
+  }
+
+  /**
+   * The managed-identity endpoint refuses every token request (400, as when the identity was
+   * removed from the resource) until resumeIdentityTokens(); tokens already issued stay valid
+   * until they expire.
+   */
+  stopIdentityTokens(): void {
+    this.#identity.refuse("No managed identity is assigned to this resource (emulator).");
+  }
+
+  /** Lifts stopIdentityTokens(). */
+  resumeIdentityTokens(): void {
+    this.#identity.resume();
+  }
+
+  /**
+   * Clears counters, the request logs and every scripted fault, and gives the caller the key
+   * permissions it started with.
+   */
   reset(): void {
+    this.#permissions = new Set(this.#startPermissions);
     this.counters = zeroCounters();
     this.requests.length = 0;
     this.proxyRequests.length = 0;
@@ -396,13 +464,14 @@ export class AzureKeyVaultEmulator {
         authenticated: false,
         status: 0,
       });
-      this.#authenticate(request.headers.authorization);
+      const caller = this.#authenticate(request.headers.authorization);
       record.authenticated = true;
       if (record.apiVersion === undefined)
         throw badParameter("The api-version query parameter is missing.");
       if (route === undefined) throw notRouted(request.method ?? "");
       this.counters[route.operation] += 1;
       await this.#hold(this.#faults.takeDelay(route.operation));
+      this.#authorize(caller, route.operation);
       const fault = this.#faults.takeError(route.operation);
       if (fault !== undefined) throw fault;
       this.#send(response, record, 200, this.#answer(route, body, vaultUrl));
@@ -415,10 +484,25 @@ export class AzureKeyVaultEmulator {
     }
   }
 
-  #authenticate(authorization: string | undefined): void {
-    if (authorization === `Bearer ${this.token}`) return;
+  #authenticate(authorization: string | undefined): CallerIdentity {
+    if (authorization === `Bearer ${this.token}`)
+      return { ...this.#staticCaller, tenantId: this.tenantId };
     const bearer = /^Bearer (\S+)$/.exec(authorization ?? "")?.[1];
-    if (bearer !== undefined && this.#identity.accepts(bearer, this.#resource)) return;
+    const verdict =
+      bearer === undefined ? "unknown" : this.#identity.verdict(bearer, this.#resource);
+    if (verdict === "valid") return { ...this.#identity.principal, tenantId: this.tenantId };
+    if (verdict === "expired") {
+      this.counters.expiredTokens += 1;
+      // The service's words for an expired token (seen in SDK issue reports).
+      throw new VaultError(
+        401,
+        "Unauthorized",
+        "[TokenExpired] Error validating token: 'S2S12086'.",
+        {
+          headers: { "WWW-Authenticate": this.#challenge },
+        },
+      );
+    }
     if (authorization === undefined) this.counters.unauthenticated += 1;
     else this.counters.rejectedTokens += 1;
     throw new VaultError(
@@ -429,6 +513,15 @@ export class AzureKeyVaultEmulator {
         : "AKV10032: Invalid issuer or the token is not valid for this vault.",
       { headers: { "WWW-Authenticate": this.#challenge } },
     );
+  }
+
+  // Access policies are checked before the key is looked up: a caller without `get` learns
+  // nothing, not even whether the key exists.
+  #authorize(caller: CallerIdentity, operation: VaultOperation): void {
+    const permission = PERMISSION_OF[operation];
+    if (this.#permissions.has(permission)) return;
+    this.counters.refusedPermissions += 1;
+    throw missingKeyPermission(caller, permission, this.#vaultName, LOCATION);
   }
 
   #answer(route: Route, body: Buffer, vaultUrl: string): Record<string, unknown> {

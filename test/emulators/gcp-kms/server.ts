@@ -1,4 +1,5 @@
 import {
+  type Metadata,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
@@ -15,6 +16,7 @@ import {
   type KmsMethod,
 } from "./faults.js";
 import { KeyStore, KmsStatusError } from "./key-store.js";
+import type { TokenVerdict } from "./metadata.js";
 import * as operations from "./operations.js";
 import { loadKeyManagementService } from "./protos.js";
 
@@ -31,6 +33,18 @@ export interface RecordedCall {
   /** Decrypt: whether the primary version decrypted (DecryptResponse.used_primary). */
   usedPrimary?: boolean;
 }
+
+/** How the emulator is started; plain gRPC without authentication by default. */
+export interface GcpKmsEmulatorOptions {
+  /** Serves TLS with this key and certificate: clients attach OAuth tokens to secure channels only. */
+  tls?: { key: string; cert: string };
+  /** Requires `authorization: Bearer <token>` on every call, judged by this (a metadata server). */
+  authorize?: (token: string) => TokenVerdict;
+}
+
+// Google APIs' words for a missing, unknown or expired access token (UNAUTHENTICATED).
+const UNAUTHENTICATED_MESSAGE =
+  "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 
 const PERMISSION: Record<KmsMethod, string> = {
   Encrypt: "cloudkms.cryptoKeyVersions.useToEncrypt",
@@ -55,27 +69,38 @@ export class GcpKmsEmulator {
   };
   /** Every call, in order. */
   readonly log: RecordedCall[] = [];
+  /** Calls refused UNAUTHENTICATED, and those of them that carried an expired token. */
+  readonly refusedTokens = { total: 0, expired: 0 };
   readonly #store = new KeyStore();
   readonly #faults = new FaultPlan();
   readonly #server: Server;
+  readonly #authorize: ((token: string) => TokenVerdict) | undefined;
   readonly #sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   #denied = new Set<KmsMethod>();
   #delay: { milliseconds: number; methods: ReadonlySet<KmsMethod> } | undefined;
   #port = 0;
 
-  private constructor(server: Server) {
+  private constructor(server: Server, authorize: ((token: string) => TokenVerdict) | undefined) {
     this.#server = server;
+    this.#authorize = authorize;
   }
 
   /** Starts an emulator on 127.0.0.1 and a free port. */
-  static async start(): Promise<GcpKmsEmulator> {
-    const emulator = new GcpKmsEmulator(new Server());
+  static async start(options: GcpKmsEmulatorOptions = {}): Promise<GcpKmsEmulator> {
+    const emulator = new GcpKmsEmulator(new Server(), options.authorize);
     emulator.#server.addService(loadKeyManagementService(), emulator.#implementation());
+    const { tls } = options;
+    const credentials =
+      tls === undefined
+        ? ServerCredentials.createInsecure()
+        : ServerCredentials.createSsl(
+            null,
+            [{ private_key: Buffer.from(tls.key), cert_chain: Buffer.from(tls.cert) }],
+            false,
+          );
     emulator.#port = await new Promise<number>((resolve, reject) => {
-      emulator.#server.bindAsync(
-        "127.0.0.1:0",
-        ServerCredentials.createInsecure(),
-        (error, port) => (error ? reject(error) : resolve(port)),
+      emulator.#server.bindAsync("127.0.0.1:0", credentials, (error, port) =>
+        error ? reject(error) : resolve(port),
       );
     });
     return emulator;
@@ -201,7 +226,7 @@ export class GcpKmsEmulator {
     const unary =
       (method: KmsMethod, run: (request: never) => object) =>
       (call: ServerUnaryCall<Record<string, unknown>, object>, callback: sendUnaryData<object>) => {
-        this.#serve(method, call.request, run).then(
+        this.#serve(method, call.request, run, call.metadata).then(
           (response) => callback(null, response),
           (error: unknown) => {
             const known = error instanceof KmsStatusError;
@@ -234,6 +259,7 @@ export class GcpKmsEmulator {
     method: KmsMethod,
     request: Record<string, unknown>,
     run: (request: never) => object,
+    metadata: Metadata,
   ): Promise<object> {
     this.calls[method] += 1;
     const name = typeof request.name === "string" ? request.name : "";
@@ -249,6 +275,7 @@ export class GcpKmsEmulator {
     };
     this.log.push(entry);
     try {
+      this.#authenticate(metadata);
       if (this.#delay?.methods.has(method)) await this.#sleep(this.#delay.milliseconds);
       if (this.#denied.has(method)) {
         throw new KmsStatusError(
@@ -269,6 +296,16 @@ export class GcpKmsEmulator {
       entry.code = error instanceof KmsStatusError ? (status[error.code] ?? "UNKNOWN") : "INTERNAL";
       throw error;
     }
+  }
+
+  #authenticate(metadata: Metadata): void {
+    if (this.#authorize === undefined) return;
+    const bearer = /^Bearer (\S+)$/.exec(String(metadata.get("authorization")[0] ?? ""))?.[1];
+    const verdict = bearer === undefined ? "unknown" : this.#authorize(bearer);
+    if (verdict === "valid") return;
+    this.refusedTokens.total += 1;
+    if (verdict === "expired") this.refusedTokens.expired += 1;
+    throw new KmsStatusError(status.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE);
   }
 
   #sleep(milliseconds: number): Promise<void> {

@@ -397,6 +397,85 @@ describe("AWS KMS emulator: SigV4 verification", () => {
   });
 });
 
+describe("AWS KMS emulator: short-lived credentials", () => {
+  function send(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body = "",
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const outgoing = request(`${kms.endpoint}${path}`, { method, headers }, (incoming) => {
+        let text = "";
+        incoming.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        incoming.on("end", () => resolve({ status: incoming.statusCode ?? 0, text }));
+      });
+      outgoing.on("error", reject);
+      outgoing.end(body);
+    });
+  }
+  const form = (token: string) =>
+    new URLSearchParams({
+      Action: "AssumeRoleWithWebIdentity",
+      Version: "2011-06-15",
+      RoleArn: kms.issuer.roleArn,
+      RoleSessionName: "s",
+      WebIdentityToken: token,
+    }).toString();
+  const formHeaders = { "content-type": "application/x-www-form-urlencoded; charset=utf-8" };
+
+  test("STS answers AssumeRoleWithWebIdentity in the query protocol's XML, refusals as ErrorResponse", async () => {
+    kms.issuer.acceptWebIdentityToken("projected");
+    const issued = await send("POST", "/", formHeaders, form("projected"));
+    assert.equal(issued.status, 200);
+    assert.match(
+      issued.text,
+      /<AssumeRoleWithWebIdentityResult>.*<Credentials><AccessKeyId>ASIA[0-9A-F]{16}<\/AccessKeyId><SecretAccessKey>.+<\/SecretAccessKey><SessionToken>.+<\/SessionToken><Expiration>\d{4}-\d\d-\d\dT[\d:.]+Z<\/Expiration><\/Credentials>/,
+    );
+    const refused = await send("POST", "/", formHeaders, form("another"));
+    assert.equal(refused.status, 400);
+    assert.match(
+      refused.text,
+      /^<ErrorResponse xmlns="https:\/\/sts\.amazonaws\.com\/doc\/2011-06-15\/"><Error><Type>Sender<\/Type><Code>InvalidIdentityToken<\/Code>/,
+    );
+    assert.equal(kms.issuer.issued.webIdentity, 1);
+  });
+
+  test("the container endpoint needs the agent token; KMS takes what was issued until it expires", async () => {
+    kms.issuer.acceptContainerToken("agent");
+    assert.equal((await send("GET", "/v1/credentials", {})).status, 401);
+    kms.issuer.lifetimeMs = 1_000;
+    const issued = await send("GET", "/v1/credentials", { authorization: "agent" });
+    assert.equal(issued.status, 200);
+    const body = JSON.parse(issued.text) as Record<string, string>;
+    assert.match(body.Expiration ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const { arn } = kms.createKey();
+    const temporary = client({
+      accessKeyId: body.AccessKeyId ?? "",
+      secretAccessKey: body.SecretAccessKey ?? "",
+      sessionToken: body.Token ?? "",
+    });
+    await temporary.send(new DescribeKeyCommand({ KeyId: arn }));
+    await new Promise((resolve) =>
+      setTimeout(resolve, Date.parse(body.Expiration ?? "") - Date.now() + 50),
+    );
+    await rejectsWith(
+      temporary.send(new DescribeKeyCommand({ KeyId: arn })),
+      "ExpiredTokenException",
+      400,
+      /^The security token included in the request is expired$/,
+    );
+    assert.equal(kms.issuer.expiredUses, 1);
+    kms.issuer.revoke();
+    await rejectsWith(
+      temporary.send(new DescribeKeyCommand({ KeyId: arn })),
+      "UnrecognizedClientException",
+      400,
+    );
+    kms.issuer.lifetimeMs = 3_600_000;
+  });
+});
+
 describe("AWS KMS emulator: lifecycle", () => {
   test("listens on loopback only and close() is idempotent", async () => {
     const own = await AwsKmsEmulator.start();

@@ -164,10 +164,21 @@ describe("Azure Key Vault emulator: production configuration for a daemon", () =
     assert.equal(emulator.counters.rejectedTokens, 0);
     assert.equal(emulator.counters.wrapkey, 1);
     assert.equal(emulator.counters.unwrapkey, 1);
-    assert.ok(emulator.requests.every((entry) => entry.status === 200 || !entry.authenticated));
+    // The identity has no `get`: the provider's read and the SDK's were refused, once each.
+    assert.equal(emulator.counters.refusedPermissions, 2);
+    assert.ok(
+      emulator.requests.every(
+        (entry) =>
+          entry.status === 200 ||
+          !entry.authenticated ||
+          (entry.method === "GET" && entry.status === 403),
+      ),
+    );
   });
 
   test("createProvider with no algorithm option round-trips a Managed HSM oct-HSM key (A256KW)", async () => {
+    // Following the key's type means reading it.
+    emulator.grant("get");
     const key = emulator.createKey("daemon-env-oct-hsm", { type: "oct-HSM" });
     const result = await roundTrip(
       emulator.keyUrl(key.name, key.version),
@@ -181,6 +192,17 @@ describe("Azure Key Vault emulator: production configuration for a daemon", () =
       emulator.requests.every((entry) => entry.status === 200 || !entry.authenticated),
       "every authenticated request succeeded",
     );
+  });
+
+  test("without get, KMS_ENVELOPE_AZURE_WRAP_ALGORITHM=A256KW round-trips an oct-HSM key", async () => {
+    const key = emulator.createKey("daemon-env-pinned", { type: "oct-HSM" });
+    const result = await roundTrip(emulator.keyUrl(key.name, key.version), {
+      ...emulator.daemonEnvironment(),
+      KMS_ENVELOPE_AZURE_WRAP_ALGORITHM: "A256KW",
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual([emulator.counters.wrapkey, emulator.counters.unwrapkey], [1, 1]);
+    assert.equal(emulator.counters.refusedPermissions, 2);
   });
 
   test("a wrong IDENTITY_HEADER gets no token, and the vault sees no key operation", async () => {
@@ -263,6 +285,7 @@ describe("Azure Key Vault emulator: managed-identity endpoint", () => {
   });
 
   test("issues App Service token responses that the vault accepts for its own resource only", async () => {
+    emulator.grant("get");
     emulator.createKey("identity-token");
     const header = { "X-IDENTITY-HEADER": emulator.identityHeader };
     const issued = await get(`${emulator.identityEndpoint}?${query}`, header);

@@ -15,7 +15,11 @@ let options: CryptographyClientOptions;
 let credential: TokenCredential;
 
 before(async () => {
-  emulator = await AzureKeyVaultEmulator.start();
+  // The SDK's local operations need the KeyBundle, so this caller may read keys; the default
+  // (no `get`) has its own test below.
+  emulator = await AzureKeyVaultEmulator.start({
+    keyPermissions: ["get", "wrapKey", "unwrapKey", "encrypt", "decrypt"],
+  });
   credential = {
     getToken: async (): Promise<AccessToken> => ({
       token: emulator.token,
@@ -38,17 +42,27 @@ interface RawResponse {
   body: { error?: { code?: string; message?: string; innererror?: { code?: string } } };
 }
 
+function credentialFor(vault: AzureKeyVaultEmulator): TokenCredential {
+  return {
+    getToken: async (): Promise<AccessToken> => ({
+      token: vault.token,
+      expiresOnTimestamp: Date.now() + 3_600_000,
+    }),
+  };
+}
+
 function raw(
   method: string,
   path: string,
   init: { token?: string; body?: string | Buffer } = {},
+  vault: AzureKeyVaultEmulator = emulator,
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const outgoing = request(
-      `${emulator.url}${path}`,
+      `${vault.url}${path}`,
       {
         method,
-        ca: emulator.ca,
+        ca: vault.ca,
         headers: {
           "content-type": "application/json",
           ...(init.token !== undefined && { authorization: `Bearer ${init.token}` }),
@@ -199,6 +213,67 @@ describe("Azure Key Vault emulator wire behaviour", () => {
     assert.deepEqual([unavailable.status, unavailable.headers["retry-after"]], [503, "0"]);
     assert.equal((await raw("GET", "/keys/faults?api-version=7.4", { token })).status, 200);
     assert.equal(emulator.counters.get, 3);
+  });
+
+  test("by default the caller may do everything but get, refused as an access policy refuses it", async () => {
+    const local = await AzureKeyVaultEmulator.start({ vaultName: "contoso-keys" });
+    try {
+      const key = local.createKey("least");
+      const token = local.token;
+      const read = await raw("GET", `/keys/least/${key.version}?api-version=7.4`, { token }, local);
+      assert.equal(read.status, 403);
+      assert.deepEqual(Object.keys(read.body), ["error"]);
+      assert.deepEqual(Object.keys(read.body.error ?? {}), ["code", "message", "innererror"]);
+      assert.equal(read.body.error?.code, "Forbidden");
+      assert.deepEqual(read.body.error?.innererror, { code: "AccessDenied" });
+      assert.match(
+        read.body.error?.message ?? "",
+        new RegExp(
+          `^The user, group or application 'appid=[0-9a-f-]{36};oid=[0-9a-f-]{36};iss=https://sts\\.windows\\.net/${local.tenantId}/' does not have keys get permission on key vault 'contoso-keys;location=westeurope'\\. For help resolving this issue, please see https://go\\.microsoft\\.com/fwlink/\\?linkid=2125287$`,
+        ),
+      );
+      // A key that does not exist is refused the same way: the policy is checked first.
+      assert.equal(
+        (await raw("GET", "/keys/nothing?api-version=7.4", { token }, local)).status,
+        403,
+      );
+      const client = new CryptographyClient(key.kid, credentialFor(local), {
+        ...options,
+        tlsOptions: { ca: local.ca },
+      });
+      const plaintext = randomBytes(32);
+      const wrapped = await client.wrapKey("RSA-OAEP-256", plaintext);
+      assert.deepEqual(
+        Buffer.from((await client.unwrapKey("RSA-OAEP-256", wrapped.result)).result),
+        plaintext,
+      );
+      // The SDK's first-use read was refused once; every operation then went to the service.
+      assert.deepEqual([local.counters.get, local.counters.refusedPermissions], [3, 3]);
+      local.grant("get");
+      assert.equal(
+        (await raw("GET", `/keys/least/${key.version}?api-version=7.4`, { token }, local)).status,
+        200,
+      );
+      local.revoke("wrapKey");
+      const refused = await raw(
+        "POST",
+        `/keys/least/${key.version}/wrapkey?api-version=7.4`,
+        {
+          token,
+          body: JSON.stringify({ alg: "RSA-OAEP-256", value: "AAAA" }),
+        },
+        local,
+      );
+      assert.equal(refused.status, 403);
+      assert.match(refused.body.error?.message ?? "", /does not have keys wrapKey permission/);
+      local.reset();
+      assert.equal(
+        (await raw("GET", `/keys/least/${key.version}?api-version=7.4`, { token }, local)).status,
+        403,
+      );
+    } finally {
+      await local.close();
+    }
   });
 
   test("close() releases held responses and drops connections", async () => {

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { DecryptCommand, KMSClient } from "@aws-sdk/client-kms";
 import {
@@ -9,9 +12,12 @@ import {
   CONTEXT_PURPOSE,
   createProvider,
 } from "../../../providers/aws.js";
+import { awsCredentialSource } from "../../../providers/aws-credentials.js";
 import { classifyAwsError } from "../../../providers/aws-errors.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
-import { AwsKmsEmulator } from "../../emulators/aws-kms/server.js";
+import { generateVersion } from "../../../src/keys/keyring-edits.js";
+import { PACKAGE_ROOT } from "../../../src/package-info.js";
+import { AwsKmsEmulator, type Operation } from "../../emulators/aws-kms/server.js";
 
 // A region other than the SDK's usual default, so "region parsed from the ARN" is really tested.
 const REGION = "eu-west-3";
@@ -463,6 +469,148 @@ describe("AwsKmsProvider against the KMS emulator (real @aws-sdk/client-kms)", (
   });
 });
 
+describe("AwsKmsProvider without kms:DescribeKey", () => {
+  function unDescribed(arn: string) {
+    const said: string[] = [];
+    const aws = provider(arn, { logger: { info: (message) => said.push(message) } });
+    return { aws, said };
+  }
+
+  test("health decrypts the last wrapped key, or a probe before any; the fallback is said once", async () => {
+    const { arn } = kms.createKey();
+    kms.permitOnly(["Encrypt", "Decrypt"]);
+    const { aws, said } = unDescribed(arn);
+    await aws.checkHealth();
+    assert.deepEqual(kms.calls, { Encrypt: 1, Decrypt: 1, DescribeKey: 1, GenerateDataKey: 0 });
+    await aws.wrapKey(randomBytes(32), CONTEXT);
+    await aws.checkHealth();
+    await aws.checkHealth();
+    // DescribeKey was asked once; every later check is one Decrypt of the last wrapped key.
+    assert.deepEqual(kms.calls, { Encrypt: 2, Decrypt: 3, DescribeKey: 1, GenerateDataKey: 0 });
+    assert.equal(said.length, 1);
+    assert.match(
+      said[0] ?? "",
+      new RegExp(
+        `^aws: kms:DescribeKey is not granted on ${arn}: health checks decrypt the last wrapped key instead .*Grant kms:DescribeKey`,
+      ),
+    );
+  });
+
+  test("a disabled key, a revoked kms:Decrypt or no access at all still fail health as user", async () => {
+    const { arn } = kms.createKey();
+    kms.permitOnly(["Encrypt", "Decrypt"]);
+    const { aws } = unDescribed(arn);
+    await aws.wrapKey(randomBytes(32), CONTEXT);
+    kms.disableKey(arn);
+    const disabled = await failure(aws.checkHealth());
+    assert.equal(disabled.errorClass, "user");
+    assert.match(disabled.message, /is disabled.*aws kms enable-key/);
+    kms.enableKey(arn);
+    await aws.checkHealth();
+    kms.permitOnly(["Encrypt"]);
+    const revoked = await failure(aws.checkHealth());
+    assert.equal(revoked.errorClass, "user");
+    assert.match(revoked.message, new RegExp(`denied kms:Decrypt on ${arn}.*grant kms:Decrypt`));
+    kms.permitOnly([]);
+    assert.match((await failure(aws.checkHealth())).message, /denied kms:Decrypt/);
+  });
+
+  test("with DescribeKey granted, health is one DescribeKey and says nothing", async () => {
+    const { arn } = kms.createKey();
+    const { aws, said } = unDescribed(arn);
+    await aws.checkHealth();
+    assert.deepEqual(kms.calls, { Encrypt: 0, Decrypt: 0, DescribeKey: 1, GenerateDataKey: 0 });
+    assert.deepEqual(said, []);
+  });
+});
+
+describe("the README's IAM policies for the aws provider", () => {
+  // Each command's policy as the README prints it, by the command named on the line before.
+  const policies = new Map(
+    [
+      ...readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8").matchAll(
+        /^`(serve|keygen|rotate)`[^\n]*:\n\n```json\n([\s\S]*?)\n```/gm,
+      ),
+    ].map((match) => {
+      const policy = JSON.parse(match[2] as string) as {
+        Statement: { Effect: string; Action: string[]; Condition?: unknown }[];
+      };
+      const actions = policy.Statement.flatMap((statement) => {
+        assert.equal(statement.Effect, "Allow");
+        return statement.Action.map((action) => action.replace(/^kms:/, "") as Operation);
+      });
+      return [match[1] as string, actions] as const;
+    }),
+  );
+
+  test("there is one for serve, keygen and rotate", () => {
+    assert.deepEqual([...policies.keys()].sort(), ["keygen", "rotate", "serve"]);
+    assert.deepEqual(policies.get("serve"), ["Decrypt"]);
+  });
+
+  for (const command of ["keygen", "rotate"]) {
+    test(`${command}'s policy makes a keyring version, and each action in it is needed`, async () => {
+      const { arn } = kms.createKey();
+      const actions = policies.get(command) ?? [];
+      kms.permitOnly(actions);
+      const version = await generateVersion(provider(arn), arn, "primary");
+      assert.equal(version.provider, "aws");
+      for (const dropped of actions) {
+        kms.permitOnly(actions.filter((action) => action !== dropped));
+        const error = await failure(generateVersion(provider(arn), arn, "primary"));
+        assert.match(error.message, new RegExp(`denied kms:${dropped} .*grant kms:${dropped}`));
+      }
+    });
+  }
+
+  test("serve's policy unwraps, and its health without DescribeKey passes", async () => {
+    const { arn } = kms.createKey();
+    const { wrappedKey, keyId } = await generateVersion(provider(arn), arn, "primary");
+    kms.permitOnly(policies.get("serve") ?? []);
+    const aws = provider(arn);
+    const key = await aws.unwrapKey(Buffer.from(wrappedKey, "base64"), { keyId });
+    assert.equal(key.length, 32);
+    await aws.checkHealth();
+    await failure(aws.wrapKey(randomBytes(32), { keyId }));
+  });
+});
+
+describe("AwsKmsProvider and the SDK's Node-version notice", () => {
+  // A fresh process: the SDK says it once per process, and this one has made clients already.
+  function warningsOf(environment: NodeJS.ProcessEnv): string {
+    const script = [
+      `const { AwsKmsProvider } = await import(${JSON.stringify(join(PACKAGE_ROOT, "providers/aws.ts"))});`,
+      `const aws = new AwsKmsProvider({ keyRef: ${JSON.stringify(`arn:aws:kms:${REGION}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`)} });`,
+      'process.emitWarning("a warning of the application");',
+      "await aws.close();",
+    ].join("\n");
+    const child = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "--eval", script],
+      { cwd: PACKAGE_ROOT, env: environment, encoding: "utf8" },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    return child.stderr;
+  }
+  const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...unset } = process.env;
+
+  test("is kept off stderr, and the application's own warnings are not", () => {
+    const stderr = warningsOf(unset);
+    assert.doesNotMatch(stderr, /NodeVersionSupportWarning|AWS SDK for JavaScript/);
+    assert.match(stderr, /Warning: a warning of the application/);
+  });
+
+  test("an operator who sets the SDK's variable decides", {
+    skip: !process.version.startsWith("v20."),
+  }, () => {
+    const stderr = warningsOf({
+      ...unset,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "false",
+    });
+    assert.match(stderr, /NodeVersionSupportWarning/);
+  });
+});
+
 describe("AwsKmsProvider configuration", () => {
   const arn = "arn:aws:kms:eu-west-3:111122223333:key/0b6a5c9e-2f0e-4a57-9a0d-4c1d7f2a9e11";
 
@@ -498,7 +646,7 @@ describe("AwsKmsProvider configuration", () => {
   });
 
   test("createProvider (the registry entry point) builds an aws provider for the key", async () => {
-    const aws = createProvider(arn, { timeoutMs: 1000, maxAttempts: 2 });
+    const aws = createProvider(arn, { timeoutMs: 1000, maxAttempts: 2, environment: {} });
     assert.equal(aws.name, "aws");
     assert.deepEqual(aws.describe(), { provider: "aws", keyRef: arn });
     await aws.close();
@@ -512,6 +660,13 @@ describe("classifyAwsError", () => {
     keyRef: "alias/app",
     timeoutMs: 5000,
     endpoint: "https://kms.eu-west-3.amazonaws.com",
+    credentials: awsCredentialSource(
+      {
+        AWS_ROLE_ARN: "arn:aws:iam::111122223333:role/kms-envelope",
+        AWS_WEB_IDENTITY_TOKEN_FILE: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+      },
+      false,
+    ),
     cancelled: false,
     timedOut: false,
   };
@@ -531,7 +686,11 @@ describe("classifyAwsError", () => {
     [named("InvalidCiphertextException", 400), "corrupt"],
     [named("KMSInternalException", 500), "other"],
     [named("DependencyTimeoutException", 503), "other"],
-    [named("CredentialsProviderError"), "other"],
+    [named("CredentialsProviderError"), "user"],
+    [named("InvalidIdentityTokenException", 400), "user"],
+    [named("IDPRejectedClaimException", 403), "user"],
+    [named("AccessDenied", 403), "user"],
+    [named("IDPCommunicationErrorException", 400), "other"],
     [
       Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
       "other",
@@ -543,6 +702,48 @@ describe("classifyAwsError", () => {
       assert.equal(classifyAwsError(error, facts).errorClass, expected);
     });
   }
+
+  test("a refused or expired credential names its source and what to fix", () => {
+    assert.match(
+      classifyAwsError(named("ExpiredTokenException", 400), facts).message,
+      /\(ExpiredTokenException\), the web identity role arn:aws:iam::111122223333:role\/kms-envelope \(IRSA, token file \/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount\/token\): they expired and were not renewed; check that the role's trust policy admits this service account/,
+    );
+    assert.match(
+      classifyAwsError(named("InvalidIdentityTokenException", 400), facts).message,
+      /^AWS STS refused to issue credentials for kms:Decrypt \(InvalidIdentityTokenException\) from the web identity role /,
+    );
+  });
+
+  test("the credential source follows the SDK chain's order, naming no secret", () => {
+    const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const sources = [
+      [{}, /instance profile/],
+      [
+        { AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://169.254.170.23/v1/credentials" },
+        /container credentials endpoint http:\/\/169\.254\.170\.23\/v1\/credentials \(EKS Pod Identity/,
+      ],
+      [
+        { AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: "/v2/credentials/x" },
+        /endpoint http:\/\/169\.254\.170\.2\/v2\/credentials\/x/,
+      ],
+      [
+        { AWS_ROLE_ARN: "arn:aws:iam::1:role/r", AWS_WEB_IDENTITY_TOKEN_FILE: "/t" },
+        /web identity role arn:aws:iam::1:role\/r/,
+      ],
+      [
+        { AWS_ACCESS_KEY_ID: "AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY: secret },
+        /^the access key in AWS_ACCESS_KEY_ID$/,
+      ],
+      [{ AWS_ACCESS_KEY_ID: "ASIAEXAMPLE", AWS_SESSION_TOKEN: secret }, /temporary access key/],
+      [{ AWS_PROFILE: "prod", AWS_ACCESS_KEY_ID: "AKIAEXAMPLE" }, /profile prod/],
+    ] as const;
+    for (const [environment, expected] of sources) {
+      const source = awsCredentialSource(environment, false);
+      assert.match(source.name, expected);
+      assert.ok(!`${source.name} ${source.fix}`.includes(secret));
+      assert.ok(!`${source.name} ${source.fix}`.includes("AKIAEXAMPLE"));
+    }
+  });
 
   test("an alias key reference hints at a retargeted alias on IncorrectKeyException", () => {
     assert.match(

@@ -9,7 +9,12 @@ import {
   createProvider,
   name as moduleName,
 } from "../../../providers/azure.js";
-import { wrapAlgorithmFor } from "../../../providers/azure-key-checks.js";
+import { azureCredentialSource } from "../../../providers/azure-credential.js";
+import {
+  algorithmOfWrappedKey,
+  unreadableKeyAlgorithm,
+  wrapAlgorithmFor,
+} from "../../../providers/azure-key-checks.js";
 import { parseAzureKeyRef } from "../../../providers/azure-key-ref.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
@@ -36,7 +41,9 @@ let emulator: AzureKeyVaultEmulator;
 const providers: AzureKeyVaultProvider[] = [];
 
 before(async () => {
-  emulator = await AzureKeyVaultEmulator.start();
+  // These tests are of the checks a key read makes, so this identity has `get`; the
+  // least-privilege suite below uses an emulator that refuses it, as by default.
+  emulator = await AzureKeyVaultEmulator.start({ keyPermissions: ["get", "wrapKey", "unwrapKey"] });
 });
 
 after(async () => {
@@ -152,7 +159,7 @@ describe('AzureKeyVaultProvider with algorithm "auto": the algorithm follows the
     }
   });
 
-  test("a provider that only unwraps reads the key type with one GET, once", async () => {
+  test("a provider that only unwraps takes the algorithm from the wrapped key's length", async () => {
     const key = newKey({ type: "oct-HSM" });
     const { key: masterKey, wrapped: wrappedKey } = await wrapped(
       open(key, { algorithm: "A256KW" }).provider,
@@ -161,10 +168,10 @@ describe('AzureKeyVaultProvider with algorithm "auto": the algorithm follows the
     const { provider } = open(key, { algorithm: "auto" });
     assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
     assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
-    // The provider's GET for the kty, the SDK's first-use GET, then one call per unwrapKey.
+    // Only the SDK's first-use GET, then one call per unwrapKey.
     assert.deepEqual(pick(emulator.counters), {
       unauthenticated: 1,
-      get: 2,
+      get: 1,
       wrapkey: 0,
       unwrapkey: 2,
     });
@@ -405,6 +412,61 @@ describe("AzureKeyVaultProvider key state", () => {
   });
 });
 
+describe("AzureKeyVaultProvider credentials", () => {
+  test("a token the vault finds expired is 'user' and says it was not renewed", async () => {
+    emulator.setIdentityTokenLifetime(1);
+    try {
+      const query = "api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net";
+      const issued = await fetch(`${emulator.identityEndpoint}?${query}`, {
+        headers: { "X-IDENTITY-HEADER": emulator.identityHeader },
+      });
+      const { access_token: token } = (await issued.json()) as { access_token: string };
+      // A credential that hands the token out past its expiry, as one that stopped renewing.
+      const { provider } = open(newKey(), { credential: new StaticCredential(token) });
+      await provider.checkHealth();
+      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      const error = await refused(
+        provider.checkHealth(),
+        "user",
+        /rejected the token of the credential given to the azure provider for checkHealth .*: it expired and was not renewed; .*401 Unauthorized: \[TokenExpired\]/,
+      );
+      assert.ok(!error.message.includes(token));
+      // The SDK answers the 401's challenge once more with the same token.
+      assert.equal(emulator.counters.expiredTokens, 2);
+    } finally {
+      emulator.setIdentityTokenLifetime(24 * 3600);
+    }
+  });
+
+  test("the credential named in errors follows DefaultAzureCredential's order, naming no secret", () => {
+    const secret = "0A1b2C3d~secret-value";
+    const sources = [
+      [{}, /^the managed identity of the instance metadata service$/],
+      [{ AZURE_CLIENT_ID: "c1" }, /managed identity \(user-assigned c1\) of the instance/],
+      [
+        { IDENTITY_ENDPOINT: "http://127.0.0.1:41741/msi/token" },
+        /of http:\/\/127\.0\.0\.1:41741\/msi\/token$/,
+      ],
+      [
+        {
+          AZURE_CLIENT_ID: "c2",
+          AZURE_FEDERATED_TOKEN_FILE: "/var/run/secrets/azure/tokens/azure-identity-token",
+        },
+        /^the workload identity c2 \(token file \/var\/run\/secrets\/azure\/tokens\/azure-identity-token\)$/,
+      ],
+      [
+        { AZURE_CLIENT_ID: "c3", AZURE_TENANT_ID: "t", AZURE_CLIENT_SECRET: secret },
+        /^the service principal c3 of AZURE_TENANT_ID$/,
+      ],
+    ] as const;
+    for (const [environment, expected] of sources) {
+      const source = azureCredentialSource(environment, false);
+      assert.match(source.name, expected);
+      assert.ok(!`${source.name} ${source.fix}`.includes(secret));
+    }
+  });
+});
+
 describe("AzureKeyVaultProvider throttling, outages and deadlines", () => {
   test("429 is retried by the SDK (Retry-After honoured) and then succeeds", async () => {
     const { provider } = open(newKey());
@@ -620,7 +682,7 @@ describe("AzureKeyVaultProvider configuration", () => {
 
   test("the module entry point builds the provider the registry asks for", () => {
     const keyRef = "https://v.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef";
-    const provider = createProvider(keyRef, { timeoutMs: 1_000, maxAttempts: 3 });
+    const provider = createProvider(keyRef, { timeoutMs: 1_000, maxAttempts: 3, environment: {} });
     providers.push(provider);
     assert.equal(moduleName, "azure");
     assert.equal(provider.name, "azure");
@@ -661,6 +723,175 @@ describe("AzureKeyVaultProvider configuration", () => {
         assert.ok(!shown.some((text) => text.includes(secret)), `leaks a secret: ${error.message}`);
       }
     }
+  });
+});
+
+describe("AzureKeyVaultProvider with an identity granted only wrapKey and unwrapKey", () => {
+  let least: AzureKeyVaultEmulator;
+  let count = 0;
+  before(async () => {
+    least = await AzureKeyVaultEmulator.start({ keyPermissions: ["wrapKey", "unwrapKey"] });
+  });
+  after(() => least.close());
+  beforeEach(() => least.reset());
+
+  function openLeast(
+    options: Parameters<AzureKeyVaultEmulator["createKey"]>[1] = {},
+    overrides: Partial<AzureKeyVaultProviderOptions> = {},
+  ) {
+    count += 1;
+    const key = least.createKey(`least-${count}`, options);
+    const said: string[] = [];
+    const attempts: ProviderErrorClass[] = [];
+    const provider = new AzureKeyVaultProvider({
+      keyRef: key.kid,
+      algorithm: "auto",
+      credential: new StaticCredential(least.token),
+      timeoutMs: 5_000,
+      maxRetries: 1,
+      logger: { info: (message) => said.push(message) },
+      onAttemptFailed: (errorClass) => attempts.push(errorClass),
+      clientOptions: {
+        tlsOptions: { ca: least.ca },
+        disableChallengeResourceVerification: true,
+        retryOptions: { retryDelayInMs: 5, maxRetryDelayInMs: 20 },
+      },
+      ...overrides,
+    });
+    providers.push(provider);
+    return { key, provider, said, attempts };
+  }
+
+  test("wraps, unwraps and checks health; the skipped checks are said once, and no attempt failed", async () => {
+    const { provider, said, attempts } = openLeast();
+    const { key: masterKey, wrapped: wrappedKey } = await wrapped(provider);
+    assert.equal(wrappedKey.length, 256, "RSA-OAEP-256: a vault holds no oct keys");
+    for (let index = 0; index < 3; index += 1) {
+      assert.deepEqual(Buffer.from(await provider.unwrapKey(wrappedKey, context)), masterKey);
+      await provider.checkHealth();
+      await wrapped(provider);
+    }
+    assert.equal(said.length, 1, said.join("\n"));
+    assert.match(
+      said[0] ?? "",
+      /^azure: Key Vault refused to read https:\/\/127\.0\.0\.1:\d+\/keys\/least-\d+\/\w+ \(403, no keys get permission\): .* skipped .*KMS_ENVELOPE_AZURE_WRAP_ALGORITHM.*Grant get to restore the checks$/,
+    );
+    assert.doesNotMatch(said[0] ?? "", /\n/);
+    // The provider's read and the SDK's first-use read, each refused once, then never again.
+    assert.equal(least.counters.get, 2);
+    assert.equal(least.counters.refusedPermissions, 2);
+    assert.deepEqual(attempts, [], "a refused read is a skipped check, not a failure");
+  });
+
+  test("health without get unwraps the last wrapped key again, or makes a probe's round trip", async () => {
+    const fresh = openLeast();
+    await fresh.provider.checkHealth();
+    assert.deepEqual(pick(least.counters), {
+      unauthenticated: 1,
+      get: 2,
+      wrapkey: 1,
+      unwrapkey: 1,
+    });
+    least.reset();
+    const { provider } = openLeast();
+    await wrapped(provider);
+    const before = pick(least.counters);
+    await provider.checkHealth();
+    assert.deepEqual(pick(least.counters), { ...before, unwrapkey: before.unwrapkey + 1 });
+  });
+
+  test("a disabled version, a revoked unwrapKey or a revoked wrapKey still fail health ('user')", async () => {
+    const { key, provider } = openLeast();
+    const { wrapped: wrappedKey } = await wrapped(provider);
+    least.disable(key);
+    await refused(provider.checkHealth(), "user", /is disabled: enable it/);
+    least.enable(key);
+    await provider.checkHealth();
+    least.revoke("unwrapKey");
+    await refused(
+      provider.checkHealth(),
+      "user",
+      /lacks the keys unwrapKey permission; add it \(`az keyvault set-policy --name 127 .*--key-permissions wrapKey unwrapKey`\).*403 Forbidden: The user, group or application 'appid=/,
+    );
+    await refused(provider.unwrapKey(wrappedKey, context), "user", /keys unwrapKey permission/);
+    least.reset();
+    least.revoke("wrapKey");
+    const fresh = openLeast();
+    await refused(fresh.provider.checkHealth(), "user", /lacks the keys wrapKey permission/);
+  });
+
+  test("keygen's check still catches a disabled version: the wrap succeeds, its unwrap does not", async () => {
+    const { key, provider } = openLeast();
+    least.disable(key);
+    const wrappedKey = await provider.wrapKey(randomBytes(32), context);
+    await refused(provider.unwrapKey(wrappedKey, context), "user", /is disabled/);
+  });
+
+  test("an oct-HSM key wraps with the algorithm given and unwraps by the wrapped key's length", async () => {
+    const { key, provider } = openLeast({ type: "oct-HSM" }, { algorithm: "A256KW" });
+    const { key: masterKey, wrapped: wrappedKey } = await wrapped(provider);
+    assert.equal(wrappedKey.length, 40);
+    const unwrapOnly = new AzureKeyVaultProvider({
+      keyRef: key.kid,
+      algorithm: "auto",
+      credential: new StaticCredential(least.token),
+      clientOptions: { tlsOptions: { ca: least.ca }, disableChallengeResourceVerification: true },
+    });
+    providers.push(unwrapOnly);
+    assert.deepEqual(Buffer.from(await unwrapOnly.unwrapKey(wrappedKey, context)), masterKey);
+  });
+
+  test("a Managed HSM key that cannot be read needs the algorithm given; other lengths are corrupt", () => {
+    const version = "0123456789abcdef0123456789abcdef";
+    const hsm = parseAzureKeyRef(`https://contoso.managedhsm.azure.net/keys/k/${version}`);
+    assert.throws(
+      () => unreadableKeyAlgorithm(hsm, "KMS_ENVELOPE_AZURE_WRAP_ALGORITHM"),
+      (error: unknown) => {
+        assert.ok(error instanceof ProviderError);
+        assert.equal(error.errorClass, "user");
+        assert.match(
+          error.message,
+          /without the keys get permission: set KMS_ENVELOPE_AZURE_WRAP_ALGORITHM=A256KW for an oct-HSM key or KMS_ENVELOPE_AZURE_WRAP_ALGORITHM=RSA-OAEP-256 for an RSA-HSM key, or grant get$/,
+        );
+        return true;
+      },
+    );
+    const vault = parseAzureKeyRef(`https://contoso.vault.azure.net/keys/k/${version}`);
+    assert.equal(unreadableKeyAlgorithm(vault, "X"), "RSA-OAEP-256");
+    assert.equal(algorithmOfWrappedKey(40, vault.keyRef), "A256KW");
+    for (const length of [256, 384, 512]) {
+      assert.equal(algorithmOfWrappedKey(length, vault.keyRef), "RSA-OAEP-256");
+    }
+    assert.throws(
+      () => algorithmOfWrappedKey(41, vault.keyRef),
+      (error: unknown) =>
+        error instanceof ProviderError &&
+        error.errorClass === "corrupt" &&
+        /is 41 bytes, which neither A256KW \(40\) nor RSA-OAEP-256/.test(error.message),
+    );
+  });
+
+  test("KMS_ENVELOPE_AZURE_WRAP_ALGORITHM pins the algorithm of the module entry; nonsense is refused", () => {
+    const keyRef = "https://v.managedhsm.azure.net/keys/k/0123456789abcdef0123456789abcdef";
+    const options = { timeoutMs: 1_000, maxAttempts: 3 };
+    const pinned = createProvider(keyRef, {
+      ...options,
+      environment: { KMS_ENVELOPE_AZURE_WRAP_ALGORITHM: "A256KW" },
+    });
+    providers.push(pinned);
+    assert.throws(
+      () =>
+        createProvider(keyRef, {
+          ...options,
+          environment: { KMS_ENVELOPE_AZURE_WRAP_ALGORITHM: "A128KW" },
+        }),
+      (error: unknown) =>
+        error instanceof KmsEnvelopeError &&
+        error.code === "INVALID_CONFIG" &&
+        /^KMS_ENVELOPE_AZURE_WRAP_ALGORITHM: "A128KW" is not a wrap algorithm \(give RSA-OAEP-256 \(RSA keys\) or A256KW/.test(
+          error.message,
+        ),
+    );
   });
 });
 

@@ -1,15 +1,18 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
+import { grpc } from "google-gax";
 import {
   createProvider,
   GcpKmsProvider,
   type GcpKmsProviderOptions,
 } from "../../../providers/gcp.js";
-import { clientOptionsForEndpoint } from "../../../providers/gcp-endpoint.js";
+import { clientOptionsForEndpoint, gcpCredentialSource } from "../../../providers/gcp-endpoint.js";
 import { ProviderError, type ProviderErrorClass } from "../../../providers/types.js";
 import { KmsEnvelopeError } from "../../../src/errors.js";
+import { testTls } from "../../emulators/azure-key-vault/tls.js";
 import type { KmsMethod } from "../../emulators/gcp-kms/faults.js";
+import { MetadataServer } from "../../emulators/gcp-kms/metadata.js";
 import { GcpKmsEmulator } from "../../emulators/gcp-kms/server.js";
 
 // The real @google-cloud/kms client against the local gRPC emulator (CLOUD-PROTOCOLS.md B.3).
@@ -462,5 +465,74 @@ describe("GcpKmsProvider", () => {
       port: 8443,
     });
     assert.throws(() => clientOptionsForEndpoint("http://kms.example.com"), /loopback emulator/);
+  });
+});
+
+describe("GcpKmsProvider credentials", () => {
+  test("a token past its expiry is refused UNAUTHENTICATED, 'user', naming the credential", async () => {
+    const metadata = await MetadataServer.start();
+    const tls = await testTls();
+    const secure = await GcpKmsEmulator.start({
+      tls,
+      authorize: (token) => metadata.verdict(token),
+    });
+    try {
+      metadata.lifetimeSeconds = 1;
+      const issued = await fetch(
+        `http://${metadata.host}/computeMetadata/v1/instance/service-accounts/default/token`,
+        { headers: { "Metadata-Flavor": "Google" } },
+      );
+      const { access_token: token } = (await issued.json()) as { access_token: string };
+      // Call credentials that keep handing out the one token, as a source that stopped renewing.
+      const bearer = grpc.credentials.createFromMetadataGenerator((_, callback) => {
+        const headers = new grpc.Metadata();
+        headers.add("authorization", `Bearer ${token}`);
+        callback(null, headers);
+      });
+      const keyRef = "projects/p/locations/global/keyRings/r/cryptoKeys/tokens";
+      secure.createKey(keyRef);
+      const provider = new GcpKmsProvider({
+        keyRef,
+        client: {
+          apiEndpoint: "localhost",
+          port: secure.port,
+          sslCreds: grpc.credentials.combineChannelCredentials(
+            grpc.credentials.createSsl(Buffer.from(tls.ca)),
+            bearer,
+          ),
+          universeDomain: "googleapis.com",
+        },
+        timeoutMs: 3_000,
+        retryDelayMs: 5,
+      });
+      open.push(provider);
+      const wrapped = await provider.wrapKey(randomBytes(32), CONTEXT);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const error = await rejectsAs(
+        provider.unwrapKey(wrapped, CONTEXT),
+        "user",
+        /^Cloud KMS rejected the credentials of the credentials given to the gcp provider for Decrypt: give it valid ones .*\(Cloud KMS: Request had invalid authentication credentials\./,
+      );
+      assert.ok(!error.message.includes(token));
+      assert.deepEqual(secure.refusedTokens, { total: 1, expired: 1 });
+    } finally {
+      await secure.close();
+      await metadata.close();
+    }
+  });
+
+  test("the credential named in errors is the file or the metadata server ADC would use", () => {
+    assert.match(
+      gcpCredentialSource({ GOOGLE_APPLICATION_CREDENTIALS: "/etc/gcp/key.json" }, false).name,
+      /^the credentials file \/etc\/gcp\/key\.json \(GOOGLE_APPLICATION_CREDENTIALS\)$/,
+    );
+    assert.match(
+      gcpCredentialSource({}, false).name,
+      /^the service account of the metadata server metadata\.google\.internal \(GCE, or GKE workload identity\)$/,
+    );
+    assert.match(
+      gcpCredentialSource({ GCE_METADATA_HOST: "169.254.169.254" }, false).name,
+      /metadata server 169\.254\.169\.254 /,
+    );
   });
 });
