@@ -1,5 +1,4 @@
 import { Worker } from "node:worker_threads";
-import { abortable } from "./abortable.js";
 import { type FromModuleThread, fromTokenFailure, type ToModuleThread } from "./pkcs11-protocol.js";
 import { ProviderError } from "./types.js";
 
@@ -79,10 +78,7 @@ export class ModuleThread {
     if (worker !== undefined) {
       const id = this.#nextId++;
       // A thread stuck in a hung module may never answer: closing does not wait for ever.
-      await abortable(
-        this.#ask({ kind: "close", id, instance }),
-        AbortSignal.timeout(timeoutMs),
-      ).catch(() => undefined);
+      await within(this.#ask({ kind: "close", id, instance }), timeoutMs);
     }
     if (this.#users > 0) return;
     if (threads.get(this.#modulePath) === this) threads.delete(this.#modulePath);
@@ -91,9 +87,7 @@ export class ModuleThread {
     // stopping runs the module's exit handlers (OpenSSL's, for SoftHSM2) alongside the thread's
     // own teardown, and crashed that way at exit (SIGSEGV). Bounded: a thread inside a hung
     // module call cannot be stopped at all.
-    if (worker !== undefined) {
-      await abortable(worker.terminate(), AbortSignal.timeout(timeoutMs)).catch(() => undefined);
-    }
+    if (worker !== undefined) await within(worker.terminate(), timeoutMs);
   }
 
   #ask(message: ToModuleThread, transfer: ArrayBuffer[] = []): Promise<FromModuleThread> {
@@ -146,4 +140,19 @@ function spawnWorker(): Worker {
   // The thread never keeps a stopping daemon alive; the last close() ends it deliberately.
   worker.unref();
   return worker;
+}
+
+/**
+ * Waits for `work` at most `timeoutMs`, whatever it settles to. The timer is referenced: the
+ * thread is not (it never keeps a daemon alive), and a process with nothing else to do must
+ * still wait for it here rather than end with close() unsettled.
+ */
+async function within(work: Promise<unknown>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    work.catch(() => undefined),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -99,11 +99,12 @@ describe("kms-envelope store find", () => {
     assert.ok(!found.stderr.includes("bob@"), "the value searched for is not echoed");
   });
 
-  test("a field without a lookup is refused and says so; a --where without = is a usage error", async () => {
+  test("a field without a lookup and a --where without = are usage errors (exit 2), naming the flag", async () => {
     const noLookup = await find("--where", "name=Ada", "--workspace", "acme");
-    assert.equal(noLookup.code, 1);
-    assert.match(noLookup.stderr, /name/);
-    assert.match(noLookup.stderr, /lookup/);
+    assert.equal(noLookup.code, 2, "an invocation the field map cannot answer");
+    assert.match(noLookup.stderr, /^kms-envelope: --where: users name has no lookup.*search email/);
+    assert.equal(noLookup.stderr.trimEnd().split("\n").length, 1, noLookup.stderr);
+    assert.ok(!noLookup.stderr.includes("Ada"), "the value searched for is not echoed");
     const malformed = await find("--where", "ada@example.com", "--workspace", "acme");
     assert.equal(malformed.code, 2);
     assert.match(malformed.stderr, /--where: is not FIELD=VALUE/);
