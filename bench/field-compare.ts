@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decryptString, encryptString, generateKey } from "@47ng/cloak";
 import sodium from "libsodium-wrappers";
+import { secretboxBackendName } from "../src/crypto/secretbox.js";
 import type { FieldRecord, JsonObject } from "../src/fields/field-codec.js";
 import { openFieldLayer } from "../src/fields/open-field-layer.js";
 
@@ -96,7 +97,7 @@ async function fieldLayerContender(
   const layer = await openFieldLayer({ fieldMapPath: mapPath, encryptionConfigPath: configPath });
   const originals = values(records);
   return {
-    name: "kms-envelope field layer (engine, secretbox)",
+    name: `kms-envelope field layer (engine, secretbox, ${secretboxBackendName()})`,
     encrypt: () => layer.seal(RESOURCE, records),
     async decrypt(sealed) {
       const opened = await layer.open(RESOURCE, sealed as FieldRecord[]);

@@ -5,7 +5,7 @@ import {
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
   secretboxOpen,
-  secretboxSeal,
+  secretboxSealInto,
 } from "./secretbox.js";
 import { wipe } from "./wipe.js";
 
@@ -28,10 +28,9 @@ export function seal(
   }
   const recordKey = deriveRecordKey(workspaceKey, nonce, context);
   try {
-    const boxed = secretboxSeal(plaintext, nonce, recordKey);
-    const sealed = new Uint8Array(SECRETBOX_NONCE_BYTES + boxed.length);
+    const sealed = new Uint8Array(SEALED_MIN_BYTES + plaintext.length);
     sealed.set(nonce, 0);
-    sealed.set(boxed, SECRETBOX_NONCE_BYTES);
+    secretboxSealInto(sealed.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, recordKey);
     return sealed;
   } finally {
     wipe(recordKey);

@@ -1,19 +1,113 @@
+import { createRequire } from "node:module";
 import sodium from "libsodium-wrappers";
 
 /** XSalsa20-Poly1305 sizes (libsodium `crypto_secretbox_*`). */
 export const SECRETBOX_NONCE_BYTES = 24;
 export const SECRETBOX_MAC_BYTES = 16;
 
-let ready = false;
-
-/** libsodium compiles its WebAssembly lazily; call once before any seal or open. */
-export async function loadSecretbox(): Promise<void> {
-  await sodium.ready;
-  ready = true;
+/**
+ * One implementation of libsodium's crypto_secretbox: the native addon (sodium-native) or the
+ * WebAssembly build (libsodium-wrappers). Both are libsodium, so their bytes are the same; the
+ * native one skips WebAssembly's copies in and out of its heap.
+ */
+export interface SecretboxBackend {
+  readonly name: "sodium-native" | "libsodium-wrappers";
+  /** crypto_secretbox_easy into `out` (MAC || ciphertext, `plaintext.length` + 16 bytes). */
+  sealInto(out: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array, key: Uint8Array): void;
+  /** crypto_secretbox_open_easy: the plaintext, or undefined when authentication fails. */
+  open(boxed: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | undefined;
 }
 
-function assertReady(): void {
-  if (!ready) throw new Error("loadSecretbox() must complete before sealing or opening");
+/** The part of sodium-native's API used here. */
+interface SodiumNative {
+  crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
+  crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+}
+
+const wasm: SecretboxBackend = {
+  name: "libsodium-wrappers",
+  sealInto(out, plaintext, nonce, key) {
+    out.set(sodium.crypto_secretbox_easy(plaintext, nonce, key));
+  },
+  open(boxed, nonce, key) {
+    try {
+      return sodium.crypto_secretbox_open_easy(boxed, nonce, key);
+    } catch {
+      // libsodium throws for a failed MAC and for wrong sizes; callers check sizes first, so in
+      // practice this is the MAC failure, which the caller turns into the one generic error.
+      return undefined;
+    }
+  },
+};
+
+function nativeBackend(addon: SodiumNative): SecretboxBackend {
+  return {
+    name: "sodium-native",
+    sealInto(out, plaintext, nonce, key) {
+      addon.crypto_secretbox_easy(out, plaintext, nonce, key);
+    },
+    open(boxed, nonce, key) {
+      // The addon asserts its sizes (a thrown assertion); the WebAssembly build's answer to a
+      // box shorter than its MAC is a refusal, and so is this one.
+      if (boxed.length < SECRETBOX_MAC_BYTES) return undefined;
+      const plaintext = new Uint8Array(boxed.length - SECRETBOX_MAC_BYTES);
+      return addon.crypto_secretbox_open_easy(plaintext, boxed, nonce, key) ? plaintext : undefined;
+    },
+  };
+}
+
+/** sodium-native when it is installed and loads on this platform (it is an optional dependency). */
+function loadNative(): SecretboxBackend | undefined {
+  try {
+    return nativeBackend(createRequire(import.meta.url)("sodium-native") as SodiumNative);
+  } catch {
+    return undefined;
+  }
+}
+
+let backend: SecretboxBackend | undefined;
+
+/**
+ * Every backend that loads here, native first. `loadSecretbox` picks the first; the tests hold
+ * each to libsodium's known answers and to the others, byte for byte.
+ */
+export async function secretboxBackends(): Promise<SecretboxBackend[]> {
+  await sodium.ready;
+  const native = loadNative();
+  return native === undefined ? [wasm] : [native, wasm];
+}
+
+/**
+ * Chooses the backend; call once before any seal or open. `KMS_ENVELOPE_SODIUM=wasm` keeps the
+ * WebAssembly build even where the native addon loads.
+ */
+export async function loadSecretbox(): Promise<void> {
+  if (backend !== undefined) return;
+  const available = await secretboxBackends();
+  backend = (process.env.KMS_ENVELOPE_SODIUM === "wasm" ? available.at(-1) : available[0]) ?? wasm;
+}
+
+/** The backend in use: for the start-up log line and the benchmark's report. */
+export function secretboxBackendName(): SecretboxBackend["name"] {
+  return loaded().name;
+}
+
+function loaded(): SecretboxBackend {
+  if (backend === undefined)
+    throw new Error("loadSecretbox() must complete before sealing or opening");
+  return backend;
+}
+
+/** crypto_secretbox_easy into `out`: MAC || ciphertext, `plaintext.length` + 16 bytes. */
+export function secretboxSealInto(
+  out: Uint8Array,
+  plaintext: Uint8Array,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): void {
+  if (out.length !== plaintext.length + SECRETBOX_MAC_BYTES)
+    throw new RangeError(`a secretbox is ${SECRETBOX_MAC_BYTES} bytes longer than its plaintext`);
+  loaded().sealInto(out, plaintext, nonce, key);
 }
 
 /** crypto_secretbox_easy: returns MAC || ciphertext. */
@@ -22,8 +116,9 @@ export function secretboxSeal(
   nonce: Uint8Array,
   key: Uint8Array,
 ): Uint8Array {
-  assertReady();
-  return sodium.crypto_secretbox_easy(plaintext, nonce, key);
+  const out = new Uint8Array(plaintext.length + SECRETBOX_MAC_BYTES);
+  secretboxSealInto(out, plaintext, nonce, key);
+  return out;
 }
 
 /** crypto_secretbox_open_easy: returns the plaintext, or undefined when authentication fails. */
@@ -32,12 +127,5 @@ export function secretboxOpen(
   nonce: Uint8Array,
   key: Uint8Array,
 ): Uint8Array | undefined {
-  assertReady();
-  try {
-    return sodium.crypto_secretbox_open_easy(boxed, nonce, key);
-  } catch {
-    // libsodium throws for a failed MAC and for wrong sizes; open() checks sizes first, so in
-    // practice this is the MAC failure, which the caller turns into the one generic error.
-    return undefined;
-  }
+  return loaded().open(boxed, nonce, key);
 }

@@ -182,31 +182,59 @@ export class MeteredTransformer implements Transformer {
 
   async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
     try {
-      const stored = await this.#inner.toStorage(plaintext, authenticatedData);
-      this.#metrics.transformation("to_storage", stored.writer.provider, "ok");
-      this.#metrics.kmsKeyIdUse("to_storage", stored.writer);
-      return stored;
+      return this.#wrote(await this.#inner.toStorage(plaintext, authenticatedData));
     } catch (error) {
-      this.#metrics.transformation("to_storage", this.#firstProvider, "error");
-      throw error;
+      throw this.#writeFailed(error);
+    }
+  }
+
+  toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored | undefined {
+    try {
+      const stored = this.#inner.toStorageSync?.(plaintext, authenticatedData);
+      return stored && this.#wrote(stored);
+    } catch (error) {
+      throw this.#writeFailed(error);
     }
   }
 
   async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     try {
-      const read = await this.#inner.fromStorage(data, authenticatedData);
-      this.#metrics.transformation(
-        "from_storage",
-        read.writer.provider,
-        read.stale ? "stale" : "ok",
-      );
-      this.#metrics.kmsKeyIdUse("from_storage", read.writer);
-      return read;
+      return this.#read(await this.#inner.fromStorage(data, authenticatedData));
     } catch (error) {
-      // Which provider failed is not known for certain (no prefix may have matched).
-      this.#metrics.transformation("from_storage", "unknown", "error");
-      throw error;
+      throw this.#readFailed(error);
     }
+  }
+
+  fromStorageSync(data: Uint8Array, authenticatedData: Uint8Array): Read | undefined {
+    try {
+      const read = this.#inner.fromStorageSync?.(data, authenticatedData);
+      return read && this.#read(read);
+    } catch (error) {
+      throw this.#readFailed(error);
+    }
+  }
+
+  #wrote(stored: Stored): Stored {
+    this.#metrics.transformation("to_storage", stored.writer.provider, "ok");
+    this.#metrics.kmsKeyIdUse("to_storage", stored.writer);
+    return stored;
+  }
+
+  #writeFailed(error: unknown): unknown {
+    this.#metrics.transformation("to_storage", this.#firstProvider, "error");
+    return error;
+  }
+
+  #read(read: Read): Read {
+    this.#metrics.transformation("from_storage", read.writer.provider, read.stale ? "stale" : "ok");
+    this.#metrics.kmsKeyIdUse("from_storage", read.writer);
+    return read;
+  }
+
+  #readFailed(error: unknown): unknown {
+    // Which provider failed is not known for certain (no prefix may have matched).
+    this.#metrics.transformation("from_storage", "unknown", "error");
+    return error;
   }
 
   currentWriter(): Writer {

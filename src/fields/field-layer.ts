@@ -29,6 +29,38 @@ function withReplaced(document: JsonObject, replaced: readonly [string, JsonValu
   return replaced.length === 0 ? document : withPaths(document, replaced);
 }
 
+/**
+ * `run` on every item, in order, and `finish` on each result. Transformers whose keys are in
+ * process answer at once, so a batch of them costs no promise per field; the rest are awaited
+ * together. The first failure fails the batch, once every started call has settled (none is
+ * left to reject unobserved).
+ */
+async function eachField<Item, Done, Result>(
+  items: readonly Item[],
+  run: (item: Item) => Done | Promise<Done>,
+  finish: (item: Item, done: Done) => Result,
+): Promise<Result[]> {
+  const results: Result[] = new Array(items.length);
+  const pending: Promise<void>[] = [];
+  try {
+    for (const [index, item] of items.entries()) {
+      const done = run(item);
+      if (done instanceof Promise)
+        pending.push(
+          done.then((value) => {
+            results[index] = finish(item, value);
+          }),
+        );
+      else results[index] = finish(item, done);
+    }
+  } catch (error) {
+    await Promise.allSettled(pending);
+    throw error;
+  }
+  await Promise.all(pending);
+  return results;
+}
+
 /** A route of `fieldMap` that cannot be served: what it goes through was not given. */
 export function missingRoute(route: FieldRoute, fieldMap: string): ConfigError {
   return route === "engine"
@@ -469,22 +501,24 @@ export class MapFieldLayer implements FieldLayer {
           "writes it with identity (no rule matches it, or identity comes first), so its encrypted fields would be stored in the clear",
           "add a rule for it whose first provider encrypts, or list it in the field map with no fields to store it in the clear on purpose",
         );
-      return Promise.all(
-        items.map(async (item) => {
+      return eachField(
+        items,
+        (item) => {
           const id = (records[item.record] as { id: string }).id;
-          const stored = await transformer.toStorage(
-            item.bytes,
-            fieldAuthenticatedData(resource, item.path, id),
+          const plaintext = item.bytes;
+          const where = fieldAuthenticatedData(resource, item.path, id);
+          return (
+            transformer.toStorageSync?.(plaintext, where) ?? transformer.toStorage(plaintext, where)
           );
-          return {
-            // A view, not a copy: the bytes are only read, once, to encode them.
-            text: Buffer.from(
-              stored.data.buffer,
-              stored.data.byteOffset,
-              stored.data.byteLength,
-            ).toString("base64"),
-            stamp: { path: item.path, route: "engine" as const, ...stored.writer },
-          };
+        },
+        (item, stored) => ({
+          // A view, not a copy: the bytes are only read, once, to encode them.
+          text: Buffer.from(
+            stored.data.buffer,
+            stored.data.byteOffset,
+            stored.data.byteLength,
+          ).toString("base64"),
+          stamp: { path: item.path, route: "engine" as const, ...stored.writer },
         }),
       );
     }
@@ -512,21 +546,20 @@ export class MapFieldLayer implements FieldLayer {
     if (route === "engine") {
       // Resolved once per batch: every field of it belongs to the one resource.
       const transformer = this.#needEngine().transformerFor(resource);
-      return Promise.all(
-        items.map(async (item) => {
+      return eachField(
+        items,
+        (item) => {
           const data = decodeCanonicalBase64(item.text);
           if (data === undefined)
             throw new MalformedCiphertextError(`${item.where} is not standard base64`);
           const id = (records[item.record] as { id: string }).id;
-          const read = await transformer.fromStorage(
-            data,
-            fieldAuthenticatedData(resource, item.path, id),
-          );
-          return {
-            bytes: read.plaintext,
-            stale: read.stale,
-            stamp: { path: item.path, route: "engine" as const, ...read.writer },
-          };
+          const where = fieldAuthenticatedData(resource, item.path, id);
+          return transformer.fromStorageSync?.(data, where) ?? transformer.fromStorage(data, where);
+        },
+        (item, read) => ({
+          bytes: read.plaintext,
+          stale: read.stale,
+          stamp: { path: item.path, route: "engine" as const, ...read.writer },
         }),
       );
     }

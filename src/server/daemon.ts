@@ -1,4 +1,4 @@
-import { loadSecretbox } from "../crypto/secretbox.js";
+import { loadSecretbox, secretboxBackendName } from "../crypto/secretbox.js";
 import { errorMessage } from "../errors.js";
 import { HealthMonitor } from "../keys/health-monitor.js";
 import type { KeySource } from "../keys/key-source.js";
@@ -229,6 +229,7 @@ function serve(parts: {
       workspace: config.workspace,
       http: ops?.address ?? "off",
       fieldWorkers: config.fieldWorkers,
+      secretbox: secretboxBackendName(),
     },
     "kms-envelope serving",
   );

@@ -107,6 +107,11 @@ describe("start-up: master key and flags", () => {
       args: ["--config", configPath],
     });
     assert.equal(
+      fromFile.logRecords().find((record) => record.msg === "kms-envelope serving")?.secretbox,
+      "sodium-native",
+      "the serving line names the secretbox backend, native where it loads",
+    );
+    assert.equal(
       (await stat(socketPath)).mode & 0o777,
       0o640,
       "the file sets what nothing else did",

@@ -52,11 +52,11 @@ export class AesCbcTransformer extends KeyedTransformer {
     super(key, writer);
   }
 
-  override async toStorage(plaintext: Uint8Array): Promise<Stored> {
+  override toStorageSync(plaintext: Uint8Array): Stored {
     return { data: cbcSeal(this.key(), plaintext), writer: this.currentWriter() };
   }
 
-  override async fromStorage(data: Uint8Array): Promise<Read> {
+  override fromStorageSync(data: Uint8Array): Read {
     return { plaintext: cbcOpen(this.key(), data), stale: false, writer: this.currentWriter() };
   }
 }

@@ -27,7 +27,7 @@ export class ExtendedNonceGcmTransformer extends KeyedTransformer {
     super(seed, writer);
   }
 
-  override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
+  override toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored {
     const info = freshRandom(INFO_BYTES);
     const key = hkdfExpandKey(this.key(), info);
     try {
@@ -40,7 +40,7 @@ export class ExtendedNonceGcmTransformer extends KeyedTransformer {
     }
   }
 
-  override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
+  override fromStorageSync(data: Uint8Array, authenticatedData: Uint8Array): Read {
     if (data.length < INFO_BYTES + GCM_NONCE_BYTES + GCM_TAG_BYTES)
       throw new MalformedCiphertextError("the stored data was shorter than the required size");
     const key = hkdfExpandKey(this.key(), data.subarray(0, INFO_BYTES));

@@ -58,14 +58,14 @@ export class AesGcmTransformer extends KeyedTransformer {
     super(key, writer);
   }
 
-  override async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
+  override toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored {
     return {
       data: gcmSeal(this.key(), plaintext, authenticatedData),
       writer: this.currentWriter(),
     };
   }
 
-  override async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
+  override fromStorageSync(data: Uint8Array, authenticatedData: Uint8Array): Read {
     return {
       plaintext: gcmOpen(this.key(), data, authenticatedData),
       stale: false,

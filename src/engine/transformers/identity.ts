@@ -10,11 +10,11 @@ const WRITER: Writer = { provider: "identity", keyId: "" };
  * from encryption: the prefix list skips this refusal and tries the later providers.
  */
 export class IdentityTransformer implements Transformer {
-  async toStorage(plaintext: Uint8Array): Promise<Stored> {
+  toStorageSync(plaintext: Uint8Array): Stored {
     return { data: plaintext, writer: WRITER };
   }
 
-  async fromStorage(data: Uint8Array): Promise<Read> {
+  fromStorageSync(data: Uint8Array): Read {
     if (
       Buffer.from(data.buffer, data.byteOffset, data.byteLength)
         .subarray(0, 8)
@@ -24,6 +24,14 @@ export class IdentityTransformer implements Transformer {
         "identity transformer tried to read encrypted data: add the provider that wrote it to the configuration",
       );
     return { plaintext: data, stale: false, writer: WRITER };
+  }
+
+  async toStorage(plaintext: Uint8Array): Promise<Stored> {
+    return this.toStorageSync(plaintext);
+  }
+
+  async fromStorage(data: Uint8Array): Promise<Read> {
+    return this.fromStorageSync(data);
   }
 
   currentWriter(): Writer {

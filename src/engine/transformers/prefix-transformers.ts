@@ -19,6 +19,22 @@ function concat(prefix: Uint8Array, data: Uint8Array): Uint8Array {
   return out;
 }
 
+/** A read by a later entry than the first is stale: the value should be rewritten. */
+function staleUnlessFirst(read: Read, index: number): Read {
+  return index === 0 || read.stale ? read : { ...read, stale: true };
+}
+
+/** Why no entry read a value: only identity matched and refused it (its message, encrypted
+ * data, is the useful one), or no prefix matched. */
+function unread(skipped: unknown): unknown {
+  return (
+    skipped ??
+    new MalformedCiphertextError(
+      "no matching prefix found: no provider in the configuration wrote this value",
+    )
+  );
+}
+
 /**
  * Kubernetes' `PrefixTransformers`: the first entry writes (with its prefix); a read goes to
  * the first entry whose prefix matches and is stale unless that is the first entry. An entry
@@ -40,30 +56,59 @@ export class PrefixTransformers implements Transformer {
     return { data: concat(first.prefix, stored.data), writer: stored.writer };
   }
 
+  toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored | undefined {
+    const first = this.#first();
+    const stored = first.transformer.toStorageSync?.(plaintext, authenticatedData);
+    return stored && { data: concat(first.prefix, stored.data), writer: stored.writer };
+  }
+
   async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {
     let skipped: unknown;
-    for (const [index, entry] of this.#entries.entries()) {
-      if (!startsWith(data, entry.prefix)) continue;
-      const payload = data.subarray(entry.prefix.length);
+    for (let index = this.#next(data, 0); index >= 0; index = this.#next(data, index + 1)) {
+      const { prefix, transformer } = this.#entries[index] as PrefixedTransformer;
+      const payload = data.subarray(prefix.length);
       let read: Read;
       try {
-        read = await entry.transformer.fromStorage(payload, authenticatedData);
+        read =
+          transformer.fromStorageSync?.(payload, authenticatedData) ??
+          (await transformer.fromStorage(payload, authenticatedData));
       } catch (error) {
-        if (entry.prefix.length !== 0) throw error;
+        if (prefix.length !== 0) throw error;
         skipped = error;
         continue;
       }
-      return { ...read, stale: read.stale || index !== 0 };
+      return staleUnlessFirst(read, index);
     }
-    // Only identity matched and it refused: its message (encrypted data) is the useful one.
-    if (skipped !== undefined) throw skipped;
-    throw new MalformedCiphertextError(
-      "no matching prefix found: no provider in the configuration wrote this value",
-    );
+    throw unread(skipped);
+  }
+
+  fromStorageSync(data: Uint8Array, authenticatedData: Uint8Array): Read | undefined {
+    let skipped: unknown;
+    for (let index = this.#next(data, 0); index >= 0; index = this.#next(data, index + 1)) {
+      const { prefix, transformer } = this.#entries[index] as PrefixedTransformer;
+      let read: Read | undefined;
+      try {
+        read = transformer.fromStorageSync?.(data.subarray(prefix.length), authenticatedData);
+      } catch (error) {
+        if (prefix.length !== 0) throw error;
+        skipped = error;
+        continue;
+      }
+      // This entry needs its plugin: fromStorage reads the value.
+      return read && staleUnlessFirst(read, index);
+    }
+    throw unread(skipped);
   }
 
   currentWriter(): Writer {
     return this.#first().transformer.currentWriter();
+  }
+
+  /** The first entry from `from` on whose prefix the value carries; -1 when none does. */
+  #next(data: Uint8Array, from: number): number {
+    for (let index = from; index < this.#entries.length; index++)
+      if (startsWith(data, (this.#entries[index] as PrefixedTransformer).prefix)) return index;
+    return -1;
   }
 
   #first(): PrefixedTransformer {

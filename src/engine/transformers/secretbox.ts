@@ -3,7 +3,7 @@ import {
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
   secretboxOpen,
-  secretboxSeal,
+  secretboxSealInto,
 } from "../../crypto/secretbox.js";
 import { DecryptionFailedError, MalformedCiphertextError } from "../../errors.js";
 import { KeyedTransformer, type Read, type Stored, type Writer } from "./transformer.js";
@@ -22,16 +22,15 @@ export class SecretboxTransformer extends KeyedTransformer {
     super(key, writer);
   }
 
-  override async toStorage(plaintext: Uint8Array): Promise<Stored> {
+  override toStorageSync(plaintext: Uint8Array): Stored {
     const nonce = freshNonce();
-    const boxed = secretboxSeal(plaintext, nonce, this.key());
-    const data = new Uint8Array(nonce.length + boxed.length);
+    const data = new Uint8Array(SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES + plaintext.length);
     data.set(nonce);
-    data.set(boxed, nonce.length);
+    secretboxSealInto(data.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, this.key());
     return { data, writer: this.currentWriter() };
   }
 
-  override async fromStorage(data: Uint8Array): Promise<Read> {
+  override fromStorageSync(data: Uint8Array): Read {
     if (data.length < SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES)
       throw new MalformedCiphertextError("the stored data was shorter than the required size");
     const plaintext = secretboxOpen(

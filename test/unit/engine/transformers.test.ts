@@ -168,6 +168,8 @@ describe("transformers round-trip and refuse tampering", () => {
 
 describe("aescbc (unauthenticated, as in Kubernetes)", () => {
   const cbc = new AesCbcTransformer(key32, writer("aescbc"));
+  const HERE = text("/registry/secrets/default/here");
+  const ELSEWHERE = text("/registry/secrets/default/elsewhere");
 
   it("pads with PKCS#7, adding a whole block when the plaintext is block-aligned", async () => {
     for (const [size, expected] of [
@@ -176,30 +178,32 @@ describe("aescbc (unauthenticated, as in Kubernetes)", () => {
       [16, 48],
       [17, 48],
     ] as const) {
-      const stored = await cbc.toStorage(Buffer.alloc(size, 1));
+      const stored = await cbc.toStorage(Buffer.alloc(size, 1), HERE);
       assert.equal(stored.data.length, expected, `IV + padded length for ${size} bytes`);
-      assert.equal((await cbc.fromStorage(stored.data)).plaintext.length, size, "round trip");
+      assert.equal((await cbc.fromStorage(stored.data, HERE)).plaintext.length, size, "round trip");
     }
   });
 
   it("still decrypts under a different context: there is no MAC and no authenticated data", async () => {
-    const stored = await cbc.toStorage(text(PANDAS));
-    const read = await cbc.fromStorage(stored.data);
+    const stored = await cbc.toStorage(text(PANDAS), HERE);
+    const read = await cbc.fromStorage(stored.data, ELSEWHERE);
     assert.equal(Buffer.from(read.plaintext).toString(), PANDAS);
   });
 
   it("rejects a value that is not whole blocks, and broken padding", async () => {
-    const stored = Buffer.from((await cbc.toStorage(text(PANDAS))).data);
-    await assert.rejects(cbc.fromStorage(stored.subarray(0, stored.length - 1)), {
+    const stored = Buffer.from((await cbc.toStorage(text(PANDAS), HERE)).data);
+    await assert.rejects(cbc.fromStorage(stored.subarray(0, stored.length - 1), HERE), {
       code: "MALFORMED_CIPHERTEXT",
     });
-    await assert.rejects(cbc.fromStorage(stored.subarray(0, 16)), { code: "MALFORMED_CIPHERTEXT" });
+    await assert.rejects(cbc.fromStorage(stored.subarray(0, 16), HERE), {
+      code: "MALFORMED_CIPHERTEXT",
+    });
     // Flipping the last byte of the second-to-last block flips the last plaintext byte: the
     // padding byte, which then no longer matches.
     const tampered = Buffer.from(stored);
     const index = tampered.length - 17;
     tampered[index] = (tampered[index] as number) ^ 0x20;
-    await assert.rejects(cbc.fromStorage(tampered), { code: "DECRYPTION_FAILED" });
+    await assert.rejects(cbc.fromStorage(tampered, HERE), { code: "DECRYPTION_FAILED" });
   });
 });
 
@@ -256,6 +260,66 @@ describe("identity and prefix lists", () => {
       rotated.fromStorage(text("k8s:enc:secretbox:v1:key3:zzzz"), BAMBOO),
       /no matching prefix found/,
       "an unknown key name",
+    );
+  });
+
+  it("answers at once (the Sync methods) where every key it needs is in process, and says undefined where a plugin is needed", async () => {
+    await loadSecretbox();
+    const key1 = new SecretboxTransformer(Buffer.alloc(32, 1), writer("secretbox", "key1"));
+    // A plugin-backed entry: only the promise-returning methods, as the kms envelopes.
+    const plugin: Transformer = {
+      toStorage: async (plaintext) => ({ data: plaintext, writer: writer("kms:v2:p", "1") }),
+      fromStorage: async (data) => ({
+        plaintext: data,
+        stale: false,
+        writer: writer("kms:v2:p", "1"),
+      }),
+      currentWriter: () => writer("kms:v2:p", "1"),
+    };
+    const entry = (prefix: string, transformer: Transformer) => ({
+      prefix: text(prefix),
+      transformer,
+    });
+    const secretboxFirst = new PrefixTransformers([
+      entry("k8s:enc:secretbox:v1:", new PrefixTransformers([entry("key1:", key1)])),
+      entry("k8s:enc:kms:v2:p:", plugin),
+    ]);
+    const stored = secretboxFirst.toStorageSync(text("v"), BAMBOO);
+    assert.ok(stored !== undefined);
+    assert.equal(
+      Buffer.from(secretboxFirst.fromStorageSync(stored.data, BAMBOO)?.plaintext ?? []).toString(),
+      "v",
+    );
+    assert.equal(secretboxFirst.fromStorageSync(text("k8s:enc:kms:v2:p:x"), BAMBOO), undefined);
+    assert.equal(
+      Buffer.from(
+        (await secretboxFirst.fromStorage(text("k8s:enc:kms:v2:p:x"), BAMBOO)).plaintext,
+      ).toString(),
+      "x",
+      "the promise path reads what the plugin entry wrote",
+    );
+
+    const pluginFirst = new PrefixTransformers([
+      entry("k8s:enc:kms:v2:p:", plugin),
+      entry("k8s:enc:secretbox:v1:", new PrefixTransformers([entry("key1:", key1)])),
+    ]);
+    assert.equal(
+      pluginFirst.toStorageSync(text("v"), BAMBOO),
+      undefined,
+      "writing needs the plugin",
+    );
+    assert.equal(
+      pluginFirst.fromStorageSync(stored.data, BAMBOO)?.stale,
+      true,
+      "a later entry read it",
+    );
+    assert.throws(
+      () => pluginFirst.fromStorageSync(text("k8s:enc:secretbox:v1:key1:short"), BAMBOO),
+      { code: "MALFORMED_CIPHERTEXT" },
+    );
+    assert.throws(
+      () => pluginFirst.fromStorageSync(text("other"), BAMBOO),
+      /no matching prefix found/,
     );
   });
 });
