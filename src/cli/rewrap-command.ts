@@ -30,6 +30,11 @@ const writer = (field: { provider: string; keyId: string }) =>
   `${field.provider}${field.keyId === "" ? "" : ` ${field.keyId}`}`;
 
 /** The human-readable summary: what was found, what moved, what is left and what to do. */
+/** Plaintext fields left over every resource: the summary line and the exit code both use it. */
+function plaintextLeft(summary: RewrapSummary): number {
+  return summary.resources.reduce((sum, entry) => sum + entry.plaintextLeft, 0);
+}
+
 function describeSummary(summary: RewrapSummary): string {
   const lines: string[] = [];
   const verb = summary.dryRun ? "would rewrap" : "rewrapped";
@@ -86,7 +91,7 @@ function describeSummary(summary: RewrapSummary): string {
       `${entry.resource}.${entry.path}: ${entry.fields} fields under ${writer(entry)} that the field map no longer lists (left alone)`,
     );
   }
-  const plaintext = summary.resources.reduce((sum, entry) => sum + entry.plaintextLeft, 0);
+  const plaintext = plaintextLeft(summary);
   // The one line an operator waits for before switching the plaintext fallback off.
   lines.push(`${plaintext} plaintext fields left`);
   if (
@@ -176,7 +181,7 @@ export function rewrapCommand(): Command {
           flags.json ? `${JSON.stringify(summary, null, 2)}\n` : describeSummary(summary),
         );
         const left = summary.resources.reduce((sum, entry) => sum + entry.remaining, 0);
-        const plaintext = summary.resources.reduce((sum, entry) => sum + entry.plaintextLeft, 0);
+        const plaintext = plaintextLeft(summary);
         // A dry run asked for an exit code answers "is anything left" with it, like git diff.
         if (summary.dryRun && flags.exitCode === true && left + plaintext > 0) process.exitCode = 1;
         if (!summary.dryRun && (summary.interrupted || left > 0 || plaintext > 0)) {
