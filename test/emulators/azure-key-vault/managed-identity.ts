@@ -106,6 +106,11 @@ export class ManagedIdentityEndpoint {
     this.#issued.clear();
   }
 
+  /** Makes every token issued so far expired, as if its lifetime had passed. */
+  expireTokens(): void {
+    for (const issued of this.#issued.values()) issued.expiresAt = 0;
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();

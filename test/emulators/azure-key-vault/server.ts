@@ -397,6 +397,11 @@ export class AzureKeyVaultEmulator {
     this.#identity.revokeTokens();
   }
 
+  /** Every managed-identity token issued so far is expired from now on (the vault answers 401 TokenExpired). */
+  expireIdentityTokens(): void {
+    this.#identity.expireTokens();
+  }
+
   /** How long managed-identity tokens issued from now on live (24 hours by default). */
   setIdentityTokenLifetime(seconds: number): void {
     this.#identity.tokenLifetimeSeconds = seconds;

@@ -414,28 +414,24 @@ describe("AzureKeyVaultProvider key state", () => {
 
 describe("AzureKeyVaultProvider credentials", () => {
   test("a token the vault finds expired is 'user' and says it was not renewed", async () => {
-    emulator.setIdentityTokenLifetime(1);
-    try {
-      const query = "api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net";
-      const issued = await fetch(`${emulator.identityEndpoint}?${query}`, {
-        headers: { "X-IDENTITY-HEADER": emulator.identityHeader },
-      });
-      const { access_token: token } = (await issued.json()) as { access_token: string };
-      // A credential that hands the token out past its expiry, as one that stopped renewing.
-      const { provider } = open(newKey(), { credential: new StaticCredential(token) });
-      await provider.checkHealth();
-      await new Promise((resolve) => setTimeout(resolve, 2_100));
-      const error = await refused(
-        provider.checkHealth(),
-        "user",
-        /rejected the token of the credential given to the azure provider for checkHealth .*: it expired and was not renewed; .*401 Unauthorized: \[TokenExpired\]/,
-      );
-      assert.ok(!error.message.includes(token));
-      // The SDK answers the 401's challenge once more with the same token.
-      assert.equal(emulator.counters.expiredTokens, 2);
-    } finally {
-      emulator.setIdentityTokenLifetime(24 * 3600);
-    }
+    const query = "api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net";
+    const issued = await fetch(`${emulator.identityEndpoint}?${query}`, {
+      headers: { "X-IDENTITY-HEADER": emulator.identityHeader },
+    });
+    const { access_token: token } = (await issued.json()) as { access_token: string };
+    // A credential that hands the token out past its expiry, as one that stopped renewing.
+    const { provider } = open(newKey(), { credential: new StaticCredential(token) });
+    await provider.checkHealth();
+    const expiredBefore = emulator.counters.expiredTokens;
+    emulator.expireIdentityTokens();
+    const error = await refused(
+      provider.checkHealth(),
+      "user",
+      /rejected the token of the credential given to the azure provider for checkHealth .*: it expired and was not renewed; .*401 Unauthorized: \[TokenExpired\]/,
+    );
+    assert.ok(!error.message.includes(token));
+    // The SDK answers the 401's challenge once more with the same token.
+    assert.equal(emulator.counters.expiredTokens - expiredBefore, 2);
   });
 
   test("the credential named in errors follows DefaultAzureCredential's order, naming no secret", () => {
