@@ -12,7 +12,8 @@
 // BENCH_ONLY=lookups for the lookups phase (BENCH_LOOKUP_RECORDS records per backend, default
 // 100000; token rate measured for BENCH_DURATION), and BENCH_ONLY=fields for the field layer
 // beside @47ng/cloak (BENCH_COMPARE_ROUNDS rounds, default 7, of BENCH_COMPARE_ROUND, default
-// 1s, per contender and operation). Its own
+// 1s, per contender and operation), and BENCH_ONLY=floor for the daemon beside a bare node:http2
+// server (BENCH_FLOOR_ROUNDS runs each, default 5, of BENCH_FLOOR_ROUND, default 5s). Its own
 // variables: BENCH_ABUSE_DURATION (per scenario, default 20s), BENCH_ABUSE_SETTLE (wait before
 // the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
 // BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
@@ -29,6 +30,7 @@ import {
   fieldCompareSection,
 } from "./field-compare.js";
 import type { FieldLoadReport } from "./field-load.js";
+import { type KmsFloorReport, kmsFloorSection, measureKmsFloor } from "./kms-floor.js";
 import {
   DAEMON_MAIN,
   DaemonProcess,
@@ -163,6 +165,8 @@ function markdown(results: {
   lookupsError?: string;
   fieldCompare?: FieldCompareReport;
   fieldCompareError?: string;
+  kmsFloor?: KmsFloorReport;
+  kmsFloorError?: string;
 }): string {
   const { machine, kms, field, memory } = results;
   const git = machine.git as { commit: string; dirty: boolean };
@@ -216,6 +220,7 @@ function markdown(results: {
             : `**BELOW the ${minimum.required.toLocaleString("en-US")} calls/s minimum.**`),
     "",
   );
+  lines.push(...kmsFloorSection(results.kmsFloor, results.kmsFloorError));
   lines.push("## Field service (Node gRPC client, separate process)", "");
   if (field === undefined) {
     lines.push("Not measured (the field load client failed; see latest.json).", "");
@@ -342,7 +347,7 @@ type PreviousResults = Omit<Parameters<typeof markdown>[0], "durationMs"> & {
  * kept. Returns the exit code.
  */
 async function phaseOnly(
-  phase: "abuse" | "lookups" | "fields",
+  phase: Phase,
   kmsload: string,
   machine: Record<string, unknown>,
   quietWaitMs: number,
@@ -356,6 +361,9 @@ async function phaseOnly(
   } else if (phase === "fields") {
     update = await runFieldComparePhase(quietWaitMs);
     failed = fieldCompareFailed(update);
+  } else if (phase === "floor") {
+    update = await runKmsFloorPhase(kmsload, quietWaitMs);
+    failed = kmsFloorFailed(update);
   } else {
     const daemon = await DaemonProcess.start();
     let result: { lookups?: LookupReport; lookupsError?: string };
@@ -382,7 +390,9 @@ async function phaseOnly(
             ? abuseSection(update.abuse, update.abuseError)
             : phase === "fields"
               ? fieldCompareSection(update.fieldCompare, update.fieldCompareError)
-              : lookupsSection(update.lookups, update.lookupsError)),
+              : phase === "floor"
+                ? kmsFloorSection(update.kmsFloor, update.kmsFloorError)
+                : lookupsSection(update.lookups, update.lookupsError)),
         ].join("\n")
       : markdown({ ...previous, ...update, durationMs: previous.settings.durationMs });
   writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
@@ -423,6 +433,40 @@ function fieldCompareFailed(result: {
   return result.fieldCompareError !== undefined || wrong.length > 0;
 }
 
+/** The daemon beside a bare node:http2 server, each in its own process, taking turns. */
+async function runKmsFloorPhase(
+  kmsload: string,
+  quietWaitMs: number,
+): Promise<{ kmsFloor?: KmsFloorReport; kmsFloorError?: string }> {
+  log("KMS v2 beside a bare node:http2 server: roundtrip at concurrency 64, alternating");
+  try {
+    return {
+      kmsFloor: await measureKmsFloor(
+        kmsload,
+        Number(process.env.BENCH_FLOOR_ROUNDS ?? "5"),
+        parseDurationMs(process.env.BENCH_FLOOR_ROUND ?? "5s"),
+        quietWaitMs,
+      ),
+    };
+  } catch (error) {
+    const kmsFloorError = error instanceof Error ? error.message : String(error);
+    log(`floor comparison failed: ${kmsFloorError}`);
+    return { kmsFloorError };
+  }
+}
+
+/** Errors or wrong plaintexts from either server fail the run. */
+function kmsFloorFailed(result: { kmsFloor?: KmsFloorReport; kmsFloorError?: string }): boolean {
+  const wrong = result.kmsFloor?.rows.filter((row) => row.errors > 0 || row.mismatches > 0) ?? [];
+  for (const row of wrong)
+    process.stdout.write(
+      `BENCH FAILED: ${row.name}: ${row.errors} errors, ${row.mismatches} mismatches under kmsload.\n`,
+    );
+  if (result.kmsFloorError !== undefined)
+    process.stdout.write(`BENCH FAILED: floor comparison: ${result.kmsFloorError}.\n`);
+  return result.kmsFloorError !== undefined || wrong.length > 0;
+}
+
 /** The lookups phase against a running daemon. */
 async function runLookupsPhase(
   socketPath: string,
@@ -459,11 +503,19 @@ function lookupsFailed(result: { lookups?: LookupReport; lookupsError?: string }
   return result.lookupsError !== undefined || (wrong?.length ?? 0) > 0;
 }
 
+const PHASES = ["abuse", "lookups", "fields", "floor"] as const;
+/** The phases `BENCH_ONLY` can run alone. */
+type Phase = (typeof PHASES)[number];
+
+function isPhase(name: string): name is Phase {
+  return (PHASES as readonly string[]).includes(name);
+}
+
 async function main(): Promise<number> {
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== "abuse" && only !== "lookups" && only !== "fields") {
+  if (only !== undefined && !isPhase(only)) {
     throw new Error(
-      `BENCH_ONLY=${only}: the phases that run alone are "abuse", "lookups" and "fields"`,
+      `BENCH_ONLY=${only}: the phases that run alone are ${PHASES.map((name) => `"${name}"`).join(", ")}`,
     );
   }
   const durationMs = parseDurationMs(process.env.BENCH_DURATION ?? "10s");
@@ -601,6 +653,7 @@ async function main(): Promise<number> {
   } finally {
     daemonExit = await daemon.stop("SIGTERM");
   }
+  const floorPhase = await runKmsFloorPhase(kmsload, quietWaitMs);
   const { abuse, abuseError } = await runAbusePhase(kmsload, machine, quietWaitMs);
 
   const mainRoundtrip = kms
@@ -647,6 +700,7 @@ async function main(): Promise<number> {
     abuseError,
     ...lookupsPhase,
     ...comparePhase,
+    ...floorPhase,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -679,6 +733,7 @@ async function main(): Promise<number> {
   if (abuseFailed(abuse, abuseError)) failed = true;
   if (lookupsFailed(lookupsPhase)) failed = true;
   if (fieldCompareFailed(comparePhase)) failed = true;
+  if (kmsFloorFailed(floorPhase)) failed = true;
   return failed ? 1 : 0;
 }
 

@@ -20,26 +20,43 @@ type UseLabels = "transformation_type" | "provider_name" | "key_id_hash";
 // plugin that keeps changing key ids cannot grow a scrape without end; the same bound here.
 const LABEL_SETS_KEPT = 100;
 
-/** Label sets in use order, oldest first; forgets (and reports) the oldest past the bound. */
-class RecentLabelSets<Labels> {
-  readonly #sets = new Map<string, Labels>();
-  readonly #evict: (labels: Labels) => void;
+/** One label set's figures, kept as plain numbers and published at each scrape. */
+interface Tally<Labels> {
+  readonly labels: Labels;
+  count: number;
+  /** Date.now() of the latest use. */
+  lastMs: number;
+}
 
-  constructor(evict: (labels: Labels) => void) {
-    this.#evict = evict;
+/**
+ * Label sets in use order, oldest first, forgetting the oldest past the bound. Uses only touch
+ * plain numbers: prom-client hashes and validates label sets on every update, which at 10,000+
+ * KMS calls/s cost more than the rest of the metrics together, so the families read these
+ * tallies when scraped instead.
+ */
+class RecentTallies<Labels> {
+  readonly #tallies = new Map<string, Tally<Labels>>();
+  #newestKey: string | undefined;
+
+  use(key: string, make: () => Labels): Tally<Labels> {
+    let tally = this.#tallies.get(key);
+    if (tally === undefined) {
+      tally = { labels: make(), count: 0, lastMs: 0 };
+      this.#tallies.set(key, tally);
+      if (this.#tallies.size > LABEL_SETS_KEPT) {
+        this.#tallies.delete(this.#tallies.keys().next().value as string);
+      }
+    } else if (key !== this.#newestKey) {
+      // Moved to the end of the insertion order; the usual repeat of the newest key skips it.
+      this.#tallies.delete(key);
+      this.#tallies.set(key, tally);
+    }
+    this.#newestKey = key;
+    return tally;
   }
 
-  use(key: string, make: () => Labels): Labels {
-    let labels = this.#sets.get(key);
-    if (labels === undefined) labels = make();
-    else this.#sets.delete(key);
-    this.#sets.set(key, labels);
-    if (this.#sets.size > LABEL_SETS_KEPT) {
-      const [oldestKey, oldest] = this.#sets.entries().next().value as [string, Labels];
-      this.#sets.delete(oldestKey);
-      this.#evict(oldest);
-    }
-    return labels;
+  values(): IterableIterator<Tally<Labels>> {
+    return this.#tallies.values();
   }
 }
 
@@ -54,56 +71,63 @@ class RecentLabelSets<Labels> {
  * value kube-apiserver exports when it has none.
  */
 export class KeyIdMetrics {
-  readonly #uses: Counter<UseLabels>;
-  readonly #lastUse: Gauge<UseLabels>;
-  readonly #lastStatus: Gauge<"provider_name" | "key_id_hash">;
-  readonly #useSets: RecentLabelSets<Record<UseLabels, string>>;
-  readonly #statusSets: RecentLabelSets<Record<"provider_name" | "key_id_hash", string>>;
+  readonly #uses = new RecentTallies<Record<UseLabels, string>>();
+  readonly #statuses = new RecentTallies<Record<"provider_name" | "key_id_hash", string>>();
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.#uses = new Counter({
+    const uses = this.#uses;
+    const statuses = this.#statuses;
+    new Counter({
       name: "apiserver_envelope_encryption_key_id_hash_total",
       help: "Values encrypted (to_storage) or decrypted (from_storage) under each key id, by provider; key ids hashed as kube-apiserver does (sha256:<hex>).",
       labelNames: ["transformation_type", "provider_name", "key_id_hash"],
       registers,
+      collect() {
+        this.reset();
+        for (const tally of uses.values()) this.inc(tally.labels, tally.count);
+      },
     });
-    this.#lastUse = new Gauge({
+    new Gauge({
       name: "apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds",
       help: "Unix time of the latest encryption or decryption under each key id, by provider; key ids hashed as kube-apiserver does.",
       labelNames: ["transformation_type", "provider_name", "key_id_hash"],
       registers,
+      collect() {
+        this.reset();
+        for (const tally of uses.values()) this.set(tally.labels, tally.lastMs / 1000);
+      },
     });
-    this.#lastStatus = new Gauge({
+    new Gauge({
       name: "apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds",
       help: "Unix time at which a Status answer last reported each key id as current, by provider; key ids hashed as kube-apiserver does.",
       labelNames: ["provider_name", "key_id_hash"],
       registers,
+      collect() {
+        this.reset();
+        for (const tally of statuses.values()) this.set(tally.labels, tally.lastMs / 1000);
+      },
     });
-    this.#useSets = new RecentLabelSets((labels) => {
-      this.#uses.remove(labels);
-      this.#lastUse.remove(labels);
-    });
-    this.#statusSets = new RecentLabelSets((labels) => this.#lastStatus.remove(labels));
   }
 
   /** Counts one value encrypted (to_storage) or decrypted (from_storage) under `keyId`. */
   recordUse(transformation: TransformationType, provider: string, keyId: string): void {
-    const labels = this.#useSets.use(`${transformation}\0${provider}\0${keyId}`, () => ({
+    const tally = this.#uses.use(`${transformation}\0${provider}\0${keyId}`, () => ({
       transformation_type: transformation,
       provider_name: provider,
       key_id_hash: keyIdHash(keyId),
     }));
-    this.#uses.inc(labels);
-    this.#lastUse.set(labels, Date.now() / 1000);
+    tally.count += 1;
+    tally.lastMs = Date.now();
   }
 
   /** Notes that a Status call reported `keyId` as the current key. */
   recordStatus(provider: string, keyId: string): void {
-    const labels = this.#statusSets.use(`${provider}\0${keyId}`, () => ({
+    const tally = this.#statuses.use(`${provider}\0${keyId}`, () => ({
       provider_name: provider,
       key_id_hash: keyIdHash(keyId),
     }));
-    this.#lastStatus.set(labels, Date.now() / 1000);
+    tally.count += 1;
+    tally.lastMs = Date.now();
   }
 }

@@ -24,7 +24,9 @@ interface RequestBodyLimits {
  */
 export class RequestBody {
   readonly #limits: RequestBodyLimits;
-  readonly #header = Buffer.alloc(FRAME_HEADER_BYTES);
+  // Only a prefix split over DATA frames needs a buffer of its own; the usual whole one is read
+  // where it arrived.
+  #header: Buffer | undefined;
   #headerFilled = 0;
   #declared = -1;
   #message: Buffer | undefined;
@@ -43,12 +45,17 @@ export class RequestBody {
   /** Takes one DATA chunk; throws a KmsEnvelopeError when the body can no longer be valid. */
   append(chunk: Buffer): void {
     let offset = 0;
-    if (this.#headerFilled < FRAME_HEADER_BYTES) {
+    if (this.#headerFilled === 0 && chunk.length >= FRAME_HEADER_BYTES) {
+      offset = FRAME_HEADER_BYTES;
+      this.#headerFilled = FRAME_HEADER_BYTES;
+      this.#startMessage(chunk);
+    } else if (this.#headerFilled < FRAME_HEADER_BYTES) {
+      this.#header ??= Buffer.alloc(FRAME_HEADER_BYTES);
       offset = Math.min(FRAME_HEADER_BYTES - this.#headerFilled, chunk.length);
       chunk.copy(this.#header, this.#headerFilled, 0, offset);
       this.#headerFilled += offset;
       if (this.#headerFilled < FRAME_HEADER_BYTES) return;
-      this.#startMessage();
+      this.#startMessage(this.#header);
     }
     const rest = chunk.length - offset;
     if (rest === 0) return;
@@ -83,16 +90,17 @@ export class RequestBody {
     this.#message = undefined;
   }
 
-  #startMessage(): void {
+  /** Reads the length prefix at the start of `header`. */
+  #startMessage(header: Buffer): void {
     // Compression is refused rather than implemented: we never advertise it, and
     // kube-apiserver never sends it.
-    if (this.#header[0] !== 0) {
+    if (header[0] !== 0) {
       throw new KmsEnvelopeError(
         "UNSUPPORTED_ENCODING",
         "compressed messages are not supported: send grpc-encoding identity",
       );
     }
-    this.#declared = this.#header.readUInt32BE(1);
+    this.#declared = header.readUInt32BE(1);
     if (this.#declared > this.#limits.maxMessageBytes) {
       throw new KmsEnvelopeError(
         "REQUEST_TOO_LARGE",

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import { KmsEnvelopeError } from "../../../src/errors.js";
 import { frameMessage } from "../../../src/server/grpc-framing.js";
 import { MemoryBudget } from "../../../src/server/memory-budget.js";
@@ -26,6 +27,32 @@ describe("RequestBody: one message, one buffer", () => {
     const { body: request } = body();
     for (const byte of frameMessage(message)) request.append(Buffer.of(byte));
     assert.deepEqual(request.finish(), message);
+  });
+
+  test("however the frame is cut into chunks, the message comes out whole and its budget is returned", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (bytes, cuts) => {
+          const message = Buffer.from(bytes);
+          const framed = frameMessage(message);
+          const points = [...new Set(cuts.map((cut) => cut % (framed.length + 1)))].sort(
+            (a, b) => a - b,
+          );
+          const { body: request, budget } = body();
+          let start = 0;
+          for (const end of [...points, framed.length]) {
+            request.append(framed.subarray(start, end));
+            start = end;
+          }
+          assert.deepEqual(request.finish(), message);
+          request.release();
+          assert.equal(budget.used, 0);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   test("a 4 MiB message declared and sent byte by byte holds one buffer, never more than its size", () => {
