@@ -18,10 +18,11 @@ export interface SecretboxBackend {
   open(boxed: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | undefined;
 }
 
-/** The part of sodium-native's API used here. */
-interface SodiumNative {
+/** The part of sodium-native's API used here and by the native HMAC (hmac-sha256.ts). */
+export interface SodiumNative {
   crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
   crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+  crypto_hash_sha256(out: Uint8Array, input: Uint8Array): void;
 }
 
 const wasm: SecretboxBackend = {
@@ -40,9 +41,10 @@ const wasm: SecretboxBackend = {
   },
 };
 
-function nativeBackend(addon: SodiumNative): SecretboxBackend {
+function nativeBackend(addon: SodiumNative): SecretboxBackend & { readonly addon: SodiumNative } {
   return {
     name: "sodium-native",
+    addon,
     sealInto(out, plaintext, nonce, key) {
       addon.crypto_secretbox_easy(out, plaintext, nonce, key);
     },
@@ -57,7 +59,7 @@ function nativeBackend(addon: SodiumNative): SecretboxBackend {
 }
 
 /** sodium-native when it is installed and loads on this platform (it is an optional dependency). */
-function loadNative(): SecretboxBackend | undefined {
+function loadNative(): ReturnType<typeof nativeBackend> | undefined {
   try {
     return nativeBackend(createRequire(import.meta.url)("sodium-native") as SodiumNative);
   } catch {
@@ -66,6 +68,7 @@ function loadNative(): SecretboxBackend | undefined {
 }
 
 let backend: SecretboxBackend | undefined;
+let nativeAddon: SodiumNative | undefined;
 
 /**
  * Every backend that loads here, native first. `loadSecretbox` picks the first; the tests hold
@@ -85,6 +88,16 @@ export async function loadSecretbox(): Promise<void> {
   if (backend !== undefined) return;
   const available = await secretboxBackends();
   backend = (process.env.KMS_ENVELOPE_SODIUM === "wasm" ? available.at(-1) : available[0]) ?? wasm;
+  nativeAddon = "addon" in backend ? (backend.addon as SodiumNative) : undefined;
+}
+
+/**
+ * The sodium-native addon when it is the backend in use, so that the record-key HKDF runs on
+ * the same native library (hmac-sha256.ts); undefined before loadSecretbox() and with the
+ * WebAssembly build, which leaves HKDF to node:crypto.
+ */
+export function sodiumNativeInUse(): SodiumNative | undefined {
+  return nativeAddon;
 }
 
 /** The backend in use: for the start-up log line and the benchmark's report. */
