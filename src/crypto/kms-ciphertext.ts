@@ -11,14 +11,39 @@ interface KmsCiphertext {
   sealed: Uint8Array;
 }
 
+let lastPrefix: { keyId: string; bytes: Uint8Array } | undefined;
+
+/** 0x01 || lp(key id), kept for the last key id asked: the primary's, on every Encrypt. */
+function kmsCiphertextPrefix(keyId: string): Uint8Array {
+  if (lastPrefix?.keyId !== keyId) {
+    const prefix = lengthPrefixed(keyId);
+    const bytes = new Uint8Array(1 + prefix.length);
+    bytes[0] = KMS_CIPHERTEXT_FORMAT;
+    bytes.set(prefix, 1);
+    lastPrefix = { keyId, bytes };
+  }
+  return lastPrefix.bytes;
+}
+
+/**
+ * A KMS ciphertext under `keyId` with room for `sealedBytes` of sealed value, and that room as
+ * a view: the caller seals into it in place instead of copying a sealed value in.
+ */
+export function kmsCiphertextFor(
+  keyId: string,
+  sealedBytes: number,
+): { ciphertext: Buffer; sealed: Buffer } {
+  const prefix = kmsCiphertextPrefix(keyId);
+  const ciphertext = Buffer.allocUnsafe(prefix.length + sealedBytes);
+  ciphertext.set(prefix, 0);
+  return { ciphertext, sealed: ciphertext.subarray(prefix.length) };
+}
+
 /** KMS ciphertext = 0x01 || lp(key id) || sealed. The key id travels inside for v1beta1. */
 export function encodeKmsCiphertext(keyId: string, sealed: Uint8Array): Uint8Array {
-  const prefix = lengthPrefixed(keyId);
-  const out = new Uint8Array(1 + prefix.length + sealed.length);
-  out[0] = KMS_CIPHERTEXT_FORMAT;
-  out.set(prefix, 1);
-  out.set(sealed, 1 + prefix.length);
-  return out;
+  const framed = kmsCiphertextFor(keyId, sealed.length);
+  framed.sealed.set(sealed);
+  return new Uint8Array(framed.ciphertext);
 }
 
 /** Splits a KMS ciphertext, checking its structure only; authenticity is checked on open. */

@@ -23,15 +23,32 @@ export function seal(
   plaintext: Uint8Array,
   nonce: Uint8Array = freshNonce(),
 ): Uint8Array {
+  const sealed = new Uint8Array(SEALED_MIN_BYTES + plaintext.length);
+  sealInto(sealed, workspaceKey, context, plaintext, nonce);
+  return sealed;
+}
+
+/**
+ * seal() into `out`, which must be exactly SEALED_MIN_BYTES longer than the plaintext: lets a
+ * caller that frames the sealed value (a KMS ciphertext) write it in place rather than copy it.
+ */
+export function sealInto(
+  out: Uint8Array,
+  workspaceKey: Uint8Array,
+  context: Uint8Array,
+  plaintext: Uint8Array,
+  nonce: Uint8Array = freshNonce(),
+): void {
   if (nonce.length !== SECRETBOX_NONCE_BYTES) {
     throw new RangeError(`nonce must be ${SECRETBOX_NONCE_BYTES} bytes`);
   }
+  if (out.length !== SEALED_MIN_BYTES + plaintext.length) {
+    throw new RangeError(`a sealed value is ${SEALED_MIN_BYTES} bytes longer than its plaintext`);
+  }
   const recordKey = deriveRecordKey(workspaceKey, nonce, context);
   try {
-    const sealed = new Uint8Array(SEALED_MIN_BYTES + plaintext.length);
-    sealed.set(nonce, 0);
-    secretboxSealInto(sealed.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, recordKey);
-    return sealed;
+    out.set(nonce, 0);
+    secretboxSealInto(out.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, recordKey);
   } finally {
     wipe(recordKey);
   }

@@ -1,6 +1,6 @@
 import { KMS_V1_CONTEXT, KMS_V2_CONTEXT } from "../crypto/contexts.js";
-import { decodeKmsCiphertext, encodeKmsCiphertext } from "../crypto/kms-ciphertext.js";
-import { open, seal } from "../crypto/sealed.js";
+import { decodeKmsCiphertext, kmsCiphertextFor } from "../crypto/kms-ciphertext.js";
+import { open, SEALED_MIN_BYTES, seal, sealInto } from "../crypto/sealed.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { HealthMonitor } from "./health-monitor.js";
 import type { MasterKeySet } from "./master-key-set.js";
@@ -52,8 +52,12 @@ export class SealingService {
   encryptKms(api: KmsApi, plaintext: Uint8Array): { ciphertext: Uint8Array; keyId: string } {
     this.requireUsable();
     const primary = this.#keys.primary;
-    const sealed = seal(primary.workspaceKey(this.#kmsWorkspace), kmsContext(api), plaintext);
-    return { ciphertext: encodeKmsCiphertext(primary.keyId, sealed), keyId: primary.keyId };
+    const { ciphertext, sealed } = kmsCiphertextFor(
+      primary.keyId,
+      SEALED_MIN_BYTES + plaintext.length,
+    );
+    sealInto(sealed, primary.workspaceKey(this.#kmsWorkspace), kmsContext(api), plaintext);
+    return { ciphertext, keyId: primary.keyId };
   }
 
   /**

@@ -52,7 +52,8 @@ export class DaemonMetrics {
   #bufferedBytes: () => number = () => 0;
   #ready: () => boolean = () => false;
   // prom-client hashes label sets on every call; binding children once keeps the hot path cheap.
-  readonly #boundCalls = new Map<string, Counter.Internal>();
+  // By method, then code: a joined string key would be built and hashed anew on every call.
+  readonly #boundCalls = new Map<string, Map<string, Counter.Internal>>();
   readonly #boundLatency = new Map<string, Histogram.Internal<"method">>();
 
   constructor() {
@@ -207,11 +208,15 @@ export class DaemonMetrics {
 
   /** Records one finished gRPC call. */
   observeCall(method: string, code: string, seconds: number): void {
-    const callKey = `${method}\u0000${code}`;
-    let calls = this.#boundCalls.get(callKey);
+    let byCode = this.#boundCalls.get(method);
+    if (byCode === undefined) {
+      byCode = new Map();
+      this.#boundCalls.set(method, byCode);
+    }
+    let calls = byCode.get(code);
     if (calls === undefined) {
       calls = this.#calls.labels(method, code);
-      this.#boundCalls.set(callKey, calls);
+      byCode.set(code, calls);
     }
     calls.inc();
     let latency = this.#boundLatency.get(method);
