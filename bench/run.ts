@@ -54,6 +54,7 @@ import {
   waitForQuiet,
 } from "./lib.js";
 import { type LookupReport, lookupsSection, measureLookups } from "./lookups.js";
+import { type BenchResults, updateReadme } from "./readme-performance.js";
 import { measureRewrap, type RewrapReport, rewrapSection } from "./rewrap.js";
 
 /** The project's floor for KMS v2 roundtrip at concurrency 64, in calls/s. */
@@ -340,7 +341,12 @@ function abuseFailed(abuse: AbuseReport | undefined, abuseError: string | undefi
 /** The results file as a previous run left it, if any. */
 type PreviousResults = Omit<Parameters<typeof markdown>[0], "durationMs"> & {
   settings: { durationMs: number };
+  phaseRuns?: BenchResults["phaseRuns"];
 };
+
+type RunInfo = NonNullable<BenchResults["phaseRuns"]>[string];
+
+const README = join(REPO_ROOT, "README.md");
 
 /**
  * BENCH_ONLY=abuse, lookups or fields: that phase alone; the other sections of latest.* are
@@ -377,10 +383,18 @@ async function phaseOnly(
   }
   const path = join(RESULTS_DIR, "latest.json");
   const previous = existsSync(path)
-    ? (JSON.parse(readFileSync(path, "utf8")) as PreviousResults)
+    ? (JSON.parse(readFileSync(path, "utf8")) as PreviousResults & Partial<BenchResults>)
     : undefined;
+  // The abuse report carries its own date and commit; the others are noted here.
+  if (phase !== "abuse")
+    update.phaseRuns = {
+      ...previous?.phaseRuns,
+      [phase]: { date: machine.date as string, git: machine.git as RunInfo["git"] },
+    };
+  const merged = { ...previous, ...update };
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(path, `${JSON.stringify({ ...previous, ...update }, null, 2)}\n`);
+  writeFileSync(path, `${JSON.stringify(merged, null, 2)}\n`);
+  if (previous !== undefined) updateReadme(README, merged as unknown as BenchResults);
   const summary =
     previous === undefined
       ? [
@@ -704,6 +718,7 @@ async function main(): Promise<number> {
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  updateReadme(README, results as unknown as BenchResults);
   const summary = markdown({ ...results, durationMs });
   writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
   process.stdout.write(`${summary}\n`);

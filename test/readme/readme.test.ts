@@ -26,6 +26,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import {
+  readLatestResults,
+  renderPerformanceSummary,
+  SUMMARY_END,
+  SUMMARY_START,
+} from "../../bench/readme-performance.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { cleanEnvironment } from "../support/daemon-launcher.js";
 import { type CliCommand, DaemonProcess, runCli } from "../support/daemon-process.js";
@@ -271,6 +277,19 @@ describe("README.md", () => {
       .map((path) => path.replace(/\.$/, ""))
       .filter((path) => !existsSync(join(PACKAGE_ROOT, path)));
     assert.deepEqual([...new Set(missing)], []);
+  });
+
+  it("shows the Performance tables of the committed benchmark results", () => {
+    const start = README_TEXT.indexOf(SUMMARY_START);
+    const end = README_TEXT.indexOf(SUMMARY_END);
+    assert.ok(start !== -1 && end > start, "the Performance section keeps its generated block");
+    const shown = README_TEXT.slice(start + SUMMARY_START.length, end).trim();
+    const results = readLatestResults(join(PACKAGE_ROOT, "bench", "results"));
+    assert.equal(
+      shown,
+      renderPerformanceSummary(results).trim(),
+      "bench/results/latest.json and README.md disagree: run npm run bench (or BENCH_ONLY=<phase>), which rewrites both",
+    );
   });
 
   for (const block of RUNNABLE) {
