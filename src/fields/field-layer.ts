@@ -1,6 +1,7 @@
 import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
 import type { KmsProviderHealth, ResourceTransformers } from "../engine/encryption-engine.js";
+import type { Writer } from "../engine/transformers/transformer.js";
 import {
   ConfigError,
   InvalidRequestError,
@@ -83,20 +84,30 @@ function fieldAuthenticatedData(resource: string, path: string, recordId: string
   return Buffer.from(`${resource}/${path}/${recordId}`, "utf8");
 }
 
-/** One field of one record, as the routes see it. */
-interface FieldItem {
+/** The stamp of a field the engine wrote or read. */
+function engineStamp(path: string, writer: Writer): FieldStamp {
+  return { path, route: "engine", provider: writer.provider, keyId: writer.keyId };
+}
+
+/** One field of one record, as the routes see it: its plaintext bytes or its stored text. */
+interface FieldItem<Value> {
   readonly record: number;
   readonly path: string;
   readonly type: FieldType;
   readonly where: string;
+  readonly value: Value;
 }
 
-interface PlainItem extends FieldItem {
-  readonly bytes: Uint8Array;
-}
+type PlainItem = FieldItem<Uint8Array>;
+type StoredItem = FieldItem<string>;
 
-interface StoredItem extends FieldItem {
-  readonly text: string;
+/** A listed field's value as stored: text, or the record was not sealed. */
+function storedText(value: FieldPlaintext, _type: FieldType, where: string): string {
+  if (typeof value !== "string")
+    throw new MalformedCiphertextError(
+      `${where} is not stored ciphertext text; was the record sealed?`,
+    );
+  return value;
 }
 
 /**
@@ -242,10 +253,7 @@ export class MapFieldLayer implements FieldLayer {
     const spec = this.#spec(resource);
     if (spec?.route === undefined)
       return records.map((record) => ({ id: record.id, document: record.document, stamps: [] }));
-    const items: PlainItem[] = this.#items(resource, spec, records).map(({ value, ...item }) => ({
-      ...item,
-      bytes: valueToBytes(value, item.type, item.where),
-    }));
+    const items: PlainItem[] = this.#items(resource, spec, records, valueToBytes);
     const [stored, tokens] = await Promise.all([
       this.#sealItems(resource, spec.route, records, items),
       this.#lookupTokens(resource, spec, records, items),
@@ -313,13 +321,7 @@ export class MapFieldLayer implements FieldLayer {
         stale: false,
         stamps: [],
       }));
-    const items: StoredItem[] = this.#items(resource, spec, records).map(({ value, ...item }) => {
-      if (typeof value !== "string")
-        throw new MalformedCiphertextError(
-          `${item.where} is not stored ciphertext text; was the record sealed?`,
-        );
-      return { ...item, text: value };
-    });
+    const items: StoredItem[] = this.#items(resource, spec, records, storedText);
     const opened = await this.#openItems(resource, spec.route, records, items);
     const replaced = records.map((): [string, JsonValue][] => []);
     const stamps = records.map((): FieldStamp[] => []);
@@ -354,7 +356,7 @@ export class MapFieldLayer implements FieldLayer {
       path,
       type,
       where,
-      bytes: valueToBytes(value, type, where),
+      value: valueToBytes(value, type, where),
     };
     const [result] = await this.#sealItems(resource, route, [record], [item]);
     return result as { text: string; stamp: FieldStamp };
@@ -372,7 +374,7 @@ export class MapFieldLayer implements FieldLayer {
       resource,
       route,
       [record],
-      [{ record: 0, path, type, where, text }],
+      [{ record: 0, path, type, where, value: text }],
     );
     const { bytes, stale, stamp } = result as {
       bytes: Uint8Array;
@@ -425,14 +427,23 @@ export class MapFieldLayer implements FieldLayer {
     return { route: spec.route, type };
   }
 
-  /** Listed fields present in each record; null and absent fields are left as they are. */
-  #items(resource: string, spec: ResourceFields, records: readonly FieldRecord[]) {
-    const items: (FieldItem & { value: FieldPlaintext })[] = [];
+  /**
+   * Listed fields present in each record, their values made what the route takes; null and
+   * absent fields are left as they are.
+   */
+  #items<Value>(
+    resource: string,
+    spec: ResourceFields,
+    records: readonly FieldRecord[],
+    take: (value: FieldPlaintext, type: FieldType, where: string) => Value,
+  ): FieldItem<Value>[] {
+    const items: FieldItem<Value>[] = [];
     for (const [record, { id, document }] of records.entries())
       for (const [path, type] of spec.fields) {
-        const value = getPath(document, path);
-        if (value !== undefined && value !== null)
-          items.push({ record, path, type, where: `${resource} ${id} ${path}`, value });
+        const found = getPath(document, path);
+        if (found === undefined || found === null) continue;
+        const where = `${resource} ${id} ${path}`;
+        items.push({ record, path, type, where, value: take(found, type, where) });
       }
     return items;
   }
@@ -469,7 +480,7 @@ export class MapFieldLayer implements FieldLayer {
           field: path,
           normalizers: spec.lookups.get(path) ?? [],
           // A lookup field is a string field, and seal has checked the value is a string.
-          values: grouped.map((item) => Buffer.from(item.bytes).toString("utf8")),
+          values: grouped.map((item) => Buffer.from(item.value).toString("utf8")),
         });
         for (const [index, item] of grouped.entries()) {
           const token = answer.tokens[index]?.[0];
@@ -505,27 +516,21 @@ export class MapFieldLayer implements FieldLayer {
         items,
         (item) => {
           const id = (records[item.record] as { id: string }).id;
-          const plaintext = item.bytes;
+          const plaintext = item.value;
           const where = fieldAuthenticatedData(resource, item.path, id);
           return (
             transformer.toStorageSync?.(plaintext, where) ?? transformer.toStorage(plaintext, where)
           );
         },
-        (item, stored) => ({
+        (item, { data, writer }) => ({
           // A view, not a copy: the bytes are only read, once, to encode them.
-          text: Buffer.from(
-            stored.data.buffer,
-            stored.data.byteOffset,
-            stored.data.byteLength,
-          ).toString("base64"),
-          stamp: { path: item.path, route: "engine" as const, ...stored.writer },
+          text: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"),
+          // Named, not spread: this runs once per field.
+          stamp: engineStamp(item.path, writer),
         }),
       );
     }
-    const answer = await this.#needService().seal(
-      resource,
-      this.#batch(resource, records, items, (item) => item.bytes),
-    );
+    const answer = await this.#needService().seal(resource, this.#batch(resource, records, items));
     return items.map((item) => ({
       text: answer.records[item.record]?.fields[item.path] as string,
       stamp: {
@@ -549,7 +554,7 @@ export class MapFieldLayer implements FieldLayer {
       return eachField(
         items,
         (item) => {
-          const data = decodeCanonicalBase64(item.text);
+          const data = decodeCanonicalBase64(item.value);
           if (data === undefined)
             throw new MalformedCiphertextError(`${item.where} is not standard base64`);
           const id = (records[item.record] as { id: string }).id;
@@ -559,16 +564,13 @@ export class MapFieldLayer implements FieldLayer {
         (item, read) => ({
           bytes: read.plaintext,
           stale: read.stale,
-          stamp: { path: item.path, route: "engine" as const, ...read.writer },
+          stamp: engineStamp(item.path, read.writer),
         }),
       );
     }
     const service = this.#needService();
-    const keyIds = items.map((item) => parseFieldValue(item.text).keyId);
-    const answer = await service.open(
-      resource,
-      this.#batch(resource, records, items, (item) => item.text),
-    );
+    const keyIds = items.map((item) => parseFieldValue(item.value).keyId);
+    const answer = await service.open(resource, this.#batch(resource, records, items));
     // The daemon says whether anything in the batch was stale, and (since OpenResponse.key_id)
     // its primary key id; the key ids say which fields. An older daemon leaves key_id empty.
     const primary = answer.stale ? answer.keyId || (await service.primaryKeyId()) : undefined;
@@ -583,11 +585,10 @@ export class MapFieldLayer implements FieldLayer {
   }
 
   /** One field-service record per input record, holding its items' values. */
-  #batch<Item extends FieldItem, Value>(
+  #batch<Value>(
     resource: string,
     records: readonly { id: string; workspace?: string }[],
-    items: readonly Item[],
-    pick: (item: Item) => Value,
+    items: readonly FieldItem<Value>[],
   ) {
     const batch = records.map((record) => {
       if (record.workspace === undefined || record.workspace === "")
@@ -601,7 +602,7 @@ export class MapFieldLayer implements FieldLayer {
       };
     });
     for (const item of items)
-      (batch[item.record] as { fields: Record<string, Value> }).fields[item.path] = pick(item);
+      (batch[item.record] as { fields: Record<string, Value> }).fields[item.path] = item.value;
     return batch;
   }
 

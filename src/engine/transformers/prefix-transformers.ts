@@ -1,5 +1,13 @@
 import { MalformedCiphertextError } from "../../errors.js";
-import type { Read, Stored, Transformer, Writer } from "./transformer.js";
+import {
+  type HeadroomWriter,
+  type Read,
+  type Stored,
+  type Transformer,
+  type Writer,
+  withHeadroom,
+  writesAfterHeadroom,
+} from "./transformer.js";
 
 export interface PrefixedTransformer {
   readonly prefix: Uint8Array;
@@ -42,7 +50,7 @@ function unread(skipped: unknown): unknown {
  * encrypted data can coexist during a migration in either direction. Nesting one list inside
  * another gives the provider list with, inside each provider, its list of named keys.
  */
-export class PrefixTransformers implements Transformer {
+export class PrefixTransformers implements Transformer, HeadroomWriter {
   readonly #entries: readonly PrefixedTransformer[];
 
   constructor(entries: readonly PrefixedTransformer[]) {
@@ -57,9 +65,21 @@ export class PrefixTransformers implements Transformer {
   }
 
   toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored | undefined {
-    const first = this.#first();
-    const stored = first.transformer.toStorageSync?.(plaintext, authenticatedData);
-    return stored && { data: concat(first.prefix, stored.data), writer: stored.writer };
+    return this.toStorageSyncAfter(0, plaintext, authenticatedData);
+  }
+
+  toStorageSyncAfter(
+    headroom: number,
+    plaintext: Uint8Array,
+    authenticatedData: Uint8Array,
+  ): Stored | undefined {
+    const { prefix, transformer } = this.#first();
+    const room = headroom + prefix.length;
+    const stored = writesAfterHeadroom(transformer)
+      ? transformer.toStorageSyncAfter(room, plaintext, authenticatedData)
+      : withHeadroom(room, transformer.toStorageSync?.(plaintext, authenticatedData));
+    stored?.data.set(prefix, headroom);
+    return stored;
   }
 
   async fromStorage(data: Uint8Array, authenticatedData: Uint8Array): Promise<Read> {

@@ -1,5 +1,6 @@
 import { freshNonce } from "../../crypto/nonce-source.js";
 import {
+  pooledBytes,
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
   secretboxOpen,
@@ -23,10 +24,17 @@ export class SecretboxTransformer extends KeyedTransformer {
   }
 
   override toStorageSync(plaintext: Uint8Array): Stored {
+    return this.toStorageSyncAfter(0, plaintext);
+  }
+
+  override toStorageSyncAfter(headroom: number, plaintext: Uint8Array): Stored {
     const nonce = freshNonce();
-    const data = new Uint8Array(SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES + plaintext.length);
-    data.set(nonce);
-    secretboxSealInto(data.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, this.key());
+    const boxAt = headroom + SECRETBOX_NONCE_BYTES;
+    // Every byte is written: the room zeroed, then the nonce and the box.
+    const data = pooledBytes(boxAt + SECRETBOX_MAC_BYTES + plaintext.length);
+    data.fill(0, 0, headroom);
+    data.set(nonce, headroom);
+    secretboxSealInto(data.subarray(boxAt), plaintext, nonce, this.key());
     return { data, writer: this.currentWriter() };
   }
 

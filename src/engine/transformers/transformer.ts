@@ -85,11 +85,43 @@ export interface Transformer {
 }
 
 /**
+ * A transformer that can leave room in front of the bytes it stores, so that the prefixes of
+ * the lists around it are written into that room instead of each copying the value behind
+ * theirs: one buffer per value, however deep the lists nest.
+ */
+export interface HeadroomWriter {
+  /**
+   * toStorageSync with `headroom` zero bytes in front of the stored bytes, for the caller's
+   * prefix; undefined as toStorageSync.
+   */
+  toStorageSyncAfter(
+    headroom: number,
+    plaintext: Uint8Array,
+    authenticatedData: Uint8Array,
+  ): Stored | undefined;
+}
+
+/** Whether `transformer` can leave room for a prefix (see {@link HeadroomWriter}). */
+export function writesAfterHeadroom(
+  transformer: Transformer,
+): transformer is Transformer & HeadroomWriter {
+  return typeof (transformer as Partial<HeadroomWriter>).toStorageSyncAfter === "function";
+}
+
+/** `stored` moved behind `headroom` zero bytes: for writers that cannot leave the room. */
+export function withHeadroom(headroom: number, stored: Stored | undefined): Stored | undefined {
+  if (stored === undefined || headroom === 0) return stored;
+  const data = new Uint8Array(headroom + stored.data.length);
+  data.set(stored.data, headroom);
+  return { data, writer: stored.writer };
+}
+
+/**
  * A transformer over one key: keeps its own copy of the key and the writer it reports, and
  * zeroes the copy when dropped (a cache eviction, an engine closed), as the AWS Encryption
  * SDK's materials cache does on dispose.
  */
-export abstract class KeyedTransformer implements Transformer {
+export abstract class KeyedTransformer implements Transformer, HeadroomWriter {
   readonly #key: Uint8Array;
   readonly #writer: Writer;
   #disposed = false;
@@ -101,6 +133,15 @@ export abstract class KeyedTransformer implements Transformer {
 
   abstract toStorageSync(plaintext: Uint8Array, authenticatedData: Uint8Array): Stored;
   abstract fromStorageSync(data: Uint8Array, authenticatedData: Uint8Array): Read;
+
+  /** Ciphers that can write behind the room override this instead of copying. */
+  toStorageSyncAfter(
+    headroom: number,
+    plaintext: Uint8Array,
+    authenticatedData: Uint8Array,
+  ): Stored {
+    return withHeadroom(headroom, this.toStorageSync(plaintext, authenticatedData)) as Stored;
+  }
 
   async toStorage(plaintext: Uint8Array, authenticatedData: Uint8Array): Promise<Stored> {
     return this.toStorageSync(plaintext, authenticatedData);
