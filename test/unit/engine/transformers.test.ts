@@ -263,6 +263,66 @@ describe("identity and prefix lists", () => {
     );
   });
 
+  it("nested lists write every prefix in front of the cipher's bytes, sync or not, whether the inner writer leaves room or is copied behind it", async () => {
+    await loadSecretbox();
+    // A writer without toStorageSyncAfter, as an application's own transformer: its bytes are
+    // copied behind the prefixes instead.
+    const reversing: Transformer = {
+      toStorage: async (plaintext) => ({
+        data: Uint8Array.from(plaintext).reverse(),
+        writer: writer("custom"),
+      }),
+      toStorageSync: (plaintext) => ({
+        data: Uint8Array.from(plaintext).reverse(),
+        writer: writer("custom"),
+      }),
+      fromStorage: async (data) => ({
+        plaintext: Uint8Array.from(data).reverse(),
+        stale: false,
+        writer: writer("custom"),
+      }),
+      currentWriter: () => writer("custom"),
+    };
+    const inner: [string, Transformer][] = [
+      ["secretbox", new SecretboxTransformer(Buffer.alloc(32, 7), writer("secretbox"))],
+      ["aesgcm", new AesGcmTransformer(Buffer.alloc(32, 7), writer("aesgcm"))],
+      ["aescbc", new AesCbcTransformer(Buffer.alloc(32, 7), writer("aescbc"))],
+      ["identity", identity],
+      ["custom", reversing],
+    ];
+    for (const [name, transformer] of inner) {
+      const nested = new PrefixTransformers([
+        {
+          prefix: text("outer:"),
+          transformer: new PrefixTransformers([
+            {
+              prefix: text("middle:"),
+              transformer: new PrefixTransformers([{ prefix: text("k:"), transformer }]),
+            },
+          ]),
+        },
+      ]);
+      for (const plaintext of [text(""), text("v"), Buffer.alloc(5000, 0x61)]) {
+        const viaSync = nested.toStorageSync(plaintext, BAMBOO);
+        const viaPromise = await nested.toStorage(plaintext, BAMBOO);
+        for (const stored of [viaSync, viaPromise]) {
+          assert.ok(stored !== undefined, name);
+          assert.equal(
+            Buffer.from(stored.data.subarray(0, 15)).toString("latin1"),
+            "outer:middle:k:",
+            `${name}: every prefix in place`,
+          );
+          assert.equal(stored.data.length, (viaPromise as { data: Uint8Array }).data.length);
+          assert.deepEqual(
+            Buffer.from((await nested.fromStorage(stored.data, BAMBOO)).plaintext),
+            Buffer.from(plaintext),
+            `${name}: reads back`,
+          );
+        }
+      }
+    }
+  });
+
   it("answers at once (the Sync methods) where every key it needs is in process, and says undefined where a plugin is needed", async () => {
     await loadSecretbox();
     const key1 = new SecretboxTransformer(Buffer.alloc(32, 1), writer("secretbox", "key1"));
