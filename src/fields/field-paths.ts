@@ -6,6 +6,8 @@ function isObject(value: JsonValue | undefined): value is JsonObject {
 
 /** The value at a dot-separated path, or undefined when any step is missing. */
 export function getPath(document: JsonObject, path: string): JsonValue | undefined {
+  // Most listed fields are top-level; this runs for every field of every record.
+  if (!path.includes(".")) return Object.hasOwn(document, path) ? document[path] : undefined;
   let current: JsonValue | undefined = document;
   for (const step of path.split(".")) {
     if (!isObject(current) || !Object.hasOwn(current, step)) return undefined;
@@ -54,6 +56,10 @@ export function withPaths(
   const root: JsonObject = { ...document };
   const copies = new Set<JsonObject>([root]);
   for (const [path, value] of entries) {
+    if (!path.includes(".")) {
+      setOwn(root, path, value);
+      continue;
+    }
     const steps = path.split(".");
     const last = steps.pop() as string;
     let parent = root;
