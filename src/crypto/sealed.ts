@@ -2,6 +2,7 @@ import { DecryptionFailedError, MalformedCiphertextError } from "../errors.js";
 import { deriveRecordKey } from "./derivation.js";
 import { freshNonce } from "./nonce-source.js";
 import {
+  pooledBytes,
   SECRETBOX_MAC_BYTES,
   SECRETBOX_NONCE_BYTES,
   secretboxOpen,
@@ -23,7 +24,7 @@ export function seal(
   plaintext: Uint8Array,
   nonce: Uint8Array = freshNonce(),
 ): Uint8Array {
-  const sealed = new Uint8Array(SEALED_MIN_BYTES + plaintext.length);
+  const sealed = pooledBytes(SEALED_MIN_BYTES + plaintext.length);
   sealInto(sealed, workspaceKey, context, plaintext, nonce);
   return sealed;
 }
