@@ -56,6 +56,7 @@ import {
 import { type LookupReport, lookupsSection, measureLookups } from "./lookups.js";
 import { type BenchResults, updateReadme } from "./readme-performance.js";
 import { measureRewrap, type RewrapReport, rewrapSection } from "./rewrap.js";
+import { measureRewrapWorkers, rewrapWorkersSection } from "./rewrap-worker.js";
 
 /** The project's floor for KMS v2 roundtrip at concurrency 64, in calls/s. */
 const MINIMUM_ROUNDTRIP_C64 = 10_000;
@@ -370,6 +371,18 @@ async function phaseOnly(
   } else if (phase === "floor") {
     update = await runKmsFloorPhase(kmsload, quietWaitMs);
     failed = kmsFloorFailed(update);
+  } else if (phase === "rewrap") {
+    // BENCH_REWRAP_RECORDS per run (default 20000), BENCH_REWRAP_ROUNDS rounds (default 3).
+    log("rewrap at scale: SQLite, PostgreSQL with one and two worker processes, alternating");
+    await waitForQuiet(quietWaitMs);
+    const rewrapWorkers = await measureRewrapWorkers(
+      Number(process.env.BENCH_REWRAP_RECORDS ?? "20000"),
+      200,
+      Number(process.env.BENCH_REWRAP_ROUNDS ?? "3"),
+    );
+    update = { rewrapWorkers } as Partial<PreviousResults>;
+    failed = rewrapWorkers.remaining !== 0;
+    process.stdout.write(`${rewrapWorkersSection(rewrapWorkers).join("\n")}\n`);
   } else {
     const daemon = await DaemonProcess.start();
     let result: { lookups?: LookupReport; lookupsError?: string };
@@ -517,7 +530,7 @@ function lookupsFailed(result: { lookups?: LookupReport; lookupsError?: string }
   return result.lookupsError !== undefined || (wrong?.length ?? 0) > 0;
 }
 
-const PHASES = ["abuse", "lookups", "fields", "floor"] as const;
+const PHASES = ["abuse", "lookups", "fields", "floor", "rewrap"] as const;
 /** The phases `BENCH_ONLY` can run alone. */
 type Phase = (typeof PHASES)[number];
 

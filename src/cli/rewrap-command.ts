@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from "commander";
+import { durationSchema } from "../config/duration.js";
 import { type RewrapSummary, rewrap } from "../store/rewrap.js";
 import { progressFor } from "../store/rewrap-progress.js";
 import {
@@ -16,6 +17,25 @@ interface RewrapFlags extends FieldLayerFlags, StoreFlags {
   json?: boolean;
   exitCode?: boolean;
   adoptPlaintext?: boolean;
+  shared?: boolean;
+  workers: number;
+  lease: number;
+  workerId?: string;
+}
+
+function workers(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 64) {
+    throw new InvalidArgumentError("must be a whole number from 1 to 64");
+  }
+  return value;
+}
+
+function leaseMs(text: string): number {
+  const parsed = durationSchema.safeParse(text);
+  if (!parsed.success || parsed.data < 1_000)
+    throw new InvalidArgumentError("must be a duration of at least 1s, such as 30s or 2m");
+  return parsed.data;
 }
 
 function batchSize(text: string): number {
@@ -80,6 +100,13 @@ function describeSummary(summary: RewrapSummary): string {
           (summary.dryRun ? "" : `, ${resource.plaintextEncrypted} encrypted`) +
           `, ${resource.plaintextLeft} plaintext fields left`,
       );
+    if (resource.shared !== undefined) {
+      const { run } = resource.shared;
+      lines.push(
+        `  shared run ${resource.shared.runId} (generation ${resource.shared.generation}), all workers: ${run.batchesDone}/${run.batches} batches done, ${run.recordsRewrapped} records rewrapped, ${run.failed} could not be opened` +
+          `; worker ${resource.shared.workerId} leased ${resource.shared.batchesLeased} batches (${resource.shared.leasesTakenOver} taken over from expired leases, ${resource.shared.leasesLost} lost)`,
+      );
+    }
     for (const failure of resource.failed.slice(0, 20)) {
       lines.push(
         `  cannot open ${resource.resource} ${JSON.stringify(failure.id)}: ${failure.code}`,
@@ -143,6 +170,21 @@ export function rewrapCommand(): Command {
     .option(
       "--exit-code",
       "with --dry-run: exit 1 when anything is left to rewrap (so a script can wait for 0)",
+    )
+    .option(
+      "--shared",
+      "work beside other rewrap workers on the same PostgreSQL store (on this or other machines): lease batches, take over those of workers that died",
+    )
+    .option("--workers <n>", "with --shared: lease loops in this process", workers, 1)
+    .option(
+      "--lease <duration>",
+      "with --shared: how long a leased batch stays this worker's without a write (longer than a batch takes)",
+      leaseMs,
+      30_000,
+    )
+    .option(
+      "--worker-id <id>",
+      "with --shared: this worker's name in the store's leases, unique per worker (default: hostname-pid)",
     );
   return addStoreOptions(addFieldLayerFlags(command)).action(async (flags: RewrapFlags) => {
     const codec = await fieldLayerFromFlags(flags);
@@ -176,6 +218,15 @@ export function rewrapCommand(): Command {
           adoptPlaintext: flags.adoptPlaintext === true,
           progress: progressFor(process.stderr),
           signal: controller.signal,
+          ...(flags.shared === true
+            ? {
+                shared: {
+                  workers: flags.workers,
+                  leaseMs: flags.lease,
+                  ...(flags.workerId === undefined ? {} : { workerId: flags.workerId }),
+                },
+              }
+            : {}),
         });
         process.stdout.write(
           flags.json ? `${JSON.stringify(summary, null, 2)}\n` : describeSummary(summary),

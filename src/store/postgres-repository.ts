@@ -30,8 +30,12 @@ import type {
   RecordReplacement,
   RecordRepository,
   ReplaceOutcome,
+  RewrapLease,
+  RewrapRun,
+  RewrapRunProgress,
   RewrapTarget,
   ScrubOutcome,
+  SharedRewrapStore,
   StoredRecord,
   SubjectPage,
   TokenCount,
@@ -49,6 +53,11 @@ const MIGRATION_LOCK = 0x6b6d7365;
 // for it to be run again.
 const RETRYABLE = new Set(["40P01", "40001"]);
 const TRANSACTION_ATTEMPTS = 3;
+// Serialises the planning of a shared rewrap run (with the target's hash as second key), so
+// workers starting together share one run instead of planning two.
+const REWRAP_PLAN_LOCK = 0x6b6d7372;
+// The pending-work query lists every id for planning; its LIMIT must still be a number.
+const EVERY_RECORD = 2_147_483_647;
 
 type RawRecordRow = Omit<RecordRow, "updated_at"> & { updated_at: Date };
 
@@ -209,56 +218,7 @@ class PostgresRepository implements RecordRepository {
       checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     if (replacements.length === 0) return { written: new Map(), conflicts: [] };
     this.#writtenSinceAnalyze += replacements.length;
-    return this.#transaction(async (client) => {
-      // Locking the rows in key order first means two batch writers (two rewraps) queue behind
-      // each other instead of deadlocking.
-      await client.query(
-        "SELECT 1 FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
-        [resource, replacements.map((entry) => entry.id)],
-      );
-      // The version check in WHERE is re-evaluated against a row another transaction changed
-      // meanwhile, so a stale replacement updates nothing and becomes a conflict.
-      const { rows } = await client.query<{ id: string; version: number }>(
-        `UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
-         FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
-         WHERE r.resource = $1 AND r.id = u.id AND r.version = u.version
-         RETURNING r.id, r.version`,
-        [
-          resource,
-          replacements.map((entry) => entry.id),
-          replacements.map((entry) => documentText(entry.document)),
-          replacements.map((entry) => entry.expectedVersion),
-        ],
-      );
-      const written = new Map(rows.map((row) => [row.id, row.version]));
-      const writtenIds = [...written.keys()];
-      await client.query(
-        "DELETE FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[])",
-        [resource, writtenIds],
-      );
-      await insertStamps(
-        client,
-        resource,
-        replacements
-          .filter((entry) => written.has(entry.id))
-          .map((entry) => [entry.id, entry.stamps] as const),
-      );
-      await client.query(
-        "DELETE FROM kmse_lookup_tokens WHERE resource = $1 AND record_id = ANY($2::text[])",
-        [resource, writtenIds],
-      );
-      await insertTokens(
-        client,
-        resource,
-        replacements
-          .filter((entry) => written.has(entry.id))
-          .map((entry) => [entry.id, entry.tokens ?? []] as const),
-      );
-      const conflicts = replacements
-        .filter((entry) => !written.has(entry.id))
-        .map((entry) => entry.id);
-      return { written, conflicts };
-    });
+    return this.#transaction((client) => replaceIn(client, resource, replacements));
   }
 
   async delete(key: RecordKey, expectedVersion?: number): Promise<boolean> {
@@ -385,6 +345,152 @@ class PostgresRepository implements RecordRepository {
     };
   }
 
+  readonly sharedRewrap: SharedRewrapStore = {
+    openRun: (resource, target, batchSize) => this.#openRun(resource, target, batchSize),
+    claim: (runId, workerId, leaseMs) => this.#claim(runId, workerId, leaseMs),
+    replaceLeased: (resource, lease, replacements) =>
+      this.#replaceLeased(resource, lease, replacements),
+    complete: (lease, failed) => this.#complete(lease, failed),
+    runProgress: (runId) => this.#runProgress(runId),
+    finishRun: async (runId) => {
+      await this.#query(
+        `UPDATE kmse_rewrap_runs SET finished_at = now() WHERE run_id = $1 AND finished_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM kmse_rewrap_leases WHERE run_id = $1 AND done_at IS NULL)`,
+        [runId],
+      );
+    },
+  };
+
+  async #openRun(resource: string, target: RewrapTarget, batchSize: number): Promise<RewrapRun> {
+    const targetText = targetKey(target);
+    await this.#refreshStatistics();
+    return this.#transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [
+        REWRAP_PLAN_LOCK,
+        `${resource}\n${targetText}`,
+      ]);
+      const open = await client.query<RunRow>(
+        `SELECT ${RUN_COLUMNS} FROM kmse_rewrap_runs WHERE resource = $1 AND target = $2 AND finished_at IS NULL`,
+        [resource, targetText],
+      );
+      if (open.rows[0] !== undefined) return runOf(open.rows[0]);
+      const created = await client.query<RunRow>(
+        `INSERT INTO kmse_rewrap_runs (resource, target, generation, batches, records)
+         SELECT $1, $2, coalesce(max(generation), 0) + 1, 0, 0 FROM kmse_rewrap_runs WHERE resource = $1 AND target = $2
+         RETURNING ${RUN_COLUMNS}`,
+        [resource, targetText],
+      );
+      const runId = (created.rows[0] as RunRow).run_id;
+      // One pass over the pending ids (an index scan of the stamps), cut into id ranges of
+      // batchSize records; a batch is then re-listed by whoever leases it, so records that
+      // changed meanwhile are judged as they are then.
+      const pending = recordsNotUnderQuery("postgres", resource, target, {
+        afterId: "",
+        limit: EVERY_RECORD,
+      });
+      const next = pending.parameters.length;
+      await client.query(
+        `WITH pending AS (${pending.sql}),
+         numbered AS (SELECT record_id, (row_number() OVER (ORDER BY record_id) - 1) / $${next + 2} AS batch FROM pending),
+         batches AS (SELECT batch, max(record_id) AS last_id, count(*)::int AS records FROM numbered GROUP BY batch)
+         INSERT INTO kmse_rewrap_leases (run_id, batch, after_id, last_id, records)
+         SELECT $${next + 1}, batch, coalesce(lag(last_id) OVER (ORDER BY batch), ''), last_id, records FROM batches`,
+        [...pending.parameters, runId, batchSize],
+      );
+      const planned = await client.query<RunRow>(
+        `UPDATE kmse_rewrap_runs AS r SET batches = l.batches, records = l.records,
+           finished_at = CASE WHEN l.batches = 0 THEN now() END
+         FROM (SELECT count(*)::int AS batches, coalesce(sum(records), 0)::int AS records FROM kmse_rewrap_leases WHERE run_id = $1) AS l
+         WHERE r.run_id = $1 RETURNING r.run_id, r.generation, r.batches, r.records`,
+        [runId],
+      );
+      return runOf(planned.rows[0] as RunRow);
+    });
+  }
+
+  async #claim(runId: string, workerId: string, leaseMs: number): Promise<RewrapLease | undefined> {
+    // SKIP LOCKED: workers claiming together each get a different batch instead of queueing on
+    // the first; a lease a worker is committing under (row locked) is not taken over meanwhile.
+    const { rows } = await this.#query<LeaseRow & { previous: string | null }>(
+      `UPDATE kmse_rewrap_leases AS l SET worker_id = $2, generation = l.generation + 1,
+         expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+       FROM (SELECT run_id, batch, worker_id AS previous FROM kmse_rewrap_leases
+             WHERE run_id = $1 AND done_at IS NULL AND (expires_at IS NULL OR expires_at <= clock_timestamp())
+             ORDER BY batch LIMIT 1 FOR UPDATE SKIP LOCKED) AS c
+       WHERE l.run_id = c.run_id AND l.batch = c.batch
+       RETURNING l.batch, l.after_id, l.last_id, l.generation, c.previous`,
+      [runId, workerId, leaseMs],
+    );
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    return {
+      runId,
+      batch: row.batch,
+      afterId: row.after_id,
+      lastId: row.last_id,
+      workerId,
+      generation: row.generation,
+      leaseMs,
+      takenOver: row.previous !== null,
+    };
+  }
+
+  async #replaceLeased(
+    resource: string,
+    lease: RewrapLease,
+    replacements: readonly RecordReplacement[],
+  ): Promise<ReplaceOutcome> {
+    for (const replacement of replacements)
+      checkStamps(replacement.id, replacement.stamps, replacement.tokens);
+    this.#writtenSinceAnalyze += replacements.length;
+    return this.#transaction(async (client) => {
+      // The fence first: the lease row stays locked to the commit, so no claim can take the
+      // batch over between this check and the writes.
+      await fence(client, lease, "expires_at = clock_timestamp() + $5 * interval '1 millisecond'", [
+        lease.leaseMs,
+      ]);
+      const outcome = await replaceIn(client, resource, replacements);
+      const fields = replacements
+        .filter((entry) => outcome.written.has(entry.id))
+        .reduce((sum, entry) => sum + entry.stamps.length, 0);
+      await client.query(
+        `UPDATE kmse_rewrap_leases SET rewrapped = rewrapped + $3, fields = fields + $4, conflicts = conflicts + $5
+         WHERE run_id = $1 AND batch = $2`,
+        [lease.runId, lease.batch, outcome.written.size, fields, outcome.conflicts.length],
+      );
+      return outcome;
+    });
+  }
+
+  async #complete(lease: RewrapLease, failed: number): Promise<void> {
+    await this.#transaction((client) =>
+      fence(client, lease, "done_at = clock_timestamp(), failed = failed + $5", [failed]),
+    );
+  }
+
+  async #runProgress(runId: string): Promise<RewrapRunProgress> {
+    const { rows } = await this.#query<RewrapRunProgress>(
+      `SELECT r.batches, r.records,
+         count(l.batch) FILTER (WHERE l.done_at IS NOT NULL)::int AS "batchesDone",
+         count(l.batch) FILTER (WHERE l.done_at IS NULL AND l.expires_at > clock_timestamp())::int AS "batchesLeased",
+         coalesce(sum(l.records) FILTER (WHERE l.done_at IS NOT NULL), 0)::int AS "recordsDone",
+         coalesce(sum(l.rewrapped), 0)::int AS "recordsRewrapped",
+         coalesce(sum(l.fields), 0)::int AS "fieldsRewrapped",
+         coalesce(sum(l.conflicts), 0)::int AS "conflictsRetried",
+         coalesce(sum(l.failed), 0)::int AS failed
+       FROM kmse_rewrap_runs AS r LEFT JOIN kmse_rewrap_leases AS l ON l.run_id = r.run_id
+       WHERE r.run_id = $1 GROUP BY r.batches, r.records`,
+      [runId],
+    );
+    const progress = rows[0];
+    if (progress === undefined)
+      throw new KmsEnvelopeError(
+        "STORE_CONFLICT",
+        `rewrap run ${runId} is no longer in the store ${this.#description}; start rewrap again`,
+      );
+    return progress;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -453,6 +559,71 @@ class PostgresRepository implements RecordRepository {
   }
 }
 
+const RUN_COLUMNS = "run_id, generation, batches, records";
+
+interface RunRow {
+  run_id: string;
+  generation: number;
+  batches: number;
+  records: number;
+}
+
+interface LeaseRow {
+  batch: number;
+  after_id: string;
+  last_id: string;
+  generation: number;
+}
+
+function runOf(row: RunRow): RewrapRun {
+  return {
+    runId: String(row.run_id),
+    generation: row.generation,
+    batches: row.batches,
+    records: row.records,
+  };
+}
+
+/**
+ * What identifies a run's target: the writers, token versions and plaintext paths, in a fixed
+ * order, so every worker toward the same target finds the same run.
+ */
+function targetKey(target: RewrapTarget): string {
+  const byPath = (a: { path: string }, b: { path: string }) =>
+    a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+  return JSON.stringify({
+    writers: [...target.writers]
+      .sort(byPath)
+      .map(({ path, provider, keyId }) => [path, provider, keyId]),
+    tokens: [...(target.tokens ?? [])].sort(byPath).map(({ path, keyId }) => [path, keyId]),
+    plaintext: [...(target.plaintext ?? [])].sort(),
+  });
+}
+
+/**
+ * Applies `set` to the lease row only while the lease is still the worker's (same generation,
+ * not expired, batch not done), locking the row to the end of the transaction; otherwise
+ * STORE_CONFLICT, and the caller's transaction is rolled back.
+ */
+async function fence(
+  client: pg.PoolClient,
+  lease: RewrapLease,
+  set: string,
+  parameters: unknown[],
+): Promise<void> {
+  const { rowCount } = await client.query(
+    `UPDATE kmse_rewrap_leases SET ${set}
+     WHERE run_id = $1 AND batch = $2 AND worker_id = $3 AND generation = $4
+       AND done_at IS NULL AND expires_at > clock_timestamp()`,
+    [lease.runId, lease.batch, lease.workerId, lease.generation, ...parameters],
+  );
+  if (rowCount === 0)
+    throw new KmsEnvelopeError(
+      "STORE_CONFLICT",
+      `worker ${lease.workerId} lost its lease on batch ${lease.batch} of rewrap run ${lease.runId} (it expired, and another worker may have taken the batch over); its writes for the batch were discarded, so set --lease longer than a batch takes`,
+    );
+}
+
 /** The schema version a database records; 0 when it has no migrations table (never migrated). */
 async function recordedSchemaVersion(client: pg.PoolClient): Promise<number> {
   const { rows } = await client.query<{ present: boolean }>(
@@ -473,6 +644,60 @@ function classify(error: unknown, description: string): unknown {
   const code = (error as { code?: string }).code;
   if (code !== undefined && /^2[23]/.test(code)) return error;
   return unavailable(description, error);
+}
+
+/** Replaces records in the caller's transaction (see {@link RecordRepository.replace}). */
+async function replaceIn(
+  client: pg.PoolClient,
+  resource: string,
+  replacements: readonly RecordReplacement[],
+): Promise<ReplaceOutcome> {
+  // Locking the rows in key order first means two batch writers (two rewraps) queue behind
+  // each other instead of deadlocking.
+  await client.query(
+    "SELECT 1 FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+    [resource, replacements.map((entry) => entry.id)],
+  );
+  // The version check in WHERE is re-evaluated against a row another transaction changed
+  // meanwhile, so a stale replacement updates nothing and becomes a conflict.
+  const { rows } = await client.query<{ id: string; version: number }>(
+    `UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
+       FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
+       WHERE r.resource = $1 AND r.id = u.id AND r.version = u.version
+       RETURNING r.id, r.version`,
+    [
+      resource,
+      replacements.map((entry) => entry.id),
+      replacements.map((entry) => documentText(entry.document)),
+      replacements.map((entry) => entry.expectedVersion),
+    ],
+  );
+  const written = new Map(rows.map((row) => [row.id, row.version]));
+  const writtenIds = [...written.keys()];
+  await client.query(
+    "DELETE FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[])",
+    [resource, writtenIds],
+  );
+  await insertStamps(
+    client,
+    resource,
+    replacements
+      .filter((entry) => written.has(entry.id))
+      .map((entry) => [entry.id, entry.stamps] as const),
+  );
+  await client.query(
+    "DELETE FROM kmse_lookup_tokens WHERE resource = $1 AND record_id = ANY($2::text[])",
+    [resource, writtenIds],
+  );
+  await insertTokens(
+    client,
+    resource,
+    replacements
+      .filter((entry) => written.has(entry.id))
+      .map((entry) => [entry.id, entry.tokens ?? []] as const),
+  );
+  const conflicts = replacements.filter((entry) => !written.has(entry.id)).map((entry) => entry.id);
+  return { written, conflicts };
 }
 
 async function insertStamps(

@@ -131,6 +131,95 @@ export interface SubjectPage {
   readonly next: RecordKey | undefined;
 }
 
+/** One run of shared rewrap toward a target: the batches its workers lease. */
+export interface RewrapRun {
+  /** The run's id in the store. */
+  readonly runId: string;
+  /** 1 for the first run toward this resource and target, one more for each later run. */
+  readonly generation: number;
+  /** Batches the run was cut into when it was planned. */
+  readonly batches: number;
+  /** Records that needed rewrap when it was planned. */
+  readonly records: number;
+}
+
+/**
+ * A batch of a run that one worker holds until it expires: the records needing rewrap with ids
+ * after `afterId` up to `lastId` (byte order).
+ */
+export interface RewrapLease {
+  /** The run. */
+  readonly runId: string;
+  /** The batch's number in the run. */
+  readonly batch: number;
+  /** Ids after this one belong to the batch (`""` for the first). */
+  readonly afterId: string;
+  /** The batch's last id. */
+  readonly lastId: string;
+  /** The worker holding it. */
+  readonly workerId: string;
+  /** Grows with every claim: writes under an older generation are refused. */
+  readonly generation: number;
+  /** How long each claim and each write extends the lease, in ms. */
+  readonly leaseMs: number;
+  /** True when this claim took the batch over from a worker whose lease expired. */
+  readonly takenOver: boolean;
+}
+
+/** A run's progress summed over every worker, from the store. */
+export interface RewrapRunProgress {
+  /** Batches the run was cut into. */
+  readonly batches: number;
+  /** Batches some worker finished. */
+  readonly batchesDone: number;
+  /** Batches a worker holds now (lease not expired). */
+  readonly batchesLeased: number;
+  /** Records needing rewrap when the run was planned. */
+  readonly records: number;
+  /** Planned records of the finished batches. */
+  readonly recordsDone: number;
+  /** Records rewritten by every worker. */
+  readonly recordsRewrapped: number;
+  /** Fields sealed in them. */
+  readonly fieldsRewrapped: number;
+  /** Records changed by someone else between read and write. */
+  readonly conflictsRetried: number;
+  /** Records no worker could open. */
+  readonly failed: number;
+}
+
+/**
+ * What several rewrap workers share through one store (PostgreSQL): runs planned once, batches
+ * leased with `FOR UPDATE SKIP LOCKED`, expired leases taken over, and writes fenced by the
+ * lease's generation. Failures are `STORE_UNAVAILABLE`; a lease that is no longer the worker's
+ * is `STORE_CONFLICT`.
+ */
+export interface SharedRewrapStore {
+  /**
+   * The open run of `resource` toward `target`, or a new one planned from what needs rewrap now,
+   * in batches of `batchSize` records (a run with nothing to do is finished at once).
+   */
+  openRun(resource: string, target: RewrapTarget, batchSize: number): Promise<RewrapRun>;
+  /** Leases the first batch nobody holds (never claimed, or its lease expired); undefined if none. */
+  claim(runId: string, workerId: string, leaseMs: number): Promise<RewrapLease | undefined>;
+  /**
+   * {@link RecordRepository.replace} under a lease: in the same transaction the lease is checked
+   * (still this worker's, same generation, not expired), extended, and credited with what was
+   * written. `STORE_CONFLICT` and nothing written when the lease is lost.
+   */
+  replaceLeased(
+    resource: string,
+    lease: RewrapLease,
+    replacements: readonly RecordReplacement[],
+  ): Promise<ReplaceOutcome>;
+  /** Marks the leased batch done, with `failed` records that could not be opened. */
+  complete(lease: RewrapLease, failed: number): Promise<void>;
+  /** The run's progress over every worker. */
+  runProgress(runId: string): Promise<RewrapRunProgress>;
+  /** Marks the run finished once every batch is done; later workers then plan a new run. */
+  finishRun(runId: string): Promise<void>;
+}
+
 /**
  * Storage of records and their field stamps; implementations are safe across processes.
  * {@link openRepository} opens one. Failures to reach the database are `STORE_UNAVAILABLE`
@@ -232,4 +321,6 @@ export interface RecordRepository {
   scrub(): Promise<ScrubOutcome>;
   /** Releases the database; idempotent. */
   close(): Promise<void>;
+  /** Shared rewrap, where the backend supports several workers (PostgreSQL). */
+  readonly sharedRewrap?: SharedRewrapStore;
 }

@@ -13,13 +13,21 @@
  *   keeps decrypting until the operator retires it, so no field is lost or left undecryptable.
  */
 
-import { KmsEnvelopeError } from "../errors.js";
+import { hostname } from "node:os";
+import { setTimeout as delay } from "node:timers/promises";
+import { ConfigError, KmsEnvelopeError } from "../errors.js";
 import type { FieldCodec } from "../fields/field-codec.js";
 import type {
   PathWriter,
+  RecordReplacement,
   RecordRepository,
+  ReplaceOutcome,
+  RewrapLease,
+  RewrapRun,
+  RewrapRunProgress,
   RewrapTarget,
   ScrubOutcome,
+  SharedRewrapStore,
   StoredRecord,
   TokenCount,
   TokenVersion,
@@ -87,6 +95,43 @@ export interface RewrapOptions {
   readonly progress?: RewrapProgress;
   /** Stops after the batch in flight (SIGINT/SIGTERM); the summary says it was interrupted. */
   readonly signal?: AbortSignal;
+  /**
+   * Work beside other workers on the same PostgreSQL store, possibly on other machines: the
+   * first worker plans a run, every worker leases batches of it until none is left, and a
+   * batch whose worker died is taken over once its lease expires. Ignored by `dryRun`.
+   */
+  readonly shared?: SharedRewrapOptions;
+}
+
+/** How this process takes part in a shared rewrap. */
+export interface SharedRewrapOptions {
+  /** Names this worker in the store's leases; unique per worker (default `<hostname>-<pid>`). */
+  readonly workerId?: string;
+  /**
+   * How long a leased batch stays this worker's after the claim and after each write, in ms
+   * (default 30 s): longer than a batch takes, shorter than you would wait for a dead worker.
+   */
+  readonly leaseMs?: number;
+  /** Lease loops in this process, each its own worker (`<workerId>#<n>`); default 1. */
+  readonly workers?: number;
+}
+
+/** What a shared run did, for one resource. */
+export interface SharedRunSummary {
+  /** The run in the store. */
+  readonly runId: string;
+  /** Which run toward this target it is (1 for the first). */
+  readonly generation: number;
+  /** This process's worker id. */
+  readonly workerId: string;
+  /** Batches this process leased. */
+  batchesLeased: number;
+  /** Of those, batches taken over from a worker whose lease expired. */
+  leasesTakenOver: number;
+  /** Batches this process lost to another worker before finishing them (writes discarded). */
+  leasesLost: number;
+  /** The run over every worker, when this process finished. */
+  run: RewrapRunProgress;
 }
 
 /** One (path, old writer) group of fields. */
@@ -162,6 +207,8 @@ export interface ResourceSummary {
   remaining: number;
   /** Plain values still at encrypted paths at the end; 0 means no record needs the fallback. */
   plaintextLeft: number;
+  /** With `shared`: the run this worker took part in, and what every worker did in it. */
+  shared?: SharedRunSummary;
 }
 
 /** The result of a run. */
@@ -213,6 +260,54 @@ function isCurrent(field: PathWriter, current: readonly PathWriter[]): boolean {
 type RewrapSettings = RewrapOptions &
   Required<Pick<RewrapOptions, "batchSize" | "dryRun" | "progress">>;
 
+type SharedSettings = Required<SharedRewrapOptions> & { readonly store: SharedRewrapStore };
+
+const DEFAULT_LEASE_MS = 30_000;
+
+/** Where a batch's replacements go, and the records it could not open. */
+interface Lane {
+  write(replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
+  failed: number;
+}
+
+/** The shared settings of a run that writes, checked before anything is read. */
+function sharedSettings(options: RewrapOptions): SharedSettings | undefined {
+  const shared = options.shared;
+  if (shared === undefined || options.dryRun === true) return undefined;
+  const store = options.repository.sharedRewrap;
+  if (store === undefined)
+    throw new ConfigError(
+      "--shared",
+      `the ${options.repository.backend} store cannot be shared by several rewrap workers`,
+      "run a single rewrap without --shared, or keep the records in PostgreSQL",
+    );
+  if (options.openAll === true)
+    throw new ConfigError(
+      "--all",
+      "opens every record, which is not planned into leased batches",
+      "run rewrap --all without --shared",
+    );
+  const workers = shared.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1)
+    throw new ConfigError(
+      "--workers",
+      `${workers} is not a whole number of at least 1`,
+      "give 1 or more",
+    );
+  const leaseMs = shared.leaseMs ?? DEFAULT_LEASE_MS;
+  if (!Number.isFinite(leaseMs) || leaseMs < 1)
+    throw new ConfigError("--lease", `${leaseMs} ms is not a lease`, "give a duration such as 30s");
+  const workerId = shared.workerId ?? `${hostname()}-${process.pid}`;
+  if (workerId === "")
+    throw new ConfigError("--worker-id", "is empty", "name the worker, or leave the default");
+  return { store, workers, leaseMs, workerId };
+}
+
+/** Byte order of UTF-8 text, which the stores' keys ("C" collation) follow. */
+function compareIds(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
 const NO_PROGRESS: RewrapProgress = { begin() {}, advance() {}, end() {} };
 
 /**
@@ -252,6 +347,7 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
   const started = Date.now();
   const { repository, codec } = options;
   for (const resource of options.resources ?? []) codec.checkResource(resource);
+  const shared = sharedSettings(options);
   const counts = await repository.writerCounts();
   const tokenCounts = await repository.tokenCounts();
   const resources = options.resources ?? (await repository.resources());
@@ -314,7 +410,8 @@ export async function rewrap(given: RewrapOptions): Promise<RewrapSummary> {
       resourceSummary.remaining = resourceSummary.recordsNeeding;
       continue;
     }
-    await new ResourceRewrap(options, resourceSummary, target).run();
+    const work = new ResourceRewrap(options, resourceSummary, target);
+    await (shared === undefined ? work.run() : work.runShared(shared));
     resourceSummary.plaintextLeft = (await countPlaintext(repository, resource, paths)).reduce(
       (sum, entry) => sum + entry.fields,
       0,
@@ -399,7 +496,7 @@ class ResourceRewrap {
           if (ids.length === 0) break;
           cursor = ids[ids.length - 1] as string;
           const pending = ids.filter((id) => !this.#failed.has(id));
-          await this.#batch(pending, everyRecord, CONFLICT_RETRIES);
+          await this.#batch(pending, everyRecord, CONFLICT_RETRIES, this.#ownLane());
           // Later passes only retry what moved under us; the bar tracks the first.
           if (pass === 1) progress.advance(ids.length);
         }
@@ -411,7 +508,132 @@ class ResourceRewrap {
     this.#summary.remaining = await repository.countRecordsNotUnder(resource, this.#target);
   }
 
-  async #batch(ids: readonly string[], everyRecord: boolean, retries: number): Promise<void> {
+  /**
+   * Takes part in the shared run toward this resource's target: leases batches until none is
+   * left unleased, then waits for the batches other workers hold (taking over those whose lease
+   * expires) until every batch is done.
+   */
+  async runShared(shared: SharedSettings): Promise<void> {
+    const { repository, progress, batchSize } = this.#options;
+    const { resource } = this.#summary;
+    const run = await shared.store.openRun(resource, this.#target, batchSize);
+    const summary: SharedRunSummary = {
+      runId: run.runId,
+      generation: run.generation,
+      workerId: shared.workerId,
+      batchesLeased: 0,
+      leasesTakenOver: 0,
+      leasesLost: 0,
+      run: await shared.store.runProgress(run.runId),
+    };
+    this.#summary.shared = summary;
+    progress.begin(resource, run.records);
+    // The bar shows the run over every worker, from the store.
+    let shown = 0;
+    const show = async (): Promise<RewrapRunProgress> => {
+      const current = await shared.store.runProgress(run.runId);
+      if (current.recordsDone > shown) {
+        progress.advance(current.recordsDone - shown);
+        shown = current.recordsDone;
+      }
+      summary.run = current;
+      return current;
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: shared.workers }, (_, index) =>
+          this.#leaseLoop(
+            shared,
+            run,
+            shared.workers === 1 ? shared.workerId : `${shared.workerId}#${index + 1}`,
+            show,
+          ),
+        ),
+      );
+      await show();
+    } finally {
+      progress.end();
+    }
+    await shared.store.finishRun(run.runId);
+    this.#summary.remaining = await repository.countRecordsNotUnder(resource, this.#target);
+  }
+
+  async #leaseLoop(
+    shared: SharedSettings,
+    run: RewrapRun,
+    workerId: string,
+    show: () => Promise<RewrapRunProgress>,
+  ): Promise<void> {
+    const { signal } = this.#options;
+    const summary = this.#summary.shared as SharedRunSummary;
+    // Waiting for batches others hold: often enough to take a dead worker's over soon after
+    // its lease expires, rarely enough not to load the store.
+    const pollMs = Math.max(50, Math.min(1_000, shared.leaseMs / 4));
+    while (!signal?.aborted) {
+      const lease = await shared.store.claim(run.runId, workerId, shared.leaseMs);
+      if (lease === undefined) {
+        const current = await show();
+        if (current.batchesDone >= current.batches) return;
+        await delay(pollMs, undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      summary.batchesLeased++;
+      if (lease.takenOver) summary.leasesTakenOver++;
+      const lane: Lane = {
+        write: (replacements) =>
+          shared.store.replaceLeased(this.#summary.resource, lease, replacements),
+        failed: 0,
+      };
+      try {
+        await this.#leased(lease, lane);
+        await shared.store.complete(lease, lane.failed);
+      } catch (error) {
+        // Lost to another worker after our lease expired: what we wrote before stands (those
+        // records are current, so the new holder skips them), the rest is the new holder's.
+        if (!(error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT")) throw error;
+        summary.leasesLost++;
+      }
+      await show();
+    }
+  }
+
+  /** The records of a leased batch that need rewrap now, in sub-batches. */
+  async #leased(lease: RewrapLease, lane: Lane): Promise<void> {
+    const { repository, batchSize } = this.#options;
+    let cursor = lease.afterId;
+    for (;;) {
+      const ids = await repository.recordsNotUnder(
+        this.#summary.resource,
+        this.#target,
+        cursor,
+        batchSize,
+      );
+      const inBatch = ids.filter((id) => compareIds(id, lease.lastId) <= 0);
+      await this.#batch(
+        inBatch.filter((id) => !this.#failed.has(id)),
+        false,
+        CONFLICT_RETRIES,
+        lane,
+      );
+      if (inBatch.length < ids.length || ids.length < batchSize) return;
+      cursor = ids[ids.length - 1] as string;
+    }
+  }
+
+  #ownLane(): Lane {
+    const { repository } = this.#options;
+    return {
+      write: (replacements) => repository.replace(this.#summary.resource, replacements),
+      failed: 0,
+    };
+  }
+
+  async #batch(
+    ids: readonly string[],
+    everyRecord: boolean,
+    retries: number,
+    lane: Lane,
+  ): Promise<void> {
     if (ids.length === 0) return;
     const { repository, codec } = this.#options;
     const { resource, current, lookups } = this.#summary;
@@ -429,7 +651,7 @@ class ResourceRewrap {
               row.stamps.some((stamp) => !isCurrent(stamp, current)) ||
               plaintextPaths(row, plaintext).length > 0,
           );
-    const opened = await this.#open(needing);
+    const opened = await this.#open(needing, lane);
     const toWrite = opened.filter(
       ({ row, record }) =>
         // With --all, the first pass leaves tokens to the next, which lists the records
@@ -445,8 +667,7 @@ class ResourceRewrap {
         ...workspaceOf(row),
       })),
     );
-    const outcome = await repository.replace(
-      resource,
+    const outcome = await lane.write(
       sealed.map((record, index) => ({
         id: record.id,
         expectedVersion: (toWrite[index] as { row: StoredRecord }).row.version,
@@ -469,13 +690,14 @@ class ResourceRewrap {
       this.#summary.conflictsRetried += outcome.conflicts.length;
       // Re-read: the application's newer write decides; if it is already under the current
       // writer there is nothing left to do for it.
-      if (retries > 0) await this.#batch(outcome.conflicts, everyRecord, retries - 1);
+      if (retries > 0) await this.#batch(outcome.conflicts, everyRecord, retries - 1, lane);
     }
   }
 
   /** Opens rows as one batch, or one by one to set aside the rows that cannot be opened. */
   async #open(
     rows: readonly StoredRecord[],
+    lane: Lane,
   ): Promise<{ row: StoredRecord; record: OpenedStoredRecord }[]> {
     const { codec } = this.#options;
     const { resource } = this.#summary;
@@ -488,12 +710,13 @@ class ResourceRewrap {
       if (!isRecordFailure(error) && !(await this.#codecAnswers())) throw error;
       if (rows.length === 1) {
         this.#fail(rows[0] as StoredRecord, error);
+        lane.failed++;
         return [];
       }
     }
     // Opening is all or nothing per batch: one bad value fails it, so retry row by row.
     const results: { row: StoredRecord; record: OpenedStoredRecord }[] = [];
-    for (const row of rows) results.push(...(await this.#open([row])));
+    for (const row of rows) results.push(...(await this.#open([row], lane)));
     return results;
   }
 

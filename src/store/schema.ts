@@ -72,6 +72,44 @@ CREATE INDEX kmse_lookup_tokens_token ON kmse_lookup_tokens (resource, path, tok
 `;
 };
 
+// Shared rewrap (several workers, possibly on several machines, on one PostgreSQL store): a run
+// is the plan toward one target, cut into batches of id ranges that workers lease. A lease's
+// generation grows with every claim, so a worker whose lease expired and was taken over cannot
+// commit: its writes are fenced by the generation it claimed. Counts live on the leases and are
+// written in the same transaction as the records, so the run's totals are exact across workers.
+// SQLite has one writer at a time and no use for them.
+const rewrapLeases = `
+CREATE TABLE kmse_rewrap_runs (
+  run_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  resource TEXT COLLATE "C" NOT NULL,
+  target TEXT NOT NULL,
+  generation INTEGER NOT NULL CHECK (generation > 0),
+  batches INTEGER NOT NULL,
+  records INTEGER NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  finished_at TIMESTAMPTZ,
+  UNIQUE (resource, target, generation)
+);
+CREATE UNIQUE INDEX kmse_rewrap_runs_open ON kmse_rewrap_runs (resource, target) WHERE finished_at IS NULL;
+CREATE TABLE kmse_rewrap_leases (
+  run_id BIGINT NOT NULL REFERENCES kmse_rewrap_runs ON DELETE CASCADE,
+  batch INTEGER NOT NULL,
+  after_id TEXT COLLATE "C" NOT NULL,
+  last_id TEXT COLLATE "C" NOT NULL,
+  records INTEGER NOT NULL,
+  worker_id TEXT,
+  generation INTEGER NOT NULL DEFAULT 0,
+  expires_at TIMESTAMPTZ,
+  done_at TIMESTAMPTZ,
+  rewrapped INTEGER NOT NULL DEFAULT 0,
+  fields INTEGER NOT NULL DEFAULT 0,
+  conflicts INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (run_id, batch)
+);
+CREATE INDEX kmse_rewrap_leases_open ON kmse_rewrap_leases (run_id, batch) WHERE done_at IS NULL;
+`;
+
 /** Every migration, in version order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -85,6 +123,12 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "lookup tokens of searchable encrypted fields",
     sqlite: lookupTokens("sqlite"),
     postgres: lookupTokens("postgres"),
+  },
+  {
+    version: 3,
+    description: "runs and leases of shared rewrap",
+    sqlite: "-- shared rewrap is PostgreSQL's alone",
+    postgres: rewrapLeases,
   },
 ];
 

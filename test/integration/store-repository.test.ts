@@ -348,7 +348,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       await first.close();
       await backend.exec(
         fresh,
-        "DROP TABLE kmse_lookup_tokens; DELETE FROM kmse_schema_migrations WHERE version = 2",
+        "DROP TABLE IF EXISTS kmse_rewrap_leases; DROP TABLE IF EXISTS kmse_rewrap_runs; DROP TABLE kmse_lookup_tokens; DELETE FROM kmse_schema_migrations WHERE version >= 2",
       );
       await assert.rejects(openRepository(fresh, { readOnly: true }), /older than this/);
       const migrated = await openRepository(fresh);
@@ -635,7 +635,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         openRepository(fresh),
         (error: Error & { code?: string }) =>
           error.code === "STORE_UNAVAILABLE" &&
-          /schema version 99, newer than this kms-envelope knows \(2\); upgrade kms-envelope/.test(
+          /schema version 99, newer than this kms-envelope knows \(3\); upgrade kms-envelope/.test(
             error.message,
           ),
       );
@@ -674,7 +674,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       await backend.setSchemaVersion(fresh, 99);
       await assert.rejects(
         openRepository(fresh, { readOnly: true }),
-        hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(2\)/),
+        hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(3\)/),
       );
     });
 
