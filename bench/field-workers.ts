@@ -1,0 +1,200 @@
+// Every core, for `npm run bench` (BENCH_ONLY=workers): the daemon's field service with one
+// field worker beside the same daemon with two, each driven by bench/field-workers-load.ts in a
+// process of its own. The two take turns round by round so other load on the shared machine
+// falls on both alike; medians of the rounds are compared as a ratio (the throughput issue asks
+// for at least 1.7x). Daemon and load generator CPU are reported, since on a two-core machine
+// the load generator and the daemon's event loop share the cores the workers want.
+import { availableParallelism } from "node:os";
+import type { WorkersLoadPhase } from "./field-workers-load.js";
+import {
+  DaemonProcess,
+  log,
+  parseDurationMs,
+  readCpuSeconds,
+  runBenchClient,
+  waitForQuiet,
+} from "./lib.js";
+
+const CONCURRENCY = 2;
+const RECORDS = 100;
+const FIELDS = 10;
+
+/** One daemon's medians over the rounds, per operation. */
+export interface WorkersRow {
+  workers: number;
+  op: "seal" | "open";
+  fieldsPerS: number;
+  /** Daemon CPU (all its threads) over the round, in cores. */
+  daemonCores: number;
+  /** Load generator CPU over the round, in cores. */
+  clientCores: number;
+  errors: number;
+}
+
+/** What the workers phase measured. */
+export interface FieldWorkersReport {
+  rounds: number;
+  roundMs: number;
+  cores: number;
+  concurrency: number;
+  records: number;
+  fields: number;
+  rows: WorkersRow[];
+  /** Two workers over one, fields/s, per operation. */
+  ratios: { seal: number; open: number };
+}
+
+function median(samples: readonly number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+const round2 = (value: number): number => Math.round(value * 100) / 100;
+
+export async function measureFieldWorkers(
+  rounds: number,
+  roundMs: number,
+  quietWaitMs: number,
+): Promise<FieldWorkersReport> {
+  const daemons = [
+    { workers: 1, daemon: await DaemonProcess.start({ args: ["--field-workers", "1"] }) },
+    { workers: 2, daemon: await DaemonProcess.start({ args: ["--field-workers", "2"] }) },
+  ];
+  const samples: (Omit<WorkersRow, "errors"> & { errors: number })[] = [];
+  const flags = ["--concurrency", String(CONCURRENCY), "--records", String(RECORDS)];
+  flags.push("--fields", String(FIELDS));
+  try {
+    // Warm-up: JIT in the workers and connection set-up are not what is compared.
+    for (const { daemon } of daemons)
+      await runBenchClient("field-workers-load.ts", daemon.socketPath, 1000, flags);
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? daemons : [...daemons].reverse();
+      for (const { workers, daemon } of order) {
+        await waitForQuiet(quietWaitMs);
+        const cpuBefore = readCpuSeconds(daemon.pid);
+        const line = await runBenchClient(
+          "field-workers-load.ts",
+          daemon.socketPath,
+          roundMs,
+          flags,
+        );
+        const daemonCpuS = readCpuSeconds(daemon.pid) - cpuBefore;
+        const { results } = JSON.parse(line) as { results: WorkersLoadPhase[] };
+        const elapsedS = results.reduce((sum, result) => sum + result.elapsedS, 0);
+        for (const result of results) {
+          // Daemon CPU is read per round, both operations together: its share is by time.
+          samples.push({
+            workers,
+            op: result.op,
+            fieldsPerS: result.fieldsPerS,
+            daemonCores: round2(daemonCpuS / elapsedS),
+            clientCores: round2(result.clientCpuS / result.elapsedS),
+            errors: result.errors,
+          });
+        }
+        log(
+          `workers round ${round + 1}/${rounds}, ${workers} worker(s): ${results
+            .map((result) => `${result.op} ${result.fieldsPerS} fields/s`)
+            .join(", ")}, daemon ${round2(daemonCpuS / elapsedS)} cores`,
+        );
+      }
+    }
+  } finally {
+    for (const { daemon } of daemons) await daemon.stop();
+  }
+  const rows: WorkersRow[] = [];
+  for (const workers of [1, 2])
+    for (const op of ["seal", "open"] as const) {
+      const runs = samples.filter((sample) => sample.workers === workers && sample.op === op);
+      rows.push({
+        workers,
+        op,
+        fieldsPerS: Math.round(median(runs.map((run) => run.fieldsPerS))),
+        daemonCores: round2(median(runs.map((run) => run.daemonCores))),
+        clientCores: round2(median(runs.map((run) => run.clientCores))),
+        errors: runs.reduce((sum, run) => sum + run.errors, 0),
+      });
+    }
+  const ratio = (op: "seal" | "open") => {
+    const [one, two] = [1, 2].map(
+      (workers) => rows.find((row) => row.workers === workers && row.op === op)?.fieldsPerS ?? 0,
+    ) as [number, number];
+    return one === 0 ? 0 : round2(two / one);
+  };
+  return {
+    rounds,
+    roundMs,
+    cores: availableParallelism(),
+    concurrency: CONCURRENCY,
+    records: RECORDS,
+    fields: FIELDS,
+    rows,
+    ratios: { seal: ratio("seal"), open: ratio("open") },
+  };
+}
+
+/** The workers phase for bench/run.ts: measured, or why not. */
+export async function runFieldWorkersPhase(
+  quietWaitMs: number,
+): Promise<{ fieldWorkers?: FieldWorkersReport; fieldWorkersError?: string }> {
+  log("field service: one field worker beside two, alternating");
+  try {
+    return {
+      fieldWorkers: await measureFieldWorkers(
+        Number(process.env.BENCH_WORKERS_ROUNDS ?? "5"),
+        parseDurationMs(process.env.BENCH_WORKERS_ROUND ?? "3s"),
+        quietWaitMs,
+      ),
+    };
+  } catch (error) {
+    const fieldWorkersError = error instanceof Error ? error.message : String(error);
+    log(`workers phase failed: ${fieldWorkersError}`);
+    return { fieldWorkersError };
+  }
+}
+
+/** Failed calls fail the run, like errors elsewhere. */
+export function fieldWorkersFailed(result: {
+  fieldWorkers?: FieldWorkersReport;
+  fieldWorkersError?: string;
+}): boolean {
+  const wrong = result.fieldWorkers?.rows.filter((row) => row.errors > 0) ?? [];
+  for (const row of wrong)
+    process.stdout.write(
+      `BENCH FAILED: ${row.workers} field worker(s), ${row.op}: ${row.errors} failed calls.\n`,
+    );
+  if (result.fieldWorkersError !== undefined)
+    process.stdout.write(`BENCH FAILED: workers phase: ${result.fieldWorkersError}.\n`);
+  return result.fieldWorkersError !== undefined || wrong.length > 0;
+}
+
+/** The Markdown section of latest.md. */
+export function fieldWorkersSection(
+  report: FieldWorkersReport | undefined,
+  error?: string,
+): string[] {
+  const lines = ["## Field service: one field worker beside two", ""];
+  if (report === undefined) {
+    lines.push(`Not measured: ${error ?? "skipped"}.`, "");
+    return lines;
+  }
+  lines.push(
+    `Seal, then Open, of ${report.records} records × ${report.fields} fields × 100 bytes per call, ${report.concurrency} calls in flight, from a light load generator in its own process (bench/field-workers-load.ts); daemons with --field-workers 1 and 2 take turns, ${report.rounds} rounds of ${report.roundMs / 1000} s per operation; medians. The machine has ${report.cores} cores, which the daemon's event loop and the load generator share with the workers.`,
+    "",
+    "| field workers | op | fields/s | daemon cores | load generator cores | errors |",
+    "|---:|---|---:|---:|---:|---:|",
+  );
+  for (const row of report.rows)
+    lines.push(
+      `| ${row.workers} | ${row.op} | ${row.fieldsPerS.toLocaleString("en-US")} | ${row.daemonCores} | ${row.clientCores} | ${row.errors} |`,
+    );
+  lines.push(
+    "",
+    `Two workers / one: **${report.ratios.seal.toFixed(2)}×** (seal), **${report.ratios.open.toFixed(2)}×** (open) fields/s (the throughput issue asks for at least 1.7×).`,
+    "",
+  );
+  return lines;
+}
