@@ -3,10 +3,13 @@ import type { FromWorker, Posted, ToWorker } from "./worker-protocol.js";
 
 /** What a worker of a {@link WorkerPool} does with the pool's messages. */
 interface WorkerHost<Keys, Job, Answer> {
-  /** Takes a new key set, owning (and wiping) it, and disposes of the previous one. */
-  keys(keys: Keys): void;
+  /**
+   * Takes a new key set, owning (and wiping) it, and disposes of the previous one; absent when
+   * the worker finds its keys itself.
+   */
+  keys?(keys: Keys): void;
   /** Runs one job; failures are part of the answer, so nothing thrown escapes. */
-  run(job: Job): Posted<Answer>;
+  run(job: Job): Posted<Answer> | Promise<Posted<Answer>>;
   /** Wipes the keys before the worker stops. */
   close(): void;
 }
@@ -21,14 +24,18 @@ export function serveWorker<Keys, Job, Answer>(host: WorkerHost<Keys, Job, Answe
   port.on("message", (message: ToWorker<Keys, Job>) => {
     switch (message.kind) {
       case "keys":
-        host.keys(message.keys);
+        host.keys?.(message.keys);
         return;
       case "job": {
+        const answer = (done: Posted<Answer>) =>
+          port.postMessage(
+            { kind: "done", id: message.id, answer: done.value } satisfies FromWorker<Answer>,
+            [...(done.transfer ?? [])],
+          );
         const done = host.run(message.job);
-        port.postMessage(
-          { kind: "done", id: message.id, answer: done.value } satisfies FromWorker<Answer>,
-          [...(done.transfer ?? [])],
-        );
+        // The pool sends a worker its next job only after this answer, so jobs never overlap.
+        if (done instanceof Promise) void done.then(answer);
+        else answer(done);
         return;
       }
       case "close":

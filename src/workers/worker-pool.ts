@@ -15,8 +15,11 @@ interface WorkerPoolOptions<Keys> {
   readonly heapMb?: number;
   /** Most jobs that may wait for a worker; past it, `overloaded()` is the answer. */
   readonly maxQueued?: number;
-  /** A fresh copy of the current key set for one worker, and its buffers to move there. */
-  readonly keys: () => Posted<Keys>;
+  /**
+   * A fresh copy of the current key set for one worker, and its buffers to move there; none
+   * when the workers find their keys themselves.
+   */
+  readonly keys?: () => Posted<Keys>;
   /** The error a job gets when the queue is full: says what to do. */
   readonly overloaded: () => Error;
   /** The error a job gets once the pool is closed. */
@@ -133,6 +136,7 @@ export class WorkerPool<Keys, Input, Answer> {
   }
 
   #sendKeys(worker: Worker): void {
+    if (this.#options.keys === undefined) return;
     const copy = this.#options.keys();
     // Moved, so the copies exist only in the worker, which wipes them.
     worker.postMessage({ kind: "keys", keys: copy.value } satisfies ToWorker<Keys, Input>, [
