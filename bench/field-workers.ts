@@ -4,7 +4,13 @@
 // falls on both alike; medians of the rounds are compared as a ratio (the throughput issue asks
 // for at least 1.7x). Daemon and load generator CPU are reported, since on a two-core machine
 // the load generator and the daemon's event loop share the cores the workers want.
-import { availableParallelism } from "node:os";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FieldRecord } from "../src/fields/field-codec.js";
+import type { FieldLayer } from "../src/fields/field-layer.js";
+import { openFieldLayer } from "../src/fields/open-field-layer.js";
 import type { WorkersLoadPhase } from "./field-workers-load.js";
 import {
   DaemonProcess,
@@ -31,6 +37,13 @@ export interface WorkersRow {
   errors: number;
 }
 
+/** The field layer (engine, secretbox) with two workers beside the same in-thread, medians. */
+export interface LayerWorkersRow {
+  layer: "in-thread" | "2 workers";
+  op: "seal" | "open";
+  fieldsPerS: number;
+}
+
 /** What the workers phase measured. */
 export interface FieldWorkersReport {
   rounds: number;
@@ -42,6 +55,10 @@ export interface FieldWorkersReport {
   rows: WorkersRow[];
   /** Two workers over one, fields/s, per operation. */
   ratios: { seal: number; open: number };
+  /** The library: batches of `records` × `fields` through openFieldLayer, one caller. */
+  layer: LayerWorkersRow[];
+  /** Two workers over in-thread, fields/s, per operation. */
+  layerRatios: { seal: number; open: number };
 }
 
 function median(samples: readonly number[]): number {
@@ -124,6 +141,12 @@ export async function measureFieldWorkers(
     ) as [number, number];
     return one === 0 ? 0 : round2(two / one);
   };
+  const layer = await measureLayerWorkers(rounds, roundMs, quietWaitMs);
+  const layerRatio = (op: "seal" | "open") => {
+    const find = (name: LayerWorkersRow["layer"]) =>
+      layer.find((row) => row.layer === name && row.op === op)?.fieldsPerS ?? 0;
+    return find("in-thread") === 0 ? 0 : round2(find("2 workers") / find("in-thread"));
+  };
   return {
     rounds,
     roundMs,
@@ -133,7 +156,90 @@ export async function measureFieldWorkers(
     fields: FIELDS,
     rows,
     ratios: { seal: ratio("seal"), open: ratio("open") },
+    layer,
+    layerRatios: { seal: layerRatio("seal"), open: layerRatio("open") },
   };
+}
+
+const LAYER_RESOURCE = "records.bench.example";
+
+/** The field layer in this process, in-thread and with two workers, taking turns. */
+async function measureLayerWorkers(
+  rounds: number,
+  roundMs: number,
+  quietWaitMs: number,
+): Promise<LayerWorkersRow[]> {
+  const directory = await mkdtemp(join(tmpdir(), "kms-envelope-bench-layer-"));
+  const names = Array.from({ length: FIELDS }, (_, index) => `f${index}`);
+  const fieldMapPath = join(directory, "fields.yaml");
+  const encryptionConfigPath = join(directory, "encryption.yaml");
+  await writeFile(
+    fieldMapPath,
+    `apiVersion: kms-envelope/v1\nkind: FieldMap\nresources:\n  - { resource: ${LAYER_RESOURCE}, route: engine, fields: { ${names.map((name) => `${name}: string`).join(", ")} } }\n`,
+  );
+  await writeFile(
+    encryptionConfigPath,
+    `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [${LAYER_RESOURCE}]\n    providers: [{ secretbox: { keys: [{ name: k1, secret: "${randomBytes(32).toString("base64")}" }] } }]\n`,
+  );
+  const layers: [LayerWorkersRow["layer"], FieldLayer][] = [
+    ["in-thread", await openFieldLayer({ fieldMapPath, encryptionConfigPath })],
+    ["2 workers", await openFieldLayer({ fieldMapPath, encryptionConfigPath, workers: 2 })],
+  ];
+  const plain: FieldRecord[] = Array.from({ length: RECORDS }, (_, index) => ({
+    id: `r${index}`,
+    document: Object.fromEntries(names.map((name) => [name, randomBytes(75).toString("base64")])),
+  }));
+  const samples: LayerWorkersRow[] = [];
+  try {
+    const sealed = await (layers[0] as [string, FieldLayer])[1].seal(LAYER_RESOURCE, plain);
+    for (const [, layer] of layers) {
+      const opened = await layer.open(LAYER_RESOURCE, sealed);
+      if (
+        JSON.stringify(opened.map((r) => r.document)) !==
+        JSON.stringify(plain.map((r) => r.document))
+      )
+        throw new Error("the field layer opened something else than was sealed");
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? layers : [...layers].reverse();
+      for (const [name, layer] of order) {
+        await waitForQuiet(quietWaitMs);
+        for (const op of ["seal", "open"] as const) {
+          const started = performance.now();
+          let batches = 0;
+          while (performance.now() - started < roundMs) {
+            if (op === "seal") await layer.seal(LAYER_RESOURCE, plain);
+            else await layer.open(LAYER_RESOURCE, sealed);
+            batches++;
+          }
+          const elapsedS = (performance.now() - started) / 1000;
+          samples.push({ layer: name, op, fieldsPerS: (batches * RECORDS * FIELDS) / elapsedS });
+        }
+        log(
+          `field layer round ${round + 1}/${rounds}, ${name}: ${samples
+            .slice(-2)
+            .map((sample) => `${sample.op} ${Math.round(sample.fieldsPerS)} fields/s`)
+            .join(", ")}`,
+        );
+      }
+    }
+  } finally {
+    for (const [, layer] of layers) await layer.close();
+    await rm(directory, { recursive: true, force: true });
+  }
+  return layers.flatMap(([name]) =>
+    (["seal", "open"] as const).map((op) => ({
+      layer: name,
+      op,
+      fieldsPerS: Math.round(
+        median(
+          samples
+            .filter((sample) => sample.layer === name && sample.op === op)
+            .map((sample) => sample.fieldsPerS),
+        ),
+      ),
+    })),
+  );
 }
 
 /** The workers phase for bench/run.ts: measured, or why not. */
@@ -194,6 +300,16 @@ export function fieldWorkersSection(
   lines.push(
     "",
     `Two workers / one: **${report.ratios.seal.toFixed(2)}×** (seal), **${report.ratios.open.toFixed(2)}×** (open) fields/s (the throughput issue asks for at least 1.7×).`,
+    "",
+    `The library: openFieldLayer (engine, secretbox) with \`workers: 2\` beside the same in-thread, one caller sealing then opening batches of ${report.records} records × ${report.fields} fields, taking turns in one process; medians.`,
+    "",
+    "| field layer | op | fields/s |",
+    "|---|---|---:|",
+    ...report.layer.map(
+      (row) => `| ${row.layer} | ${row.op} | ${row.fieldsPerS.toLocaleString("en-US")} |`,
+    ),
+    "",
+    `Two workers / in-thread: **${report.layerRatios.seal.toFixed(2)}×** (seal), **${report.layerRatios.open.toFixed(2)}×** (open).`,
     "",
   );
   return lines;
