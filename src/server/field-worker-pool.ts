@@ -1,3 +1,4 @@
+import { wipe } from "../crypto/wipe.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
 import type { Logger } from "../ops/logger.js";
@@ -137,17 +138,18 @@ export class FieldWorkerPool {
       return { fields: 0, error: tooManyFields(this.#limits) };
     const failed = outcomes.find((outcome) => outcome.error !== undefined);
     if (failed !== undefined) return failed;
-    const stale = outcomes.some((outcome) => outcome.stale === true);
+    const parts = outcomes.map((outcome) => ({
+      response: outcome.response as Uint8Array,
+      stale: outcome.stale,
+    }));
+    const response = joinResponses(parts);
+    // An Open part holds opened plaintexts; only the joined answer is sent.
+    wipe(...parts.map((part) => part.response));
     return {
       fields,
       uid: outcomes[0]?.uid,
-      stale,
-      response: joinResponses(
-        outcomes.map((outcome) => ({
-          response: outcome.response as Uint8Array,
-          stale: outcome.stale,
-        })),
-      ),
+      stale: outcomes.some((outcome) => outcome.stale === true),
+      response,
     };
   }
 }
