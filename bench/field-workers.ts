@@ -17,6 +17,7 @@ import {
   log,
   parseDurationMs,
   readCpuSeconds,
+  readMachineCpu,
   runBenchClient,
   waitForQuiet,
 } from "./lib.js";
@@ -34,6 +35,8 @@ export interface WorkersRow {
   daemonCores: number;
   /** Load generator CPU over the round, in cores. */
   clientCores: number;
+  /** CPU used meanwhile by unrelated processes on the shared machine, in cores. */
+  otherCores: number;
   errors: number;
 }
 
@@ -80,7 +83,7 @@ export async function measureFieldWorkers(
     { workers: 1, daemon: await DaemonProcess.start({ args: ["--field-workers", "1"] }) },
     { workers: 2, daemon: await DaemonProcess.start({ args: ["--field-workers", "2"] }) },
   ];
-  const samples: (Omit<WorkersRow, "errors"> & { errors: number })[] = [];
+  const samples: WorkersRow[] = [];
   const flags = ["--concurrency", String(CONCURRENCY), "--records", String(RECORDS)];
   flags.push("--fields", String(FIELDS));
   try {
@@ -92,6 +95,7 @@ export async function measureFieldWorkers(
       for (const { workers, daemon } of order) {
         await waitForQuiet(quietWaitMs);
         const cpuBefore = readCpuSeconds(daemon.pid);
+        const machineBefore = readMachineCpu();
         const line = await runBenchClient(
           "field-workers-load.ts",
           daemon.socketPath,
@@ -99,8 +103,12 @@ export async function measureFieldWorkers(
           flags,
         );
         const daemonCpuS = readCpuSeconds(daemon.pid) - cpuBefore;
+        const machineBusyS = readMachineCpu().busyS - machineBefore.busyS;
         const { results } = JSON.parse(line) as { results: WorkersLoadPhase[] };
         const elapsedS = results.reduce((sum, result) => sum + result.elapsedS, 0);
+        const clientCpuS = results.reduce((sum, result) => sum + result.clientCpuS, 0);
+        // The load generator's start-up is not in its phases: whatever is left is an upper bound.
+        const otherCores = round2(Math.max(0, machineBusyS - daemonCpuS - clientCpuS) / elapsedS);
         for (const result of results) {
           // Daemon CPU is read per round, both operations together: its share is by time.
           samples.push({
@@ -109,13 +117,16 @@ export async function measureFieldWorkers(
             fieldsPerS: result.fieldsPerS,
             daemonCores: round2(daemonCpuS / elapsedS),
             clientCores: round2(result.clientCpuS / result.elapsedS),
+            otherCores,
             errors: result.errors,
           });
         }
         log(
           `workers round ${round + 1}/${rounds}, ${workers} worker(s): ${results
             .map((result) => `${result.op} ${result.fieldsPerS} fields/s`)
-            .join(", ")}, daemon ${round2(daemonCpuS / elapsedS)} cores`,
+            .join(
+              ", ",
+            )}, daemon ${round2(daemonCpuS / elapsedS)} cores, other load ${otherCores} cores`,
         );
       }
     }
@@ -132,6 +143,7 @@ export async function measureFieldWorkers(
         fieldsPerS: Math.round(median(runs.map((run) => run.fieldsPerS))),
         daemonCores: round2(median(runs.map((run) => run.daemonCores))),
         clientCores: round2(median(runs.map((run) => run.clientCores))),
+        otherCores: round2(median(runs.map((run) => run.otherCores))),
         errors: runs.reduce((sum, run) => sum + run.errors, 0),
       });
     }
@@ -290,12 +302,12 @@ export function fieldWorkersSection(
   lines.push(
     `Seal, then Open, of ${report.records} records × ${report.fields} fields × 100 bytes per call, ${report.concurrency} calls in flight, from a light load generator in its own process (bench/field-workers-load.ts); daemons with --field-workers 1 and 2 take turns, ${report.rounds} rounds of ${report.roundMs / 1000} s per operation; medians. The machine has ${report.cores} cores, which the daemon's event loop and the load generator share with the workers.`,
     "",
-    "| field workers | op | fields/s | daemon cores | load generator cores | errors |",
-    "|---:|---|---:|---:|---:|---:|",
+    "| field workers | op | fields/s | daemon cores | load generator cores | other load (cores) | errors |",
+    "|---:|---|---:|---:|---:|---:|---:|",
   );
   for (const row of report.rows)
     lines.push(
-      `| ${row.workers} | ${row.op} | ${row.fieldsPerS.toLocaleString("en-US")} | ${row.daemonCores} | ${row.clientCores} | ${row.errors} |`,
+      `| ${row.workers} | ${row.op} | ${row.fieldsPerS.toLocaleString("en-US")} | ${row.daemonCores} | ${row.clientCores} | ${row.otherCores} | ${row.errors} |`,
     );
   lines.push(
     "",
