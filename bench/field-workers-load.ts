@@ -1,13 +1,16 @@
 // Field-service load for the workers phase (bench/field-workers.ts), run as its own process:
 // Seal, then Open, batches of records with a fixed number of calls in flight for a bounded time
-// each. Kept light so the daemon has the cores: requests are serialized once, answers are
-// passed through as bytes, and only the first answer of each operation is decoded and checked.
+// each. Kept light so the daemon has the cores: requests are serialized and framed once and
+// sent on a bare node:http2 session (grpc-js costs the client a core's worth more), answers
+// are counted as bytes, and only the first answer of each operation is decoded and checked.
 //
 //   node --import tsx bench/field-workers-load.ts --socket /tmp/x/kms.sock --duration 4s
 //     [--concurrency 2] [--records 100] [--fields 10] [--value-bytes 100]
 import { randomBytes } from "node:crypto";
+import * as http2 from "node:http2";
+import { connect } from "node:net";
 import { parseArgs } from "node:util";
-import * as grpc from "@grpc/grpc-js";
+import { FRAME_HEADER_BYTES, frameMessage } from "../src/server/grpc-framing.js";
 import type { SealResponse__Output } from "../src/wire/generated/kms_envelope/field/v1/SealResponse.js";
 import { services } from "../src/wire/protos.js";
 import { parseDurationMs } from "./lib.js";
@@ -50,22 +53,34 @@ const plain = Array.from({ length: recordCount }, (_, index) => ({
     Array.from({ length: fieldCount }, (_, f) => [`field_${f}`, randomBytes(valueBytes)]),
   ),
 }));
-const client = new grpc.Client(`unix:${values.socket}`, grpc.credentials.createInsecure(), {
-  "grpc.default_authority": "localhost",
-  "grpc.max_receive_message_length": 64 * 1024 * 1024,
-  "grpc.max_send_message_length": 64 * 1024 * 1024,
-});
+const socketPath = values.socket;
+const session = http2.connect("http://localhost", { createConnection: () => connect(socketPath) });
 
-function rawCall(path: string, body: Buffer): Promise<Buffer> {
+/** One gRPC call with a framed request; the answer's message bytes, or the status as an error. */
+function rawCall(path: string, framed: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Buffer) => bytes,
-      (bytes: Buffer) => bytes,
-      body,
-      { deadline: Date.now() + 30_000 },
-      (error, answer) => (error || answer === undefined ? reject(error) : resolve(answer)),
-    );
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    const chunks: Buffer[] = [];
+    let status: string | undefined;
+    let detail: string | undefined;
+    const note = (headers: http2.IncomingHttpHeaders) => {
+      status ??= headers["grpc-status"] as string | undefined;
+      detail ??= headers["grpc-message"] as string | undefined;
+    };
+    stream.on("response", note);
+    stream.on("trailers", note);
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("error", reject);
+    stream.on("close", () => {
+      if (status !== "0") reject(new Error(`grpc-status ${status}: ${detail ?? ""}`));
+      else resolve(Buffer.concat(chunks).subarray(FRAME_HEADER_BYTES));
+    });
+    stream.end(framed);
   });
 }
 
@@ -109,12 +124,14 @@ async function phase(
   };
 }
 
-const sealBody = field.Seal.requestSerialize({ records: plain, uid: "bench" });
+const sealBody = frameMessage(field.Seal.requestSerialize({ records: plain, uid: "bench" }));
 const sealed = field.Seal.responseDeserialize(
   await rawCall(field.Seal.path, sealBody),
 ) as SealResponse__Output;
 if (sealed.records.length !== recordCount) throw new Error("Seal answered another record count");
-const openBody = field.Open.requestSerialize({ records: sealed.records, uid: "bench" });
+const openBody = frameMessage(
+  field.Open.requestSerialize({ records: sealed.records, uid: "bench" }),
+);
 const opened = field.Open.responseDeserialize(await rawCall(field.Open.path, openBody)) as {
   records: { fields: Record<string, Buffer> }[];
 };
@@ -127,6 +144,6 @@ const results = [
   await phase("seal", field.Seal.path, sealBody, durationMs),
   await phase("open", field.Open.path, openBody, durationMs),
 ];
-client.close();
+session.close();
 console.log(JSON.stringify({ concurrency, records: recordCount, fields: fieldCount, results }));
 process.exitCode = results.some((result) => result.errors > 0) ? 1 : 0;
