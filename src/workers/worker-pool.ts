@@ -124,7 +124,8 @@ export class WorkerPool<Keys, Input, Answer> {
 
   #dispatch(): void {
     for (const slot of this.#slots) {
-      if (slot.job !== undefined) continue;
+      // A worker still loading gets its first job once ready, so none waits behind its start.
+      if (!slot.ready || slot.job !== undefined) continue;
       const job = this.#queue.shift();
       if (job === undefined) return;
       slot.job = job;
@@ -159,6 +160,7 @@ export class WorkerPool<Keys, Input, Answer> {
         if (message.kind === "ready") {
           slot.ready = true;
           resolve();
+          this.#dispatch();
         } else this.#onDone(slot, message.id, message.answer);
       });
       worker.once("error", (error) => {
@@ -188,11 +190,7 @@ export class WorkerPool<Keys, Input, Answer> {
     const pause = performance.now() - slot.startedAt < RESTART_PAUSE_MS ? RESTART_PAUSE_MS : 0;
     setTimeout(() => {
       if (this.#closed) return;
-      this.#addWorker().then(
-        () => this.#dispatch(),
-        () => undefined,
-      );
-      this.#dispatch();
+      this.#addWorker().catch(() => undefined);
     }, pause).unref();
   }
 }
