@@ -1,7 +1,9 @@
 import { availableParallelism } from "node:os";
 import type { KmsV2Timing } from "../engine/kms/kms-v2-envelope.js";
+import type { Writer } from "../engine/transformers/transformer.js";
 import { type ErrorCode, KmsEnvelopeError } from "../errors.js";
 import { WorkerPool } from "../workers/worker-pool.js";
+import type { Posted } from "../workers/worker-protocol.js";
 import type {
   EngineOpened,
   EngineOpenItem,
@@ -19,15 +21,58 @@ export interface EngineWorkerSources {
 
 type WithRecord<Item> = Item & { readonly recordId: string };
 
-/** Part of one batch of one resource, for one worker. */
-export type EngineJob =
-  | { op: "seal"; resource: string; items: WithRecord<EngineSealItem>[] }
-  | { op: "open"; resource: string; items: WithRecord<EngineOpenItem>[] };
+/**
+ * Byte strings laid end to end in one buffer, and where each ends: one buffer moves between
+ * threads where a thousand small ones would each be copied.
+ */
+interface Packed {
+  bytes: Uint8Array;
+  ends: Uint32Array;
+}
+
+/** Packs byte strings into one buffer of its own. */
+export function pack(values: readonly Uint8Array[]): Packed {
+  const ends = new Uint32Array(values.length);
+  let size = 0;
+  for (const [index, value] of values.entries()) {
+    size += value.byteLength;
+    ends[index] = size;
+  }
+  const bytes = new Uint8Array(size);
+  for (const [index, value] of values.entries())
+    bytes.set(value, index === 0 ? 0 : (ends[index - 1] as number));
+  return { bytes, ends };
+}
+
+/** The packed byte strings, as views of the one buffer. */
+export function unpack(packed: Packed): Uint8Array[] {
+  return Array.from(packed.ends, (end, index) =>
+    packed.bytes.subarray(index === 0 ? 0 : (packed.ends[index - 1] as number), end),
+  );
+}
+
+/** The buffers of a job or answer to move with it. */
+export function buffersOf(...views: (ArrayBufferView | undefined)[]): ArrayBuffer[] {
+  return views.flatMap((view) => (view === undefined ? [] : [view.buffer as ArrayBuffer]));
+}
+
+/** Part of one batch of one resource, for one worker, field by field in columns. */
+export type EngineJob = {
+  resource: string;
+  paths: string[];
+  recordIds: string[];
+} & ({ op: "seal"; values: Packed } | { op: "open"; texts: string[]; wheres: string[] });
 
 /** A part's answer, or the failure a KmsEnvelopeError described (rebuilt on this side). */
 export interface EngineAnswer {
-  sealed?: EngineSealed[];
-  opened?: EngineOpened[];
+  /** Seal: the text to store of each field. */
+  texts?: string[];
+  /** Open: the plaintext of each field, and whether it is stale (1) or not (0). */
+  plaintexts?: Packed;
+  stale?: Uint8Array;
+  /** Who wrote each field: an index into `writers`, the few distinct ones of the part. */
+  writers?: Writer[];
+  writerOf?: Uint16Array;
   refusal?: { code: ErrorCode; message: string };
   failure?: string;
 }
@@ -86,8 +131,16 @@ export class EngineWorkers {
     resource: string,
     items: readonly WithRecord<EngineSealItem>[],
   ): Promise<EngineSealed[]> {
-    const answers = await this.#run(items, (part) => ({ op: "seal", resource, items: part }));
-    return answers.flatMap((answer) => answer.sealed ?? []);
+    const answers = await this.#run(items, (part) => {
+      const values = pack(part.map((item) => item.bytes));
+      return {
+        value: { op: "seal", resource, ...columns(part), values },
+        transfer: buffersOf(values.bytes, values.ends),
+      };
+    });
+    return answers.flatMap((answer) =>
+      (answer.texts ?? []).map((text, index) => ({ text, writer: writerOf(answer, index) })),
+    );
   }
 
   /** Opens the items on the workers, answers in the items' order; all or nothing. */
@@ -95,8 +148,24 @@ export class EngineWorkers {
     resource: string,
     items: readonly WithRecord<EngineOpenItem>[],
   ): Promise<EngineOpened[]> {
-    const answers = await this.#run(items, (part) => ({ op: "open", resource, items: part }));
-    return answers.flatMap((answer) => answer.opened ?? []);
+    const answers = await this.#run(items, (part) => ({
+      value: {
+        op: "open",
+        resource,
+        ...columns(part),
+        texts: part.map((item) => item.text),
+        wheres: part.map((item) => item.where),
+      },
+    }));
+    return answers.flatMap((answer) =>
+      unpack(answer.plaintexts ?? { bytes: new Uint8Array(), ends: new Uint32Array() }).map(
+        (bytes, index) => ({
+          bytes,
+          stale: answer.stale?.[index] === 1,
+          writer: writerOf(answer, index),
+        }),
+      ),
+    );
   }
 
   /** Stops the workers, which zero their engines' keys. */
@@ -106,13 +175,13 @@ export class EngineWorkers {
 
   async #run<Item>(
     items: readonly Item[],
-    job: (part: Item[]) => EngineJob,
+    job: (part: Item[]) => Posted<EngineJob>,
   ): Promise<EngineAnswer[]> {
     const parts = Math.max(1, Math.min(this.#size, Math.floor(items.length / MIN_PART_FIELDS)));
     const size = Math.ceil(items.length / parts);
     const settled = await Promise.allSettled(
       Array.from({ length: parts }, (_, part) =>
-        this.#pool.run({ value: job(items.slice(part * size, (part + 1) * size)) }),
+        this.#pool.run(job(items.slice(part * size, (part + 1) * size))),
       ),
     );
     // The first failure in item order is the batch's, as on the caller's thread.
@@ -124,4 +193,12 @@ export class EngineWorkers {
     }
     return settled.map((result) => (result as PromiseFulfilledResult<EngineAnswer>).value);
   }
+}
+
+function columns(items: readonly { path: string; recordId: string }[]) {
+  return { paths: items.map((item) => item.path), recordIds: items.map((item) => item.recordId) };
+}
+
+function writerOf(answer: EngineAnswer, index: number): Writer {
+  return (answer.writers ?? [])[answer.writerOf?.[index] ?? 0] as Writer;
 }
