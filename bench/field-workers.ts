@@ -13,6 +13,7 @@ import type { FieldRecord } from "../src/fields/field-codec.js";
 import type { FieldLayer } from "../src/fields/field-layer.js";
 import { openFieldLayer } from "../src/fields/open-field-layer.js";
 import type { WorkersLoadPhase } from "./field-workers-load.js";
+import { median } from "./kms-floor.js";
 import {
   DaemonProcess,
   log,
@@ -68,14 +69,6 @@ export interface FieldWorkersReport {
   layer: LayerWorkersRow[];
   /** Two workers over in-thread, fields/s, per operation. */
   layerRatios: { seal: number; open: number };
-}
-
-function median(samples: readonly number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 const round2 = (value: number): number => Math.round(value * 100) / 100;
