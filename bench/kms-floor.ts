@@ -47,7 +47,8 @@ export interface KmsFloorReport {
   ratio: number;
 }
 
-function median(samples: readonly number[]): number {
+/** The middle sample (the upper one of an even count). */
+export function median(samples: readonly number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] as number;
 }

@@ -148,6 +148,8 @@ export interface DaemonOptions {
   httpAddress?: string;
   /** --log-level; "warn" unless given. */
   logLevel?: string;
+  /** More serve flags (e.g. --field-workers 2). */
+  args?: string[];
 }
 
 /**
@@ -166,6 +168,7 @@ export const DaemonProcess = {
       env: { ENCRYPTION_MASTER_KEY: randomBytes(32).toString("base64") },
       httpAddress: options.httpAddress ?? "off",
       logLevel: options.logLevel ?? "warn",
+      args: options.args,
       startTimeoutMs: options.startTimeoutMs,
     });
     // The socket directory goes with the daemon, however it ends.

@@ -13,7 +13,9 @@
 // 100000; token rate measured for BENCH_DURATION), and BENCH_ONLY=fields for the field layer
 // beside @47ng/cloak (BENCH_COMPARE_ROUNDS rounds, default 7, of BENCH_COMPARE_ROUND, default
 // 1s, per contender and operation), and BENCH_ONLY=floor for the daemon beside a bare node:http2
-// server (BENCH_FLOOR_ROUNDS runs each, default 5, of BENCH_FLOOR_ROUND, default 5s). Its own
+// server (BENCH_FLOOR_ROUNDS runs each, default 5, of BENCH_FLOOR_ROUND, default 5s), and
+// BENCH_ONLY=workers for the field service with one field worker beside two
+// (BENCH_WORKERS_ROUNDS, default 5, of BENCH_WORKERS_ROUND, default 3s, per operation). Its own
 // variables: BENCH_ABUSE_DURATION (per scenario, default 20s), BENCH_ABUSE_SETTLE (wait before
 // the "after" RSS, default 5s), BENCH_ABUSE_SCENARIOS (comma list, default all),
 // BENCH_ABUSE_FIELD_CONCURRENCY (default 3), BENCH_ABUSE_FLOOD_CALLS (default 100000).
@@ -30,6 +32,12 @@ import {
   fieldCompareSection,
 } from "./field-compare.js";
 import type { FieldLoadReport } from "./field-load.js";
+import {
+  type FieldWorkersReport,
+  fieldWorkersFailed,
+  fieldWorkersSection,
+  runFieldWorkersPhase,
+} from "./field-workers.js";
 import { type KmsFloorReport, kmsFloorSection, measureKmsFloor } from "./kms-floor.js";
 import {
   DAEMON_MAIN,
@@ -169,6 +177,8 @@ function markdown(results: {
   fieldCompareError?: string;
   kmsFloor?: KmsFloorReport;
   kmsFloorError?: string;
+  fieldWorkers?: FieldWorkersReport;
+  fieldWorkersError?: string;
 }): string {
   const { machine, kms, field, memory } = results;
   const git = machine.git as { commit: string; dirty: boolean };
@@ -223,6 +233,8 @@ function markdown(results: {
     "",
   );
   lines.push(...kmsFloorSection(results.kmsFloor, results.kmsFloorError));
+  if (results.fieldWorkers !== undefined || results.fieldWorkersError !== undefined)
+    lines.push(...fieldWorkersSection(results.fieldWorkers, results.fieldWorkersError));
   lines.push("## Field service (Node gRPC client, separate process)", "");
   if (field === undefined) {
     lines.push("Not measured (the field load client failed; see latest.json).", "");
@@ -383,6 +395,9 @@ async function phaseOnly(
     update = { rewrapWorkers } as Partial<PreviousResults>;
     failed = rewrapWorkers.remaining !== 0;
     process.stdout.write(`${rewrapWorkersSection(rewrapWorkers).join("\n")}\n`);
+  } else if (phase === "workers") {
+    update = await runFieldWorkersPhase(quietWaitMs);
+    failed = fieldWorkersFailed(update);
   } else {
     const daemon = await DaemonProcess.start();
     let result: { lookups?: LookupReport; lookupsError?: string };
@@ -419,7 +434,9 @@ async function phaseOnly(
               ? fieldCompareSection(update.fieldCompare, update.fieldCompareError)
               : phase === "floor"
                 ? kmsFloorSection(update.kmsFloor, update.kmsFloorError)
-                : lookupsSection(update.lookups, update.lookupsError)),
+                : phase === "workers"
+                  ? fieldWorkersSection(update.fieldWorkers, update.fieldWorkersError)
+                  : lookupsSection(update.lookups, update.lookupsError)),
         ].join("\n")
       : markdown({ ...previous, ...update, durationMs: previous.settings.durationMs });
   writeFileSync(join(RESULTS_DIR, "latest.md"), summary);
@@ -530,7 +547,7 @@ function lookupsFailed(result: { lookups?: LookupReport; lookupsError?: string }
   return result.lookupsError !== undefined || (wrong?.length ?? 0) > 0;
 }
 
-const PHASES = ["abuse", "lookups", "fields", "floor", "rewrap"] as const;
+const PHASES = ["abuse", "lookups", "fields", "floor", "rewrap", "workers"] as const;
 /** The phases `BENCH_ONLY` can run alone. */
 type Phase = (typeof PHASES)[number];
 

@@ -1,4 +1,3 @@
-import { decodeCanonicalBase64 } from "../crypto/canonical-base64.js";
 import { parseFieldValue } from "../crypto/field-value.js";
 import type { KmsProviderHealth, ResourceTransformers } from "../engine/encryption-engine.js";
 import type { Writer } from "../engine/transformers/transformer.js";
@@ -8,6 +7,8 @@ import {
   KmsEnvelopeError,
   MalformedCiphertextError,
 } from "../errors.js";
+import { openEngineFields, sealEngineFields } from "./engine-fields.js";
+import type { EngineWorkers } from "./engine-workers.js";
 import type {
   FieldCodec,
   FieldRecord,
@@ -30,38 +31,6 @@ function withReplaced(document: JsonObject, replaced: readonly [string, JsonValu
   return replaced.length === 0 ? document : withPaths(document, replaced);
 }
 
-/**
- * `run` on every item, in order, and `finish` on each result. Transformers whose keys are in
- * process answer at once, so a batch of them costs no promise per field; the rest are awaited
- * together. The first failure fails the batch, once every started call has settled (none is
- * left to reject unobserved).
- */
-async function eachField<Item, Done, Result>(
-  items: readonly Item[],
-  run: (item: Item) => Done | Promise<Done>,
-  finish: (item: Item, done: Done) => Result,
-): Promise<Result[]> {
-  const results: Result[] = new Array(items.length);
-  const pending: Promise<void>[] = [];
-  try {
-    for (const [index, item] of items.entries()) {
-      const done = run(item);
-      if (done instanceof Promise)
-        pending.push(
-          done.then((value) => {
-            results[index] = finish(item, value);
-          }),
-        );
-      else results[index] = finish(item, done);
-    }
-  } catch (error) {
-    await Promise.allSettled(pending);
-    throw error;
-  }
-  await Promise.all(pending);
-  return results;
-}
-
 /** A route of `fieldMap` that cannot be served: what it goes through was not given. */
 export function missingRoute(route: FieldRoute, fieldMap: string): ConfigError {
   return route === "engine"
@@ -78,11 +47,6 @@ export function missingRoute(route: FieldRoute, fieldMap: string): ConfigError {
 }
 
 const FIELD_SERVICE = "field-service";
-
-/** Authenticated data binding an engine-encrypted value to its place (the field map README section). */
-function fieldAuthenticatedData(resource: string, path: string, recordId: string): Uint8Array {
-  return Buffer.from(`${resource}/${path}/${recordId}`, "utf8");
-}
 
 /** The stamp of a field the engine wrote or read. */
 function engineStamp(path: string, writer: Writer): FieldStamp {
@@ -182,12 +146,15 @@ export class MapFieldLayer implements FieldLayer {
   readonly #engine: ResourceTransformers | undefined;
   readonly #fieldService: FieldServiceClient | undefined;
   readonly #allowUnmapped: boolean;
+  readonly #workers: EngineWorkers | undefined;
 
   // Applications get a field layer from openFieldLayer.
   constructor(options: {
     fieldMap: FieldMap;
     engine?: ResourceTransformers;
     fieldService?: FieldServiceClient;
+    /** Worker threads for large engine batches; the layer closes them. */
+    workers?: EngineWorkers;
     /** Pass records of resources the map does not list through unchanged instead of refusing them. */
     allowUnmapped?: boolean;
   }) {
@@ -195,6 +162,7 @@ export class MapFieldLayer implements FieldLayer {
     this.#engine = options.engine;
     this.#fieldService = options.fieldService;
     this.#allowUnmapped = options.allowUnmapped === true;
+    this.#workers = options.workers;
     for (const spec of this.#map.resources.values()) {
       if (spec.route === "engine") this.#needEngine();
       else if (spec.route === "field-service") this.#needService();
@@ -401,12 +369,13 @@ export class MapFieldLayer implements FieldLayer {
   }
 
   /**
-   * Closes the engine (zeroing its keys) and the connection to the daemon; idempotent. Calls
-   * made afterwards fail.
+   * Closes the engine (zeroing its keys), its worker threads and the connection to the
+   * daemon; idempotent. Calls made afterwards fail.
    */
   async close(): Promise<void> {
     this.#engine?.close();
     this.#fieldService?.close();
+    await this.#workers?.close();
   }
 
   /** The map's entry for a resource; undefined only for an unlisted one that is allowed. */
@@ -512,23 +481,19 @@ export class MapFieldLayer implements FieldLayer {
           "writes it with identity (no rule matches it, or identity comes first), so its encrypted fields would be stored in the clear",
           "add a rule for it whose first provider encrypts, or list it in the field map with no fields to store it in the clear on purpose",
         );
-      return eachField(
-        items,
-        (item) => {
-          const id = (records[item.record] as { id: string }).id;
-          const plaintext = item.value;
-          const where = fieldAuthenticatedData(resource, item.path, id);
-          return (
-            transformer.toStorageSync?.(plaintext, where) ?? transformer.toStorage(plaintext, where)
-          );
-        },
-        (item, { data, writer }) => ({
-          // A view, not a copy: the bytes are only read, once, to encode them.
-          text: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"),
-          // Named, not spread: this runs once per field.
-          stamp: engineStamp(item.path, writer),
-        }),
-      );
+      const recordId = (item: PlainItem) => (records[item.record] as { id: string }).id;
+      const workers = this.#workers;
+      const sealed = workers?.takes(items.length)
+        ? await workers.seal(
+            resource,
+            items.map((item) => ({ path: item.path, value: item.value, recordId: recordId(item) })),
+          )
+        : await sealEngineFields(transformer, resource, items, recordId);
+      return sealed.map((done, i) => ({
+        text: done.text,
+        // Named, not spread: this runs once per field.
+        stamp: engineStamp((items[i] as PlainItem).path, done.writer),
+      }));
     }
     const answer = await this.#needService().seal(resource, this.#batch(resource, records, items));
     return items.map((item) => ({
@@ -551,22 +516,24 @@ export class MapFieldLayer implements FieldLayer {
     if (route === "engine") {
       // Resolved once per batch: every field of it belongs to the one resource.
       const transformer = this.#needEngine().transformerFor(resource);
-      return eachField(
-        items,
-        (item) => {
-          const data = decodeCanonicalBase64(item.value);
-          if (data === undefined)
-            throw new MalformedCiphertextError(`${item.where} is not standard base64`);
-          const id = (records[item.record] as { id: string }).id;
-          const where = fieldAuthenticatedData(resource, item.path, id);
-          return transformer.fromStorageSync?.(data, where) ?? transformer.fromStorage(data, where);
-        },
-        (item, read) => ({
-          bytes: read.plaintext,
-          stale: read.stale,
-          stamp: engineStamp(item.path, read.writer),
-        }),
-      );
+      const recordId = (item: StoredItem) => (records[item.record] as { id: string }).id;
+      const workers = this.#workers;
+      const opened = workers?.takes(items.length)
+        ? await workers.open(
+            resource,
+            items.map((item) => ({
+              path: item.path,
+              value: item.value,
+              where: item.where,
+              recordId: recordId(item),
+            })),
+          )
+        : await openEngineFields(transformer, resource, items, recordId);
+      return opened.map((done, i) => ({
+        bytes: done.bytes,
+        stale: done.stale,
+        stamp: engineStamp((items[i] as StoredItem).path, done.writer),
+      }));
     }
     const service = this.#needService();
     const keyIds = items.map((item) => parseFieldValue(item.value).keyId);

@@ -5,6 +5,8 @@ import {
   type ResourceTransformers,
 } from "../engine/encryption-engine.js";
 import { ReloadingEngine } from "../engine/reloading-engine.js";
+import { ConfigError } from "../errors.js";
+import { EngineWorkers } from "./engine-workers.js";
 import { type FieldLayer, MapFieldLayer, missingRoute } from "./field-layer.js";
 import { loadFieldMap } from "./field-map.js";
 import { FieldServiceClient } from "./field-service-client.js";
@@ -36,6 +38,14 @@ export interface FieldLayerSources extends EngineOptions {
    * resource.
    */
   readonly allowUnmapped?: boolean;
+  /**
+   * Worker threads for engine batches of 500 fields or more, which are cut into parts sealed
+   * or opened on several cores at once (smaller batches stay on the caller's thread): a count,
+   * or `"auto"` for one per core. Each worker starts its own engine from the same
+   * EncryptionConfiguration (and kms plugins), and follows its edits as the layer does. Unset,
+   * every batch runs on the caller's thread. Close the layer to stop them.
+   */
+  readonly workers?: number | "auto";
 }
 
 /**
@@ -52,9 +62,17 @@ export interface FieldLayerSources extends EngineOptions {
  * and the daemon socket.
  * @throws `INVALID_CONFIG` when the field map or the EncryptionConfiguration does not load, or
  * the map routes resources through the engine without `encryptionConfigPath` or through the
- * field service without `daemonSocket`.
+ * field service without `daemonSocket`, or `workers` is neither a count of at least 1 nor
+ * `"auto"`.
  */
 export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldLayer> {
+  const { workers } = sources;
+  if (workers !== undefined && workers !== "auto" && !(Number.isInteger(workers) && workers >= 1))
+    throw new ConfigError(
+      "workers",
+      `is ${JSON.stringify(workers)}`,
+      'give a whole number of worker threads, at least 1, or "auto" for one per core',
+    );
   const fieldMap = await loadFieldMap(sources.fieldMapPath);
   const routes = new Set([...fieldMap.resources.values()].map((spec) => spec.route));
   let engine: ResourceTransformers | undefined;
@@ -74,21 +92,36 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
             pollIntervalMs: sources.reloadIntervalMs,
           });
   }
-  let fieldService: FieldServiceClient | undefined;
-  if (routes.has("field-service")) {
-    if (sources.daemonSocket === undefined) {
-      engine?.close();
-      throw missingRoute("field-service", `field map ${sources.fieldMapPath}`);
-    }
-    fieldService = new FieldServiceClient({
-      socketPath: sources.daemonSocket,
-      timeoutMs: sources.daemonTimeoutMs ?? 5_000,
-    });
+  if (routes.has("field-service") && sources.daemonSocket === undefined) {
+    engine?.close();
+    throw missingRoute("field-service", `field map ${sources.fieldMapPath}`);
   }
+  let pool: EngineWorkers | undefined;
+  if (engine !== undefined && workers !== undefined && sources.encryptionConfigPath !== undefined) {
+    try {
+      pool = await EngineWorkers.start(workers, {
+        encryptionConfigPath: sources.encryptionConfigPath,
+        allowKmsV1: sources.allowKmsV1,
+        reloadIntervalMs: sources.reloadIntervalMs,
+        kmsV2Timing: sources.kmsV2Timing,
+      });
+    } catch (error) {
+      engine.close();
+      throw error;
+    }
+  }
+  const fieldService =
+    routes.has("field-service") && sources.daemonSocket !== undefined
+      ? new FieldServiceClient({
+          socketPath: sources.daemonSocket,
+          timeoutMs: sources.daemonTimeoutMs ?? 5_000,
+        })
+      : undefined;
   return new MapFieldLayer({
     fieldMap,
     engine,
     fieldService,
     allowUnmapped: sources.allowUnmapped,
+    workers: pool,
   });
 }

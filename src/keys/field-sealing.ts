@@ -37,11 +37,14 @@ export function sealRecords(
 
 /**
  * Opens every field of every record; all or nothing. `stale` is true when some value was
- * sealed under a version other than the primary, so the caller knows to re-seal it.
+ * sealed under a version other than the primary, so the caller knows to re-seal it. Errors
+ * name a record by its position counted from `firstRecord` (where these records start in the
+ * caller's whole batch).
  */
 export function openRecords(
   keys: MasterKeySet,
   records: readonly SealedFieldRecord[],
+  firstRecord = 0,
 ): { records: PlainFieldRecord[]; stale: boolean } {
   const primaryKeyId = keys.primary.keyId;
   let stale = false;
@@ -62,7 +65,7 @@ export function openRecords(
           // original (a DecryptionFailedError, say) stays reachable as the cause.
           throw new KmsEnvelopeError(
             error.code,
-            `record ${index} field ${JSON.stringify(field)}: ${error.message}`,
+            `record ${firstRecord + index} field ${JSON.stringify(field)}: ${error.message}`,
             { cause: error },
           );
         }

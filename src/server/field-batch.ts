@@ -19,7 +19,7 @@ import { lookupQueryFromWire } from "./lookup-request.js";
 export type FieldMethod = "Seal" | "Open" | "Lookup";
 
 /** Most records one Seal or Open call may carry; larger jobs are split by the client. */
-const MAX_RECORDS_PER_BATCH = 10_000;
+export const MAX_RECORDS_PER_BATCH = 10_000;
 
 /** How much one batch may ask for, so no single call can occupy a worker for long. */
 export interface FieldBatchLimits {
@@ -38,6 +38,13 @@ interface FieldBatchResult {
 
 const definition = services.field.service as Record<FieldMethod, MethodDefinition<object, object>>;
 
+/** The refusal of a call with more fields than --max-fields-per-request allows. */
+export function tooManyFields(limits: FieldBatchLimits): InvalidRequestError {
+  return new InvalidRequestError(
+    `the batch has more than ${limits.maxFieldsPerRequest} fields (--max-fields-per-request): split it into smaller batches`,
+  );
+}
+
 /** Validates the batch at the edge and counts its fields; names the first bad record. */
 function fromWire<Value>(
   records: {
@@ -47,6 +54,7 @@ function fromWire<Value>(
     fields: Record<string, Value>;
   }[],
   limits: FieldBatchLimits,
+  firstRecord: number,
 ): { records: FieldRecord<Value>[]; fields: number } {
   if (records.length > MAX_RECORDS_PER_BATCH) {
     throw new InvalidRequestError(
@@ -54,7 +62,8 @@ function fromWire<Value>(
     );
   }
   let total = 0;
-  const checked = records.map((record, index) => {
+  const checked = records.map((record, at) => {
+    const index = firstRecord + at;
     checkName(record.workspace, `records[${index}].workspace`);
     checkName(record.resource, `records[${index}].resource`);
     checkName(record.record_id, `records[${index}].record_id`);
@@ -65,11 +74,7 @@ function fromWire<Value>(
       );
     }
     total += names.length;
-    if (total > limits.maxFieldsPerRequest) {
-      throw new InvalidRequestError(
-        `the batch has more than ${limits.maxFieldsPerRequest} fields (--max-fields-per-request): split it into smaller batches`,
-      );
-    }
+    if (total > limits.maxFieldsPerRequest) throw tooManyFields(limits);
     for (const field of names) checkName(field, `records[${index}].fields key`);
     return recordFromWire(record);
   });
@@ -99,21 +104,31 @@ function decode<Request>(method: FieldMethod, message: Uint8Array): Request {
   }
 }
 
+/** Where a batch sits in the call it is part of, and who wants its field count early. */
+interface BatchPart {
+  /** Position of the batch's first record in the whole call (errors name records by it). */
+  readonly firstRecord: number;
+  /** Told the batch's field count once it is validated, before sealing or opening. */
+  readonly counted?: (fields: number) => void;
+}
+
 /**
- * Runs one field-service call from serialized request to serialized response: decode,
- * validate, seal, open or compute lookup tokens under `keys`, encode. Opened plaintexts are
- * zeroed once encoded.
+ * Runs one field-service call (or one part of it) from serialized request to serialized
+ * response: decode, validate, seal, open or compute lookup tokens under `keys`, encode. Opened
+ * plaintexts are zeroed once encoded.
  */
 export function runFieldBatch(
   keys: MasterKeySet,
   method: FieldMethod,
   message: Uint8Array,
   limits: FieldBatchLimits,
+  part: BatchPart = { firstRecord: 0 },
 ): FieldBatchResult {
   if (method === "Seal") {
     const request = decode<SealRequest__Output>(method, message);
     for (const record of request.records) emptyOmittedValues(record.fields);
-    const plain = fromWire(request.records, limits);
+    const plain = fromWire(request.records, limits, part.firstRecord);
+    part.counted?.(plain.fields);
     const sealed = sealRecords(keys, plain.records);
     const answer: SealResponse = {
       records: sealed.records.map(recordToWire),
@@ -134,8 +149,9 @@ export function runFieldBatch(
     return { response, uid: request.uid, fields: query.values.length };
   }
   const request = decode<OpenRequest__Output>(method, message);
-  const sealed = fromWire(request.records, limits);
-  const opened = openRecords(keys, sealed.records);
+  const sealed = fromWire(request.records, limits, part.firstRecord);
+  part.counted?.(sealed.fields);
+  const opened = openRecords(keys, sealed.records, part.firstRecord);
   try {
     const answer: OpenResponse = {
       records: opened.records.map(recordToWire),

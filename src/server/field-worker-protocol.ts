@@ -2,33 +2,23 @@ import type { ErrorCode } from "../errors.js";
 import type { FieldMethod } from "./field-batch.js";
 
 /** Copies of the master-key versions, primary first; the worker owns and wipes them. */
-interface KeysMessage {
-  kind: "keys";
+export interface FieldWorkerKeys {
   keys: { provider: string; key: Uint8Array }[];
   retiredKeyIds: string[];
 }
 
-/** One field-service call: the serialized request, moved (transferred) to the worker. */
-export interface JobMessage {
-  kind: "job";
-  id: number;
+/** One field-service call, or one part of it: the serialized request. */
+export interface FieldJob {
   method: FieldMethod;
   message: Uint8Array;
+  /** Position of the message's first record in the whole call, for errors that name one. */
+  firstRecord: number;
 }
-
-/** Asks the worker to wipe its keys and stop. */
-interface CloseMessage {
-  kind: "close";
-}
-
-/** What the daemon's main thread sends a field worker. */
-export type ToWorker = KeysMessage | JobMessage | CloseMessage;
 
 /** A job's answer: the serialized response, or the failure a KmsEnvelopeError described. */
-export interface DoneMessage {
-  kind: "done";
-  id: number;
+export interface FieldAnswer {
   uid: string | undefined;
+  /** Fields the request carried, once counted (also when sealing or opening then failed). */
   fields: number;
   /** The Open answer said some value is under an older master-key version. */
   stale?: boolean;
@@ -38,6 +28,3 @@ export interface DoneMessage {
   /** A bug: the message and stack go to the log, the caller gets INTERNAL. */
   failure?: string;
 }
-
-/** What a field worker sends back: `ready` once libsodium is loaded, then one `done` per job. */
-export type FromWorker = { kind: "ready" } | DoneMessage;
