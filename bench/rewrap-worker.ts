@@ -14,7 +14,9 @@ import { openFieldLayer } from "../src/fields/open-field-layer.js";
 import { openRepository } from "../src/store/open-repository.js";
 import { type RewrapSummary, rewrap } from "../src/store/rewrap.js";
 import { startPostgres } from "../test/support/postgres-server.js";
+import { median } from "./kms-floor.js";
 import { log, REPO_ROOT } from "./lib.js";
+import { secretboxConfig } from "./rewrap.js";
 
 /** Medians over the rounds, in records/s. */
 export interface RewrapWorkersReport {
@@ -32,18 +34,6 @@ export interface RewrapWorkersReport {
 
 const RESOURCE = "credentials";
 const CLI = join(REPO_ROOT, "dist/src/cli/main.js");
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-};
-
-function secretboxConfig(keys: string[]): string {
-  const list = keys.map(
-    (secret, index) => `{ name: k${keys.length - index}, secret: "${secret}" }`,
-  );
-  return `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [${RESOURCE}]\n    providers: [{ secretbox: { keys: [${list.join(", ")}] } }]\n`;
-}
 
 /** A store at `url` with `records` records under one key, and a config with a new key first. */
 async function rotatedStore(

@@ -45,7 +45,8 @@ function fieldMap(route: "engine" | "field-service"): string {
   return `apiVersion: kms-envelope/v1\nkind: FieldMap\nresources:\n  - resource: ${RESOURCE}\n    route: ${route}\n    fields:\n      secrets: json\n`;
 }
 
-function secretboxConfig(keys: string[]): string {
+/** An EncryptionConfiguration with these secretbox keys for the bench resource, first writes. */
+export function secretboxConfig(keys: string[]): string {
   const list = keys.map(
     (secret, index) => `{ name: k${keys.length - index}, secret: "${secret}" }`,
   );
