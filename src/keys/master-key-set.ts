@@ -15,6 +15,8 @@ export class MasterKeyVersion {
   readonly provider: string;
   readonly #masterKey: Uint8Array;
   readonly #workspaceKeys = new Map<string, Uint8Array>();
+  // The KMS path asks for the same workspace on every call; it skips the LRU bookkeeping.
+  #newest: { workspace: string; key: Uint8Array } | undefined;
 
   constructor(provider: string, masterKey: Uint8Array) {
     if (masterKey.length !== MASTER_KEY_BYTES) {
@@ -30,11 +32,14 @@ export class MasterKeyVersion {
 
   /** The workspace key W for `workspace`, derived once and cached. */
   workspaceKey(workspace: string): Uint8Array {
+    const newest = this.#newest;
+    if (newest !== undefined && newest.workspace === workspace) return newest.key;
     const cached = this.#workspaceKeys.get(workspace);
     if (cached !== undefined) {
       // Re-inserting keeps Map order least-recently-used first, so eviction drops cold tenants.
       this.#workspaceKeys.delete(workspace);
       this.#workspaceKeys.set(workspace, cached);
+      this.#newest = { workspace, key: cached };
       return cached;
     }
     if (this.#workspaceKeys.size >= WORKSPACE_CACHE_LIMIT) {
@@ -44,6 +49,7 @@ export class MasterKeyVersion {
     }
     const derived = deriveWorkspaceKey(this.#masterKey, workspace);
     this.#workspaceKeys.set(workspace, derived);
+    this.#newest = { workspace, key: derived };
     return derived;
   }
 
@@ -56,6 +62,7 @@ export class MasterKeyVersion {
   dispose(): void {
     for (const key of this.#workspaceKeys.values()) wipe(key);
     this.#workspaceKeys.clear();
+    this.#newest = undefined;
     wipe(this.#masterKey);
   }
 }

@@ -26,38 +26,66 @@ interface Tally<Labels> {
   count: number;
   /** Date.now() of the latest use. */
   lastMs: number;
+  /** The tallies' clock at the latest use: the least recent set is forgotten first. */
+  lastUse: number;
+  /** False once forgotten: a use then starts a new tally. */
+  kept: boolean;
 }
 
 /**
- * Label sets in use order, oldest first, forgetting the oldest past the bound. Uses only touch
- * plain numbers: prom-client hashes and validates label sets on every update, which at 10,000+
- * KMS calls/s cost more than the rest of the metrics together, so the families read these
- * tallies when scraped instead.
+ * Label sets, forgetting the least recently used past the bound. Uses only touch plain
+ * numbers: prom-client hashes and validates label sets on every update, which at 10,000+ KMS
+ * calls/s cost more than the rest of the metrics together, so the families read these tallies
+ * when scraped instead. Recency is a counter rather than Map order, so a use moves nothing.
  */
 class RecentTallies<Labels> {
   readonly #tallies = new Map<string, Tally<Labels>>();
-  #newestKey: string | undefined;
+  #clock = 0;
 
   use(key: string, make: () => Labels): Tally<Labels> {
     let tally = this.#tallies.get(key);
     if (tally === undefined) {
-      tally = { labels: make(), count: 0, lastMs: 0 };
+      tally = { labels: make(), count: 0, lastMs: 0, lastUse: 0, kept: true };
+      this.touch(tally);
       this.#tallies.set(key, tally);
-      if (this.#tallies.size > LABEL_SETS_KEPT) {
-        this.#tallies.delete(this.#tallies.keys().next().value as string);
-      }
-    } else if (key !== this.#newestKey) {
-      // Moved to the end of the insertion order; the usual repeat of the newest key skips it.
-      this.#tallies.delete(key);
-      this.#tallies.set(key, tally);
+      if (this.#tallies.size > LABEL_SETS_KEPT) this.#forgetLeastRecent();
+      return tally;
     }
-    this.#newestKey = key;
+    this.touch(tally);
     return tally;
+  }
+
+  /** Marks a tally as just used. */
+  touch(tally: Tally<Labels>): void {
+    this.#clock += 1;
+    tally.lastUse = this.#clock;
   }
 
   values(): IterableIterator<Tally<Labels>> {
     return this.#tallies.values();
   }
+
+  // Runs only when a new label set arrives past the bound, so a scan of 100 is fine.
+  #forgetLeastRecent(): void {
+    let oldestKey: string | undefined;
+    let oldestUse = Number.POSITIVE_INFINITY;
+    for (const [key, tally] of this.#tallies) {
+      if (tally.lastUse < oldestUse) {
+        oldestUse = tally.lastUse;
+        oldestKey = key;
+      }
+    }
+    if (oldestKey === undefined) return;
+    (this.#tallies.get(oldestKey) as Tally<Labels>).kept = false;
+    this.#tallies.delete(oldestKey);
+  }
+}
+
+/** The tally last used for one transformation, found again without building its key. */
+interface HotUse {
+  provider: string;
+  keyId: string;
+  tally: Tally<Record<UseLabels, string>>;
 }
 
 /**
@@ -73,6 +101,10 @@ class RecentTallies<Labels> {
 export class KeyIdMetrics {
   readonly #uses = new RecentTallies<Record<UseLabels, string>>();
   readonly #statuses = new RecentTallies<Record<"provider_name" | "key_id_hash", string>>();
+  readonly #hotUses: Record<TransformationType, HotUse | undefined> = {
+    to_storage: undefined,
+    from_storage: undefined,
+  };
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -112,11 +144,20 @@ export class KeyIdMetrics {
 
   /** Counts one value encrypted (to_storage) or decrypted (from_storage) under `keyId`. */
   recordUse(transformation: TransformationType, provider: string, keyId: string): void {
-    const tally = this.#uses.use(`${transformation}\0${provider}\0${keyId}`, () => ({
-      transformation_type: transformation,
-      provider_name: provider,
-      key_id_hash: keyIdHash(keyId),
-    }));
+    // Nearly every call uses the same key id as the previous one of its kind.
+    const hot = this.#hotUses[transformation];
+    let tally: Tally<Record<UseLabels, string>>;
+    if (hot?.tally.kept && hot.keyId === keyId && hot.provider === provider) {
+      tally = hot.tally;
+      this.#uses.touch(tally);
+    } else {
+      tally = this.#uses.use(`${transformation}\0${provider}\0${keyId}`, () => ({
+        transformation_type: transformation,
+        provider_name: provider,
+        key_id_hash: keyIdHash(keyId),
+      }));
+      this.#hotUses[transformation] = { provider, keyId, tally };
+    }
     tally.count += 1;
     tally.lastMs = Date.now();
   }

@@ -9,6 +9,7 @@ import { DaemonMetrics } from "../ops/metrics.js";
 import { type OpsServer, startOpsServer } from "../ops/ops-server.js";
 import { checkReadyz, type ProbeSources } from "../ops/probes.js";
 import { services } from "../wire/protos.js";
+import { withKmsV2Codec } from "../wire/kms-v2-codec.js";
 import type { DaemonOptions } from "./daemon-options.js";
 import { fieldService } from "./field-service.js";
 import { FieldWorkerPool } from "./field-worker-pool.js";
@@ -162,7 +163,10 @@ export async function startDaemon(
     });
     const healthGrpc = healthService(SERVED_SERVICES, probes);
     const server = new GrpcServer({ limits: config.limits, logger, metrics });
-    server.addService(services.kmsV2.service, kmsV2Service(envelope, probes, metrics.keyIds));
+    server.addService(
+      withKmsV2Codec(services.kmsV2.service),
+      kmsV2Service(envelope, probes, metrics.keyIds),
+    );
     server.addService(services.kmsV1.service, kmsV1Service(envelope));
     server.addService(services.field.service, fieldService(envelope, workers, metrics));
     server.addService(services.health.service, healthGrpc.handlers);

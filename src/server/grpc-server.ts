@@ -181,7 +181,6 @@ export class GrpcServer {
   #sweep: NodeJS.Timeout | undefined;
   readonly #onData: (this: CallStream, chunk: Buffer) => void;
   readonly #onEnd: (this: CallStream) => void;
-  readonly #onAborted: (this: CallStream) => void;
   readonly #onClose: (this: CallStream) => void;
 
   constructor(options: { limits: ServerLimits; logger: Logger; metrics: DaemonMetrics }) {
@@ -213,11 +212,8 @@ export class GrpcServer {
     };
     this.#onEnd = function () {
       const call = this[CALL] as Call;
-      if (!call.answered) server.#dispatch(call, call.method as RegisteredMethod);
-    };
-    // A peer that resets its call or drops its connection cancelled it: counted, not logged.
-    this.#onAborted = function () {
-      server.#cancelled(this[CALL] as Call);
+      // A reset stream ends its readable side too; that call was given up, not sent whole.
+      if (!call.answered && !this.aborted) server.#dispatch(call, call.method as RegisteredMethod);
     };
     this.#onClose = function () {
       server.#onCallClosed(this[CALL] as Call);
@@ -357,7 +353,7 @@ export class GrpcServer {
     }
     const call: Call = {
       stream,
-      path: method === undefined ? "unknown" : path,
+      path: method === undefined ? "unknown" : method.definition.path,
       method,
       started,
       connection,
@@ -383,16 +379,15 @@ export class GrpcServer {
     }
     stream.on("data", this.#onData);
     stream.on("end", this.#onEnd);
-    stream.on("aborted", this.#onAborted);
-  }
-
-  #cancelled(call: Call): void {
-    if (call.answered) return;
-    call.answered = true;
-    this.#metrics.observeCall(call.path, "CANCELLED", elapsedSeconds(call));
   }
 
   #onCallClosed(call: Call): void {
+    // A call that closes unanswered was reset by its peer or lost with its connection:
+    // counted as cancelled, not logged.
+    if (!call.answered) {
+      call.answered = true;
+      this.#metrics.observeCall(call.path, "CANCELLED", elapsedSeconds(call));
+    }
     this.#calls.delete(call);
     if (!call.inHandler) call.body.release();
     if (call.responseBytes > 0) call.connection.budget.release(call.responseBytes);
@@ -432,6 +427,7 @@ export class GrpcServer {
       }
       if (method.definition.responseStream) {
         call.deadline = Number.POSITIVE_INFINITY;
+        call.answered = true;
         (handler as (request: object, stream: ResponseStream) => void)(
           request,
           this.#responseStream(call.stream, method.definition),

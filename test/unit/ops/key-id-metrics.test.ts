@@ -98,4 +98,22 @@ describe("KeyIdMetrics", () => {
     );
     assert.equal(zero?.value, 151);
   });
+
+  test("a key id forgotten while it was the latest of its kind is counted afresh on its next use", async () => {
+    const registry = new Registry();
+    const metrics = new KeyIdMetrics(registry);
+    metrics.recordUse("from_storage", "local", "local:HOT");
+    for (let index = 0; index < 100; index++)
+      metrics.recordUse("to_storage", "local", `local:${index}`);
+    const hot = keyIdHash("local:HOT");
+    const before = await series(registry, USES);
+    assert.ok(!before.some((entry) => entry.labels.key_id_hash === hot), "the oldest set was dropped");
+    metrics.recordUse("from_storage", "local", "local:HOT");
+    const after = (await series(registry, USES)).filter((entry) => entry.labels.key_id_hash === hot);
+    assert.deepEqual(
+      after.map((entry) => entry.value),
+      [1],
+    );
+    assert.equal((await series(registry, USES)).length, 100);
+  });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { Histogram, Registry } from "prom-client";
 import { keyIdHash } from "../../../src/ops/key-id-metrics.js";
 import { DaemonMetrics, METRIC_PREFIX } from "../../../src/ops/metrics.js";
 
@@ -49,6 +50,34 @@ describe("DaemonMetrics", () => {
       text,
       /kms_envelope_grpc_request_duration_seconds_count\{method="\/v2\.KeyManagementService\/Encrypt"\} 2/,
     );
+  });
+
+  test("the call latency histogram reads as prom-client's own histogram would, text and JSON", async () => {
+    const metrics = new DaemonMetrics();
+    const registry = new Registry();
+    const reference = new Histogram({
+      name: `${METRIC_PREFIX}grpc_request_duration_seconds`,
+      help: "Time from receiving a gRPC call to sending its answer, by full method name.",
+      labelNames: ["method"],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers: [registry],
+    });
+    // Every bucket, both edges of one, and past the last.
+    const latencies = [
+      0, 0.00005, 0.00007, 0.0001, 0.0003, 0.0009, 0.002, 0.004, 0.009, 0.03, 0.2, 0.9, 1, 7,
+    ];
+    for (const [index, seconds] of latencies.entries()) {
+      const method =
+        index % 3 === 0 ? "/v2.KeyManagementService/Status" : "/v2.KeyManagementService/Encrypt";
+      metrics.observeCall(method, index % 2 === 0 ? "OK" : "INTERNAL", seconds);
+      reference.labels(method).observe(seconds);
+    }
+    const name = `${METRIC_PREFIX}grpc_request_duration_seconds`;
+    const lines = (text: string) => text.split("\n").filter((line) => line.includes(name));
+    assert.deepEqual(lines(await metrics.registry.metrics()), lines(await registry.metrics()));
+    const json = async (from: Registry) =>
+      (await from.getMetricsAsJSON()).find((metric) => metric.name === name);
+    assert.deepEqual(await json(metrics.registry), await json(registry));
   });
 
   test("setKeys publishes the primary key id and replaces the previous one", async () => {
