@@ -107,9 +107,14 @@ describe("KeyIdMetrics", () => {
       metrics.recordUse("to_storage", "local", `local:${index}`);
     const hot = keyIdHash("local:HOT");
     const before = await series(registry, USES);
-    assert.ok(!before.some((entry) => entry.labels.key_id_hash === hot), "the oldest set was dropped");
+    assert.ok(
+      !before.some((entry) => entry.labels.key_id_hash === hot),
+      "the oldest set was dropped",
+    );
     metrics.recordUse("from_storage", "local", "local:HOT");
-    const after = (await series(registry, USES)).filter((entry) => entry.labels.key_id_hash === hot);
+    const after = (await series(registry, USES)).filter(
+      (entry) => entry.labels.key_id_hash === hot,
+    );
     assert.deepEqual(
       after.map((entry) => entry.value),
       [1],
