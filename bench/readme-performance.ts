@@ -7,10 +7,12 @@ import type { AbuseReport } from "./abuse.js";
 import type { EngineFieldsReport } from "./engine-fields.js";
 import type { FieldCompareReport } from "./field-compare.js";
 import type { FieldLoadReport } from "./field-load.js";
+import type { FieldWorkersReport } from "./field-workers.js";
 import type { KmsFloorReport } from "./kms-floor.js";
 import type { KmsloadReport } from "./lib.js";
 import type { LookupReport } from "./lookups.js";
 import type { RewrapReport } from "./rewrap.js";
+import type { RewrapWorkersReport } from "./rewrap-worker.js";
 
 export const SUMMARY_START =
   "<!-- bench:summary:start (written by npm run bench; edit bench/readme-performance.ts) -->";
@@ -34,6 +36,8 @@ export interface BenchResults {
   fieldCompare?: FieldCompareReport;
   kmsFloor?: KmsFloorReport;
   rewrap?: RewrapReport;
+  rewrapWorkers?: RewrapWorkersReport;
+  fieldWorkers?: FieldWorkersReport;
   lookups?: LookupReport;
   memory?: Record<string, { rssKiB: number; hwmKiB: number }>;
   abuse?: AbuseReport;
@@ -67,6 +71,20 @@ function headline(results: BenchResults): string[] {
       `| field layer open | ${count(layer.decryptFieldsPerS)} fields/s | @47ng/cloak decrypt: ${count(cloak.decryptFieldsPerS)} | ${ratio(layer.decryptFieldsPerS, cloak.decryptFieldsPerS)} |`,
     );
   }
+  const workers = results.fieldWorkers;
+  if (workers !== undefined) {
+    const rate = (count: number, op: string) =>
+      workers.rows.find((row) => row.workers === count && row.op === op)?.fieldsPerS ?? 0;
+    for (const op of ["seal", "open"] as const)
+      rows.push(
+        `| field service ${op === "seal" ? "Seal" : "Open"}, two field workers, ${workers.records} records × ${workers.fields} fields per call | ${count(rate(2, op))} fields/s | one field worker: ${count(rate(1, op))} (two threads of pure CPU work: ${workers.ceiling}× one) | ${ratio(rate(2, op), rate(1, op))} |`,
+      );
+  }
+  const rewrapWorkers = results.rewrapWorkers;
+  if (rewrapWorkers !== undefined)
+    rows.push(
+      `| shared rewrap on PostgreSQL, two workers, ${count(rewrapWorkers.records)} records | ${count(rewrapWorkers.postgresTwoWorkers)} records/s | one worker: ${count(rewrapWorkers.postgresOneWorker)} | ${ratio(rewrapWorkers.postgresTwoWorkers, rewrapWorkers.postgresOneWorker)} |`,
+    );
   if (rows.length === 0) return [];
   return [
     "| measured | kms-envelope | beside | ratio |",
@@ -141,6 +159,17 @@ function storeTables(results: BenchResults): string[] {
       ...rewrap.results.map(
         (row) => `| ${row.backend}, ${row.route} | ${count(row.recordsPerS)} |`,
       ),
+      "",
+    );
+  }
+  const rewrapWorkers = results.rewrapWorkers;
+  if (rewrapWorkers !== undefined) {
+    lines.push(
+      `| rewrap CLI, ${count(rewrapWorkers.records)} records, batches of ${rewrapWorkers.batchSize} | records/s |`,
+      "| --- | ---: |",
+      `| SQLite | ${count(rewrapWorkers.sqlite)} |`,
+      `| PostgreSQL, one \`--shared\` worker | ${count(rewrapWorkers.postgresOneWorker)} |`,
+      `| PostgreSQL, two \`--shared\` workers | ${count(rewrapWorkers.postgresTwoWorkers)} |`,
       "",
     );
   }
