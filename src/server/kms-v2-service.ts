@@ -12,9 +12,16 @@ import type { ServiceHandlers } from "./grpc-server.js";
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
 const KMS_V2_VERSION = "v2";
 
-/** Key ids are `<custody provider>:<tag>` (SPEC.md §2); the provider is the metrics' provider_name. */
+let lastProvider: { keyId: string; provider: string } | undefined;
+
+/**
+ * Key ids are `<custody provider>:<tag>` (SPEC.md §2); the provider is the metrics'
+ * provider_name. Kept for the last key id, which nearly every call repeats.
+ */
 function custodyProviderOf(keyId: string): string {
-  return keyId.slice(0, keyId.indexOf(":"));
+  if (lastProvider?.keyId !== keyId)
+    lastProvider = { keyId, provider: keyId.slice(0, keyId.indexOf(":")) };
+  return lastProvider.provider;
 }
 
 /**

@@ -116,7 +116,7 @@ export function encodeDecryptResponse(response: DecryptResponse): Buffer {
 /** EncryptResponse: ciphertext = 1, key_id = 2, annotations = 3 (map<string, bytes>). */
 export function encodeEncryptResponse(response: EncryptResponse): Buffer {
   const ciphertext = asBytes(response.ciphertext);
-  const keyId = response.key_id === undefined ? undefined : Buffer.from(response.key_id, "utf8");
+  const keyId = response.key_id === undefined ? undefined : utf8Bytes(response.key_id);
   const annotations = response.annotations ?? {};
   let size = fieldSize(ciphertext) + fieldSize(keyId);
   const entries: { key: Buffer; value: Uint8Array; size: number }[] = [];
@@ -137,6 +137,14 @@ export function encodeEncryptResponse(response: EncryptResponse): Buffer {
     at = writeField(out, at, 2, entry.value);
   }
   return out;
+}
+
+let lastKeyId: { text: string; bytes: Buffer } | undefined;
+
+/** A key id's UTF-8 bytes, kept for the last one: every Encrypt answers the primary's. */
+function utf8Bytes(text: string): Buffer {
+  if (lastKeyId?.text !== text) lastKeyId = { text, bytes: Buffer.from(text, "utf8") };
+  return lastKeyId.bytes;
 }
 
 // protobufjs takes a bytes field given as a string as base64.
