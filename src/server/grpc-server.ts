@@ -9,7 +9,7 @@ import { statusName } from "../wire/unary-connection.js";
 import { toCallFailure } from "./error-status.js";
 import { encodeGrpcMessage, frameMessage } from "./grpc-framing.js";
 import { MemoryBudget } from "./memory-budget.js";
-import { RequestBody } from "./request-body.js";
+import { RequestBody, type RequestBodyLimits } from "./request-body.js";
 
 /** A unary method: request in, response out; failures are thrown (or rejected). */
 type UnaryHandler = (request: never) => object | Promise<object>;
@@ -69,6 +69,8 @@ interface RegisteredMethod {
 interface Connection {
   readonly session: http2.ServerHttp2Session;
   readonly budget: MemoryBudget;
+  /** What each of its calls' request bodies may use (one object for all of them). */
+  readonly bodyLimits: RequestBodyLimits;
   openCalls: number;
   /** When the last call ended (ms, monotonic), while no call is open. */
   idleSince: number;
@@ -288,9 +290,13 @@ export class GrpcServer {
   }
 
   #onSession(session: http2.ServerHttp2Session): void {
+    const budget = new MemoryBudget(this.#limits.maxConnectionBufferBytes, {
+      parent: this.#budget,
+    });
     const connection: Connection = {
       session,
-      budget: new MemoryBudget(this.#limits.maxConnectionBufferBytes, { parent: this.#budget }),
+      budget,
+      bodyLimits: { maxMessageBytes: this.#limits.maxRequestBytes, budget },
       openCalls: 0,
       idleSince: performance.now(),
     };
@@ -357,10 +363,7 @@ export class GrpcServer {
       method,
       started,
       connection,
-      body: new RequestBody({
-        maxMessageBytes: this.#limits.maxRequestBytes,
-        budget: connection.budget,
-      }),
+      body: new RequestBody(connection.bodyLimits),
       deadline: started + this.#limits.callTimeoutMs,
       responseBytes: 0,
       inHandler: false,

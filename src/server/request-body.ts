@@ -9,7 +9,7 @@ const SMALL_CALL_BYTES = 64 * 1024;
 const FIRST_CAPACITY = 64 * 1024;
 
 /** What the call's request may use: its size cap and the budgets it draws on. */
-interface RequestBodyLimits {
+export interface RequestBodyLimits {
   /** Largest message accepted (--max-request-bytes). */
   readonly maxMessageBytes: number;
   /** The connection's budget, which draws on the daemon's. */
