@@ -51,7 +51,7 @@ export function kmsV2Service(
       keyIds.recordUse("to_storage", custodyProviderOf(keyId), keyId);
       // No annotations: the key id travels inside the ciphertext and nothing else is needed
       // to decrypt, so nothing extra sits unencrypted in etcd.
-      return { ciphertext, key_id: keyId, annotations: {} };
+      return { ciphertext, key_id: keyId };
     },
     Decrypt: (request: DecryptRequest__Output): DecryptResponse => {
       if (request.key_id === "") {
