@@ -1,6 +1,7 @@
 import { totalmem } from "node:os";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { ProviderErrorClass } from "../../providers/types.js";
+import type { WorkerPoolStats } from "../workers/worker-pool.js";
 import { KeyIdMetrics, keyIdHash } from "./key-id-metrics.js";
 
 /**
@@ -165,6 +166,7 @@ export class DaemonMetrics {
   readonly #providerFailedAttempts: Counter<"provider" | "result">;
   readonly #connectionsShed: Counter<"reason">;
   #bufferedBytes: () => number = () => 0;
+  #fieldWorkers: () => WorkerPoolStats | undefined = () => undefined;
   #ready: () => boolean = () => false;
 
   constructor() {
@@ -248,11 +250,49 @@ export class DaemonMetrics {
       labelNames: ["reason"],
       registers,
     });
-    const bufferedBytes: Gauge = new Gauge({
-      name: `${METRIC_PREFIX}buffered_bytes`,
-      help: "Request and response bytes the gRPC server holds for calls in progress (bounded by --max-buffer-bytes).",
+    this.#scrapedGauge(
+      "buffered_bytes",
+      "Request and response bytes the gRPC server holds for calls in progress (bounded by --max-buffer-bytes).",
+      () => this.#bufferedBytes(),
+    );
+    const fieldWorkers = (read: (stats: WorkerPoolStats) => number) => () => {
+      const stats = this.#fieldWorkers();
+      return stats === undefined ? 0 : read(stats);
+    };
+    this.#scrapedGauge(
+      "field_workers",
+      "Field-service worker threads loaded and able to take calls (--field-workers).",
+      fieldWorkers((stats) => stats.workers),
+    );
+    this.#scrapedGauge(
+      "field_workers_busy",
+      "Field-service worker threads running a call now.",
+      fieldWorkers((stats) => stats.busy),
+    );
+    this.#scrapedGauge(
+      "field_worker_queue",
+      "Field-service calls (or parts of calls) waiting for a worker thread.",
+      fieldWorkers((stats) => stats.queued),
+    );
+    const busySeconds = fieldWorkers((stats) => stats.busySeconds);
+    const busy: Counter = new Counter({
+      name: `${METRIC_PREFIX}field_worker_busy_seconds_total`,
+      help: "Time field-service worker threads have spent running calls, summed over the workers: its rate over field_workers is their utilization.",
       registers,
-      collect: () => bufferedBytes.set(this.#bufferedBytes()),
+      collect: () => {
+        busy.reset();
+        busy.inc(busySeconds());
+      },
+    });
+    const restartsRead = fieldWorkers((stats) => stats.restarts);
+    const restarts: Counter = new Counter({
+      name: `${METRIC_PREFIX}field_worker_restarts_total`,
+      help: "Field-service worker threads replaced because one stopped or failed (each is also logged).",
+      registers,
+      collect: () => {
+        restarts.reset();
+        restarts.inc(restartsRead());
+      },
     });
     this.#keyReloads = new Counter({
       name: `${METRIC_PREFIX}keyring_reloads_total`,
@@ -260,20 +300,16 @@ export class DaemonMetrics {
       labelNames: ["result"],
       registers,
     });
-    const ready: Gauge = new Gauge({
-      name: `${METRIC_PREFIX}ready`,
-      help: "1 when /readyz passes (socket serving, custody provider healthy, primary key self-test passed), else 0.",
-      registers,
-      collect: () => ready.set(this.#ready() ? 1 : 0),
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}memory_limit_bytes`,
-      help: "Memory the process may use: its cgroup (container) limit, or the machine's memory when it has none.",
-      registers,
-      collect() {
-        this.set(memoryLimitBytes());
-      },
-    });
+    this.#scrapedGauge(
+      "ready",
+      "1 when /readyz passes (socket serving, custody provider healthy, primary key self-test passed), else 0.",
+      () => (this.#ready() ? 1 : 0),
+    );
+    this.#scrapedGauge(
+      "memory_limit_bytes",
+      "Memory the process may use: its cgroup (container) limit, or the machine's memory when it has none.",
+      memoryLimitBytes,
+    );
     // Counters whose label values are known up front start at 0, so rate() and increase() see
     // their first event instead of a series appearing at 1.
     for (const reason of ["max_connections", "evicted_idle"])
@@ -305,6 +341,21 @@ export class DaemonMetrics {
   /** Counts a client connection closed on arrival because a limit was reached. */
   countConnectionShed(reason: "max_connections" | "evicted_idle"): void {
     this.#connectionsShed.labels(reason).inc();
+  }
+
+  /** Reads the field-service worker pool's state at each scrape. */
+  observeFieldWorkers(read: () => WorkerPoolStats): void {
+    this.#fieldWorkers = read;
+  }
+
+  /** A gauge of the daemon's own whose value is read at each scrape. */
+  #scrapedGauge(name: string, help: string, read: () => number): void {
+    const gauge: Gauge = new Gauge({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      registers: [this.registry],
+      collect: () => gauge.set(read()),
+    });
   }
 
   /** Reads the gRPC server's held bytes at each scrape. */

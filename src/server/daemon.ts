@@ -156,6 +156,7 @@ export async function startDaemon(
         FieldWorkerPool.start({ size: config.fieldWorkers, keys: loaded, limits: config, logger }),
       (pool) => pool.close(),
     );
+    metrics.observeFieldWorkers(() => workers.stats());
     envelope = new SealingService({
       keys: loaded,
       kmsWorkspace: config.workspace,

@@ -2,7 +2,7 @@ import { wipe } from "../crypto/wipe.js";
 import { KmsEnvelopeError } from "../errors.js";
 import type { MasterKeySet } from "../keys/master-key-set.js";
 import type { Logger } from "../ops/logger.js";
-import { WorkerPool } from "../workers/worker-pool.js";
+import { WorkerPool, type WorkerPoolStats } from "../workers/worker-pool.js";
 import {
   type FieldBatchLimits,
   type FieldMethod,
@@ -104,6 +104,11 @@ export class FieldWorkerPool {
       return this.#runPart({ method, message: new Uint8Array(message), firstRecord: 0 });
     const outcomes = await Promise.all(parts.map((part) => this.#runPart({ method, ...part })));
     return this.#join(outcomes);
+  }
+
+  /** What the workers are doing, for metrics. */
+  stats(): WorkerPoolStats {
+    return this.#pool.stats();
   }
 
   /** Refuses calls from now on, and waits for every worker to wipe its keys and stop. */

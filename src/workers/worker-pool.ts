@@ -40,6 +40,22 @@ interface Slot<Input, Answer> {
   readonly startedAt: number;
   ready: boolean;
   job: Job<Input, Answer> | undefined;
+  /** performance.now() when the running job was posted. */
+  jobStartedAt: number;
+}
+
+/** What a pool is doing, for metrics. */
+export interface WorkerPoolStats {
+  /** Workers loaded and able to take jobs. */
+  readonly workers: number;
+  /** Workers running a job now. */
+  readonly busy: number;
+  /** Jobs waiting for a worker. */
+  readonly queued: number;
+  /** Workers replaced since the pool started because one stopped or failed. */
+  readonly restarts: number;
+  /** Time workers have spent running jobs, summed over workers, running jobs included. */
+  readonly busySeconds: number;
 }
 
 const DEFAULT_HEAP_MB = 512;
@@ -62,6 +78,9 @@ export class WorkerPool<Keys, Input, Answer> {
   readonly #queue: Job<Input, Answer>[] = [];
   #nextId = 0;
   #closed = false;
+  #restarts = 0;
+  /** Busy time of jobs that have ended, in ms. */
+  #busyMs = 0;
 
   private constructor(options: WorkerPoolOptions<Keys>) {
     this.#options = options;
@@ -86,6 +105,28 @@ export class WorkerPool<Keys, Input, Answer> {
     let free = 0;
     for (const slot of this.#slots) if (slot.ready && slot.job === undefined) free += 1;
     return Math.max(0, free - this.#queue.length);
+  }
+
+  /** What the pool is doing now and has done since it started. */
+  stats(): WorkerPoolStats {
+    const now = performance.now();
+    let workers = 0;
+    let busy = 0;
+    let busyMs = this.#busyMs;
+    for (const slot of this.#slots) {
+      if (slot.ready) workers += 1;
+      if (slot.job !== undefined) {
+        busy += 1;
+        busyMs += now - slot.jobStartedAt;
+      }
+    }
+    return {
+      workers,
+      busy,
+      queued: this.#queue.length,
+      restarts: this.#restarts,
+      busySeconds: busyMs / 1000,
+    };
   }
 
   /** Sends every worker a fresh copy of the key set; jobs already running finish on the old one. */
@@ -129,6 +170,7 @@ export class WorkerPool<Keys, Input, Answer> {
       const job = this.#queue.shift();
       if (job === undefined) return;
       slot.job = job;
+      slot.jobStartedAt = performance.now();
       slot.worker.postMessage(
         { kind: "job", id: job.id, job: job.input.value } satisfies ToWorker<Keys, Input>,
         [...(job.input.transfer ?? [])],
@@ -152,6 +194,7 @@ export class WorkerPool<Keys, Input, Answer> {
       startedAt: performance.now(),
       ready: false,
       job: undefined,
+      jobStartedAt: 0,
     };
     this.#slots.push(slot);
     this.#sendKeys(worker);
@@ -173,9 +216,14 @@ export class WorkerPool<Keys, Input, Answer> {
 
   #onDone(slot: Slot<Input, Answer>, id: number, answer: Answer): void {
     const job = slot.job;
-    slot.job = undefined;
+    this.#endJob(slot);
     if (job !== undefined && job.id === id) job.resolve(answer);
     this.#dispatch();
+  }
+
+  #endJob(slot: Slot<Input, Answer>): void {
+    if (slot.job !== undefined) this.#busyMs += performance.now() - slot.jobStartedAt;
+    slot.job = undefined;
   }
 
   #onExit(slot: Slot<Input, Answer>, code: number): void {
@@ -184,8 +232,9 @@ export class WorkerPool<Keys, Input, Answer> {
     slot.job?.reject(
       new Error(`${this.#options.name} stopped (exit code ${code}) while running this call`),
     );
-    slot.job = undefined;
+    this.#endJob(slot);
     if (this.#closed) return;
+    this.#restarts += 1;
     this.#options.onWorkerLost?.({ exitCode: code });
     const pause = performance.now() - slot.startedAt < RESTART_PAUSE_MS ? RESTART_PAUSE_MS : 0;
     setTimeout(() => {

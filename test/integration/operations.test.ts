@@ -21,6 +21,28 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
     assert.equal((await http("/healthz", "POST")).status, 405);
   });
 
+  test("metrics show the field workers: how many, busy, waiting, their busy time and restarts", async () => {
+    const before = await (await http("/metrics")).text();
+    const busyBefore = Number(
+      /^kms_envelope_field_worker_busy_seconds_total (\S+)$/m.exec(before)?.[1],
+    );
+    await call(suite.clients.field, "Seal", {
+      records: Array.from({ length: 50 }, (_, index) => ({
+        workspace: "ws",
+        resource: "users",
+        record_id: `u${index}`,
+        fields: { email: randomBytes(64) },
+      })),
+    });
+    const text = await (await http("/metrics")).text();
+    assert.match(text, /\nkms_envelope_field_workers [1-9]\d*\n/);
+    assert.match(text, /\nkms_envelope_field_workers_busy 0\n/);
+    assert.match(text, /\nkms_envelope_field_worker_queue 0\n/);
+    assert.match(text, /\nkms_envelope_field_worker_restarts_total 0\n/);
+    const busyAfter = Number(/^kms_envelope_field_worker_busy_seconds_total (\S+)$/m.exec(text)?.[1]);
+    assert.ok(busyAfter > busyBefore, `busy time grew: ${busyBefore} -> ${busyAfter}`);
+  });
+
   test("metrics count calls by method and status code, and name the primary key id", async () => {
     const sealed = await call<{ ciphertext: Buffer; key_id: string }>(
       suite.clients.kmsV2,

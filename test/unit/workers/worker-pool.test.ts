@@ -46,6 +46,22 @@ describe("WorkerPool", () => {
     assert.equal(pool.idle, 2);
   });
 
+  test("stats count workers, busy ones, waiting jobs, busy time and restarts", async () => {
+    const { pool } = await startPool({ size: 2 });
+    assert.deepEqual(pool.stats(), { workers: 2, busy: 0, queued: 0, restarts: 0, busySeconds: 0 });
+    const spins = [200, 200, 200].map((ms) => pool.run({ value: { op: "spin", ms } }));
+    const during = pool.stats();
+    assert.equal(during.busy, 2);
+    assert.equal(during.queued, 1);
+    await Promise.all(spins);
+    const idle = pool.stats();
+    assert.equal(idle.busy, 0);
+    // Three jobs of 200 ms each (timers may round a little down).
+    assert.ok(idle.busySeconds >= 0.58 && idle.busySeconds < 5, `busy ${idle.busySeconds} s`);
+    await assert.rejects(pool.run({ value: { op: "die" } }));
+    assert.equal(pool.stats().restarts, 1);
+  });
+
   test("past maxQueued waiting jobs, run rejects with the overloaded error", async () => {
     const { pool } = await startPool({ maxQueued: 3 });
     const settled = await Promise.allSettled([
