@@ -39,7 +39,9 @@ describe("operations: probes, metrics, gRPC health, logs", () => {
     assert.match(text, /\nkms_envelope_field_workers_busy 0\n/);
     assert.match(text, /\nkms_envelope_field_worker_queue 0\n/);
     assert.match(text, /\nkms_envelope_field_worker_restarts_total 0\n/);
-    const busyAfter = Number(/^kms_envelope_field_worker_busy_seconds_total (\S+)$/m.exec(text)?.[1]);
+    const busyAfter = Number(
+      /^kms_envelope_field_worker_busy_seconds_total (\S+)$/m.exec(text)?.[1],
+    );
     assert.ok(busyAfter > busyBefore, `busy time grew: ${busyBefore} -> ${busyAfter}`);
   });
 
