@@ -4,14 +4,24 @@ const MAX_LENGTH = 0xffff;
 
 /** `lp(x)` of SPEC.md §2: 2-byte big-endian length of the UTF-8 bytes of x, then the bytes. */
 export function lengthPrefixed(text: string): Buffer {
-  const body = Buffer.from(text, "utf8");
-  if (body.length > MAX_LENGTH) {
-    throw new RangeError(`value of ${body.length} bytes does not fit a 2-byte length prefix`);
-  }
-  const out = Buffer.allocUnsafe(2 + body.length);
-  out.writeUInt16BE(body.length, 0);
-  body.copy(out, 2);
+  const out = Buffer.allocUnsafe(2 + Buffer.byteLength(text));
+  writeLengthPrefixed(out, 0, text);
   return out;
+}
+
+/**
+ * Writes `lp(text)` into `out` at `offset`, which must have room for it; returns where it ends.
+ * Refuses text too long for the 2-byte prefix.
+ */
+export function writeLengthPrefixed(out: Buffer, offset: number, text: string): number {
+  const length = out.write(text, offset + 2, "utf8");
+  if (length > MAX_LENGTH || length !== Buffer.byteLength(text)) {
+    throw new RangeError(
+      `value of ${Buffer.byteLength(text)} bytes does not fit a 2-byte length prefix`,
+    );
+  }
+  out.writeUInt16BE(length, offset);
+  return offset + 2 + length;
 }
 
 /** Reads one `lp(x)` at `offset`; returns the text and the offset just past it. */
