@@ -119,7 +119,7 @@ export function readMemory(pid: number): MemorySample {
 let clockTicks: number | undefined;
 
 /** User + system CPU seconds a process has used so far (/proc/<pid>/stat). */
-export function readCpuSeconds(pid: number): number {
+export function readCpuSeconds(pid: number, thread?: number): number {
   if (clockTicks === undefined) {
     try {
       clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
@@ -127,7 +127,11 @@ export function readCpuSeconds(pid: number): number {
       clockTicks = 100;
     }
   }
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // A thread's own figures are under task/<tid>; the main thread's tid is the pid.
+  const stat = readFileSync(
+    thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`,
+    "utf8",
+  );
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(rest[11]) + Number(rest[12])) / clockTicks;
