@@ -2,6 +2,8 @@
 // joined back, without decoding a record on the event loop: only the top-level protobuf
 // fields are walked (records are field 1 of SealRequest, OpenRequest and both responses).
 
+import { MalformedProtobufError, ProtobufReader } from "../wire/protobuf-wire.js";
+
 const RECORDS = 1;
 
 /** One top-level field of a protobuf message: its number and the bytes of the whole entry. */
@@ -12,53 +14,20 @@ interface Entry {
   readonly end: number;
 }
 
-/** The varint at `offset` and where it ends; undefined past the end or beyond 2^53. */
-function varint(bytes: Uint8Array, offset: number): [number, number] | undefined {
-  let value = 0;
-  let scale = 1;
-  for (let at = offset; at < bytes.length && at < offset + 8; at++) {
-    const byte = bytes[at] as number;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return [value, at + 1];
-    scale *= 128;
-  }
-  return undefined;
-}
-
 /** The message's top-level entries in order; undefined when it is not well-formed protobuf. */
 function entries(bytes: Uint8Array): Entry[] | undefined {
   const found: Entry[] = [];
-  let offset = 0;
-  while (offset < bytes.length) {
-    const tag = varint(bytes, offset);
-    if (tag === undefined) return undefined;
-    const [key, afterTag] = tag;
-    let end: number;
-    switch (key % 8) {
-      case 0: {
-        const value = varint(bytes, afterTag);
-        if (value === undefined) return undefined;
-        end = value[1];
-        break;
-      }
-      case 1:
-        end = afterTag + 8;
-        break;
-      case 2: {
-        const length = varint(bytes, afterTag);
-        if (length === undefined) return undefined;
-        end = length[1] + length[0];
-        break;
-      }
-      case 5:
-        end = afterTag + 4;
-        break;
-      default:
-        return undefined;
+  const reader = new ProtobufReader(bytes);
+  try {
+    while (!reader.done) {
+      const start = reader.offset;
+      const tag = reader.tag();
+      reader.skip(tag & 7);
+      found.push({ field: tag >>> 3, wire: tag & 7, start, end: reader.offset });
     }
-    if (end > bytes.length) return undefined;
-    found.push({ field: Math.floor(key / 8), wire: key % 8, start: offset, end });
-    offset = end;
+  } catch (error) {
+    if (error instanceof MalformedProtobufError) return undefined;
+    throw error;
   }
   return found;
 }

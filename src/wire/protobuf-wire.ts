@@ -3,10 +3,10 @@
 // buffer with no object per field. Messages with many shapes still go through protobufjs.
 
 /** Wire types (the low three bits of a tag). */
-export const WIRE_VARINT = 0;
-export const WIRE_FIXED64 = 1;
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
 export const WIRE_LENGTH_DELIMITED = 2;
-export const WIRE_FIXED32 = 5;
+const WIRE_FIXED32 = 5;
 
 /** Thrown for bytes that are not a well-formed protobuf message. */
 export class MalformedProtobufError extends Error {
@@ -109,7 +109,7 @@ export class ProtobufReader {
 }
 
 /** Bytes a varint of `value` takes (value below 2^53). */
-export function varintSize(value: number): number {
+function varintSize(value: number): number {
   let size = 1;
   for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 128)) size++;
   return size;
@@ -121,7 +121,7 @@ export function lengthDelimitedSize(length: number): number {
 }
 
 /** Writes a varint at `offset`; returns where it ends. */
-export function writeVarint(out: Uint8Array, offset: number, value: number): number {
+function writeVarint(out: Uint8Array, offset: number, value: number): number {
   let at = offset;
   let rest = value;
   while (rest >= 0x80) {
