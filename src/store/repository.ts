@@ -205,13 +205,17 @@ export interface SharedRewrapStore {
   /**
    * {@link RecordRepository.replace} under a lease: in the same transaction the lease is checked
    * (still this worker's, same generation, not expired), extended, and credited with what was
-   * written. `STORE_CONFLICT` and nothing written when the lease is lost.
+   * written. `STORE_CONFLICT` and nothing written when the lease is lost. With `finish` (the
+   * batch's last write), the batch is also marked done, with `finish.failed` records that could
+   * not be opened, when every replacement was written (then `done` is true); otherwise
+   * {@link SharedRewrapStore.complete} is still due after the conflicts are retried.
    */
   replaceLeased(
     resource: string,
     lease: RewrapLease,
     replacements: readonly RecordReplacement[],
-  ): Promise<ReplaceOutcome>;
+    finish?: { readonly failed: number },
+  ): Promise<ReplaceOutcome & { readonly done: boolean }>;
   /** Marks the leased batch done, with `failed` records that could not be opened. */
   complete(lease: RewrapLease, failed: number): Promise<void>;
   /** The run's progress over every worker. */

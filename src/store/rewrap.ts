@@ -263,11 +263,20 @@ type RewrapSettings = RewrapOptions &
 type SharedSettings = Required<SharedRewrapOptions> & { readonly store: SharedRewrapStore };
 
 const DEFAULT_LEASE_MS = 30_000;
+const PROGRESS_EVERY_MS = 250;
 
 /** Where a batch's replacements go, and the records it could not open. */
 interface Lane {
   write(replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
   failed: number;
+}
+
+/** A lease's lane: its last write can also mark the batch done, saving a commit. */
+interface LeasedLane extends Lane {
+  /** Set before the batch's last listing is written. */
+  last: boolean;
+  /** Set once a write marked the batch done. */
+  done: boolean;
 }
 
 /** The shared settings of a run that writes, checked before anything is read. */
@@ -530,7 +539,9 @@ class ResourceRewrap {
     progress.begin(resource, run.records);
     // The bar shows the run over every worker, from the store.
     let shown = 0;
+    let shownAt = 0;
     const show = async (): Promise<RewrapRunProgress> => {
+      shownAt = Date.now();
       const current = await shared.store.runProgress(run.runId);
       if (current.recordsDone > shown) {
         progress.advance(current.recordsDone - shown);
@@ -547,6 +558,11 @@ class ResourceRewrap {
             run,
             shared.workers === 1 ? shared.workerId : `${shared.workerId}#${index + 1}`,
             show,
+            // Between batches, a query over every lease per batch would cost a round trip each
+            // for a bar that moves no faster than the eye reads it.
+            async () => {
+              if (Date.now() - shownAt >= PROGRESS_EVERY_MS) await show();
+            },
           ),
         ),
       );
@@ -563,6 +579,7 @@ class ResourceRewrap {
     run: RewrapRun,
     workerId: string,
     show: () => Promise<RewrapRunProgress>,
+    showBetweenBatches: () => Promise<void>,
   ): Promise<void> {
     const { signal } = this.#options;
     const summary = this.#summary.shared as SharedRunSummary;
@@ -579,26 +596,36 @@ class ResourceRewrap {
       }
       summary.batchesLeased++;
       if (lease.takenOver) summary.leasesTakenOver++;
-      const lane: Lane = {
-        write: (replacements) =>
-          shared.store.replaceLeased(this.#summary.resource, lease, replacements),
+      const lane: LeasedLane = {
+        write: async (replacements) => {
+          const outcome = await shared.store.replaceLeased(
+            this.#summary.resource,
+            lease,
+            replacements,
+            lane.last ? { failed: lane.failed } : undefined,
+          );
+          lane.done = outcome.done;
+          return outcome;
+        },
         failed: 0,
+        last: false,
+        done: false,
       };
       try {
         await this.#leased(lease, lane);
-        await shared.store.complete(lease, lane.failed);
+        if (!lane.done) await shared.store.complete(lease, lane.failed);
       } catch (error) {
         // Lost to another worker after our lease expired: what we wrote before stands (those
         // records are current, so the new holder skips them), the rest is the new holder's.
         if (!(error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT")) throw error;
         summary.leasesLost++;
       }
-      await show();
+      await showBetweenBatches();
     }
   }
 
   /** The records of a leased batch that need rewrap now, in sub-batches. */
-  async #leased(lease: RewrapLease, lane: Lane): Promise<void> {
+  async #leased(lease: RewrapLease, lane: LeasedLane): Promise<void> {
     const { repository, batchSize } = this.#options;
     let cursor = lease.afterId;
     for (;;) {
@@ -609,13 +636,19 @@ class ResourceRewrap {
         batchSize,
       );
       const inBatch = ids.filter((id) => compareIds(id, lease.lastId) <= 0);
+      // A listing that reached the batch's last id (or the end) is the batch's last: no query
+      // to find that nothing is left, and its write can mark the batch done.
+      lane.last =
+        inBatch.length < ids.length ||
+        ids.length < batchSize ||
+        compareIds(ids[ids.length - 1] as string, lease.lastId) === 0;
       await this.#batch(
         inBatch.filter((id) => !this.#failed.has(id)),
         false,
         CONFLICT_RETRIES,
         lane,
       );
-      if (inBatch.length < ids.length || ids.length < batchSize) return;
+      if (lane.last) return;
       cursor = ids[ids.length - 1] as string;
     }
   }

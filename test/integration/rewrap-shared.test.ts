@@ -300,6 +300,67 @@ describe("shared rewrap on PostgreSQL", () => {
     });
   });
 
+  test("a batch's last write marks it done in the same commit, unless a record conflicted", async () => {
+    const store = await rotatedStore(3);
+    const repository = await openRepository(store.url);
+    const codec = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: store.config,
+    });
+    try {
+      const shared = repository.sharedRewrap;
+      assert.ok(shared !== undefined);
+      const target = {
+        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
+      };
+      const run = await shared.openRun(RESOURCE, target, 100);
+      const lease = await shared.claim(run.runId, "one", 30_000);
+      assert.ok(lease !== undefined);
+      const rows = await repository.getMany(RESOURCE, [idOf(0), idOf(1), idOf(2)]);
+      const opened = await codec.open(
+        RESOURCE,
+        rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
+      );
+      const sealed = await codec.seal(
+        RESOURCE,
+        opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
+      );
+      const writes = sealed.map((entry, index) => ({
+        id: entry.id,
+        // The third as if read before someone else's write: a conflict.
+        expectedVersion: index === 2 ? 7 : 1,
+        document: entry.document,
+        stamps: entry.stamps,
+      }));
+
+      const first = await shared.replaceLeased(RESOURCE, lease, writes.slice(0, 1));
+      assert.equal(first.done, false, "not the last write: the batch stays open");
+      const conflicted = await shared.replaceLeased(RESOURCE, lease, writes.slice(1), {
+        failed: 1,
+      });
+      assert.deepEqual(conflicted.conflicts, [idOf(2)]);
+      assert.equal(conflicted.done, false, "a conflict is retried before the batch is done");
+      assert.equal((await shared.runProgress(run.runId)).batchesDone, 0);
+
+      const retried = await shared.replaceLeased(
+        RESOURCE,
+        lease,
+        [{ ...(writes[2] as (typeof writes)[number]), expectedVersion: 1 }],
+        { failed: 1 },
+      );
+      assert.equal(retried.done, true);
+      const progress = await shared.runProgress(run.runId);
+      assert.equal(progress.batchesDone, 1);
+      assert.equal(progress.recordsRewrapped, 3);
+      assert.equal(progress.conflictsRetried, 1);
+      assert.equal(progress.failed, 1, "failures counted once, when the batch is done");
+      await assert.rejects(shared.complete(lease, 0), /lost its lease/, "done is final");
+    } finally {
+      await codec.close();
+      await repository.close();
+    }
+  });
+
   test("SQLite refuses --shared: exit 2 with one line naming it", async () => {
     const store = `sqlite://${join(directory.path, "store.db")}`;
     await (await openRepository(store)).close();
