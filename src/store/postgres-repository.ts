@@ -352,6 +352,11 @@ class PostgresRepository implements RecordRepository {
     replaceLeased: (resource, lease, replacements, finish) =>
       this.#replaceLeased(resource, lease, replacements, finish),
     complete: (lease, failed) => this.#complete(lease, failed),
+    release: async (lease) => {
+      await this.#transaction((client) =>
+        fence(client, lease, "expires_at = clock_timestamp() - interval '1 millisecond'", []),
+      );
+    },
     runProgress: (runId) => this.#runProgress(runId),
     finishRun: async (runId) => {
       await this.#query(

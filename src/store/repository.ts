@@ -218,6 +218,12 @@ export interface SharedRewrapStore {
   ): Promise<ReplaceOutcome & { readonly done: boolean }>;
   /** Marks the leased batch done, with `failed` records that could not be opened. */
   complete(lease: RewrapLease, failed: number): Promise<void>;
+  /**
+   * Gives a leased batch back unfinished (the worker is stopping): another worker can take it
+   * over at once instead of when the lease would expire. `STORE_CONFLICT` when the lease is
+   * no longer the worker's.
+   */
+  release(lease: RewrapLease): Promise<void>;
   /** The run's progress over every worker. */
   runProgress(runId: string): Promise<RewrapRunProgress>;
   /** Marks the run finished once every batch is done; later workers then plan a new run. */

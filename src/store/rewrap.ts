@@ -583,17 +583,21 @@ class ResourceRewrap {
   ): Promise<void> {
     const { signal } = this.#options;
     const summary = this.#summary.shared as SharedRunSummary;
-    // Waiting for batches others hold: often enough to take a dead worker's over soon after
-    // its lease expires, rarely enough not to load the store.
-    const pollMs = Math.max(50, Math.min(1_000, shared.leaseMs / 4));
+    // Waiting for batches others hold: about as long as a batch takes, since that is when the
+    // last ones are done (a fixed second left the first worker to finish idle for most of it
+    // at the end of every run), and never so rarely that a dead worker's batch waits long
+    // after its lease expires.
+    let batchMs = 100;
     while (!signal?.aborted) {
       const lease = await shared.store.claim(run.runId, workerId, shared.leaseMs);
       if (lease === undefined) {
         const current = await show();
         if (current.batchesDone >= current.batches) return;
+        const pollMs = Math.max(20, Math.min(1_000, shared.leaseMs / 4, batchMs));
         await delay(pollMs, undefined, { signal }).catch(() => undefined);
         continue;
       }
+      const started = Date.now();
       summary.batchesLeased++;
       if (lease.takenOver) summary.leasesTakenOver++;
       const lane: LeasedLane = {
@@ -617,9 +621,16 @@ class ResourceRewrap {
       } catch (error) {
         // Lost to another worker after our lease expired: what we wrote before stands (those
         // records are current, so the new holder skips them), the rest is the new holder's.
-        if (!(error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT")) throw error;
-        summary.leasesLost++;
+        if (error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT") {
+          summary.leasesLost++;
+        } else {
+          // This run is over for this worker: another takes the batch over now rather than
+          // when the lease would have expired.
+          await shared.store.release(lease).catch(() => undefined);
+          throw error;
+        }
       }
+      batchMs = Date.now() - started;
       await showBetweenBatches();
     }
   }

@@ -20,7 +20,7 @@ import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { RecordRepository, RewrapTarget } from "../../src/store/repository.js";
 import { type RewrapSummary, rewrap } from "../../src/store/rewrap.js";
-import { runCli, temporaryDirectory } from "../support/daemon-process.js";
+import { runCli, startCli, temporaryDirectory } from "../support/daemon-process.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 const RESOURCE = "credentials";
@@ -359,6 +359,90 @@ describe("shared rewrap on PostgreSQL", () => {
       await codec.close();
       await repository.close();
     }
+  });
+
+  test("a worker stopped by SIGTERM finishes its batch in flight and holds no lease", async () => {
+    const records = 6_000;
+    const { url, config } = await rotatedStore(records);
+    const cli = startCli([
+      ...["rewrap", "--shared", "--json", "--store", url, "--fields", fieldMapPath()],
+      ...["--encryption-config", config, "--batch-size", "50", "--lease", "60s"],
+      ...["--worker-id", "stopped"],
+    ]);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      // Stopped once it has finished some batches, while it is working through the rest.
+      for (;;) {
+        const { rows } = await client
+          .query<{ done: number }>(
+            "SELECT count(*)::int AS done FROM kmse_rewrap_leases WHERE done_at IS NOT NULL",
+          )
+          .catch(() => ({ rows: [{ done: 0 }] }));
+        if ((rows[0]?.done ?? 0) >= 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      cli.child.kill("SIGTERM");
+      assert.equal(await cli.exited, 1, cli.stderr());
+      const stopped = JSON.parse(cli.stdout()) as RewrapSummary;
+      assert.equal(stopped.interrupted, true);
+      assert.match(cli.stderr(), /rewrap was interrupted; run it again to continue/);
+      const { rows } = await client.query<{ held: number }>(
+        "SELECT count(*)::int AS held FROM kmse_rewrap_leases WHERE done_at IS NULL AND expires_at > clock_timestamp()",
+      );
+      assert.equal(rows[0]?.held, 0, "every batch it leased is done: none waits for its lease");
+    } finally {
+      await client.end();
+    }
+    // A 60 s lease left behind would hold the run up for a minute.
+    const started = Date.now();
+    const summary = (await worker(url, config, "next", 60_000)).resources[0];
+    assert.equal(summary?.shared?.leasesTakenOver, 0);
+    assert.equal(summary?.shared?.run.recordsRewrapped, records);
+    assert.ok(Date.now() - started < 20_000);
+    assertAllRewrappedOnce(await versions(url), records);
+  });
+
+  test("a worker that fails gives its batch back, so another takes it over at once", async () => {
+    const { url, config } = await rotatedStore(300);
+    const repository = await openRepository(url);
+    const layer = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: config,
+    });
+    let seals = 0;
+    const failing = new Proxy(layer, {
+      get(target, property, receiver) {
+        if (property === "seal")
+          return (...args: Parameters<FieldCodec["seal"]>) =>
+            ++seals === 1
+              ? layer.seal(...args)
+              : Promise.reject(new KmsEnvelopeError("KMS_PLUGIN_FAILED", "the plugin is down"));
+        // The layer's methods read its private fields, so they run on the layer, not the proxy.
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    try {
+      await assert.rejects(
+        rewrap({
+          repository,
+          codec: failing,
+          batchSize: 100,
+          shared: { workerId: "failing", leaseMs: 60_000 },
+        }),
+        (error: unknown) => error instanceof KmsEnvelopeError && error.code === "KMS_PLUGIN_FAILED",
+      );
+    } finally {
+      await layer.close();
+      await repository.close();
+    }
+    const started = Date.now();
+    const summary = (await worker(url, config, "next", 60_000, 100)).resources[0];
+    assert.equal(summary?.shared?.leasesTakenOver, 1, "the failed worker's batch, given back");
+    assert.equal(summary?.recordsRewrapped, 200);
+    assert.ok(Date.now() - started < 20_000);
+    assertAllRewrappedOnce(await versions(url), 300);
   });
 
   test("SQLite refuses --shared: exit 2 with one line naming it", async () => {
