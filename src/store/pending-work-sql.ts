@@ -77,11 +77,14 @@ function staleStamp(dialect: Dialect, target: RewrapTarget, parameters: Paramete
  */
 function plaintextAt(dialect: Dialect, path: string, parameters: Parameters): string {
   const steps = path.split(".");
+  // The stamp is probed first (CASE keeps that order): most records have one at every
+  // encrypted path, and the probe is an index lookup where the JSON test parses the document.
+  const stamped = `EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}`)}`;
   const type =
     dialect === "sqlite"
       ? `json_type(r.document, ${parameters.add(`$${steps.map((step) => `."${step}"`).join("")}`)})`
       : `jsonb_typeof(r.document::jsonb #> ${parameters.add(steps)}::text[])`;
-  return `(coalesce(${type}, 'null') <> 'null' AND NOT EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}`)})`;
+  return `(CASE WHEN ${stamped} THEN FALSE ELSE coalesce(${type}, 'null') <> 'null' END)`;
 }
 
 /** A query and its parameters. */

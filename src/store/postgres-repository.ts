@@ -41,8 +41,11 @@ import type {
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
 
-// Rows written between two refreshes of the planner's statistics by rewrap's queries.
-const ANALYZE_EVERY = 5_000;
+// Rows written before rewrap's queries first refresh the planner's statistics; the interval then
+// doubles up to the last, so estimates stay within about 2x of the tables without an ANALYZE
+// (tens of ms) every few batches.
+const ANALYZE_FIRST = 5_000;
+const ANALYZE_LAST = 80_000;
 
 const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
 const RECORD_COLUMNS_OF_R = RECORD_COLUMNS.split(", ")
@@ -113,6 +116,7 @@ class PostgresRepository implements RecordRepository {
   // Rows this instance wrote since it last refreshed the planner's statistics; starts high so
   // the first rewrap query of an instance refreshes them.
   #writtenSinceAnalyze = Number.POSITIVE_INFINITY;
+  #analyzeAfter = ANALYZE_FIRST;
   #mayAnalyze = true;
 
   constructor(pool: pg.Pool, description: string) {
@@ -539,10 +543,15 @@ class PostgresRepository implements RecordRepository {
    * again, and the queries still run, only with older statistics.
    */
   async #refreshStatistics(): Promise<void> {
-    if (!this.#mayAnalyze || this.#writtenSinceAnalyze < ANALYZE_EVERY) return;
+    if (!this.#mayAnalyze || this.#writtenSinceAnalyze < this.#analyzeAfter) return;
+    if (Number.isFinite(this.#writtenSinceAnalyze))
+      this.#analyzeAfter = Math.min(ANALYZE_LAST, 2 * this.#analyzeAfter);
     this.#writtenSinceAnalyze = 0;
     try {
-      await this.#pool.query("ANALYZE kmse_records, kmse_field_stamps, kmse_lookup_tokens");
+      // Not the documents: no query filters on their statistics, and they are most of the work.
+      await this.#pool.query(
+        "ANALYZE kmse_records (resource, id, subject_id, version), kmse_field_stamps, kmse_lookup_tokens",
+      );
     } catch {
       this.#mayAnalyze = false;
     }
@@ -665,75 +674,85 @@ function classify(error: unknown, description: string): unknown {
 
 /**
  * A batch of replacements as one statement, so a batch is one round trip and one commit. Its
- * parts run on one snapshot and see each other only through RETURNING: stamps and tokens are
- * upserted and the paths a record no longer has deleted, which touch different rows, rather
- * than deleted and inserted again (an insert would not see the delete). $1 resource; $2-$4
- * ids, documents, expected versions; $5-$9 stamps; $10-$12 tokens.
+ * parts run on one snapshot and see each other only through RETURNING, so stamps and tokens are
+ * upserted, and deleted only at the paths a record no longer has, rather than all deleted and
+ * inserted again (an insert would not see the delete): each part touches rows no other does. $1 resource; $2-$4 ids,
+ * documents, expected versions; $5-$9 stamps; $10-$12 tokens.
+ *
+ * Under a lease, the lease row is locked first and the records are written only while the lease
+ * is still the worker's (same generation, not expired, batch not done); it stays locked to the
+ * commit, so no claim takes the batch over meanwhile. The lease is extended and credited, and
+ * with $18 marked done when every replacement was written. $13-$17 the lease (run, batch,
+ * worker, generation, ms), $18 finish, $19 records that failed to open.
  */
-function replaceStatement(fence: string, gate: string, tail: string, result: string): string {
-  return `WITH ${fence}
-  -- Locking the rows in key order before any is updated means two batch writers (two
-  -- rewraps) queue behind each other instead of deadlocking.
-  locked AS (SELECT id FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE),
-  -- The version check is re-evaluated against a row another transaction changed meanwhile,
-  -- so a stale replacement updates nothing and becomes a conflict. id = ANY keeps the records
-  -- an index scan: joined to unnest() alone, the planner hashed a scan of the whole table.
-  written AS (
-    UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
-    FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
-    WHERE r.resource = $1 AND r.id = ANY($2::text[]) AND r.id = u.id AND r.version = u.version
-      AND (SELECT count(*) FROM locked) >= 0${gate}
-    RETURNING r.id, r.version),
-  stamps AS (
-    SELECT n.* FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) AS n(record_id, path, route, provider, key_id)
-    WHERE n.record_id IN (SELECT id FROM written)),
-  old_stamps AS (
-    DELETE FROM kmse_field_stamps AS s WHERE s.resource = $1 AND s.record_id IN (SELECT id FROM written)
-      AND (s.record_id, s.path) NOT IN (SELECT record_id, path FROM stamps)),
-  new_stamps AS (
-    INSERT INTO kmse_field_stamps (resource, record_id, path, route, provider, key_id)
-    SELECT $1, record_id, path, route, provider, key_id FROM stamps
-    ON CONFLICT (resource, record_id, path) DO UPDATE SET route = excluded.route, provider = excluded.provider, key_id = excluded.key_id),
-  tokens AS (
-    SELECT n.* FROM unnest($10::text[], $11::text[], $12::text[]) AS n(record_id, path, token)
-    WHERE n.record_id IN (SELECT id FROM written)),
-  old_tokens AS (
-    DELETE FROM kmse_lookup_tokens AS t WHERE t.resource = $1 AND t.record_id IN (SELECT id FROM written)
-      AND (t.record_id, t.path) NOT IN (SELECT record_id, path FROM tokens)),
-  new_tokens AS (
-    INSERT INTO kmse_lookup_tokens (resource, record_id, path, token)
-    SELECT $1, record_id, path, token FROM tokens
-    ON CONFLICT (resource, record_id, path) DO UPDATE SET token = excluded.token)${tail}
-  SELECT (SELECT coalesce(json_agg(json_build_array(id, version)), '[]') FROM written) AS written${result}`;
+function replaceStatement(leased: boolean): string {
+  const parts = leased
+    ? [
+        `fence AS (SELECT 1 FROM kmse_rewrap_leases WHERE run_id = $13 AND batch = $14 AND worker_id = $15
+           AND generation = $16 AND done_at IS NULL AND expires_at > clock_timestamp() FOR UPDATE)`,
+      ]
+    : [
+        // Locking the rows in key order before any is updated means two batch writers queue
+        // behind each other instead of deadlocking. A lease's ids are no other worker's, so a
+        // leased write skips it (locking is a write per row); a deadlock with an application's
+        // write is still detected, and the statement run again.
+        "locked AS (SELECT id FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE)",
+      ];
+  parts.push(
+    // The version check is re-evaluated against a row another transaction changed meanwhile,
+    // so a stale replacement updates nothing and becomes a conflict. id = ANY keeps the records
+    // an index scan: joined to unnest() alone, the planner hashed a scan of the whole table.
+    `written AS (
+       UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
+       FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
+       WHERE r.resource = $1 AND r.id = ANY($2::text[]) AND r.id = u.id AND r.version = u.version
+         AND ${leased ? "(SELECT count(*) FROM fence) = 1" : "(SELECT count(*) FROM locked) >= 0"}
+       RETURNING r.id, r.version)`,
+    `stamps AS (
+       SELECT n.* FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) AS n(record_id, path, route, provider, key_id)
+       WHERE n.record_id IN (SELECT id FROM written))`,
+    `old_stamps AS (
+       DELETE FROM kmse_field_stamps AS s WHERE s.resource = $1 AND s.record_id IN (SELECT id FROM written)
+         AND (s.record_id, s.path) NOT IN (SELECT record_id, path FROM stamps))`,
+    `new_stamps AS (
+       INSERT INTO kmse_field_stamps (resource, record_id, path, route, provider, key_id)
+       SELECT $1, record_id, path, route, provider, key_id FROM stamps
+       ON CONFLICT (resource, record_id, path) DO UPDATE SET route = excluded.route, provider = excluded.provider, key_id = excluded.key_id)`,
+    `tokens AS (
+       SELECT n.* FROM unnest($10::text[], $11::text[], $12::text[]) AS n(record_id, path, token)
+       WHERE n.record_id IN (SELECT id FROM written))`,
+    `old_tokens AS (
+       DELETE FROM kmse_lookup_tokens AS t WHERE t.resource = $1 AND t.record_id IN (SELECT id FROM written)
+         AND (t.record_id, t.path) NOT IN (SELECT record_id, path FROM tokens))`,
+    `new_tokens AS (
+       INSERT INTO kmse_lookup_tokens (resource, record_id, path, token)
+       SELECT $1, record_id, path, token FROM tokens
+       ON CONFLICT (resource, record_id, path) DO UPDATE SET token = excluded.token)`,
+  );
+  if (leased)
+    parts.push(
+      "finished AS (SELECT $18::boolean AND (SELECT count(*) FROM written) = cardinality($2::text[]) AS done)",
+      `credit AS (
+         UPDATE kmse_rewrap_leases SET expires_at = clock_timestamp() + $17 * interval '1 millisecond',
+           rewrapped = rewrapped + (SELECT count(*) FROM written),
+           fields = fields + (SELECT count(*) FROM stamps),
+           conflicts = conflicts + cardinality($2::text[]) - (SELECT count(*) FROM written),
+           done_at = CASE WHEN (SELECT done FROM finished) THEN clock_timestamp() END,
+           failed = failed + CASE WHEN (SELECT done FROM finished) THEN $19::int ELSE 0 END
+         WHERE run_id = $13 AND batch = $14 AND EXISTS (SELECT 1 FROM fence)
+         RETURNING done_at IS NOT NULL AS done)`,
+    );
+  const written =
+    "(SELECT coalesce(json_agg(json_build_array(id, version)), '[]') FROM written) AS written";
+  return `WITH ${parts.join(",\n")}
+    SELECT ${written}${leased ? ", (SELECT count(*)::int FROM fence) AS fenced, (SELECT done FROM credit) AS done" : ""}`;
 }
 
 /** {@link RecordRepository.replace}. */
-const REPLACE_SQL = replaceStatement("", "", "", "");
+const REPLACE_SQL = replaceStatement(false);
 
-/**
- * {@link SharedRewrapStore.replaceLeased}: the lease row is locked first and the records are
- * written only while the lease is still the worker's (same generation, not expired, batch not
- * done); it stays locked to the commit, so no claim takes the batch over meanwhile. The lease is
- * extended and credited, and with $18 marked done when every replacement was written. $13-$17
- * the lease (run, batch, worker, generation, ms), $18 finish, $19 records that failed to open.
- */
-const LEASED_REPLACE_SQL = replaceStatement(
-  `fence AS (SELECT 1 FROM kmse_rewrap_leases WHERE run_id = $13 AND batch = $14 AND worker_id = $15
-      AND generation = $16 AND done_at IS NULL AND expires_at > clock_timestamp() FOR UPDATE),`,
-  " AND (SELECT count(*) FROM fence) = 1",
-  `,
-  finished AS (SELECT $18::boolean AND (SELECT count(*) FROM written) = cardinality($2::text[]) AS done),
-  credit AS (
-    UPDATE kmse_rewrap_leases SET expires_at = clock_timestamp() + $17 * interval '1 millisecond',
-      rewrapped = rewrapped + (SELECT count(*) FROM written),
-      fields = fields + (SELECT count(*) FROM stamps),
-      conflicts = conflicts + cardinality($2::text[]) - (SELECT count(*) FROM written),
-      done_at = CASE WHEN (SELECT done FROM finished) THEN clock_timestamp() END,
-      failed = failed + CASE WHEN (SELECT done FROM finished) THEN $19::int ELSE 0 END
-    WHERE run_id = $13 AND batch = $14 AND EXISTS (SELECT 1 FROM fence)
-    RETURNING done_at IS NOT NULL AS done)`,
-  ", (SELECT count(*)::int FROM fence) AS fenced, (SELECT done FROM credit) AS done",
-);
+/** {@link SharedRewrapStore.replaceLeased}. */
+const LEASED_REPLACE_SQL = replaceStatement(true);
 
 interface WriteRow {
   written: [string, number][];
