@@ -93,16 +93,29 @@ export interface Query {
   readonly parameters: unknown[];
 }
 
+/** The id range of a page, as conditions on `column`. */
+function range(
+  page: { afterId: string; throughId?: string } | undefined,
+  column: string,
+  parameters: Parameters,
+): string {
+  if (page === undefined) return "";
+  const after = ` AND ${column} > ${parameters.add(page.afterId)}`;
+  return page.throughId === undefined
+    ? after
+    : `${after} AND ${column} <= ${parameters.add(page.throughId)}`;
+}
+
 /**
  * The ids (column `record_id`) of records of `resource` that need rewrap under `target`, after
- * `afterId` in id order, at most `limit`; or, without `page`, how many there are (column
- * `count`).
+ * `afterId` (and up to `throughId` when given) in id order, at most `limit`; or, without `page`,
+ * how many there are (column `count`).
  */
 export function recordsNotUnderQuery(
   dialect: Dialect,
   resource: string,
   target: RewrapTarget,
-  page?: { afterId: string; limit: number },
+  page?: { afterId: string; throughId?: string; limit: number },
 ): Query {
   const parameters = new Parameters(dialect);
   const count = dialect === "sqlite" ? "count(*)" : "count(*)::int";
@@ -113,7 +126,7 @@ export function recordsNotUnderQuery(
       page === undefined
         ? `${count} AS count FROM (SELECT DISTINCT record_id`
         : "SELECT DISTINCT record_id";
-    const where = `WHERE resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND record_id > ${parameters.add(page.afterId)}`} AND ${staleStamp(dialect, target, parameters)}`;
+    const where = `WHERE resource = ${parameters.add(resource)}${range(page, "record_id", parameters)} AND ${staleStamp(dialect, target, parameters)}`;
     return {
       sql:
         page === undefined
@@ -122,7 +135,7 @@ export function recordsNotUnderQuery(
       parameters: parameters.values,
     };
   }
-  const head = `FROM kmse_records r WHERE r.resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND r.id > ${parameters.add(page.afterId)}`}`;
+  const head = `FROM kmse_records r WHERE r.resource = ${parameters.add(resource)}${range(page, "r.id", parameters)}`;
   const stale = `EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps WHERE kmse_field_stamps.resource = r.resource AND kmse_field_stamps.record_id = r.id AND ${staleStamp(dialect, target, parameters)}`)}`;
   const clear = plaintext.map((path) => plaintextAt(dialect, path, parameters));
   const condition = `(${[stale, ...clear].join(" OR ")})`;

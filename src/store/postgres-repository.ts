@@ -51,6 +51,10 @@ const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, 
 const RECORD_COLUMNS_OF_R = RECORD_COLUMNS.split(", ")
   .map((column) => `r.${column}`)
   .join(", ");
+// The stamps of record `r` as a column of FieldStamp objects, so a record and its stamps are
+// read by one statement (one snapshot, one round trip).
+const STAMPS_OF_R = `(SELECT coalesce(json_agg(json_build_object('path', s.path, 'route', s.route, 'provider', s.provider, 'keyId', s.key_id) ORDER BY s.path), '[]')
+  FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id) AS stamps`;
 // Serialises migrations of instances that start together (any constant shared by all of them).
 const MIGRATION_LOCK = 0x6b6d7365;
 // deadlock_detected and serialization_failure: PostgreSQL rolled the transaction back and asks
@@ -203,9 +207,7 @@ class PostgresRepository implements RecordRepository {
     // One statement, so records and stamps come from one snapshot even while rewrap writes,
     // in one round trip instead of a transaction's four.
     const { rows } = await this.#query<RawRecordRow & { stamps: FieldStamp[] }>(
-      `SELECT ${RECORD_COLUMNS_OF_R}, (SELECT coalesce(json_agg(json_build_object('path', s.path, 'route', s.route, 'provider', s.provider, 'keyId', s.key_id) ORDER BY s.path), '[]')
-         FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id) AS stamps
-       FROM kmse_records r WHERE r.resource = $1 AND r.id = ANY($2::text[])`,
+      `SELECT ${RECORD_COLUMNS_OF_R}, ${STAMPS_OF_R} FROM kmse_records r WHERE r.resource = $1 AND r.id = ANY($2::text[])`,
       [resource, ids],
     );
     return rows.map((row) => toStoredRecord(recordRow(row), row.stamps));
@@ -355,10 +357,12 @@ class PostgresRepository implements RecordRepository {
     claim: (runId, workerId, leaseMs) => this.#claim(runId, workerId, leaseMs),
     replaceLeased: (resource, lease, replacements, finish) =>
       this.#replaceLeased(resource, lease, replacements, finish),
+    readLeased: (resource, target, lease, afterId, limit) =>
+      this.#readLeased(resource, target, lease, afterId, limit),
     complete: (lease, failed) => this.#complete(lease, failed),
     release: async (lease) => {
       await this.#transaction((client) =>
-        fence(client, lease, "expires_at = clock_timestamp() - interval '1 millisecond'", []),
+        fence(client, lease, "worker_id = NULL, expires_at = NULL", []),
       );
     },
     runProgress: (runId) => this.#runProgress(runId),
@@ -419,49 +423,58 @@ class PostgresRepository implements RecordRepository {
   }
 
   async #claim(runId: string, workerId: string, leaseMs: number): Promise<RewrapLease | undefined> {
-    // SKIP LOCKED: workers claiming together each get a different batch instead of queueing on
-    // the first; a lease a worker is committing under (row locked) is not taken over meanwhile.
-    const { rows } = await this.#query<LeaseRow & { previous: string | null }>(
-      `UPDATE kmse_rewrap_leases AS l SET worker_id = $2, generation = l.generation + 1,
-         expires_at = clock_timestamp() + $3 * interval '1 millisecond'
-       FROM (SELECT run_id, batch, worker_id AS previous FROM kmse_rewrap_leases
-             WHERE run_id = $1 AND done_at IS NULL AND (expires_at IS NULL OR expires_at <= clock_timestamp())
-             ORDER BY batch LIMIT 1 FOR UPDATE SKIP LOCKED) AS c
-       WHERE l.run_id = c.run_id AND l.batch = c.batch
-       RETURNING l.batch, l.after_id, l.last_id, l.generation, c.previous`,
-      [runId, workerId, leaseMs],
-    );
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    return {
+    const { rows } = await this.#query<ClaimRow>(claimSql("$1", "$2", "$3", ""), [
       runId,
-      batch: row.batch,
-      afterId: row.after_id,
-      lastId: row.last_id,
       workerId,
-      generation: row.generation,
       leaseMs,
-      takenOver: row.previous !== null,
-    };
+    ]);
+    return leaseOf(rows[0], runId, workerId, leaseMs);
   }
 
   async #replaceLeased(
     resource: string,
     lease: RewrapLease,
     replacements: readonly RecordReplacement[],
-    finish?: { failed: number },
-  ): Promise<ReplaceOutcome & { done: boolean }> {
+    finish?: { failed: number; claimNext?: boolean },
+  ): Promise<ReplaceOutcome & { done: boolean; next: RewrapLease | undefined }> {
     for (const replacement of replacements)
       checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     this.#writtenSinceAnalyze += replacements.length;
     const { rows } = await this.#retried<WriteRow>(LEASED_REPLACE_SQL, [
       ...replaceParameters(resource, replacements),
       ...[lease.runId, lease.batch, lease.workerId, lease.generation, lease.leaseMs],
-      ...[finish !== undefined, finish?.failed ?? 0],
+      ...[finish !== undefined, finish?.failed ?? 0, finish?.claimNext === true],
     ]);
     const row = rows[0] as WriteRow;
     if (row.fenced === 0) throw leaseLost(lease);
-    return { ...outcomeOf(replacements, row), done: row.done === true };
+    return {
+      ...outcomeOf(replacements, row),
+      done: row.done === true,
+      next: leaseOf(row.next ?? undefined, lease.runId, lease.workerId, lease.leaseMs),
+    };
+  }
+
+  async #readLeased(
+    resource: string,
+    target: RewrapTarget,
+    lease: RewrapLease,
+    afterId: string,
+    limit: number,
+  ): Promise<StoredRecord[]> {
+    const listing = recordsNotUnderQuery("postgres", resource, target, {
+      afterId,
+      throughId: lease.lastId,
+      limit,
+    });
+    // Listed and read on one snapshot, so every listed record is there to read.
+    const { rows } = await this.#pendingWorkQuery<RawRecordRow & { stamps: FieldStamp[] }>(
+      `WITH listed AS (${listing.sql})
+       SELECT ${RECORD_COLUMNS_OF_R}, ${STAMPS_OF_R}
+       FROM listed l JOIN kmse_records r ON r.resource = $${listing.parameters.length + 1} AND r.id = l.record_id
+       ORDER BY r.id`,
+      [...listing.parameters, resource],
+    );
+    return rows.map((row) => toStoredRecord(recordRow(row), row.stamps));
   }
 
   async #complete(lease: RewrapLease, failed: number): Promise<void> {
@@ -731,7 +744,8 @@ function replaceStatement(leased: boolean): string {
   );
   if (leased)
     parts.push(
-      "finished AS (SELECT $18::boolean AND (SELECT count(*) FROM written) = cardinality($2::text[]) AS done)",
+      `finished AS (SELECT $18::boolean AND EXISTS (SELECT 1 FROM fence)
+         AND (SELECT count(*) FROM written) = cardinality($2::text[]) AS done)`,
       `credit AS (
          UPDATE kmse_rewrap_leases SET expires_at = clock_timestamp() + $17 * interval '1 millisecond',
            rewrapped = rewrapped + (SELECT count(*) FROM written),
@@ -741,11 +755,13 @@ function replaceStatement(leased: boolean): string {
            failed = failed + CASE WHEN (SELECT done FROM finished) THEN $19::int ELSE 0 END
          WHERE run_id = $13 AND batch = $14 AND EXISTS (SELECT 1 FROM fence)
          RETURNING done_at IS NOT NULL AS done)`,
+      // With $20, a batch done also claims the worker's next (see claim), in the same commit.
+      `next AS (${claimSql("$13", "$15", "$17", "AND batch <> $14 AND $20::boolean AND (SELECT done FROM finished)")})`,
     );
   const written =
     "(SELECT coalesce(json_agg(json_build_array(id, version)), '[]') FROM written) AS written";
   return `WITH ${parts.join(",\n")}
-    SELECT ${written}${leased ? ", (SELECT count(*)::int FROM fence) AS fenced, (SELECT done FROM credit) AS done" : ""}`;
+    SELECT ${written}${leased ? ", (SELECT count(*)::int FROM fence) AS fenced, (SELECT done FROM credit) AS done, (SELECT row_to_json(next) FROM next) AS next" : ""}`;
 }
 
 /** {@link RecordRepository.replace}. */
@@ -758,6 +774,44 @@ interface WriteRow {
   written: [string, number][];
   fenced?: number;
   done?: boolean | null;
+  next?: ClaimRow | null;
+}
+
+// SKIP LOCKED: workers claiming together each get a different batch instead of queueing on the
+// first; a lease a worker is committing under (row locked) is not taken over meanwhile. A batch
+// given back (release) has no worker, so its next holder does not count it as taken over.
+// `condition` narrows the batches claimed.
+function claimSql(run: string, worker: string, ms: string, condition: string): string {
+  return `UPDATE kmse_rewrap_leases AS l SET worker_id = ${worker}, generation = l.generation + 1,
+      expires_at = clock_timestamp() + ${ms} * interval '1 millisecond'
+    FROM (SELECT run_id, batch, worker_id AS previous FROM kmse_rewrap_leases
+          WHERE run_id = ${run} ${condition} AND done_at IS NULL AND (expires_at IS NULL OR expires_at <= clock_timestamp())
+          ORDER BY batch LIMIT 1 FOR UPDATE SKIP LOCKED) AS c
+    WHERE l.run_id = c.run_id AND l.batch = c.batch
+    RETURNING l.batch, l.after_id, l.last_id, l.generation, c.previous`;
+}
+
+interface ClaimRow extends LeaseRow {
+  previous: string | null;
+}
+
+function leaseOf(
+  row: ClaimRow | undefined,
+  runId: string,
+  workerId: string,
+  leaseMs: number,
+): RewrapLease | undefined {
+  if (row === undefined) return undefined;
+  return {
+    runId,
+    batch: row.batch,
+    afterId: row.after_id,
+    lastId: row.last_id,
+    workerId,
+    generation: row.generation,
+    leaseMs,
+    takenOver: row.previous !== null,
+  };
 }
 
 function replaceParameters(

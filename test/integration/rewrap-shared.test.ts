@@ -18,7 +18,7 @@ import type { FieldCodec } from "../../src/fields/field-codec.js";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { openRepository } from "../../src/store/open-repository.js";
-import type { RecordRepository, RewrapTarget } from "../../src/store/repository.js";
+import type { RecordRepository, RewrapLease, RewrapTarget } from "../../src/store/repository.js";
 import { type RewrapSummary, rewrap } from "../../src/store/rewrap.js";
 import { runCli, startCli, temporaryDirectory } from "../support/daemon-process.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
@@ -361,6 +361,61 @@ describe("shared rewrap on PostgreSQL", () => {
     }
   });
 
+  test("a batch's last write can claim the worker's next batch in the same commit", async () => {
+    const store = await rotatedStore(4);
+    const repository = await openRepository(store.url);
+    const codec = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: store.config,
+    });
+    try {
+      const shared = repository.sharedRewrap;
+      assert.ok(shared !== undefined);
+      const target = {
+        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
+      };
+      const run = await shared.openRun(RESOURCE, target, 2);
+      assert.equal(run.batches, 2);
+      const resealed = async (lease: RewrapLease) => {
+        const rows = await shared.readLeased(RESOURCE, target, lease, lease.afterId, 2);
+        const opened = await codec.open(
+          RESOURCE,
+          rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
+        );
+        const sealed = await codec.seal(
+          RESOURCE,
+          opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
+        );
+        return sealed.map((entry) => ({ ...entry, expectedVersion: 1 }));
+      };
+      const first = await shared.claim(run.runId, "one", 30_000);
+      assert.ok(first !== undefined);
+      const outcome = await shared.replaceLeased(RESOURCE, first, await resealed(first), {
+        failed: 0,
+        claimNext: true,
+      });
+      assert.equal(outcome.done, true);
+      assert.equal(outcome.next?.batch, 1, "the next batch, claimed with the write");
+      assert.equal(outcome.next?.generation, 1);
+      assert.equal(outcome.next?.takenOver, false);
+      assert.equal(await shared.claim(run.runId, "two", 30_000), undefined, "none left free");
+      const last = await shared.replaceLeased(
+        RESOURCE,
+        outcome.next as RewrapLease,
+        await resealed(outcome.next as RewrapLease),
+        { failed: 0, claimNext: true },
+      );
+      assert.equal(last.done, true);
+      assert.equal(last.next, undefined, "nothing left to claim");
+      const progress = await shared.runProgress(run.runId);
+      assert.equal(progress.batchesDone, 2);
+      assert.equal(progress.recordsRewrapped, 4);
+    } finally {
+      await codec.close();
+      await repository.close();
+    }
+  });
+
   test("a worker stopped by SIGTERM finishes its batch in flight and holds no lease", async () => {
     const records = 6_000;
     const { url, config } = await rotatedStore(records);
@@ -439,7 +494,9 @@ describe("shared rewrap on PostgreSQL", () => {
     }
     const started = Date.now();
     const summary = (await worker(url, config, "next", 60_000, 100)).resources[0];
-    assert.equal(summary?.shared?.leasesTakenOver, 1, "the failed worker's batch, given back");
+    // Given back as never claimed: not waited for, and not counted as taken over.
+    assert.equal(summary?.shared?.leasesTakenOver, 0);
+    assert.equal(summary?.shared?.batchesLeased, 2);
     assert.equal(summary?.recordsRewrapped, 200);
     assert.ok(Date.now() - started < 20_000);
     assertAllRewrappedOnce(await versions(url), 300);
