@@ -416,47 +416,48 @@ describe("shared rewrap on PostgreSQL", () => {
     }
   });
 
-  test("a worker stopped by SIGTERM finishes its batch in flight and holds no lease", async () => {
-    const records = 6_000;
-    const { url, config } = await rotatedStore(records);
-    const cli = startCli([
-      ...["rewrap", "--shared", "--json", "--store", url, "--fields", fieldMapPath()],
-      ...["--encryption-config", config, "--batch-size", "50", "--lease", "60s"],
-      ...["--worker-id", "stopped"],
-    ]);
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      // Stopped once it has finished some batches, while it is working through the rest.
-      for (;;) {
-        const { rows } = await client
-          .query<{ done: number }>(
-            "SELECT count(*)::int AS done FROM kmse_rewrap_leases WHERE done_at IS NOT NULL",
-          )
-          .catch(() => ({ rows: [{ done: 0 }] }));
-        if ((rows[0]?.done ?? 0) >= 2) break;
-        await new Promise((resolve) => setTimeout(resolve, 10));
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    test(`a worker stopped by ${signal} finishes its batch in flight and holds no lease`, async () => {
+      const records = 6_000;
+      const { url, config } = await rotatedStore(records);
+      const cli = startCli([
+        ...["rewrap", "--shared", "--json", "--store", url, "--fields", fieldMapPath()],
+        ...["--encryption-config", config, "--batch-size", "50", "--lease", "60s"],
+        ...["--worker-id", "stopped"],
+      ]);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        // Stopped once it has finished some batches, while it is working through the rest.
+        for (;;) {
+          const { rows } = await client
+            .query<{ done: number }>(
+              "SELECT count(*)::int AS done FROM kmse_rewrap_leases WHERE done_at IS NOT NULL",
+            )
+            .catch(() => ({ rows: [{ done: 0 }] }));
+          if ((rows[0]?.done ?? 0) >= 2) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        cli.child.kill(signal);
+        assert.equal(await cli.exited, 1, cli.stderr());
+        const stopped = JSON.parse(cli.stdout()) as RewrapSummary;
+        assert.equal(stopped.interrupted, true);
+        assert.match(cli.stderr(), /rewrap was interrupted; run it again to continue/);
+        const { rows } = await client.query<{ held: number }>(
+          "SELECT count(*)::int AS held FROM kmse_rewrap_leases WHERE done_at IS NULL AND expires_at > clock_timestamp()",
+        );
+        assert.equal(rows[0]?.held, 0, "every batch it leased is done: none waits for its lease");
+      } finally {
+        await client.end();
       }
-      cli.child.kill("SIGTERM");
-      assert.equal(await cli.exited, 1, cli.stderr());
-      const stopped = JSON.parse(cli.stdout()) as RewrapSummary;
-      assert.equal(stopped.interrupted, true);
-      assert.match(cli.stderr(), /rewrap was interrupted; run it again to continue/);
-      const { rows } = await client.query<{ held: number }>(
-        "SELECT count(*)::int AS held FROM kmse_rewrap_leases WHERE done_at IS NULL AND expires_at > clock_timestamp()",
-      );
-      assert.equal(rows[0]?.held, 0, "every batch it leased is done: none waits for its lease");
-    } finally {
-      await client.end();
-    }
-    // A 60 s lease left behind would hold the run up for a minute.
-    const started = Date.now();
-    const summary = (await worker(url, config, "next", 60_000)).resources[0];
-    assert.equal(summary?.shared?.leasesTakenOver, 0);
-    assert.equal(summary?.shared?.run.recordsRewrapped, records);
-    assert.ok(Date.now() - started < 20_000);
-    assertAllRewrappedOnce(await versions(url), records);
-  });
+      // A 60 s lease left behind would hold the run up for a minute.
+      const started = Date.now();
+      const summary = (await worker(url, config, "next", 60_000)).resources[0];
+      assert.equal(summary?.shared?.leasesTakenOver, 0);
+      assert.equal(summary?.shared?.run.recordsRewrapped, records);
+      assert.ok(Date.now() - started < 20_000);
+      assertAllRewrappedOnce(await versions(url), records);
+    });
 
   test("a worker that fails gives its batch back, so another takes it over at once", async () => {
     const { url, config } = await rotatedStore(300);
