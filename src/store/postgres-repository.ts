@@ -1,8 +1,9 @@
 /**
  * The backend for several instances: a PostgreSQL database reached by connection string (see
- * postgres-connection.ts for the TLS policy). Batches are written with one statement per table
- * through unnest(), inside transactions that the optimistic version check makes safe to run
- * beside the application.
+ * postgres-connection.ts for the TLS policy). Inserts go as one statement per table through
+ * unnest(); a batch of replacements (and, under a rewrap lease, the lease's bookkeeping) is one
+ * statement, so one round trip and one commit, which the optimistic version check makes safe to
+ * run beside the application.
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
