@@ -77,11 +77,14 @@ function staleStamp(dialect: Dialect, target: RewrapTarget, parameters: Paramete
  */
 function plaintextAt(dialect: Dialect, path: string, parameters: Parameters): string {
   const steps = path.split(".");
+  // The stamp is probed first (CASE keeps that order): most records have one at every
+  // encrypted path, and the probe is an index lookup where the JSON test parses the document.
+  const stamped = `EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}`)}`;
   const type =
     dialect === "sqlite"
       ? `json_type(r.document, ${parameters.add(`$${steps.map((step) => `."${step}"`).join("")}`)})`
       : `jsonb_typeof(r.document::jsonb #> ${parameters.add(steps)}::text[])`;
-  return `(coalesce(${type}, 'null') <> 'null' AND NOT EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id AND s.path = ${parameters.add(path)}`)})`;
+  return `(CASE WHEN ${stamped} THEN FALSE ELSE coalesce(${type}, 'null') <> 'null' END)`;
 }
 
 /** A query and its parameters. */
@@ -90,16 +93,29 @@ export interface Query {
   readonly parameters: unknown[];
 }
 
+/** The id range of a page, as conditions on `column`. */
+function range(
+  page: { afterId: string; throughId?: string } | undefined,
+  column: string,
+  parameters: Parameters,
+): string {
+  if (page === undefined) return "";
+  const after = ` AND ${column} > ${parameters.add(page.afterId)}`;
+  return page.throughId === undefined
+    ? after
+    : `${after} AND ${column} <= ${parameters.add(page.throughId)}`;
+}
+
 /**
  * The ids (column `record_id`) of records of `resource` that need rewrap under `target`, after
- * `afterId` in id order, at most `limit`; or, without `page`, how many there are (column
- * `count`).
+ * `afterId` (and up to `throughId` when given) in id order, at most `limit`; or, without `page`,
+ * how many there are (column `count`).
  */
 export function recordsNotUnderQuery(
   dialect: Dialect,
   resource: string,
   target: RewrapTarget,
-  page?: { afterId: string; limit: number },
+  page?: { afterId: string; throughId?: string; limit: number },
 ): Query {
   const parameters = new Parameters(dialect);
   const count = dialect === "sqlite" ? "count(*)" : "count(*)::int";
@@ -110,7 +126,7 @@ export function recordsNotUnderQuery(
       page === undefined
         ? `${count} AS count FROM (SELECT DISTINCT record_id`
         : "SELECT DISTINCT record_id";
-    const where = `WHERE resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND record_id > ${parameters.add(page.afterId)}`} AND ${staleStamp(dialect, target, parameters)}`;
+    const where = `WHERE resource = ${parameters.add(resource)}${range(page, "record_id", parameters)} AND ${staleStamp(dialect, target, parameters)}`;
     return {
       sql:
         page === undefined
@@ -119,7 +135,7 @@ export function recordsNotUnderQuery(
       parameters: parameters.values,
     };
   }
-  const head = `FROM kmse_records r WHERE r.resource = ${parameters.add(resource)}${page === undefined ? "" : ` AND r.id > ${parameters.add(page.afterId)}`}`;
+  const head = `FROM kmse_records r WHERE r.resource = ${parameters.add(resource)}${range(page, "r.id", parameters)}`;
   const stale = `EXISTS ${probe(dialect, `SELECT 1 FROM kmse_field_stamps WHERE kmse_field_stamps.resource = r.resource AND kmse_field_stamps.record_id = r.id AND ${staleStamp(dialect, target, parameters)}`)}`;
   const clear = plaintext.map((path) => plaintextAt(dialect, path, parameters));
   const condition = `(${[stale, ...clear].join(" OR ")})`;

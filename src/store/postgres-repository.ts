@@ -1,9 +1,11 @@
 /**
  * The backend for several instances: a PostgreSQL database reached by connection string (see
- * postgres-connection.ts for the TLS policy). Batches are written with one statement per table
- * through unnest(), inside transactions that the optimistic version check makes safe to run
- * beside the application.
+ * postgres-connection.ts for the TLS policy). Inserts go as one statement per table through
+ * unnest(); a batch of replacements (and, under a rewrap lease, the lease's bookkeeping) is one
+ * statement, so one round trip and one commit, which the optimistic version check makes safe to
+ * run beside the application.
  */
+import { createHash } from "node:crypto";
 import pg from "pg";
 import { errorMessage, KmsEnvelopeError } from "../errors.js";
 import type { FieldStamp, LookupToken } from "../fields/field-codec.js";
@@ -20,8 +22,6 @@ import {
   documentText,
   inKeyOrder,
   type RecordRow,
-  type StampRow,
-  stampsById,
   toStoredRecord,
 } from "./record-rows.js";
 import type {
@@ -43,10 +43,20 @@ import type {
 } from "./repository.js";
 import { checkSchemaVersion, MIGRATIONS, MIGRATIONS_TABLE, type OpenOptions } from "./schema.js";
 
-// Rows written between two refreshes of the planner's statistics by rewrap's queries.
-const ANALYZE_EVERY = 5_000;
+// Rows written before rewrap's queries first refresh the planner's statistics; the interval then
+// doubles up to the last, so estimates stay within about 2x of the tables without an ANALYZE
+// (tens of ms) every few batches.
+const ANALYZE_FIRST = 5_000;
+const ANALYZE_LAST = 80_000;
 
 const RECORD_COLUMNS = "resource, id, subject_id, workspace, document, version, updated_at";
+const RECORD_COLUMNS_OF_R = RECORD_COLUMNS.split(", ")
+  .map((column) => `r.${column}`)
+  .join(", ");
+// The stamps of record `r` as a column of FieldStamp objects, so a record and its stamps are
+// read by one statement (one snapshot, one round trip).
+const STAMPS_OF_R = `(SELECT coalesce(json_agg(json_build_object('path', s.path, 'route', s.route, 'provider', s.provider, 'keyId', s.key_id) ORDER BY s.path), '[]')
+  FROM kmse_field_stamps s WHERE s.resource = r.resource AND s.record_id = r.id) AS stamps`;
 // Serialises migrations of instances that start together (any constant shared by all of them).
 const MIGRATION_LOCK = 0x6b6d7365;
 // deadlock_detected and serialization_failure: PostgreSQL rolled the transaction back and asks
@@ -112,6 +122,7 @@ class PostgresRepository implements RecordRepository {
   // Rows this instance wrote since it last refreshed the planner's statistics; starts high so
   // the first rewrap query of an instance refreshes them.
   #writtenSinceAnalyze = Number.POSITIVE_INFINITY;
+  #analyzeAfter = ANALYZE_FIRST;
   #mayAnalyze = true;
 
   constructor(pool: pg.Pool, description: string) {
@@ -195,19 +206,13 @@ class PostgresRepository implements RecordRepository {
 
   async getMany(resource: string, ids: readonly string[]): Promise<StoredRecord[]> {
     if (ids.length === 0) return [];
-    // REPEATABLE READ: records and stamps come from one snapshot even while rewrap writes.
-    return this.#transaction(async (client) => {
-      const records = await client.query<RawRecordRow>(
-        `SELECT ${RECORD_COLUMNS} FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[])`,
-        [resource, ids],
-      );
-      const stamps = await client.query<StampRow>(
-        "SELECT record_id, path, route, provider, key_id FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[]) ORDER BY record_id, path",
-        [resource, ids],
-      );
-      const byId = stampsById(stamps.rows);
-      return records.rows.map((row) => toStoredRecord(recordRow(row), byId.get(row.id) ?? []));
-    }, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // One statement, so records and stamps come from one snapshot even while rewrap writes,
+    // in one round trip instead of a transaction's four.
+    const { rows } = await this.#query<RawRecordRow & { stamps: FieldStamp[] }>(
+      `SELECT ${RECORD_COLUMNS_OF_R}, ${STAMPS_OF_R} FROM kmse_records r WHERE r.resource = $1 AND r.id = ANY($2::text[])`,
+      [resource, ids],
+    );
+    return rows.map((row) => toStoredRecord(recordRow(row), row.stamps));
   }
 
   async replace(
@@ -218,7 +223,11 @@ class PostgresRepository implements RecordRepository {
       checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     if (replacements.length === 0) return { written: new Map(), conflicts: [] };
     this.#writtenSinceAnalyze += replacements.length;
-    return this.#transaction((client) => replaceIn(client, resource, replacements));
+    const { rows } = await this.#retried<WriteRow>(
+      REPLACE_SQL,
+      replaceParameters(resource, replacements),
+    );
+    return outcomeOf(replacements, rows[0] as WriteRow);
   }
 
   async delete(key: RecordKey, expectedVersion?: number): Promise<boolean> {
@@ -348,9 +357,16 @@ class PostgresRepository implements RecordRepository {
   readonly sharedRewrap: SharedRewrapStore = {
     openRun: (resource, target, batchSize) => this.#openRun(resource, target, batchSize),
     claim: (runId, workerId, leaseMs) => this.#claim(runId, workerId, leaseMs),
-    replaceLeased: (resource, lease, replacements) =>
-      this.#replaceLeased(resource, lease, replacements),
+    replaceLeased: (resource, lease, replacements, finish) =>
+      this.#replaceLeased(resource, lease, replacements, finish),
+    readLeased: (resource, target, lease, afterId, limit) =>
+      this.#readLeased(resource, target, lease, afterId, limit),
     complete: (lease, failed) => this.#complete(lease, failed),
+    release: async (lease) => {
+      await this.#transaction((client) =>
+        fence(client, lease, "worker_id = NULL, expires_at = NULL", []),
+      );
+    },
     runProgress: (runId) => this.#runProgress(runId),
     finishRun: async (runId) => {
       await this.#query(
@@ -409,57 +425,58 @@ class PostgresRepository implements RecordRepository {
   }
 
   async #claim(runId: string, workerId: string, leaseMs: number): Promise<RewrapLease | undefined> {
-    // SKIP LOCKED: workers claiming together each get a different batch instead of queueing on
-    // the first; a lease a worker is committing under (row locked) is not taken over meanwhile.
-    const { rows } = await this.#query<LeaseRow & { previous: string | null }>(
-      `UPDATE kmse_rewrap_leases AS l SET worker_id = $2, generation = l.generation + 1,
-         expires_at = clock_timestamp() + $3 * interval '1 millisecond'
-       FROM (SELECT run_id, batch, worker_id AS previous FROM kmse_rewrap_leases
-             WHERE run_id = $1 AND done_at IS NULL AND (expires_at IS NULL OR expires_at <= clock_timestamp())
-             ORDER BY batch LIMIT 1 FOR UPDATE SKIP LOCKED) AS c
-       WHERE l.run_id = c.run_id AND l.batch = c.batch
-       RETURNING l.batch, l.after_id, l.last_id, l.generation, c.previous`,
-      [runId, workerId, leaseMs],
-    );
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    return {
+    const { rows } = await this.#query<ClaimRow>(claimSql("$1", "$2", "$3", ""), [
       runId,
-      batch: row.batch,
-      afterId: row.after_id,
-      lastId: row.last_id,
       workerId,
-      generation: row.generation,
       leaseMs,
-      takenOver: row.previous !== null,
-    };
+    ]);
+    return leaseOf(rows[0], runId, workerId, leaseMs);
   }
 
   async #replaceLeased(
     resource: string,
     lease: RewrapLease,
     replacements: readonly RecordReplacement[],
-  ): Promise<ReplaceOutcome> {
+    finish?: { failed: number; claimNext?: boolean },
+  ): Promise<ReplaceOutcome & { done: boolean; next: RewrapLease | undefined }> {
     for (const replacement of replacements)
       checkStamps(replacement.id, replacement.stamps, replacement.tokens);
     this.#writtenSinceAnalyze += replacements.length;
-    return this.#transaction(async (client) => {
-      // The fence first: the lease row stays locked to the commit, so no claim can take the
-      // batch over between this check and the writes.
-      await fence(client, lease, "expires_at = clock_timestamp() + $5 * interval '1 millisecond'", [
-        lease.leaseMs,
-      ]);
-      const outcome = await replaceIn(client, resource, replacements);
-      const fields = replacements
-        .filter((entry) => outcome.written.has(entry.id))
-        .reduce((sum, entry) => sum + entry.stamps.length, 0);
-      await client.query(
-        `UPDATE kmse_rewrap_leases SET rewrapped = rewrapped + $3, fields = fields + $4, conflicts = conflicts + $5
-         WHERE run_id = $1 AND batch = $2`,
-        [lease.runId, lease.batch, outcome.written.size, fields, outcome.conflicts.length],
-      );
-      return outcome;
+    const { rows } = await this.#retried<WriteRow>(LEASED_REPLACE_SQL, [
+      ...replaceParameters(resource, replacements),
+      ...[lease.runId, lease.batch, lease.workerId, lease.generation, lease.leaseMs],
+      ...[finish !== undefined, finish?.failed ?? 0, finish?.claimNext === true],
+    ]);
+    const row = rows[0] as WriteRow;
+    if (row.fenced === 0) throw leaseLost(lease);
+    return {
+      ...outcomeOf(replacements, row),
+      done: row.done === true,
+      next: leaseOf(row.next ?? undefined, lease.runId, lease.workerId, lease.leaseMs),
+    };
+  }
+
+  async #readLeased(
+    resource: string,
+    target: RewrapTarget,
+    lease: RewrapLease,
+    afterId: string,
+    limit: number,
+  ): Promise<StoredRecord[]> {
+    const listing = recordsNotUnderQuery("postgres", resource, target, {
+      afterId,
+      throughId: lease.lastId,
+      limit,
     });
+    // Listed and read on one snapshot, so every listed record is there to read.
+    const { rows } = await this.#pendingWorkQuery<RawRecordRow & { stamps: FieldStamp[] }>(
+      `WITH listed AS (${listing.sql})
+       SELECT ${RECORD_COLUMNS_OF_R}, ${STAMPS_OF_R}
+       FROM listed l JOIN kmse_records r ON r.resource = $${listing.parameters.length + 1} AND r.id = l.record_id
+       ORDER BY r.id`,
+      [...listing.parameters, resource],
+    );
+    return rows.map((row) => toStoredRecord(recordRow(row), row.stamps));
   }
 
   async #complete(lease: RewrapLease, failed: number): Promise<void> {
@@ -508,13 +525,33 @@ class PostgresRepository implements RecordRepository {
     }
   }
 
+  /** A statement that is its own transaction, run again when PostgreSQL asks for that. */
+  async #retried<Row extends pg.QueryResultRow>(
+    sql: string,
+    parameters: unknown[],
+  ): Promise<pg.QueryResult<Row>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#pool.query<Row>(prepared(sql, parameters));
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < TRANSACTION_ATTEMPTS) continue;
+        throw classify(error, this.#description);
+      }
+    }
+  }
+
   /** One of rewrap's queries over stamps, tokens and records, on fresh statistics. */
   async #pendingWorkQuery<Row extends pg.QueryResultRow>(
     sql: string,
     parameters: unknown[],
   ): Promise<pg.QueryResult<Row>> {
     await this.#refreshStatistics();
-    return this.#query<Row>(sql, parameters);
+    try {
+      return await this.#pool.query<Row>(prepared(sql, parameters));
+    } catch (error) {
+      throw classify(error, this.#description);
+    }
   }
 
   /**
@@ -525,10 +562,15 @@ class PostgresRepository implements RecordRepository {
    * again, and the queries still run, only with older statistics.
    */
   async #refreshStatistics(): Promise<void> {
-    if (!this.#mayAnalyze || this.#writtenSinceAnalyze < ANALYZE_EVERY) return;
+    if (!this.#mayAnalyze || this.#writtenSinceAnalyze < this.#analyzeAfter) return;
+    if (Number.isFinite(this.#writtenSinceAnalyze))
+      this.#analyzeAfter = Math.min(ANALYZE_LAST, 2 * this.#analyzeAfter);
     this.#writtenSinceAnalyze = 0;
     try {
-      await this.#pool.query("ANALYZE kmse_records, kmse_field_stamps, kmse_lookup_tokens");
+      // Not the documents: no query filters on their statistics, and they are most of the work.
+      await this.#pool.query(
+        "ANALYZE kmse_records (resource, id, subject_id, version), kmse_field_stamps, kmse_lookup_tokens",
+      );
     } catch {
       this.#mayAnalyze = false;
     }
@@ -575,6 +617,22 @@ interface LeaseRow {
   generation: number;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * A statement run once per batch, as a named prepared statement: each connection parses it
+ * once instead of every batch. PostgreSQL still plans it with the values given (a custom plan)
+ * until a generic plan is estimated as cheap, which it then keeps for the connection.
+ */
+function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `kmse_${createHash("sha256").update(text).digest("hex").slice(0, 32)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
 function runOf(row: RunRow): RewrapRun {
   return {
     runId: String(row.run_id),
@@ -617,11 +675,14 @@ async function fence(
        AND done_at IS NULL AND expires_at > clock_timestamp()`,
     [lease.runId, lease.batch, lease.workerId, lease.generation, ...parameters],
   );
-  if (rowCount === 0)
-    throw new KmsEnvelopeError(
-      "STORE_CONFLICT",
-      `worker ${lease.workerId} lost its lease on batch ${lease.batch} of rewrap run ${lease.runId} (it expired, and another worker may have taken the batch over); its writes for the batch were discarded, so set --lease longer than a batch takes`,
-    );
+  if (rowCount === 0) throw leaseLost(lease);
+}
+
+function leaseLost(lease: RewrapLease): KmsEnvelopeError {
+  return new KmsEnvelopeError(
+    "STORE_CONFLICT",
+    `worker ${lease.workerId} lost its lease on batch ${lease.batch} of rewrap run ${lease.runId} (it expired, and another worker may have taken the batch over); its writes for the batch were discarded, so set --lease longer than a batch takes`,
+  );
 }
 
 /** The schema version a database records; 0 when it has no migrations table (never migrated). */
@@ -646,56 +707,163 @@ function classify(error: unknown, description: string): unknown {
   return unavailable(description, error);
 }
 
-/** Replaces records in the caller's transaction (see {@link RecordRepository.replace}). */
-async function replaceIn(
-  client: pg.PoolClient,
+/**
+ * A batch of replacements as one statement, so a batch is one round trip and one commit. Its
+ * parts run on one snapshot and see each other only through RETURNING, so stamps and tokens are
+ * upserted, and deleted only at the paths a record no longer has, rather than all deleted and
+ * inserted again (an insert would not see the delete): each part touches rows no other does. $1 resource; $2-$4 ids,
+ * documents, expected versions; $5-$9 stamps; $10-$12 tokens.
+ *
+ * Under a lease, the lease row is locked first and the records are written only while the lease
+ * is still the worker's (same generation, not expired, batch not done); it stays locked to the
+ * commit, so no claim takes the batch over meanwhile. The lease is extended and credited, and
+ * with $18 marked done when every replacement was written. $13-$17 the lease (run, batch,
+ * worker, generation, ms), $18 finish, $19 records that failed to open.
+ */
+function replaceStatement(leased: boolean): string {
+  const parts = leased
+    ? [
+        `fence AS (SELECT 1 FROM kmse_rewrap_leases WHERE run_id = $13 AND batch = $14 AND worker_id = $15
+           AND generation = $16 AND done_at IS NULL AND expires_at > clock_timestamp() FOR UPDATE)`,
+      ]
+    : [
+        // Locking the rows in key order before any is updated means two batch writers queue
+        // behind each other instead of deadlocking. A lease's ids are no other worker's, so a
+        // leased write skips it (locking is a write per row); a deadlock with an application's
+        // write is still detected, and the statement run again.
+        "locked AS (SELECT id FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE)",
+      ];
+  parts.push(
+    // The version check is re-evaluated against a row another transaction changed meanwhile,
+    // so a stale replacement updates nothing and becomes a conflict. id = ANY keeps the records
+    // an index scan: joined to unnest() alone, the planner hashed a scan of the whole table.
+    `written AS (
+       UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
+       FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
+       WHERE r.resource = $1 AND r.id = ANY($2::text[]) AND r.id = u.id AND r.version = u.version
+         AND ${leased ? "(SELECT count(*) FROM fence) = 1" : "(SELECT count(*) FROM locked) >= 0"}
+       RETURNING r.id, r.version)`,
+    `stamps AS (
+       SELECT n.* FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) AS n(record_id, path, route, provider, key_id)
+       WHERE n.record_id IN (SELECT id FROM written))`,
+    `old_stamps AS (
+       DELETE FROM kmse_field_stamps AS s WHERE s.resource = $1 AND s.record_id IN (SELECT id FROM written)
+         AND (s.record_id, s.path) NOT IN (SELECT record_id, path FROM stamps))`,
+    `new_stamps AS (
+       INSERT INTO kmse_field_stamps (resource, record_id, path, route, provider, key_id)
+       SELECT $1, record_id, path, route, provider, key_id FROM stamps
+       ON CONFLICT (resource, record_id, path) DO UPDATE SET route = excluded.route, provider = excluded.provider, key_id = excluded.key_id)`,
+    `tokens AS (
+       SELECT n.* FROM unnest($10::text[], $11::text[], $12::text[]) AS n(record_id, path, token)
+       WHERE n.record_id IN (SELECT id FROM written))`,
+    `old_tokens AS (
+       DELETE FROM kmse_lookup_tokens AS t WHERE t.resource = $1 AND t.record_id IN (SELECT id FROM written)
+         AND (t.record_id, t.path) NOT IN (SELECT record_id, path FROM tokens))`,
+    `new_tokens AS (
+       INSERT INTO kmse_lookup_tokens (resource, record_id, path, token)
+       SELECT $1, record_id, path, token FROM tokens
+       ON CONFLICT (resource, record_id, path) DO UPDATE SET token = excluded.token)`,
+  );
+  if (leased)
+    parts.push(
+      `finished AS (SELECT $18::boolean AND EXISTS (SELECT 1 FROM fence)
+         AND (SELECT count(*) FROM written) = cardinality($2::text[]) AS done)`,
+      `credit AS (
+         UPDATE kmse_rewrap_leases SET expires_at = clock_timestamp() + $17 * interval '1 millisecond',
+           rewrapped = rewrapped + (SELECT count(*) FROM written),
+           fields = fields + (SELECT count(*) FROM stamps),
+           conflicts = conflicts + cardinality($2::text[]) - (SELECT count(*) FROM written),
+           done_at = CASE WHEN (SELECT done FROM finished) THEN clock_timestamp() END,
+           failed = failed + CASE WHEN (SELECT done FROM finished) THEN $19::int ELSE 0 END
+         WHERE run_id = $13 AND batch = $14 AND EXISTS (SELECT 1 FROM fence)
+         RETURNING done_at IS NOT NULL AS done)`,
+      // With $20, a batch done also claims the worker's next (see claim), in the same commit.
+      `next AS (${claimSql("$13", "$15", "$17", "AND batch <> $14 AND $20::boolean AND (SELECT done FROM finished)")})`,
+    );
+  const written =
+    "(SELECT coalesce(json_agg(json_build_array(id, version)), '[]') FROM written) AS written";
+  return `WITH ${parts.join(",\n")}
+    SELECT ${written}${leased ? ", (SELECT count(*)::int FROM fence) AS fenced, (SELECT done FROM credit) AS done, (SELECT row_to_json(next) FROM next) AS next" : ""}`;
+}
+
+/** {@link RecordRepository.replace}. */
+const REPLACE_SQL = replaceStatement(false);
+
+/** {@link SharedRewrapStore.replaceLeased}. */
+const LEASED_REPLACE_SQL = replaceStatement(true);
+
+interface WriteRow {
+  written: [string, number][];
+  fenced?: number;
+  done?: boolean | null;
+  next?: ClaimRow | null;
+}
+
+// SKIP LOCKED: workers claiming together each get a different batch instead of queueing on the
+// first; a lease a worker is committing under (row locked) is not taken over meanwhile. A batch
+// given back (release) has no worker, so its next holder does not count it as taken over.
+// `condition` narrows the batches claimed.
+function claimSql(run: string, worker: string, ms: string, condition: string): string {
+  return `UPDATE kmse_rewrap_leases AS l SET worker_id = ${worker}, generation = l.generation + 1,
+      expires_at = clock_timestamp() + ${ms} * interval '1 millisecond'
+    FROM (SELECT run_id, batch, worker_id AS previous FROM kmse_rewrap_leases
+          WHERE run_id = ${run} ${condition} AND done_at IS NULL AND (expires_at IS NULL OR expires_at <= clock_timestamp())
+          ORDER BY batch LIMIT 1 FOR UPDATE SKIP LOCKED) AS c
+    WHERE l.run_id = c.run_id AND l.batch = c.batch
+    RETURNING l.batch, l.after_id, l.last_id, l.generation, c.previous`;
+}
+
+interface ClaimRow extends LeaseRow {
+  previous: string | null;
+}
+
+function leaseOf(
+  row: ClaimRow | undefined,
+  runId: string,
+  workerId: string,
+  leaseMs: number,
+): RewrapLease | undefined {
+  if (row === undefined) return undefined;
+  return {
+    runId,
+    batch: row.batch,
+    afterId: row.after_id,
+    lastId: row.last_id,
+    workerId,
+    generation: row.generation,
+    leaseMs,
+    takenOver: row.previous !== null,
+  };
+}
+
+function replaceParameters(
   resource: string,
   replacements: readonly RecordReplacement[],
-): Promise<ReplaceOutcome> {
-  // Locking the rows in key order first means two batch writers (two rewraps) queue behind
-  // each other instead of deadlocking.
-  await client.query(
-    "SELECT 1 FROM kmse_records WHERE resource = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
-    [resource, replacements.map((entry) => entry.id)],
+): unknown[] {
+  const stamps = replacements.flatMap((entry) =>
+    entry.stamps.map((stamp) => ({ id: entry.id, stamp })),
   );
-  // The version check in WHERE is re-evaluated against a row another transaction changed
-  // meanwhile, so a stale replacement updates nothing and becomes a conflict.
-  const { rows } = await client.query<{ id: string; version: number }>(
-    `UPDATE kmse_records AS r SET document = u.document, version = r.version + 1, updated_at = now()
-       FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, document, version)
-       WHERE r.resource = $1 AND r.id = u.id AND r.version = u.version
-       RETURNING r.id, r.version`,
-    [
-      resource,
-      replacements.map((entry) => entry.id),
-      replacements.map((entry) => documentText(entry.document)),
-      replacements.map((entry) => entry.expectedVersion),
-    ],
+  const tokens = replacements.flatMap((entry) =>
+    (entry.tokens ?? []).map((token) => ({ id: entry.id, token })),
   );
-  const written = new Map(rows.map((row) => [row.id, row.version]));
-  const writtenIds = [...written.keys()];
-  await client.query(
-    "DELETE FROM kmse_field_stamps WHERE resource = $1 AND record_id = ANY($2::text[])",
-    [resource, writtenIds],
-  );
-  await insertStamps(
-    client,
+  return [
     resource,
-    replacements
-      .filter((entry) => written.has(entry.id))
-      .map((entry) => [entry.id, entry.stamps] as const),
-  );
-  await client.query(
-    "DELETE FROM kmse_lookup_tokens WHERE resource = $1 AND record_id = ANY($2::text[])",
-    [resource, writtenIds],
-  );
-  await insertTokens(
-    client,
-    resource,
-    replacements
-      .filter((entry) => written.has(entry.id))
-      .map((entry) => [entry.id, entry.tokens ?? []] as const),
-  );
+    replacements.map((entry) => entry.id),
+    replacements.map((entry) => documentText(entry.document)),
+    replacements.map((entry) => entry.expectedVersion),
+    stamps.map((row) => row.id),
+    stamps.map((row) => row.stamp.path),
+    stamps.map((row) => row.stamp.route),
+    stamps.map((row) => row.stamp.provider),
+    stamps.map((row) => row.stamp.keyId),
+    tokens.map((row) => row.id),
+    tokens.map((row) => row.token.path),
+    tokens.map((row) => row.token.token),
+  ];
+}
+
+function outcomeOf(replacements: readonly RecordReplacement[], row: WriteRow): ReplaceOutcome {
+  const written = new Map(row.written);
   const conflicts = replacements.filter((entry) => !written.has(entry.id)).map((entry) => entry.id);
   return { written, conflicts };
 }

@@ -205,15 +205,39 @@ export interface SharedRewrapStore {
   /**
    * {@link RecordRepository.replace} under a lease: in the same transaction the lease is checked
    * (still this worker's, same generation, not expired), extended, and credited with what was
-   * written. `STORE_CONFLICT` and nothing written when the lease is lost.
+   * written. `STORE_CONFLICT` and nothing written when the lease is lost. With `finish` (the
+   * batch's last write), the batch is also marked done, with `finish.failed` records that could
+   * not be opened, when every replacement was written (then `done` is true); otherwise
+   * {@link SharedRewrapStore.complete} is still due after the conflicts are retried. A batch
+   * marked done with `finish.claimNext` also claims the worker's next batch (`next`, as
+   * {@link SharedRewrapStore.claim} would), in the same commit.
    */
   replaceLeased(
     resource: string,
     lease: RewrapLease,
     replacements: readonly RecordReplacement[],
-  ): Promise<ReplaceOutcome>;
+    finish?: { readonly failed: number; readonly claimNext?: boolean },
+  ): Promise<ReplaceOutcome & { readonly done: boolean; readonly next: RewrapLease | undefined }>;
+  /**
+   * The records of a leased batch that need rewrap under `target` now, after `afterId` in id
+   * order, at most `limit`: {@link RecordRepository.recordsNotUnder} within the batch and
+   * {@link RecordRepository.getMany} of those, in one statement.
+   */
+  readLeased(
+    resource: string,
+    target: RewrapTarget,
+    lease: RewrapLease,
+    afterId: string,
+    limit: number,
+  ): Promise<StoredRecord[]>;
   /** Marks the leased batch done, with `failed` records that could not be opened. */
   complete(lease: RewrapLease, failed: number): Promise<void>;
+  /**
+   * Gives a leased batch back unfinished (the worker is stopping): another worker can claim it
+   * at once instead of when the lease would expire, as a batch never claimed. `STORE_CONFLICT`
+   * when the lease is no longer the worker's.
+   */
+  release(lease: RewrapLease): Promise<void>;
   /** The run's progress over every worker. */
   runProgress(runId: string): Promise<RewrapRunProgress>;
   /** Marks the run finished once every batch is done; later workers then plan a new run. */

@@ -263,11 +263,20 @@ type RewrapSettings = RewrapOptions &
 type SharedSettings = Required<SharedRewrapOptions> & { readonly store: SharedRewrapStore };
 
 const DEFAULT_LEASE_MS = 30_000;
+const PROGRESS_EVERY_MS = 250;
 
 /** Where a batch's replacements go, and the records it could not open. */
 interface Lane {
   write(replacements: readonly RecordReplacement[]): Promise<ReplaceOutcome>;
   failed: number;
+}
+
+/** A lease's lane: its last write can also mark the batch done, saving a commit. */
+interface LeasedLane extends Lane {
+  /** Set before the batch's last listing is written. */
+  last: boolean;
+  /** Set once a write marked the batch done. */
+  done: boolean;
 }
 
 /** The shared settings of a run that writes, checked before anything is read. */
@@ -301,11 +310,6 @@ function sharedSettings(options: RewrapOptions): SharedSettings | undefined {
   if (workerId === "")
     throw new ConfigError("--worker-id", "is empty", "name the worker, or leave the default");
   return { store, workers, leaseMs, workerId };
-}
-
-/** Byte order of UTF-8 text, which the stores' keys ("C" collation) follow. */
-function compareIds(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 const NO_PROGRESS: RewrapProgress = { begin() {}, advance() {}, end() {} };
@@ -530,7 +534,9 @@ class ResourceRewrap {
     progress.begin(resource, run.records);
     // The bar shows the run over every worker, from the store.
     let shown = 0;
+    let shownAt = 0;
     const show = async (): Promise<RewrapRunProgress> => {
+      shownAt = Date.now();
       const current = await shared.store.runProgress(run.runId);
       if (current.recordsDone > shown) {
         progress.advance(current.recordsDone - shown);
@@ -547,6 +553,11 @@ class ResourceRewrap {
             run,
             shared.workers === 1 ? shared.workerId : `${shared.workerId}#${index + 1}`,
             show,
+            // Between batches, a query over every lease per batch would cost a round trip each
+            // for a bar that moves no faster than the eye reads it.
+            async () => {
+              if (Date.now() - shownAt >= PROGRESS_EVERY_MS) await show();
+            },
           ),
         ),
       );
@@ -563,60 +574,95 @@ class ResourceRewrap {
     run: RewrapRun,
     workerId: string,
     show: () => Promise<RewrapRunProgress>,
+    showBetweenBatches: () => Promise<void>,
   ): Promise<void> {
     const { signal } = this.#options;
     const summary = this.#summary.shared as SharedRunSummary;
-    // Waiting for batches others hold: often enough to take a dead worker's over soon after
-    // its lease expires, rarely enough not to load the store.
-    const pollMs = Math.max(50, Math.min(1_000, shared.leaseMs / 4));
-    while (!signal?.aborted) {
-      const lease = await shared.store.claim(run.runId, workerId, shared.leaseMs);
-      if (lease === undefined) {
-        const current = await show();
-        if (current.batchesDone >= current.batches) return;
-        await delay(pollMs, undefined, { signal }).catch(() => undefined);
-        continue;
+    // Waiting for batches others hold: about as long as a batch takes, since that is when the
+    // last ones are done (a fixed second left the first worker to finish idle for most of it
+    // at the end of every run), and never so rarely that a dead worker's batch waits long
+    // after its lease expires.
+    let batchMs = 100;
+    // A batch claimed by the write that finished the one before it.
+    let claimed: RewrapLease | undefined;
+    try {
+      while (!signal?.aborted) {
+        const lease = claimed ?? (await shared.store.claim(run.runId, workerId, shared.leaseMs));
+        claimed = undefined;
+        if (lease === undefined) {
+          const current = await show();
+          if (current.batchesDone >= current.batches) return;
+          const pollMs = Math.max(20, Math.min(1_000, shared.leaseMs / 4, batchMs));
+          await delay(pollMs, undefined, { signal }).catch(() => undefined);
+          continue;
+        }
+        const started = Date.now();
+        summary.batchesLeased++;
+        if (lease.takenOver) summary.leasesTakenOver++;
+        const lane: LeasedLane = {
+          write: async (replacements) => {
+            const outcome = await shared.store.replaceLeased(
+              this.#summary.resource,
+              lease,
+              replacements,
+              lane.last ? { failed: lane.failed, claimNext: !signal?.aborted } : undefined,
+            );
+            lane.done = outcome.done;
+            claimed = outcome.next;
+            return outcome;
+          },
+          failed: 0,
+          last: false,
+          done: false,
+        };
+        try {
+          await this.#leased(shared.store, lease, lane);
+          if (!lane.done) await shared.store.complete(lease, lane.failed);
+        } catch (error) {
+          // Lost to another worker after our lease expired: what we wrote before stands (those
+          // records are current, so the new holder skips them), the rest is the new holder's.
+          if (!(error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT")) {
+            // This run is over for this worker: another takes the batch over now rather than
+            // when the lease would have expired.
+            await shared.store.release(lease).catch(() => undefined);
+            throw error;
+          }
+          summary.leasesLost++;
+        }
+        batchMs = Date.now() - started;
+        await showBetweenBatches();
       }
-      summary.batchesLeased++;
-      if (lease.takenOver) summary.leasesTakenOver++;
-      const lane: Lane = {
-        write: (replacements) =>
-          shared.store.replaceLeased(this.#summary.resource, lease, replacements),
-        failed: 0,
-      };
-      try {
-        await this.#leased(lease, lane);
-        await shared.store.complete(lease, lane.failed);
-      } catch (error) {
-        // Lost to another worker after our lease expired: what we wrote before stands (those
-        // records are current, so the new holder skips them), the rest is the new holder's.
-        if (!(error instanceof KmsEnvelopeError && error.code === "STORE_CONFLICT")) throw error;
-        summary.leasesLost++;
-      }
-      await show();
+    } finally {
+      // Stopped (signal, failure) holding a batch claimed for the next round: give it back, so
+      // another worker starts on it now rather than when the lease expires.
+      if (claimed !== undefined) await shared.store.release(claimed).catch(() => undefined);
     }
   }
 
   /** The records of a leased batch that need rewrap now, in sub-batches. */
-  async #leased(lease: RewrapLease, lane: Lane): Promise<void> {
-    const { repository, batchSize } = this.#options;
+  async #leased(store: SharedRewrapStore, lease: RewrapLease, lane: LeasedLane): Promise<void> {
+    const { batchSize } = this.#options;
     let cursor = lease.afterId;
     for (;;) {
-      const ids = await repository.recordsNotUnder(
+      const rows = await store.readLeased(
         this.#summary.resource,
         this.#target,
+        lease,
         cursor,
         batchSize,
       );
-      const inBatch = ids.filter((id) => compareIds(id, lease.lastId) <= 0);
-      await this.#batch(
-        inBatch.filter((id) => !this.#failed.has(id)),
+      // A listing that reached the batch's last id is the batch's last: no query to find that
+      // nothing is left, and its write can mark the batch done.
+      lane.last =
+        rows.length < batchSize || (rows[rows.length - 1] as StoredRecord).id === lease.lastId;
+      await this.#rewrapRows(
+        rows.filter((row) => !this.#failed.has(row.id)),
         false,
         CONFLICT_RETRIES,
         lane,
       );
-      if (inBatch.length < ids.length || ids.length < batchSize) return;
-      cursor = ids[ids.length - 1] as string;
+      if (lane.last) return;
+      cursor = (rows[rows.length - 1] as StoredRecord).id;
     }
   }
 
@@ -635,10 +681,24 @@ class ResourceRewrap {
     lane: Lane,
   ): Promise<void> {
     if (ids.length === 0) return;
-    const { repository, codec } = this.#options;
+    await this.#rewrapRows(
+      await this.#options.repository.getMany(this.#summary.resource, ids),
+      everyRecord,
+      retries,
+      lane,
+    );
+  }
+
+  async #rewrapRows(
+    rows: readonly StoredRecord[],
+    everyRecord: boolean,
+    retries: number,
+    lane: Lane,
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    const { codec } = this.#options;
     const { resource, current, lookups } = this.#summary;
     const plaintext = this.#target.plaintext ?? [];
-    const rows = await repository.getMany(resource, ids);
     // Stamps show whether a re-read record still needs its fields moved or encrypted; its
     // tokens are not read with it, so with lookup fields every listed record is resealed. That
     // costs a Seal call for a record the application rewrote meanwhile, never data: the record

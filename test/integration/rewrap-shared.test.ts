@@ -18,9 +18,9 @@ import type { FieldCodec } from "../../src/fields/field-codec.js";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { openRepository } from "../../src/store/open-repository.js";
-import type { RecordRepository, RewrapTarget } from "../../src/store/repository.js";
+import type { RecordRepository, RewrapLease, RewrapTarget } from "../../src/store/repository.js";
 import { type RewrapSummary, rewrap } from "../../src/store/rewrap.js";
-import { runCli, temporaryDirectory } from "../support/daemon-process.js";
+import { runCli, startCli, temporaryDirectory } from "../support/daemon-process.js";
 import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
 
 const RESOURCE = "credentials";
@@ -298,6 +298,209 @@ describe("shared rewrap on PostgreSQL", () => {
       assert.equal(progress.recordsRewrapped, 1);
       assert.equal(progress.batchesDone, 1);
     });
+  });
+
+  test("a batch's last write marks it done in the same commit, unless a record conflicted", async () => {
+    const store = await rotatedStore(3);
+    const repository = await openRepository(store.url);
+    const codec = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: store.config,
+    });
+    try {
+      const shared = repository.sharedRewrap;
+      assert.ok(shared !== undefined);
+      const target = {
+        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
+      };
+      const run = await shared.openRun(RESOURCE, target, 100);
+      const lease = await shared.claim(run.runId, "one", 30_000);
+      assert.ok(lease !== undefined);
+      const rows = await repository.getMany(RESOURCE, [idOf(0), idOf(1), idOf(2)]);
+      const opened = await codec.open(
+        RESOURCE,
+        rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
+      );
+      const sealed = await codec.seal(
+        RESOURCE,
+        opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
+      );
+      const writes = sealed.map((entry, index) => ({
+        id: entry.id,
+        // The third as if read before someone else's write: a conflict.
+        expectedVersion: index === 2 ? 7 : 1,
+        document: entry.document,
+        stamps: entry.stamps,
+      }));
+
+      const first = await shared.replaceLeased(RESOURCE, lease, writes.slice(0, 1));
+      assert.equal(first.done, false, "not the last write: the batch stays open");
+      const conflicted = await shared.replaceLeased(RESOURCE, lease, writes.slice(1), {
+        failed: 1,
+      });
+      assert.deepEqual(conflicted.conflicts, [idOf(2)]);
+      assert.equal(conflicted.done, false, "a conflict is retried before the batch is done");
+      assert.equal((await shared.runProgress(run.runId)).batchesDone, 0);
+
+      const retried = await shared.replaceLeased(
+        RESOURCE,
+        lease,
+        [{ ...(writes[2] as (typeof writes)[number]), expectedVersion: 1 }],
+        { failed: 1 },
+      );
+      assert.equal(retried.done, true);
+      const progress = await shared.runProgress(run.runId);
+      assert.equal(progress.batchesDone, 1);
+      assert.equal(progress.recordsRewrapped, 3);
+      assert.equal(progress.conflictsRetried, 1);
+      assert.equal(progress.failed, 1, "failures counted once, when the batch is done");
+      await assert.rejects(shared.complete(lease, 0), /lost its lease/, "done is final");
+    } finally {
+      await codec.close();
+      await repository.close();
+    }
+  });
+
+  test("a batch's last write can claim the worker's next batch in the same commit", async () => {
+    const store = await rotatedStore(4);
+    const repository = await openRepository(store.url);
+    const codec = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: store.config,
+    });
+    try {
+      const shared = repository.sharedRewrap;
+      assert.ok(shared !== undefined);
+      const target = {
+        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
+      };
+      const run = await shared.openRun(RESOURCE, target, 2);
+      assert.equal(run.batches, 2);
+      const resealed = async (lease: RewrapLease) => {
+        const rows = await shared.readLeased(RESOURCE, target, lease, lease.afterId, 2);
+        const opened = await codec.open(
+          RESOURCE,
+          rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
+        );
+        const sealed = await codec.seal(
+          RESOURCE,
+          opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
+        );
+        return sealed.map((entry) => ({ ...entry, expectedVersion: 1 }));
+      };
+      const first = await shared.claim(run.runId, "one", 30_000);
+      assert.ok(first !== undefined);
+      const outcome = await shared.replaceLeased(RESOURCE, first, await resealed(first), {
+        failed: 0,
+        claimNext: true,
+      });
+      assert.equal(outcome.done, true);
+      assert.equal(outcome.next?.batch, 1, "the next batch, claimed with the write");
+      assert.equal(outcome.next?.generation, 1);
+      assert.equal(outcome.next?.takenOver, false);
+      assert.equal(await shared.claim(run.runId, "two", 30_000), undefined, "none left free");
+      const last = await shared.replaceLeased(
+        RESOURCE,
+        outcome.next as RewrapLease,
+        await resealed(outcome.next as RewrapLease),
+        { failed: 0, claimNext: true },
+      );
+      assert.equal(last.done, true);
+      assert.equal(last.next, undefined, "nothing left to claim");
+      const progress = await shared.runProgress(run.runId);
+      assert.equal(progress.batchesDone, 2);
+      assert.equal(progress.recordsRewrapped, 4);
+    } finally {
+      await codec.close();
+      await repository.close();
+    }
+  });
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    test(`a worker stopped by ${signal} finishes its batch in flight and holds no lease`, async () => {
+      const records = 6_000;
+      const { url, config } = await rotatedStore(records);
+      const cli = startCli([
+        ...["rewrap", "--shared", "--json", "--store", url, "--fields", fieldMapPath()],
+        ...["--encryption-config", config, "--batch-size", "50", "--lease", "60s"],
+        ...["--worker-id", "stopped"],
+      ]);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        // Stopped once it has finished some batches, while it is working through the rest.
+        for (;;) {
+          const { rows } = await client
+            .query<{ done: number }>(
+              "SELECT count(*)::int AS done FROM kmse_rewrap_leases WHERE done_at IS NOT NULL",
+            )
+            .catch(() => ({ rows: [{ done: 0 }] }));
+          if ((rows[0]?.done ?? 0) >= 2) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        cli.child.kill(signal);
+        assert.equal(await cli.exited, 1, cli.stderr());
+        const stopped = JSON.parse(cli.stdout()) as RewrapSummary;
+        assert.equal(stopped.interrupted, true);
+        assert.match(cli.stderr(), /rewrap was interrupted; run it again to continue/);
+        const { rows } = await client.query<{ held: number }>(
+          "SELECT count(*)::int AS held FROM kmse_rewrap_leases WHERE done_at IS NULL AND expires_at > clock_timestamp()",
+        );
+        assert.equal(rows[0]?.held, 0, "every batch it leased is done: none waits for its lease");
+      } finally {
+        await client.end();
+      }
+      // A 60 s lease left behind would hold the run up for a minute.
+      const started = Date.now();
+      const summary = (await worker(url, config, "next", 60_000)).resources[0];
+      assert.equal(summary?.shared?.leasesTakenOver, 0);
+      assert.equal(summary?.shared?.run.recordsRewrapped, records);
+      assert.ok(Date.now() - started < 20_000);
+      assertAllRewrappedOnce(await versions(url), records);
+    });
+
+  test("a worker that fails gives its batch back, so another takes it over at once", async () => {
+    const { url, config } = await rotatedStore(300);
+    const repository = await openRepository(url);
+    const layer = await openFieldLayer({
+      fieldMapPath: fieldMapPath(),
+      encryptionConfigPath: config,
+    });
+    let seals = 0;
+    const failing = new Proxy(layer, {
+      get(target, property, receiver) {
+        if (property === "seal")
+          return (...args: Parameters<FieldCodec["seal"]>) =>
+            ++seals === 1
+              ? layer.seal(...args)
+              : Promise.reject(new KmsEnvelopeError("KMS_PLUGIN_FAILED", "the plugin is down"));
+        // The layer's methods read its private fields, so they run on the layer, not the proxy.
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    try {
+      await assert.rejects(
+        rewrap({
+          repository,
+          codec: failing,
+          batchSize: 100,
+          shared: { workerId: "failing", leaseMs: 60_000 },
+        }),
+        (error: unknown) => error instanceof KmsEnvelopeError && error.code === "KMS_PLUGIN_FAILED",
+      );
+    } finally {
+      await layer.close();
+      await repository.close();
+    }
+    const started = Date.now();
+    const summary = (await worker(url, config, "next", 60_000, 100)).resources[0];
+    // Given back as never claimed: not waited for, and not counted as taken over.
+    assert.equal(summary?.shared?.leasesTakenOver, 0);
+    assert.equal(summary?.shared?.batchesLeased, 2);
+    assert.equal(summary?.recordsRewrapped, 200);
+    assert.ok(Date.now() - started < 20_000);
+    assertAllRewrappedOnce(await versions(url), 300);
   });
 
   test("SQLite refuses --shared: exit 2 with one line naming it", async () => {
