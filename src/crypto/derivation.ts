@@ -57,22 +57,38 @@ export function deriveRecordKey(
   nonce: Uint8Array,
   context: Uint8Array,
 ): Uint8Array {
+  const recordKey = Buffer.allocUnsafe(KEY_BYTES);
+  deriveRecordKeyInto(recordKey, workspaceKey, nonce, context);
+  return recordKey;
+}
+
+/** deriveRecordKey() into `out` (32 bytes), which the caller wipes. */
+export function deriveRecordKeyInto(
+  out: Uint8Array,
+  workspaceKey: Uint8Array,
+  nonce: Uint8Array,
+  context: Uint8Array,
+): void {
   const hmac = hmacInUse();
   if (hmac === undefined) {
     const pseudorandomKey = createHmac("sha256", nonce).update(workspaceKey).digest();
     try {
-      return createHmac("sha256", pseudorandomKey).update(context).update(FIRST_BLOCK).digest();
+      const recordKey = createHmac("sha256", pseudorandomKey)
+        .update(context)
+        .update(FIRST_BLOCK)
+        .digest();
+      out.set(recordKey);
+      recordKey.fill(0);
     } finally {
       pseudorandomKey.fill(0);
     }
+    return;
   }
-  // Callers wipe the record key; the pseudorandom key is scratch, zeroed here.
-  const recordKey = Buffer.allocUnsafe(KEY_BYTES);
+  // The pseudorandom key is scratch, zeroed here.
   try {
     hmac.macInto(pseudorandomKey, nonce, workspaceKey);
-    hmac.macInto(recordKey, pseudorandomKey, context, FIRST_BLOCK);
+    hmac.macInto(out, pseudorandomKey, context, FIRST_BLOCK);
   } finally {
     pseudorandomKey.fill(0);
   }
-  return recordKey;
 }

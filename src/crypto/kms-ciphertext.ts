@@ -48,6 +48,13 @@ export function encodeKmsCiphertext(keyId: string, sealed: Uint8Array): Uint8Arr
 
 /** Splits a KMS ciphertext, checking its structure only; authenticity is checked on open. */
 export function decodeKmsCiphertext(bytes: Uint8Array): KmsCiphertext {
+  // Most ciphertexts are under the key id last encrypted with: matched as bytes, the key id is
+  // not decoded again.
+  const known = lastPrefix;
+  if (known !== undefined && startsWith(bytes, known.bytes)) {
+    const sealed = bytes.subarray(known.bytes.length);
+    if (sealed.length >= SEALED_MIN_BYTES) return { keyId: known.keyId, sealed };
+  }
   if (bytes.length === 0) throw new MalformedCiphertextError("ciphertext is empty");
   if (bytes[0] !== KMS_CIPHERTEXT_FORMAT) {
     throw new MalformedCiphertextError(
@@ -61,4 +68,11 @@ export function decodeKmsCiphertext(bytes: Uint8Array): KmsCiphertext {
     throw new MalformedCiphertextError(`sealed part shorter than ${SEALED_MIN_BYTES} bytes`);
   }
   return { keyId, sealed };
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let index = 0; index < prefix.length; index++)
+    if (bytes[index] !== prefix[index]) return false;
+  return true;
 }

@@ -17,14 +17,30 @@ let poolOwner = -1;
  */
 export function freshRandom(length: number): Uint8Array {
   if (length > 1024) throw new RangeError("freshRandom serves at most 1 KiB; use randomBytes");
+  const at = take(length);
+  return pool.subarray(at, at + length);
+}
+
+/**
+ * Fills `out` (at most 1 KiB) with fresh bytes from the same pool, copied rather than viewed:
+ * for hot paths that reuse one buffer instead of making a view per call.
+ */
+export function fillFresh(out: Uint8Array): void {
+  if (out.length > 1024) throw new RangeError("fillFresh serves at most 1 KiB; use randomFillSync");
+  const at = take(out.length);
+  for (let index = 0; index < out.length; index++) out[index] = pool[at + index] as number;
+}
+
+/** Where `length` unused bytes start in the pool, refilled when they are not there. */
+function take(length: number): number {
   if (offset + length > pool.length || poolOwner !== process.pid) {
     pool = randomFillSync(Buffer.allocUnsafeSlow(POOL_BYTES));
     offset = 0;
     poolOwner = process.pid;
   }
-  const bytes = pool.subarray(offset, offset + length);
+  const at = offset;
   offset += length;
-  return bytes;
+  return at;
 }
 
 /** A 24-byte secretbox nonce. */

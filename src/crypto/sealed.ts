@@ -1,6 +1,6 @@
 import { DecryptionFailedError, MalformedCiphertextError } from "../errors.js";
-import { deriveRecordKey } from "./derivation.js";
-import { freshNonce } from "./nonce-source.js";
+import { deriveRecordKeyInto, KEY_BYTES } from "./derivation.js";
+import { fillFresh } from "./nonce-source.js";
 import {
   pooledBytes,
   SECRETBOX_MAC_BYTES,
@@ -8,10 +8,15 @@ import {
   secretboxOpen,
   secretboxSealInto,
 } from "./secretbox.js";
-import { wipe } from "./wipe.js";
 
 /** Smallest possible sealed value: a nonce and a MAC around an empty plaintext. */
 export const SEALED_MIN_BYTES = SECRETBOX_NONCE_BYTES + SECRETBOX_MAC_BYTES;
+
+// One seal or open runs at a time (all of it is synchronous), so one nonce and one record key
+// serve every call: at KMS call rates a buffer or view made per call is garbage collection
+// work. The record key is zeroed as soon as the cipher has used it.
+const nonceScratch = new Uint8Array(SECRETBOX_NONCE_BYTES);
+const recordKeyScratch = new Uint8Array(KEY_BYTES);
 
 /**
  * sealed = nonce (24 CSPRNG bytes) || crypto_secretbox_easy(plaintext, nonce, K), with
@@ -22,7 +27,7 @@ export function seal(
   workspaceKey: Uint8Array,
   context: Uint8Array,
   plaintext: Uint8Array,
-  nonce: Uint8Array = freshNonce(),
+  nonce?: Uint8Array,
 ): Uint8Array {
   const sealed = pooledBytes(SEALED_MIN_BYTES + plaintext.length);
   sealInto(sealed, workspaceKey, context, plaintext, nonce);
@@ -38,20 +43,25 @@ export function sealInto(
   workspaceKey: Uint8Array,
   context: Uint8Array,
   plaintext: Uint8Array,
-  nonce: Uint8Array = freshNonce(),
+  nonce?: Uint8Array,
 ): void {
-  if (nonce.length !== SECRETBOX_NONCE_BYTES) {
+  if (nonce !== undefined && nonce.length !== SECRETBOX_NONCE_BYTES) {
     throw new RangeError(`nonce must be ${SECRETBOX_NONCE_BYTES} bytes`);
   }
   if (out.length !== SEALED_MIN_BYTES + plaintext.length) {
     throw new RangeError(`a sealed value is ${SEALED_MIN_BYTES} bytes longer than its plaintext`);
   }
-  const recordKey = deriveRecordKey(workspaceKey, nonce, context);
+  let usedNonce = nonce;
+  if (usedNonce === undefined) {
+    fillFresh(nonceScratch);
+    usedNonce = nonceScratch;
+  }
+  deriveRecordKeyInto(recordKeyScratch, workspaceKey, usedNonce, context);
   try {
-    out.set(nonce, 0);
-    secretboxSealInto(out.subarray(SECRETBOX_NONCE_BYTES), plaintext, nonce, recordKey);
+    out.set(usedNonce, 0);
+    secretboxSealInto(out.subarray(SECRETBOX_NONCE_BYTES), plaintext, usedNonce, recordKeyScratch);
   } finally {
-    wipe(recordKey);
+    recordKeyScratch.fill(0);
   }
 }
 
@@ -64,13 +74,18 @@ export function open(
   if (sealed.length < SEALED_MIN_BYTES) {
     throw new MalformedCiphertextError(`sealed value shorter than ${SEALED_MIN_BYTES} bytes`);
   }
-  const nonce = sealed.subarray(0, SECRETBOX_NONCE_BYTES);
-  const recordKey = deriveRecordKey(workspaceKey, nonce, context);
+  for (let index = 0; index < SECRETBOX_NONCE_BYTES; index++)
+    nonceScratch[index] = sealed[index] as number;
+  deriveRecordKeyInto(recordKeyScratch, workspaceKey, nonceScratch, context);
   try {
-    const plaintext = secretboxOpen(sealed.subarray(SECRETBOX_NONCE_BYTES), nonce, recordKey);
+    const plaintext = secretboxOpen(
+      sealed.subarray(SECRETBOX_NONCE_BYTES),
+      nonceScratch,
+      recordKeyScratch,
+    );
     if (plaintext === undefined) throw new DecryptionFailedError();
     return plaintext;
   } finally {
-    wipe(recordKey);
+    recordKeyScratch.fill(0);
   }
 }

@@ -75,7 +75,9 @@ export class RequestBody {
     if (this.#filled !== this.#declared) {
       throw new InvalidRequestError("the request body is not exactly one length-prefixed message");
     }
-    return (this.#message as Buffer).subarray(0, this.#filled);
+    const message = this.#message as Buffer;
+    // Sized from the prefix, the buffer usually holds exactly the message: no view needed.
+    return message.length === this.#filled ? message : message.subarray(0, this.#filled);
   }
 
   /**

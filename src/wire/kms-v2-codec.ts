@@ -16,6 +16,8 @@ import {
 } from "./protobuf-wire.js";
 
 const EMPTY: Buffer = Buffer.alloc(0);
+// kube-apiserver sends no annotations (the daemon never returns any): one shared empty map.
+const NO_ANNOTATIONS: Record<string, Buffer> = Object.freeze({}) as Record<string, Buffer>;
 
 /** A length-delimited field's tag: field number × 8 + 2. */
 function delimited(field: number): number {
@@ -75,14 +77,16 @@ export function decodeDecryptRequest(message: Buffer): DecryptRequest__Output {
   let ciphertext = EMPTY;
   let uid = "";
   let keyId = "";
-  const annotations: Record<string, Buffer> = {};
+  let annotations = NO_ANNOTATIONS;
   while (!reader.done) {
     const tag = reader.tag();
     if (tag === delimited(1)) ciphertext = bytes(message, reader);
     else if (tag === delimited(2)) uid = utf8(message, reader);
     else if (tag === delimited(3)) keyId = utf8(message, reader);
-    else if (tag === delimited(4)) mapEntry(message, annotations, reader);
-    else skipOther(reader, tag, 4);
+    else if (tag === delimited(4)) {
+      if (annotations === NO_ANNOTATIONS) annotations = {};
+      mapEntry(message, annotations, reader);
+    } else skipOther(reader, tag, 4);
   }
   return { ciphertext, uid, key_id: keyId, annotations };
 }
