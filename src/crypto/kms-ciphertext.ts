@@ -26,23 +26,23 @@ function kmsCiphertextPrefix(keyId: string): Uint8Array {
 }
 
 /**
- * A KMS ciphertext under `keyId` with room for `sealedBytes` of sealed value, and that room as
- * a view: the caller seals into it in place instead of copying a sealed value in.
+ * A KMS ciphertext under `keyId` with room for `sealedBytes` of sealed value after its prefix
+ * (at `sealedAt`): the caller seals into it in place instead of copying a sealed value in.
  */
 export function kmsCiphertextFor(
   keyId: string,
   sealedBytes: number,
-): { ciphertext: Buffer; sealed: Buffer } {
+): { ciphertext: Buffer; sealedAt: number } {
   const prefix = kmsCiphertextPrefix(keyId);
   const ciphertext = Buffer.allocUnsafe(prefix.length + sealedBytes);
   ciphertext.set(prefix, 0);
-  return { ciphertext, sealed: ciphertext.subarray(prefix.length) };
+  return { ciphertext, sealedAt: prefix.length };
 }
 
 /** KMS ciphertext = 0x01 || lp(key id) || sealed. The key id travels inside for v1beta1. */
 export function encodeKmsCiphertext(keyId: string, sealed: Uint8Array): Uint8Array {
   const framed = kmsCiphertextFor(keyId, sealed.length);
-  framed.sealed.set(sealed);
+  framed.ciphertext.set(sealed, framed.sealedAt);
   return new Uint8Array(framed.ciphertext);
 }
 

@@ -35,8 +35,9 @@ export function seal(
 }
 
 /**
- * seal() into `out`, which must be exactly SEALED_MIN_BYTES longer than the plaintext: lets a
- * caller that frames the sealed value (a KMS ciphertext) write it in place rather than copy it.
+ * seal() into `out` from `at` to its end, which must be exactly SEALED_MIN_BYTES longer than the
+ * plaintext: lets a caller that frames the sealed value (a KMS ciphertext) write it in place
+ * rather than copy it.
  */
 export function sealInto(
   out: Uint8Array,
@@ -44,11 +45,12 @@ export function sealInto(
   context: Uint8Array,
   plaintext: Uint8Array,
   nonce?: Uint8Array,
+  at = 0,
 ): void {
   if (nonce !== undefined && nonce.length !== SECRETBOX_NONCE_BYTES) {
     throw new RangeError(`nonce must be ${SECRETBOX_NONCE_BYTES} bytes`);
   }
-  if (out.length !== SEALED_MIN_BYTES + plaintext.length) {
+  if (out.length - at !== SEALED_MIN_BYTES + plaintext.length) {
     throw new RangeError(`a sealed value is ${SEALED_MIN_BYTES} bytes longer than its plaintext`);
   }
   let usedNonce = nonce;
@@ -58,8 +60,13 @@ export function sealInto(
   }
   deriveRecordKeyInto(recordKeyScratch, workspaceKey, usedNonce, context);
   try {
-    out.set(usedNonce, 0);
-    secretboxSealInto(out.subarray(SECRETBOX_NONCE_BYTES), plaintext, usedNonce, recordKeyScratch);
+    out.set(usedNonce, at);
+    secretboxSealInto(
+      out.subarray(at + SECRETBOX_NONCE_BYTES),
+      plaintext,
+      usedNonce,
+      recordKeyScratch,
+    );
   } finally {
     recordKeyScratch.fill(0);
   }

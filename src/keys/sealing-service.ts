@@ -52,11 +52,12 @@ export class SealingService {
   encryptKms(api: KmsApi, plaintext: Uint8Array): { ciphertext: Uint8Array; keyId: string } {
     this.requireUsable();
     const primary = this.#keys.primary;
-    const { ciphertext, sealed } = kmsCiphertextFor(
+    const { ciphertext, sealedAt } = kmsCiphertextFor(
       primary.keyId,
       SEALED_MIN_BYTES + plaintext.length,
     );
-    sealInto(sealed, primary.workspaceKey(this.#kmsWorkspace), kmsContext(api), plaintext);
+    const workspaceKey = primary.workspaceKey(this.#kmsWorkspace);
+    sealInto(ciphertext, workspaceKey, kmsContext(api), plaintext, undefined, sealedAt);
     return { ciphertext, keyId: primary.keyId };
   }
 
