@@ -66,9 +66,9 @@ export interface FieldWorkersReport {
   /** Two workers over one, fields/s, per operation. */
   ratios: { seal: number; open: number };
   /**
-   * The most two workers could give over one on this machine, per operation: the cores not
-   * taken by other load, over what one field costs in the one-worker rounds (worker, event
-   * loop and load generator together), at most `ceiling`.
+   * About the most two workers could give over one on this machine, per operation: the cores
+   * not taken by other load, over what one field costs in the one-worker rounds (worker, event
+   * loop and load generator together), at most `ceiling`. An estimate, from CPU figures.
    */
   bounds?: { seal: number; open: number };
   /**
@@ -350,7 +350,7 @@ function boundSentence(report: FieldWorkersReport): string {
     .filter((row) => row.workers === 1)
     .map((row) => `${round2(row.daemonCores + row.clientCores)} (${row.op})`)
     .join(" and ");
-  return ` With one worker, the daemon and the load generator together took ${costs} cores at its rate, so the cores other load left could hold at most **${report.bounds.seal.toFixed(2)}×** (seal) and **${report.bounds.open.toFixed(2)}×** (open) that rate: the bound this machine puts on two workers.`;
+  return ` With one worker, the daemon and the load generator together took ${costs} cores at its rate, so the cores other load left could hold about ${report.bounds.seal.toFixed(2)}× (seal) and ${report.bounds.open.toFixed(2)}× (open) that rate: roughly what this machine leaves two workers (an estimate from CPU figures that are themselves approximate on a shared machine).`;
 }
 
 /** The Markdown section of latest.md. */
