@@ -14,13 +14,14 @@ export function lengthPrefixed(text: string): Buffer {
  * Refuses text too long for the 2-byte prefix.
  */
 export function writeLengthPrefixed(out: Buffer, offset: number, text: string): number {
-  const length = out.write(text, offset + 2, "utf8");
-  if (length > MAX_LENGTH || length !== Buffer.byteLength(text)) {
-    throw new RangeError(
-      `value of ${Buffer.byteLength(text)} bytes does not fit a 2-byte length prefix`,
-    );
+  const length = Buffer.byteLength(text);
+  if (length > MAX_LENGTH) {
+    throw new RangeError(`value of ${length} bytes does not fit a 2-byte length prefix`);
   }
+  if (out.length < offset + 2 + length)
+    throw new RangeError("no room for the length-prefixed value");
   out.writeUInt16BE(length, offset);
+  out.write(text, offset + 2, length, "utf8");
   return offset + 2 + length;
 }
 
