@@ -274,26 +274,16 @@ export class DaemonMetrics {
       "Field-service calls (or parts of calls) waiting for a worker thread.",
       fieldWorkers((stats) => stats.queued),
     );
-    const busySeconds = fieldWorkers((stats) => stats.busySeconds);
-    const busy: Counter = new Counter({
-      name: `${METRIC_PREFIX}field_worker_busy_seconds_total`,
-      help: "Time field-service worker threads have spent running calls, summed over the workers: its rate over field_workers is their utilization.",
-      registers,
-      collect: () => {
-        busy.reset();
-        busy.inc(busySeconds());
-      },
-    });
-    const restartsRead = fieldWorkers((stats) => stats.restarts);
-    const restarts: Counter = new Counter({
-      name: `${METRIC_PREFIX}field_worker_restarts_total`,
-      help: "Field-service worker threads replaced because one stopped or failed (each is also logged).",
-      registers,
-      collect: () => {
-        restarts.reset();
-        restarts.inc(restartsRead());
-      },
-    });
+    this.#scrapedCounter(
+      "field_worker_busy_seconds_total",
+      "Time field-service worker threads have spent running calls, summed over the workers: its rate over field_workers is their utilization.",
+      fieldWorkers((stats) => stats.busySeconds),
+    );
+    this.#scrapedCounter(
+      "field_worker_restarts_total",
+      "Field-service worker threads replaced because one stopped or failed (each is also logged).",
+      fieldWorkers((stats) => stats.restarts),
+    );
     this.#keyReloads = new Counter({
       name: `${METRIC_PREFIX}keyring_reloads_total`,
       help: "Keyring file changes picked up (ok) or refused, keeping the current keys (failed).",
@@ -355,6 +345,19 @@ export class DaemonMetrics {
       help,
       registers: [this.registry],
       collect: () => gauge.set(read()),
+    });
+  }
+
+  /** A counter of the daemon's own whose running total is read at each scrape. */
+  #scrapedCounter(name: string, help: string, read: () => number): void {
+    const counter: Counter = new Counter({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      registers: [this.registry],
+      collect: () => {
+        counter.reset();
+        counter.inc(read());
+      },
     });
   }
 
