@@ -11,6 +11,14 @@ export function keyIdHash(keyId: string): string {
   return `sha256:${createHash("sha256").update(keyId, "utf8").digest("hex")}`;
 }
 
+/**
+ * The custody provider of a daemon key id, `<custody provider>:<tag>` (SPEC.md §2): the
+ * metrics' provider_name.
+ */
+export function custodyProviderOf(keyId: string): string {
+  return keyId.slice(0, keyId.indexOf(":"));
+}
+
 /** Which way a value went: kube-apiserver's `transformation_type` label. */
 type TransformationType = "to_storage" | "from_storage";
 
@@ -83,7 +91,8 @@ class RecentTallies<Labels> {
 
 /** The tally last used for one transformation, found again without building its key. */
 interface HotUse {
-  provider: string;
+  /** As given: undefined for a key id of the daemon's own (recordOwnUse). */
+  provider: string | undefined;
   keyId: string;
   tally: Tally<Record<UseLabels, string>>;
 }
@@ -144,6 +153,18 @@ export class KeyIdMetrics {
 
   /** Counts one value encrypted (to_storage) or decrypted (from_storage) under `keyId`. */
   recordUse(transformation: TransformationType, provider: string, keyId: string): void {
+    this.#use(transformation, provider, keyId);
+  }
+
+  /**
+   * recordUse() for a key id of the daemon's own, whose custody provider is its prefix: the
+   * prefix is cut only when the key id makes a new label set, not on every KMS call.
+   */
+  recordOwnUse(transformation: TransformationType, keyId: string): void {
+    this.#use(transformation, undefined, keyId);
+  }
+
+  #use(transformation: TransformationType, provider: string | undefined, keyId: string): void {
     // Nearly every call uses the same key id as the previous one of its kind.
     const hot = this.#hotUses[transformation];
     let tally: Tally<Record<UseLabels, string>>;
@@ -151,9 +172,10 @@ export class KeyIdMetrics {
       tally = hot.tally;
       this.#uses.touch(tally);
     } else {
-      tally = this.#uses.use(`${transformation}\0${provider}\0${keyId}`, () => ({
+      const providerName = provider ?? custodyProviderOf(keyId);
+      tally = this.#uses.use(`${transformation}\0${providerName}\0${keyId}`, () => ({
         transformation_type: transformation,
-        provider_name: provider,
+        provider_name: providerName,
         key_id_hash: keyIdHash(keyId),
       }));
       this.#hotUses[transformation] = { provider, keyId, tally };

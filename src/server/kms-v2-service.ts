@@ -1,6 +1,6 @@
 import { InvalidRequestError } from "../errors.js";
 import type { SealingService } from "../keys/sealing-service.js";
-import type { KeyIdMetrics } from "../ops/key-id-metrics.js";
+import { custodyProviderOf, type KeyIdMetrics } from "../ops/key-id-metrics.js";
 import { checkHealthz, type ProbeSources } from "../ops/probes.js";
 import type { DecryptRequest__Output } from "../wire/generated/v2/DecryptRequest.js";
 import type { DecryptResponse } from "../wire/generated/v2/DecryptResponse.js";
@@ -11,18 +11,6 @@ import type { ServiceHandlers } from "./grpc-server.js";
 
 /** Status.version: kube-apiserver accepts "v2" or "v2beta1" and then pins it (KMS-CONTRACT.md §2.1). */
 const KMS_V2_VERSION = "v2";
-
-let lastProvider: { keyId: string; provider: string } | undefined;
-
-/**
- * Key ids are `<custody provider>:<tag>` (SPEC.md §2); the provider is the metrics'
- * provider_name. Kept for the last key id, which nearly every call repeats.
- */
-function custodyProviderOf(keyId: string): string {
-  if (lastProvider?.keyId !== keyId)
-    lastProvider = { keyId, provider: keyId.slice(0, keyId.indexOf(":")) };
-  return lastProvider.provider;
-}
 
 /**
  * Handlers of `v2.KeyManagementService` (the Kubernetes KMS v2 API). Key ids are counted only
@@ -48,7 +36,7 @@ export function kmsV2Service(
     },
     Encrypt: (request: EncryptRequest__Output): EncryptResponse => {
       const { ciphertext, keyId } = envelope.encryptKms("v2", request.plaintext);
-      keyIds.recordUse("to_storage", custodyProviderOf(keyId), keyId);
+      keyIds.recordOwnUse("to_storage", keyId);
       // No annotations: the key id travels inside the ciphertext and nothing else is needed
       // to decrypt, so nothing extra sits unencrypted in etcd.
       return { ciphertext, key_id: keyId };
@@ -58,7 +46,7 @@ export function kmsV2Service(
         throw new InvalidRequestError("key_id is required: send the key_id that Encrypt returned");
       }
       const plaintext = envelope.decryptKms("v2", request.ciphertext, request.key_id);
-      keyIds.recordUse("from_storage", custodyProviderOf(request.key_id), request.key_id);
+      keyIds.recordOwnUse("from_storage", request.key_id);
       return { plaintext };
     },
   };
