@@ -64,17 +64,36 @@ describe("shared rewrap on PostgreSQL", () => {
     await directory?.remove();
   });
 
-  /** A new database with `records` records under key1, and a configuration with key2 first. */
-  async function rotatedStore(records: number): Promise<{ url: string; config: string }> {
-    const url = server.tcpUrl(await server.createDatabase());
-    const config = join(directory.path, `config-${randomBytes(4).toString("hex")}.yaml`);
-    await writeFile(config, secretboxConfig([key1]));
+  /** Runs `body` with a repository on `url` and a field layer on `config`, both closed after. */
+  async function withStore<T>(
+    url: string,
+    config: string,
+    body: (repository: RecordRepository, codec: FieldCodec) => Promise<T>,
+  ): Promise<T> {
     const repository = await openRepository(url);
     const codec = await openFieldLayer({
       fieldMapPath: fieldMapPath(),
       encryptionConfigPath: config,
     });
     try {
+      return await body(repository, codec);
+    } finally {
+      await codec.close();
+      await repository.close();
+    }
+  }
+
+  /** What rewrap moves records to: the layer's current writer of the secrets field. */
+  async function currentTarget(codec: FieldCodec): Promise<RewrapTarget> {
+    return { writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }] };
+  }
+
+  /** A new database with `records` records under key1, and a configuration with key2 first. */
+  async function rotatedStore(records: number): Promise<{ url: string; config: string }> {
+    const url = server.tcpUrl(await server.createDatabase());
+    const config = join(directory.path, `config-${randomBytes(4).toString("hex")}.yaml`);
+    await writeFile(config, secretboxConfig([key1]));
+    await withStore(url, config, async (repository, codec) => {
       for (let start = 0; start < records; start += 500) {
         const batch = Array.from({ length: Math.min(500, records - start) }, (_, offset) => ({
           id: idOf(start + offset),
@@ -93,10 +112,7 @@ describe("shared rewrap on PostgreSQL", () => {
           })),
         );
       }
-    } finally {
-      await codec.close();
-      await repository.close();
-    }
+    });
     await writeFile(config, secretboxConfig([key2, key1]));
     return { url, config };
   }
@@ -123,17 +139,9 @@ describe("shared rewrap on PostgreSQL", () => {
     leaseMs = 30_000,
     batchSize = 50,
   ): Promise<RewrapSummary> {
-    const repository = await openRepository(url);
-    const codec = await openFieldLayer({
-      fieldMapPath: fieldMapPath(),
-      encryptionConfigPath: config,
-    });
-    try {
-      return await rewrap({ repository, codec, batchSize, shared: { workerId, leaseMs } });
-    } finally {
-      await codec.close();
-      await repository.close();
-    }
+    return withStore(url, config, (repository, codec) =>
+      rewrap({ repository, codec, batchSize, shared: { workerId, leaseMs } }),
+    );
   }
 
   function assertAllRewrappedOnce(
@@ -235,9 +243,7 @@ describe("shared rewrap on PostgreSQL", () => {
         fieldMapPath: fieldMapPath(),
         encryptionConfigPath: store.config,
       });
-      target = {
-        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
-      };
+      target = await currentTarget(codec);
     });
     after(async () => {
       await codec?.close();
@@ -302,17 +308,10 @@ describe("shared rewrap on PostgreSQL", () => {
 
   test("a batch's last write marks it done in the same commit, unless a record conflicted", async () => {
     const store = await rotatedStore(3);
-    const repository = await openRepository(store.url);
-    const codec = await openFieldLayer({
-      fieldMapPath: fieldMapPath(),
-      encryptionConfigPath: store.config,
-    });
-    try {
+    await withStore(store.url, store.config, async (repository, codec) => {
       const shared = repository.sharedRewrap;
       assert.ok(shared !== undefined);
-      const target = {
-        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
-      };
+      const target = await currentTarget(codec);
       const run = await shared.openRun(RESOURCE, target, 100);
       const lease = await shared.claim(run.runId, "one", 30_000);
       assert.ok(lease !== undefined);
@@ -355,25 +354,15 @@ describe("shared rewrap on PostgreSQL", () => {
       assert.equal(progress.conflictsRetried, 1);
       assert.equal(progress.failed, 1, "failures counted once, when the batch is done");
       await assert.rejects(shared.complete(lease, 0), /lost its lease/, "done is final");
-    } finally {
-      await codec.close();
-      await repository.close();
-    }
+    });
   });
 
   test("a batch's last write can claim the worker's next batch in the same commit", async () => {
     const store = await rotatedStore(4);
-    const repository = await openRepository(store.url);
-    const codec = await openFieldLayer({
-      fieldMapPath: fieldMapPath(),
-      encryptionConfigPath: store.config,
-    });
-    try {
+    await withStore(store.url, store.config, async (repository, codec) => {
       const shared = repository.sharedRewrap;
       assert.ok(shared !== undefined);
-      const target = {
-        writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }],
-      };
+      const target = await currentTarget(codec);
       const run = await shared.openRun(RESOURCE, target, 2);
       assert.equal(run.batches, 2);
       const resealed = async (lease: RewrapLease) => {
@@ -410,10 +399,7 @@ describe("shared rewrap on PostgreSQL", () => {
       const progress = await shared.runProgress(run.runId);
       assert.equal(progress.batchesDone, 2);
       assert.equal(progress.recordsRewrapped, 4);
-    } finally {
-      await codec.close();
-      await repository.close();
-    }
+    });
   });
 
   for (const signal of ["SIGTERM", "SIGINT"] as const)
@@ -461,25 +447,20 @@ describe("shared rewrap on PostgreSQL", () => {
 
   test("a worker that fails gives its batch back, so another takes it over at once", async () => {
     const { url, config } = await rotatedStore(300);
-    const repository = await openRepository(url);
-    const layer = await openFieldLayer({
-      fieldMapPath: fieldMapPath(),
-      encryptionConfigPath: config,
-    });
-    let seals = 0;
-    const failing = new Proxy(layer, {
-      get(target, property, receiver) {
-        if (property === "seal")
-          return (...args: Parameters<FieldCodec["seal"]>) =>
-            ++seals === 1
-              ? layer.seal(...args)
-              : Promise.reject(new KmsEnvelopeError("KMS_PLUGIN_FAILED", "the plugin is down"));
-        // The layer's methods read its private fields, so they run on the layer, not the proxy.
-        const value: unknown = Reflect.get(target, property, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    try {
+    await withStore(url, config, async (repository, layer) => {
+      let seals = 0;
+      const failing = new Proxy(layer, {
+        get(target, property, receiver) {
+          if (property === "seal")
+            return (...args: Parameters<FieldCodec["seal"]>) =>
+              ++seals === 1
+                ? layer.seal(...args)
+                : Promise.reject(new KmsEnvelopeError("KMS_PLUGIN_FAILED", "the plugin is down"));
+          // The layer's methods read its private fields, so they run on the layer, not the proxy.
+          const value: unknown = Reflect.get(target, property, receiver);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
       await assert.rejects(
         rewrap({
           repository,
@@ -489,10 +470,7 @@ describe("shared rewrap on PostgreSQL", () => {
         }),
         (error: unknown) => error instanceof KmsEnvelopeError && error.code === "KMS_PLUGIN_FAILED",
       );
-    } finally {
-      await layer.close();
-      await repository.close();
-    }
+    });
     const started = Date.now();
     const summary = (await worker(url, config, "next", 60_000, 100)).resources[0];
     // Given back as never claimed: not waited for, and not counted as taken over.
