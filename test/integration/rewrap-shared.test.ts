@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { KmsEnvelopeError } from "../../src/errors.js";
-import type { FieldCodec } from "../../src/fields/field-codec.js";
+import type { FieldCodec, JsonObject } from "../../src/fields/field-codec.js";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { openRepository } from "../../src/store/open-repository.js";
@@ -86,6 +86,18 @@ describe("shared rewrap on PostgreSQL", () => {
   /** What rewrap moves records to: the layer's current writer of the secrets field. */
   async function currentTarget(codec: FieldCodec): Promise<RewrapTarget> {
     return { writers: [{ path: "secrets", ...(await codec.currentWriter(RESOURCE, "secrets")) }] };
+  }
+
+  /** `rows` opened and sealed again by `codec`, under its current writer, in order. */
+  async function reseal(codec: FieldCodec, rows: readonly { id: string; document: JsonObject }[]) {
+    const opened = await codec.open(
+      RESOURCE,
+      rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
+    );
+    return codec.seal(
+      RESOURCE,
+      opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
+    );
   }
 
   /** A new database with `records` records under key1, and a configuration with key2 first. */
@@ -254,12 +266,7 @@ describe("shared rewrap on PostgreSQL", () => {
     async function replacement() {
       const [row] = await repository.getMany(RESOURCE, [idOf(0)]);
       assert.ok(row !== undefined);
-      const [opened] = await codec.open(RESOURCE, [
-        { id: row.id, document: row.document, workspace: "w1" },
-      ]);
-      const [sealed] = await codec.seal(RESOURCE, [
-        { id: row.id, document: opened?.document ?? {}, workspace: "w1" },
-      ]);
+      const [sealed] = await reseal(codec, [row]);
       assert.ok(sealed !== undefined);
       return [
         {
@@ -316,15 +323,7 @@ describe("shared rewrap on PostgreSQL", () => {
       const lease = await shared.claim(run.runId, "one", 30_000);
       assert.ok(lease !== undefined);
       const rows = await repository.getMany(RESOURCE, [idOf(0), idOf(1), idOf(2)]);
-      const opened = await codec.open(
-        RESOURCE,
-        rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
-      );
-      const sealed = await codec.seal(
-        RESOURCE,
-        opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
-      );
-      const writes = sealed.map((entry, index) => ({
+      const writes = (await reseal(codec, rows)).map((entry, index) => ({
         id: entry.id,
         // The third as if read before someone else's write: a conflict.
         expectedVersion: index === 2 ? 7 : 1,
@@ -367,15 +366,7 @@ describe("shared rewrap on PostgreSQL", () => {
       assert.equal(run.batches, 2);
       const resealed = async (lease: RewrapLease) => {
         const rows = await shared.readLeased(RESOURCE, target, lease, lease.afterId, 2);
-        const opened = await codec.open(
-          RESOURCE,
-          rows.map((row) => ({ id: row.id, document: row.document, workspace: "w1" })),
-        );
-        const sealed = await codec.seal(
-          RESOURCE,
-          opened.map((entry) => ({ id: entry.id, document: entry.document, workspace: "w1" })),
-        );
-        return sealed.map((entry) => ({ ...entry, expectedVersion: 1 }));
+        return (await reseal(codec, rows)).map((entry) => ({ ...entry, expectedVersion: 1 }));
       };
       const first = await shared.claim(run.runId, "one", 30_000);
       assert.ok(first !== undefined);
