@@ -487,22 +487,23 @@ class ResourceRewrap {
         // only those whose stamps name another writer.
         const everyRecord = this.#options.openAll === true && pass === 1;
         const before = this.#summary.recordsRewrapped;
-        let cursor = "";
-        while (!signal?.aborted) {
-          const ids = everyRecord
-            ? await repository.recordIds(resource, cursor, this.#options.batchSize)
-            : await repository.recordsNotUnder(
-                resource,
-                this.#target,
-                cursor,
-                this.#options.batchSize,
-              );
-          if (ids.length === 0) break;
-          cursor = ids[ids.length - 1] as string;
-          const pending = ids.filter((id) => !this.#failed.has(id));
-          await this.#batch(pending, everyRecord, CONFLICT_RETRIES, this.#ownLane());
-          // Later passes only retry what moved under us; the bar tracks the first.
-          if (pass === 1) progress.advance(ids.length);
+        // The next batch is read while this one is opened, sealed and written: the store and
+        // the crypto then overlap instead of taking turns. It lies past this batch's last id,
+        // so this batch's writes cannot change which records it lists.
+        let next = this.#listing(everyRecord, "");
+        try {
+          while (!signal?.aborted) {
+            const { listed, rows } = await next;
+            if (listed.length === 0) break;
+            next = this.#listing(everyRecord, listed[listed.length - 1] as string);
+            await this.#rewrapRows(rows, everyRecord, CONFLICT_RETRIES, this.#ownLane());
+            // Later passes only retry what moved under us; the bar tracks the first.
+            if (pass === 1) progress.advance(listed.length);
+          }
+        } finally {
+          // Settled before the run goes on or the caller closes the store under it; its
+          // failure, if this batch failed too, is not the one to report.
+          await next.catch(() => undefined);
         }
         if (this.#summary.recordsRewrapped === before && !everyRecord) break;
       }
@@ -664,6 +665,31 @@ class ResourceRewrap {
       if (lane.last) return;
       cursor = (rows[rows.length - 1] as StoredRecord).id;
     }
+  }
+
+  /**
+   * The records after `afterId` that the pass visits, at most a batch: their ids as listed, and
+   * the rows of those not set aside as failed. Its failure is held until it is awaited, so a
+   * listing read ahead does not fail the process while the batch before it still runs.
+   */
+  #listing(
+    everyRecord: boolean,
+    afterId: string,
+  ): Promise<{ listed: string[]; rows: StoredRecord[] }> {
+    const { repository, batchSize } = this.#options;
+    const { resource } = this.#summary;
+    const listing = (async () => {
+      const listed = everyRecord
+        ? await repository.recordIds(resource, afterId, batchSize)
+        : await repository.recordsNotUnder(resource, this.#target, afterId, batchSize);
+      const pending = listed.filter((id) => !this.#failed.has(id));
+      return {
+        listed,
+        rows: pending.length === 0 ? [] : await repository.getMany(resource, pending),
+      };
+    })();
+    listing.catch(() => undefined);
+    return listing;
   }
 
   #ownLane(): Lane {
