@@ -83,7 +83,7 @@ function headline(results: BenchResults): string[] {
   const rewrapWorkers = results.rewrapWorkers;
   if (rewrapWorkers !== undefined)
     rows.push(
-      `| shared rewrap on PostgreSQL, two workers, ${count(rewrapWorkers.records)} records | ${count(rewrapWorkers.postgresTwoWorkers)} records/s | one worker: ${count(rewrapWorkers.postgresOneWorker)} | ${ratio(rewrapWorkers.postgresTwoWorkers, rewrapWorkers.postgresOneWorker)} |`,
+      `| shared rewrap on PostgreSQL, two workers, ${count(rewrapWorkers.records)} records | ${count(rewrapWorkers.postgresTwoWorkers)} records/s | one worker: ${count(rewrapWorkers.postgresOneWorker)} (machine cores busy: ${rewrapWorkers.busyCores.one} with one, ${rewrapWorkers.busyCores.two} with two, of ${rewrapWorkers.busyCores.of}) | ${ratio(rewrapWorkers.postgresTwoWorkers, rewrapWorkers.postgresOneWorker)} |`,
     );
   if (rows.length === 0) return [];
   return [

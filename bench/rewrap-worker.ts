@@ -8,14 +8,14 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFieldLayer } from "../src/fields/open-field-layer.js";
 import { openRepository } from "../src/store/open-repository.js";
 import { type RewrapSummary, rewrap } from "../src/store/rewrap.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 import { median } from "./kms-floor.js";
-import { log, REPO_ROOT } from "./lib.js";
+import { log, REPO_ROOT, readMachineCpu } from "./lib.js";
 import { secretboxConfig } from "./rewrap.js";
 
 /** Medians over the rounds, in records/s. */
@@ -28,6 +28,11 @@ export interface RewrapWorkersReport {
   postgresTwoWorkers: number;
   /** postgresTwoWorkers / postgresOneWorker. */
   twoToOne: number;
+  /**
+   * Cores the whole machine kept busy during the PostgreSQL runs (workers, database, anything
+   * else), beside the cores it has: what a second worker had left to use.
+   */
+  busyCores: { one: number; two: number; of: number };
   /** Records left under the old key after any run (must be 0). */
   remaining: number;
 }
@@ -101,6 +106,7 @@ export async function measureRewrapWorkers(
     `apiVersion: kms-envelope/v1\nkind: FieldMap\nresources:\n  - resource: ${RESOURCE}\n    route: engine\n    fields:\n      secrets: json\n`,
   );
   const rates: Record<"sqlite" | "one" | "two", number[]> = { sqlite: [], one: [], two: [] };
+  const busy: Record<"one" | "two", number[]> = { one: [], two: [] };
   let remaining = 0;
   try {
     for (let round = 1; round <= rounds; round++) {
@@ -124,6 +130,8 @@ export async function measureRewrapWorkers(
           ...["--store", url, "--fields", fieldMap, "--encryption-config", config],
           ...["--batch-size", String(batchSize)],
         ];
+        const cpuBefore = readMachineCpu();
+        const startedAt = performance.now();
         const summaries = await Promise.all(
           Array.from({ length: workers }, (_, index) =>
             workerProcess([...flags, "--worker-id", `bench-${index}`]),
@@ -132,6 +140,9 @@ export async function measureRewrapWorkers(
         // Each worker times its own run, from after its start-up: the slowest one is the run.
         const seconds = Math.max(...summaries.map((summary) => summary.elapsedMs)) / 1000;
         rates[workers === 1 ? "one" : "two"].push(Math.round(records / seconds));
+        busy[workers === 1 ? "one" : "two"].push(
+          (readMachineCpu().busyS - cpuBefore.busyS) / ((performance.now() - startedAt) / 1000),
+        );
         remaining += Math.max(...summaries.map((summary) => summary.resources[0]?.remaining ?? 0));
       }
       log(
@@ -152,6 +163,11 @@ export async function measureRewrapWorkers(
     postgresOneWorker: one,
     postgresTwoWorkers: two,
     twoToOne: one === 0 ? 0 : Math.round((100 * two) / one) / 100,
+    busyCores: {
+      one: Math.round(100 * median(busy.one)) / 100,
+      two: Math.round(100 * median(busy.two)) / 100,
+      of: availableParallelism(),
+    },
     remaining,
   };
 }
@@ -169,6 +185,8 @@ export function rewrapWorkersSection(report: RewrapWorkersReport | undefined): s
     `| SQLite | 1 | ${report.sqlite.toLocaleString("en-US")} |`,
     `| PostgreSQL | 1 | ${report.postgresOneWorker.toLocaleString("en-US")} |`,
     `| PostgreSQL | 2 | ${report.postgresTwoWorkers.toLocaleString("en-US")} (${report.twoToOne}× one worker) |`,
+    "",
+    `Machine cores busy during the PostgreSQL runs (workers, database and the rest, from /proc/stat): ${report.busyCores.one} with one worker, ${report.busyCores.two} with two, of ${report.busyCores.of}.`,
     "",
   ];
 }
