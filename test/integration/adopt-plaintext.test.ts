@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import pg from "pg";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
 import { EncryptedStore } from "../../src/store/encrypted-store.js";
 import { openRepository } from "../../src/store/open-repository.js";
@@ -13,7 +12,13 @@ import {
   temporaryDirectory,
 } from "../support/daemon-process.js";
 import { hasCode } from "../support/error-assertions.js";
-import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
+import {
+  type PostgresBackend,
+  type SqliteBackend,
+  type StoreBackend,
+  storeBackends,
+} from "../support/store-backends.js";
 
 // Before encryption was switched on: the resource is listed, with no field, so it is stored in
 // the clear on purpose.
@@ -41,16 +46,6 @@ const person = (index: number) => ({
   plan: "free",
 });
 
-interface Backend {
-  name: string;
-  url(): Promise<string>;
-  /** Every byte of the store's files where the backend keeps table data, as text. */
-  files(url: string): Promise<string>;
-  /** Runs `sql` first, if given, then gets the table data onto disk. */
-  flush(url: string, sql?: string): Promise<void>;
-  tearDown(): Promise<void>;
-}
-
 async function allFiles(directory: string): Promise<string> {
   const entries = await readdir(directory, { recursive: true, withFileTypes: true });
   const texts = await Promise.all(
@@ -63,12 +58,23 @@ async function allFiles(directory: string): Promise<string> {
   return texts.join("\n");
 }
 
+/** Every byte of the files where a backend keeps a store's table data, as text. */
+async function tableFiles(backend: SqliteBackend | PostgresBackend, url: string): Promise<string> {
+  if (backend.name === "sqlite") return backend.fileText(url);
+  // Table files only: the README says the WAL keeps old row versions until it is recycled.
+  return allFiles(join((backend.server as PostgresServer).socketDirectory, "data", "base"));
+}
+
+/** Gets a store's table data onto disk: SQLite has every commit in its file or WAL already. */
+async function flush(backend: StoreBackend, url: string): Promise<void> {
+  if (backend.name === "postgres") await backend.exec(url, "CHECKPOINT");
+}
+
 describe("adopting a store that still holds plaintext, through the daemon and the CLI", () => {
   const suite = suiteDaemon({ env: { ENCRYPTION_MASTER_KEY: newMasterKey() } });
   let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
   let plainMap: string;
   let fieldMap: string;
-  let server: PostgresServer | undefined;
 
   before(async () => {
     directory = await temporaryDirectory();
@@ -79,60 +85,12 @@ describe("adopting a store that still holds plaintext, through the daemon and th
   });
   after(() => directory?.remove());
 
-  const backends: Backend[] = [
-    {
-      name: "sqlite",
-      async url() {
-        return `sqlite://${join(directory.path, "store.db")}`;
-      },
-      async files(url) {
-        const file = url.slice("sqlite://".length);
-        const texts = await Promise.all(
-          ["", "-wal"].map((suffix) =>
-            readFile(`${file}${suffix}`).then(
-              (bytes) => bytes.toString("latin1"),
-              () => "",
-            ),
-          ),
-        );
-        return texts.join("\n");
-      },
-      // Every commit is in the file or its WAL already.
-      async flush() {},
-      async tearDown() {},
-    },
-    {
-      name: "postgres",
-      async url() {
-        server ??= await startPostgres();
-        return server.tcpUrl(await server.createDatabase());
-      },
-      // Table files only: the README says the WAL keeps old row versions until it is recycled.
-      async files() {
-        return allFiles(join((server as PostgresServer).socketDirectory, "data", "base"));
-      },
-      async flush(url, sql) {
-        const client = new pg.Client({ connectionString: url });
-        await client.connect();
-        try {
-          if (sql !== undefined) await client.query(sql);
-          await client.query("CHECKPOINT");
-        } finally {
-          await client.end();
-        }
-      },
-      async tearDown() {
-        await server?.stop();
-      },
-    },
-  ];
-
-  for (const backend of backends) {
+  for (const backend of storeBackends()) {
     describe(backend.name, () => {
       after(() => backend.tearDown());
 
       test("plaintext rows are refused, read with --adopt-plaintext, counted, encrypted by rewrap --adopt-plaintext down to 0, then found by address", async () => {
-        const url = await backend.url();
+        const url = await backend.newStore();
         const socket = suite.daemon.socketPath;
         const withFields = ["--store", url, "--fields", fieldMap, "--socket", socket];
         const people = Array.from({ length: PEOPLE }, (_, index) => person(index));
@@ -157,9 +115,9 @@ describe("adopting a store that still holds plaintext, through the daemon and th
         const repository = await openRepository(url);
         try {
           // Stored in the clear, as before encryption was switched on: the scan below sees it.
-          await backend.flush(url);
+          await flush(backend, url);
           assert.ok(
-            (await backend.files(url)).includes("Adopted.3@Example.com"),
+            (await tableFiles(backend, url)).includes("Adopted.3@Example.com"),
             "held in the clear",
           );
 
@@ -276,8 +234,9 @@ describe("adopting a store that still holds plaintext, through the daemon and th
 
           // No plaintext is left where the table's data lives.
           // What the README tells PostgreSQL operators to run after adopting.
-          if (backend.name === "postgres") await backend.flush(url, "VACUUM FULL kmse_records");
-          const files = await backend.files(url);
+          if (backend.name === "postgres") await backend.exec(url, "VACUUM FULL kmse_records");
+          await flush(backend, url);
+          const files = await tableFiles(backend, url);
           for (const index of [0, 3, 7, PEOPLE - 1])
             assert.ok(!files.includes(person(index).email), `${person(index).email} is gone`);
         } finally {

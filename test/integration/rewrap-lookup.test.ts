@@ -16,7 +16,7 @@ import {
   suiteDaemon,
   temporaryDirectory,
 } from "../support/daemon-process.js";
-import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
+import { storeBackends } from "../support/store-backends.js";
 
 const FIELD_MAP = `apiVersion: kms-envelope/v1
 kind: FieldMap
@@ -43,13 +43,6 @@ const people = (prefix: string) =>
     document: { email: `${prefix}${index}@Example.com`, name: `Person ${index}` },
   }));
 
-interface Backend {
-  name: string;
-  /** A fresh, empty store's URL. */
-  url(): Promise<string>;
-  tearDown(): Promise<void>;
-}
-
 describe("rewrap moves lookup tokens to the primary version, through the daemon", () => {
   const masterKey = newMasterKey();
   const suite = suiteDaemon({ env: { ENCRYPTION_MASTER_KEY: masterKey } });
@@ -66,35 +59,12 @@ describe("rewrap moves lookup tokens to the primary version, through the daemon"
   });
   after(() => directory?.remove());
 
-  let server: PostgresServer | undefined;
-  let stores = 0;
-  const backends: Backend[] = [
-    {
-      name: "sqlite",
-      async url() {
-        stores++;
-        return `sqlite://${join(directory.path, `store-${stores}.db`)}`;
-      },
-      async tearDown() {},
-    },
-    {
-      name: "postgres",
-      async url() {
-        server ??= await startPostgres();
-        return server.tcpUrl(await server.createDatabase());
-      },
-      async tearDown() {
-        await server?.stop();
-      },
-    },
-  ];
-
-  for (const backend of backends) {
+  for (const backend of storeBackends()) {
     describe(backend.name, () => {
       after(() => backend.tearDown());
 
       test("after a rotation, rewrap moves tokens (also of records whose fields are current) and the dry run counts them before and 0 after", async () => {
-        const repository: RecordRepository = await openRepository(await backend.url());
+        const repository: RecordRepository = await openRepository(await backend.newStore());
         const oldLayer = await openFieldLayer({
           fieldMapPath,
           daemonSocket: suite.daemon.socketPath,
@@ -167,7 +137,7 @@ describe("rewrap moves lookup tokens to the primary version, through the daemon"
       });
 
       test("a store populated before lookup was declared: rewrap computes the missing tokens, resumably, without overwriting a concurrent write, and find then sees every record", async () => {
-        const url = await backend.url();
+        const url = await backend.newStore();
         const repository = await openRepository(url);
         const before = await openFieldLayer({
           fieldMapPath: withoutLookupPath,

@@ -24,7 +24,7 @@ import {
   runCli,
   temporaryDirectory,
 } from "../support/daemon-process.js";
-import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
+import { storeBackends } from "../support/store-backends.js";
 
 const RECORDS = 10_000;
 const RESOURCE = "credentials";
@@ -79,30 +79,10 @@ function startRewrap(args: string[]): ChildProcess {
   );
 }
 
-const backends: {
-  name: string;
-  setUp: () => Promise<{ url: string; tearDown: () => Promise<void> }>;
-}[] = [
-  {
-    name: "sqlite",
-    async setUp() {
-      const directory = await temporaryDirectory();
-      return { url: `sqlite://${join(directory.path, "store.db")}`, tearDown: directory.remove };
-    },
-  },
-  {
-    name: "postgres",
-    async setUp() {
-      const server: PostgresServer = await startPostgres();
-      return { url: server.tcpUrl(await server.createDatabase()), tearDown: server.stop };
-    },
-  },
-];
-
-for (const backend of backends) {
+for (const backend of storeBackends()) {
   describe(`rotation without downtime (${backend.name}): rotate, rewrap killed halfway and resumed, with a live writer and reader`, () => {
     let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
-    let store: { url: string; tearDown: () => Promise<void> };
+    let storeUrl: string;
     let daemon: DaemonProcess;
     let codec: FieldCodec;
     let repository: RecordRepository;
@@ -112,7 +92,7 @@ for (const backend of backends) {
 
     before(async () => {
       directory = await temporaryDirectory();
-      store = await backend.setUp();
+      storeUrl = await backend.newStore();
       keyring = join(directory.path, "keyring.yaml");
       fieldMap = join(directory.path, "field-map.yaml");
       await writeFile(fieldMap, FIELD_MAP);
@@ -135,13 +115,13 @@ for (const backend of backends) {
         args: ["--keyring", keyring, "--keyring-poll-interval", "200ms", "--log-level", "info"],
       });
       codec = await openFieldLayer({ fieldMapPath: fieldMap, daemonSocket: daemon.socketPath });
-      repository = await openRepository(store.url);
+      repository = await openRepository(storeUrl);
     });
     after(async () => {
       await repository?.close();
       await codec?.close();
       await daemon?.stop();
-      await store?.tearDown();
+      await backend.tearDown();
       await directory?.remove();
     });
 
@@ -184,7 +164,7 @@ for (const backend of backends) {
       assert.equal(await repository.countRecordsNotUnder(RESOURCE, { writers: current }), RECORDS);
 
       // 3. The application keeps writing and reading throughout.
-      const app = new EncryptedStore({ repository: await openRepository(store.url), codec });
+      const app = new EncryptedStore({ repository: await openRepository(storeUrl), codec });
       let running = true;
       const readerErrors: unknown[] = [];
       const counts = { reads: 0, writes: 0, writeConflicts: 0 };
@@ -225,7 +205,7 @@ for (const backend of backends) {
 
       try {
         // 4. Rewrap, SIGKILLed once about half the records are done.
-        const args = ["--store", store.url, "--fields", fieldMap, "--socket", daemon.socketPath];
+        const args = ["--store", storeUrl, "--fields", fieldMap, "--socket", daemon.socketPath];
         const first = startRewrap([...args, "--batch-size", "50"]);
         const firstExit = new Promise<NodeJS.Signals | null>((resolve) =>
           first.on("exit", (_code, signal) => resolve(signal)),
@@ -287,7 +267,7 @@ for (const backend of backends) {
           "--dry-run",
           "--exit-code",
           "--store",
-          store.url,
+          storeUrl,
           "--fields",
           fieldMap,
           "--socket",

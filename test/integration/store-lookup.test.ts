@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import Database from "better-sqlite3";
-import pg from "pg";
 import { parseLookupToken } from "../../src/crypto/lookup-token.js";
 import type { FieldLayer } from "../../src/fields/field-layer.js";
 import { openFieldLayer } from "../../src/fields/open-field-layer.js";
@@ -17,7 +15,12 @@ import {
   temporaryDirectory,
 } from "../support/daemon-process.js";
 import { hasCode } from "../support/error-assertions.js";
-import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
+import {
+  type PostgresBackend,
+  type SqliteBackend,
+  type StoreBackend,
+  storeBackends,
+} from "../support/store-backends.js";
 
 const FIELD_MAP = `apiVersion: kms-envelope/v1
 kind: FieldMap
@@ -29,88 +32,26 @@ resources:
       name: string
 `;
 
-/** Every text a store's kms-envelope tables hold, and for SQLite its files' bytes. */
-type Dump = (url: string) => Promise<string>;
-
 const TABLES = ["kmse_records", "kmse_field_stamps", "kmse_lookup_tokens"];
 
-interface Backend {
-  name: string;
-  setUp(): Promise<string>;
-  tearDown(): Promise<void>;
-  dump: Dump;
-  /** The token rows of a record. */
-  tokens(url: string, id: string): Promise<{ path: string; token: string }[]>;
+/** Every text a store's kms-envelope tables hold, and for SQLite its files' bytes. */
+async function storedText(backend: SqliteBackend | PostgresBackend, url: string): Promise<string> {
+  const tables = await Promise.all(
+    TABLES.map(async (table) => JSON.stringify(await backend.query(url, `SELECT * FROM ${table}`))),
+  );
+  return [...tables, ...(backend.name === "sqlite" ? [await backend.fileText(url)] : [])].join(
+    "\n",
+  );
 }
 
-function sqliteBackend(directory: () => string): Backend {
-  const file = (url: string) => url.slice("sqlite://".length);
-  const query = <Row>(url: string, sql: string, ...parameters: string[]) => {
-    const database = new Database(file(url), { readonly: true });
-    try {
-      return database.prepare(sql).all(...parameters) as Row[];
-    } finally {
-      database.close();
-    }
-  };
-  return {
-    name: "sqlite",
-    async setUp() {
-      return `sqlite://${join(directory(), "store.db")}`;
-    },
-    async tearDown() {},
-    async dump(url) {
-      const rows = TABLES.map((table) => JSON.stringify(query(url, `SELECT * FROM ${table}`)));
-      const files = await Promise.all(
-        ["", "-wal"].map((suffix) =>
-          readFile(`${file(url)}${suffix}`).then(
-            (bytes) => bytes.toString("latin1"),
-            () => "",
-          ),
-        ),
-      );
-      return [...rows, ...files].join("\n");
-    },
-    async tokens(url, id) {
-      return query(url, "SELECT path, token FROM kmse_lookup_tokens WHERE record_id = ?", id);
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  let server: PostgresServer | undefined;
-  const query = async <Row extends pg.QueryResultRow>(
-    url: string,
-    sql: string,
-    parameters: string[] = [],
-  ) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      return (await client.query<Row>(sql, parameters)).rows;
-    } finally {
-      await client.end();
-    }
-  };
-  return {
-    name: "postgres",
-    async setUp() {
-      server = await startPostgres();
-      return server.tcpUrl(await server.createDatabase());
-    },
-    async tearDown() {
-      await server?.stop();
-    },
-    async dump(url) {
-      const dumps = await Promise.all(
-        TABLES.map(async (table) => JSON.stringify(await query(url, `SELECT * FROM ${table}`))),
-      );
-      return dumps.join("\n");
-    },
-    async tokens(url, id) {
-      return query(url, "SELECT path, token FROM kmse_lookup_tokens WHERE record_id = $1", [id]);
-    },
-  };
+/** The token rows of a record. */
+function tokens(backend: StoreBackend, url: string, id: string) {
+  const parameter = backend.name === "sqlite" ? "?" : "$1";
+  return backend.query<{ path: string; token: string }>(
+    url,
+    `SELECT path, token FROM kmse_lookup_tokens WHERE record_id = ${parameter}`,
+    [id],
+  );
 }
 
 describe("finding records by an encrypted field, through the daemon", () => {
@@ -152,14 +93,14 @@ describe("finding records by an encrypted field, through the daemon", () => {
     }
   });
 
-  for (const backend of [sqliteBackend(() => directory.path), postgresBackend()]) {
+  for (const backend of storeBackends()) {
     describe(`EncryptedStore.find (${backend.name})`, () => {
       let url: string;
       let repository: RecordRepository;
       let layer: FieldLayer;
       let store: EncryptedStore;
       before(async () => {
-        url = await backend.setUp();
+        url = await backend.newStore();
         repository = await openRepository(url);
         layer = await openFieldLayer({ fieldMapPath, daemonSocket: suite.daemon.socketPath });
         store = new EncryptedStore({ repository, codec: layer });
@@ -235,7 +176,7 @@ describe("finding records by an encrypted field, through the daemon", () => {
       });
 
       test("the database holds tokens and ciphertext, never the addresses", async () => {
-        const dump = await backend.dump(url);
+        const dump = await storedText(backend, url);
         assert.match(dump, /kmsl:v1:/);
         // Only texts with characters base64 never holds, so ciphertext cannot match by chance.
         for (const secret of ["Ada@Example.com", "ada@example.com", "example.com"])
@@ -249,19 +190,19 @@ describe("finding records by an encrypted field, through the daemon", () => {
           workspace: "ws-1",
         });
         assert.ok(bob);
-        const before = await backend.tokens(url, "bob");
+        const before = await tokens(backend, url, "bob");
         await store.update("people", "bob", bob.version, {
           email: "Robert@Example.org",
           name: "Bob",
         });
         assert.deepEqual(await ids("bob@example.com"), []);
         assert.deepEqual(await ids("robert@example.org"), ["bob"]);
-        const moved = await backend.tokens(url, "bob");
+        const moved = await tokens(backend, url, "bob");
         assert.equal(moved.length, 1);
         assert.notEqual(moved[0]?.token, before[0]?.token);
         await store.update("people", "bob", bob.version + 1, { email: null, name: "Bob" });
         assert.deepEqual(await ids("robert@example.org"), [], "a removed value has no token");
-        assert.deepEqual(await backend.tokens(url, "bob"), []);
+        assert.deepEqual(await tokens(backend, url, "bob"), []);
       });
 
       test("deleting a record deletes its token", async () => {
@@ -273,7 +214,7 @@ describe("finding records by an encrypted field, through the daemon", () => {
         assert.deepEqual(await ids("gone@example.com"), ["gone"]);
         assert.equal(await store.delete("people", "gone"), true);
         assert.deepEqual(await ids("gone@example.com"), []);
-        assert.deepEqual(await backend.tokens(url, "gone"), []);
+        assert.deepEqual(await tokens(backend, url, "gone"), []);
       });
 
       test("a field without a lookup, or not encrypted at all, is refused saying so", async () => {
@@ -311,7 +252,7 @@ describe("finding records by an encrypted field, through the daemon", () => {
             document: { email: "ADA@example.com", name: "Ada too" },
           });
           assert.equal(
-            parseLookupToken((await backend.tokens(url, "new"))[0]?.token as string).keyId,
+            parseLookupToken((await tokens(backend, url, "new"))[0]?.token as string).keyId,
             rotated.keyId,
           );
           assert.deepEqual(await find("ada@example.com"), [

@@ -1,108 +1,35 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import Database from "better-sqlite3";
-import pg from "pg";
 import type { FieldStamp, JsonObject } from "../../src/fields/field-codec.js";
 import { openRepository } from "../../src/store/open-repository.js";
 import type { NewRecord, RecordRepository } from "../../src/store/repository.js";
 import { subjectRecords } from "../../src/store/subject-export.js";
 import { hasCode } from "../support/error-assertions.js";
-import { type PostgresServer, startPostgres } from "../support/postgres-server.js";
+import {
+  type PostgresBackend,
+  type SqliteBackend,
+  type StoreBackend,
+  storeBackends,
+} from "../support/store-backends.js";
 
-interface Backend {
-  name: string;
-  /** A fresh, empty store URL. */
-  newStore(): Promise<string>;
-  /** Whether anything of the store exists yet (the SQLite file; the tables in PostgreSQL). */
-  created(url: string): Promise<boolean>;
-  /** Sets the recorded schema version of a store (to simulate a newer kms-envelope). */
-  setSchemaVersion(url: string, version: number): Promise<void>;
-  /** Runs SQL statements on a store directly, as an older kms-envelope or an attacker would. */
-  exec(url: string, sql: string): Promise<void>;
-  setUp(): Promise<void>;
-  tearDown(): Promise<void>;
+/** Whether anything of a store exists yet (the SQLite file; the tables in PostgreSQL). */
+async function created(backend: SqliteBackend | PostgresBackend, url: string): Promise<boolean> {
+  if (backend.name === "sqlite") return existsSync(backend.file(url));
+  const [row] = await backend.query<{ tables: number }>(
+    url,
+    "SELECT count(*)::int AS tables FROM pg_tables WHERE tablename LIKE 'kmse\\_%'",
+  );
+  return (row?.tables ?? 0) > 0;
 }
 
-function sqliteBackend(): Backend {
-  let directory = "";
-  let count = 0;
-  return {
-    name: "sqlite",
-    async setUp() {
-      directory = await mkdtemp(join(tmpdir(), "kms-envelope-store-"));
-    },
-    async newStore() {
-      return `sqlite://${join(directory, `store-${++count}.db`)}`;
-    },
-    async created(url) {
-      return existsSync(url.slice("sqlite://".length));
-    },
-    async setSchemaVersion(url, version) {
-      const database = new Database(url.slice("sqlite://".length));
-      database
-        .prepare("INSERT INTO kmse_schema_migrations VALUES (?, 'future', 'now')")
-        .run(version);
-      database.close();
-    },
-    async exec(url, sql) {
-      const database = new Database(url.slice("sqlite://".length));
-      database.exec(sql);
-      database.close();
-    },
-    async tearDown() {
-      await rm(directory, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  let server: PostgresServer | undefined;
-  return {
-    name: "postgres",
-    async setUp() {
-      server = await startPostgres();
-    },
-    async newStore() {
-      const database = await (server as PostgresServer).createDatabase();
-      return (server as PostgresServer).tcpUrl(database);
-    },
-    async created(url) {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        const { rows } = await client.query<{ tables: number }>(
-          "SELECT count(*)::int AS tables FROM pg_tables WHERE tablename LIKE 'kmse\\_%'",
-        );
-        return (rows[0]?.tables ?? 0) > 0;
-      } finally {
-        await client.end();
-      }
-    },
-    async setSchemaVersion(url, version) {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      await client.query("INSERT INTO kmse_schema_migrations VALUES ($1, 'future', now())", [
-        version,
-      ]);
-      await client.end();
-    },
-    async exec(url, sql) {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await client.query(sql);
-      } finally {
-        await client.end();
-      }
-    },
-    async tearDown() {
-      await server?.stop();
-    },
-  };
+/** Records a schema version in a store, as a newer kms-envelope would. */
+function setSchemaVersion(backend: StoreBackend, url: string, version: number): Promise<void> {
+  const now = backend.name === "sqlite" ? "'now'" : "now()";
+  return backend.exec(
+    url,
+    `INSERT INTO kmse_schema_migrations VALUES (${version}, 'future', ${now})`,
+  );
 }
 
 const stamp = (path: string, keyId: string, provider = "secretbox"): FieldStamp => ({
@@ -133,12 +60,11 @@ function record(
   ];
 }
 
-for (const backend of [sqliteBackend(), postgresBackend()]) {
+for (const backend of storeBackends()) {
   describe(`record repository (${backend.name})`, () => {
     let repository: RecordRepository;
     let url: string;
     before(async () => {
-      await backend.setUp();
       url = await backend.newStore();
       repository = await openRepository(url);
     });
@@ -630,7 +556,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const second = await openRepository(fresh);
       assert.equal((await second.get({ resource: "credentials", id: "kept" }))?.version, 1);
       await second.close();
-      await backend.setSchemaVersion(fresh, 99);
+      await setSchemaVersion(backend, fresh, 99);
       await assert.rejects(
         openRepository(fresh),
         (error: Error & { code?: string }) =>
@@ -652,7 +578,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
             : /^the store postgres:\/\/127\.0\.0\.1:\d+\/kmse_\w+ has no kms-envelope tables: nothing was ever stored there; check --store or --data-dir$/,
         ),
       );
-      assert.equal(await backend.created(fresh), false, "nothing was created");
+      assert.equal(await created(backend, fresh), false, "nothing was created");
     });
 
     test("a read-only open reads an existing store, refuses writes, and refuses a newer schema", async () => {
@@ -671,7 +597,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       } finally {
         await reader.close();
       }
-      await backend.setSchemaVersion(fresh, 99);
+      await setSchemaVersion(backend, fresh, 99);
       await assert.rejects(
         openRepository(fresh, { readOnly: true }),
         hasCode("STORE_UNAVAILABLE", /schema version 99, newer than this kms-envelope knows \(3\)/),
