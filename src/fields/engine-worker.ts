@@ -2,6 +2,7 @@ import { workerData } from "node:worker_threads";
 import { wipe } from "../crypto/wipe.js";
 import { loadEncryptionConfiguration } from "../engine/config/encryption-configuration.js";
 import { EncryptionEngine, type ResourceTransformers } from "../engine/encryption-engine.js";
+import { MetricsRecorder } from "../engine/relayed-metrics.js";
 import { ReloadingEngine } from "../engine/reloading-engine.js";
 import type { Writer } from "../engine/transformers/transformer.js";
 import { KmsEnvelopeError } from "../errors.js";
@@ -21,17 +22,19 @@ import {
 // as the layer's own engine follows it), sealing and opening parts of large engine batches.
 
 const sources = workerData as EngineWorkerSources;
+const recorder = sources.metered === true ? new MetricsRecorder() : undefined;
 const engine: ResourceTransformers =
   sources.reloadIntervalMs === undefined
     ? await EncryptionEngine.start(
         await loadEncryptionConfiguration(sources.encryptionConfigPath, {
           allowKmsV1: sources.allowKmsV1,
         }),
-        { kmsV2Timing: sources.kmsV2Timing },
+        { kmsV2Timing: sources.kmsV2Timing, metrics: recorder },
       )
     : await ReloadingEngine.start(sources.encryptionConfigPath, {
         allowKmsV1: sources.allowKmsV1,
         kmsV2Timing: sources.kmsV2Timing,
+        metrics: recorder,
         pollIntervalMs: sources.reloadIntervalMs,
       });
 
@@ -52,6 +55,13 @@ function writersOf(
 }
 
 async function run(job: EngineJob): Promise<Posted<EngineAnswer>> {
+  recorder?.begin();
+  const answer = await answerTo(job);
+  if (recorder !== undefined) answer.value.counted = recorder.take();
+  return answer;
+}
+
+async function answerTo(job: EngineJob): Promise<Posted<EngineAnswer>> {
   try {
     const transformer = engine.transformerFor(job.resource);
     const recordId = (item: { recordId: string }) => item.recordId;

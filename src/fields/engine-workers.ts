@@ -1,5 +1,7 @@
 import { availableParallelism } from "node:os";
+import type { EngineMetrics } from "../engine/engine-metrics.js";
 import type { KmsV2Timing } from "../engine/kms/kms-v2-envelope.js";
+import { type CountedMetrics, countRelayed } from "../engine/relayed-metrics.js";
 import type { Writer } from "../engine/transformers/transformer.js";
 import { type ErrorCode, KmsEnvelopeError } from "../errors.js";
 import { WorkerPool } from "../workers/worker-pool.js";
@@ -17,6 +19,8 @@ export interface EngineWorkerSources {
   readonly allowKmsV1?: boolean;
   readonly reloadIntervalMs?: number;
   readonly kmsV2Timing?: KmsV2Timing;
+  /** Whether the layer has metrics: the worker then counts what its engine does per job. */
+  readonly metered?: boolean;
 }
 
 type WithRecord<Item> = Item & { readonly recordId: string };
@@ -75,6 +79,8 @@ export interface EngineAnswer {
   writerOf?: Uint16Array;
   refusal?: { code: ErrorCode; message: string };
   failure?: string;
+  /** What the worker's engine counted for this part, failed or not. */
+  counted?: CountedMetrics;
 }
 
 // Below this many fields a batch stays on the caller's thread: handing a part to a worker and
@@ -93,20 +99,34 @@ const MIN_PART_FIELDS = 250;
 export class EngineWorkers {
   readonly #pool: WorkerPool<never, EngineJob, EngineAnswer>;
   readonly #size: number;
+  readonly #metrics: EngineMetrics | undefined;
 
-  private constructor(pool: WorkerPool<never, EngineJob, EngineAnswer>, size: number) {
+  private constructor(
+    pool: WorkerPool<never, EngineJob, EngineAnswer>,
+    size: number,
+    metrics: EngineMetrics | undefined,
+  ) {
     this.#pool = pool;
     this.#size = size;
+    this.#metrics = metrics;
   }
 
-  /** Starts `size` workers ("auto": one per core) and resolves once each engine has started. */
-  static async start(size: number | "auto", sources: EngineWorkerSources): Promise<EngineWorkers> {
+  /**
+   * Starts `size` workers ("auto": one per core) and resolves once each engine has started.
+   * What their engines count during each part is counted in `metrics`, as the layer's own
+   * engine counts there.
+   */
+  static async start(
+    size: number | "auto",
+    sources: EngineWorkerSources,
+    metrics?: EngineMetrics,
+  ): Promise<EngineWorkers> {
     const count = size === "auto" ? availableParallelism() : size;
     const pool = await WorkerPool.start<never, EngineJob, EngineAnswer>({
       name: "field layer worker",
       script: new URL("./engine-worker.js", import.meta.url),
       size: count,
-      workerData: sources,
+      workerData: { ...sources, metered: metrics !== undefined } satisfies EngineWorkerSources,
       overloaded: () =>
         new KmsEnvelopeError(
           "OVERLOADED",
@@ -118,7 +138,7 @@ export class EngineWorkers {
           "the field layer is closed: open another with openFieldLayer",
         ),
     });
-    return new EngineWorkers(pool, count);
+    return new EngineWorkers(pool, count, metrics);
   }
 
   /** Whether a batch of this many fields goes to the workers. */
@@ -184,6 +204,11 @@ export class EngineWorkers {
         this.#pool.run(job(items.slice(part * size, (part + 1) * size))),
       ),
     );
+    const metrics = this.#metrics;
+    if (metrics !== undefined)
+      for (const result of settled)
+        if (result.status === "fulfilled" && result.value.counted !== undefined)
+          countRelayed(metrics, result.value.counted);
     // The first failure in item order is the batch's, as on the caller's thread.
     for (const result of settled) {
       if (result.status === "rejected") throw result.reason;

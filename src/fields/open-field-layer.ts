@@ -42,8 +42,9 @@ export interface FieldLayerSources extends EngineOptions {
    * Worker threads for engine batches of 500 fields or more, which are cut into parts sealed
    * or opened on several cores at once (smaller batches stay on the caller's thread): a count,
    * or `"auto"` for one per core. Each worker starts its own engine from the same
-   * EncryptionConfiguration (and kms plugins), and follows its edits as the layer does. Unset,
-   * every batch runs on the caller's thread. Close the layer to stop them.
+   * EncryptionConfiguration (and kms plugins), and follows its edits as the layer does; what
+   * it transforms is counted in `metrics`. Unset, every batch runs on the caller's thread.
+   * Close the layer to stop them.
    */
   readonly workers?: number | "auto";
 }
@@ -99,12 +100,16 @@ export async function openFieldLayer(sources: FieldLayerSources): Promise<FieldL
   let pool: EngineWorkers | undefined;
   if (engine !== undefined && workers !== undefined && sources.encryptionConfigPath !== undefined) {
     try {
-      pool = await EngineWorkers.start(workers, {
-        encryptionConfigPath: sources.encryptionConfigPath,
-        allowKmsV1: sources.allowKmsV1,
-        reloadIntervalMs: sources.reloadIntervalMs,
-        kmsV2Timing: sources.kmsV2Timing,
-      });
+      pool = await EngineWorkers.start(
+        workers,
+        {
+          encryptionConfigPath: sources.encryptionConfigPath,
+          allowKmsV1: sources.allowKmsV1,
+          reloadIntervalMs: sources.reloadIntervalMs,
+          kmsV2Timing: sources.kmsV2Timing,
+        },
+        sources.metrics,
+      );
     } catch (error) {
       engine.close();
       throw error;
