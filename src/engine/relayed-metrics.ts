@@ -19,10 +19,10 @@ export interface CountedMetrics {
 }
 
 /**
- * The metrics a worker thread's engine reports into. Only what happens during a job is kept:
- * outside jobs a worker's engine only checks its plugins' Status, as the layer's own engine
- * does for the same providers, and keeping that between jobs would grow without bound.
- * Provider gauges are left to the layer's own engine for the same reason.
+ * The metrics a worker thread's engine reports into. Only what a job does is kept: besides jobs,
+ * a worker's engine only checks its plugins' Status, as the layer's own engine does for the
+ * same providers, and keeping that between jobs would grow without bound. Provider gauges are
+ * left to the layer's own engine for the same reason.
  */
 export class MetricsRecorder extends EngineMetrics {
   #recording = false;
@@ -71,7 +71,9 @@ export class MetricsRecorder extends EngineMetrics {
   }
 
   override kmsCall(provider: string, method: string, code: string, seconds: number): void {
-    if (this.#recording) this.#kmsCalls.push([provider, method, code, seconds]);
+    // A Status check that happens to fall within a job is the worker's timer, not the job's.
+    if (this.#recording && method !== "Status")
+      this.#kmsCalls.push([provider, method, code, seconds]);
   }
 
   override kmsStatusKeyId(): void {}
