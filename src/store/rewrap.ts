@@ -682,11 +682,7 @@ class ResourceRewrap {
       const listed = everyRecord
         ? await repository.recordIds(resource, afterId, batchSize)
         : await repository.recordsNotUnder(resource, this.#target, afterId, batchSize);
-      const pending = listed.filter((id) => !this.#failed.has(id));
-      return {
-        listed,
-        rows: pending.length === 0 ? [] : await repository.getMany(resource, pending),
-      };
+      return { listed, rows: await this.#read(listed.filter((id) => !this.#failed.has(id))) };
     })();
     listing.catch(() => undefined);
     return listing;
@@ -706,13 +702,12 @@ class ResourceRewrap {
     retries: number,
     lane: Lane,
   ): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#rewrapRows(
-      await this.#options.repository.getMany(this.#summary.resource, ids),
-      everyRecord,
-      retries,
-      lane,
-    );
+    await this.#rewrapRows(await this.#read(ids), everyRecord, retries, lane);
+  }
+
+  /** The rows of `ids`, without a query when there are none. */
+  async #read(ids: readonly string[]): Promise<StoredRecord[]> {
+    return ids.length === 0 ? [] : this.#options.repository.getMany(this.#summary.resource, ids);
   }
 
   async #rewrapRows(
