@@ -139,8 +139,9 @@ export async function measureRewrapWorkers(
         );
         // Each worker times its own run, from after its start-up: the slowest one is the run.
         const seconds = Math.max(...summaries.map((summary) => summary.elapsedMs)) / 1000;
-        rates[workers === 1 ? "one" : "two"].push(Math.round(records / seconds));
-        busy[workers === 1 ? "one" : "two"].push(
+        const contender = workers === 1 ? "one" : "two";
+        rates[contender].push(Math.round(records / seconds));
+        busy[contender].push(
           (readMachineCpu().busyS - cpuBefore.busyS) / ((performance.now() - startedAt) / 1000),
         );
         remaining += Math.max(...summaries.map((summary) => summary.resources[0]?.remaining ?? 0));
